@@ -1,0 +1,117 @@
+"""The one error type every layer raises, turned into the one envelope by one handler.
+
+``{"error": {"code": "<domain>.<reason>", "message": "<in the request's language>",
+"fields": {...}}}``. Subclasses are registered by code so that a test can walk all of them
+and check that each has a real Arabic message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+REGISTRY: dict[str, type[ApplicationError]] = {}
+
+
+class ApplicationError(Exception):
+    code: ClassVar[str] = "server.error"
+    status: ClassVar[int] = 500
+    message: ClassVar[str | Promise] = _("Something went wrong on our side. Please try again.")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            existing = REGISTRY.get(cls.code)
+            if existing is not None and existing.__qualname__ != cls.__qualname__:
+                raise TypeError(f"error code {cls.code} registered twice")
+            REGISTRY[cls.code] = cls
+
+    def __init__(
+        self,
+        message: str | Promise | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.detail = message if message is not None else self.message
+        self.fields = fields or {}
+        self.headers = headers or {}
+        super().__init__(str(self.detail))
+
+    def envelope(self) -> dict[str, Any]:
+        return envelope(self.code, self.detail, self.fields)
+
+
+def envelope(
+    code: str, message: str | Promise, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"error": {"code": code, "message": str(message), "fields": fields or {}}}
+
+
+REGISTRY[ApplicationError.code] = ApplicationError
+
+
+class InvalidRequest(ApplicationError):
+    code = "request.invalid"
+    status = 422
+    message = _("Some of the data sent is not valid.")
+
+
+class Unauthenticated(ApplicationError):
+    code = "auth.unauthenticated"
+    status = 401
+    message = _("Please sign in to continue.")
+
+
+class Forbidden(ApplicationError):
+    code = "auth.forbidden"
+    status = 403
+    message = _("You do not have permission to do this.")
+
+
+class NotFound(ApplicationError):
+    code = "request.not_found"
+    status = 404
+    message = _("The requested resource was not found.")
+
+
+class MethodNotAllowed(ApplicationError):
+    code = "request.method_not_allowed"
+    status = 405
+    message = _("This method is not allowed here.")
+
+
+class Conflict(ApplicationError):
+    code = "request.conflict"
+    status = 409
+    message = _("The request conflicts with the current state. Please reload and try again.")
+
+
+class PayloadTooLarge(ApplicationError):
+    code = "request.too_large"
+    status = 413
+    message = _("The request body is too large.")
+
+
+class UnsupportedMediaType(ApplicationError):
+    code = "request.unsupported_media_type"
+    status = 415
+    message = _("This content type is not supported. Send JSON.")
+
+
+class RateLimited(ApplicationError):
+    code = "request.rate_limited"
+    status = 429
+    message = _("Too many requests. Please wait and try again.")
+
+    def __init__(self, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, int(retry_after)))}, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(ApplicationError):
+    code = "server.unavailable"
+    status = 503
+    message = _("The service is temporarily unavailable. Please try again shortly.")

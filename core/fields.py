@@ -1,0 +1,50 @@
+"""Model fields that encrypt protected health information with :mod:`core.crypto`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from core import crypto
+
+
+class EncryptedTextField(models.TextField):
+    """Text stored encrypted; Python code sees plain text.
+
+    Lookups other than ``isnull`` cannot work on ciphertext and are refused by design.
+    """
+
+    def get_internal_type(self) -> str:
+        return "TextField"
+
+    @property
+    def crypto_context(self) -> str:
+        return f"{self.model._meta.label_lower}.{self.name}"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> str | None:
+        if value is None:
+            return None
+        return crypto.decrypt(value, context=self.crypto_context)
+
+    def get_prep_value(self, value: Any) -> str | None:
+        value = super().get_prep_value(value)
+        if value is None:
+            return None
+        return crypto.encrypt(str(value), context=self.crypto_context)
+
+    def get_lookup(self, lookup_name: str):  # type: ignore[override]
+        if lookup_name != "isnull":
+            return None
+        return super().get_lookup(lookup_name)
+
+
+def encrypted_fields() -> list[EncryptedTextField]:
+    from django.apps import apps
+
+    return [
+        field
+        for model in apps.get_models()
+        for field in model._meta.get_fields()
+        if isinstance(field, EncryptedTextField)
+    ]

@@ -1,0 +1,51 @@
+"""Re-encrypt every encrypted column under the current (first) key of FIELD_ENCRYPTION_KEYS.
+
+Rotation: put a new key first in FIELD_ENCRYPTION_KEYS and keep the old ones after it,
+deploy, run this command, then drop the old keys. ``--new-key ID`` prints a fresh entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from core import crypto
+from core.fields import encrypted_fields
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt encrypted fields under the current key."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--new-key", metavar="ID", help="print a new key entry and exit")
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["new_key"]:
+            self.stdout.write(crypto.generate_key_spec(options["new_key"]))
+            return
+        current = crypto.keyring().current_id
+        total = 0
+        for field in encrypted_fields():
+            model = field.model
+            column = field.column
+            table = model._meta.db_table
+            pk_name = model._meta.pk.attname
+            stale = (
+                model._default_manager.exclude(**{f"{field.attname}__isnull": True})
+                .extra(where=[f"{column} NOT LIKE %s"], params=[f"{crypto.PREFIX}:{current}:%"])  # noqa: S610
+                .values_list(pk_name, flat=True)
+            )
+            ids = list(stale)
+            for start in range(0, len(ids), options["batch_size"]):
+                chunk = ids[start : start + options["batch_size"]]
+                with transaction.atomic():
+                    for obj in model._default_manager.select_for_update().filter(pk__in=chunk):
+                        model._default_manager.filter(pk=obj.pk).update(
+                            **{field.attname: getattr(obj, field.attname)}
+                        )
+                total += len(chunk)
+            self.stdout.write(f"{table}.{column}: {len(ids)} re-encrypted")
+        self.stdout.write(self.style.SUCCESS(f"done: {total} values now under key {current}"))

@@ -1,0 +1,61 @@
+"""The REST root: one NinjaAPI at /api/v1/, one router per app."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import NinjaAPI, Schema
+from ninja.parser import Parser
+
+from accounts.api import router as accounts_router
+from audit.api import router as audit_router
+from bookings.api import router as bookings_router
+from chat.api import router as chat_router
+from doctors.api import router as doctors_router
+from payments.api import router as payments_router
+from realtime.api import router as realtime_router
+from records.api import router as records_router
+from telemed import errors
+
+VERSION = "0.1.0"
+
+api = NinjaAPI(
+    title="Telemed API",
+    version=VERSION,
+    description=(
+        "REST API of the telemedicine server. Every error uses one envelope: "
+        '`{"error": {"code", "message", "fields"}}`, with the message in the language of '
+        "`Accept-Language` (English or Arabic). Accounts (sign-up, login, tokens) are served "
+        "by allauth's headless API under `/_allauth/app/v1/`."
+    ),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    parser=Parser(),
+)
+errors.install(api)
+
+
+class InfoOut(Schema):
+    service: str
+    version: str
+    languages: list[str]
+
+
+@api.get("/info", response=InfoOut, tags=["meta"], summary="Service name, version and languages")
+def info(request: HttpRequest) -> dict:
+    return {
+        "service": "telemed",
+        "version": VERSION,
+        "languages": [code for code, _ in settings.LANGUAGES],
+    }
+
+
+api.add_router("/", accounts_router)
+api.add_router("/", doctors_router)
+api.add_router("/", bookings_router)
+api.add_router("/", payments_router)
+api.add_router("/", chat_router)
+api.add_router("/", records_router)
+api.add_router("/", realtime_router)
+api.add_router("/", audit_router)

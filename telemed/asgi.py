@@ -1,0 +1,31 @@
+"""ASGI entry point: HTTP to Django, WebSocket ``/ws/v1/`` to Channels."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemed.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from realtime.auth import SocketAuthMiddleware  # noqa: E402
+from realtime.consumers import GatewayConsumer  # noqa: E402
+from realtime.security import origin_validator  # noqa: E402
+
+websocket_urlpatterns = [path("ws/v1/", GatewayConsumer.as_asgi())]
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": origin_validator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
+    }
+)
+
+if settings.TASK_WORKER_IN_PROCESS:
+    from telemed.worker import start_in_process_worker
+
+    start_in_process_worker()

@@ -1,0 +1,136 @@
+"""One handler turns every exception under ``/api/v1/`` into the one error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from ninja import NinjaAPI
+from ninja.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    HttpError,
+    Throttled,
+    ValidationError,
+)
+
+from core.errors import (
+    ApplicationError,
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from telemed.middleware import error_response
+
+logger = logging.getLogger("telemed.errors")
+
+_BY_STATUS: dict[int, type[ApplicationError]] = {
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidRequest,
+}
+
+
+def _field_message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return _("This field is required.")
+    if kind in {"string_too_long", "too_long"}:
+        return _("Ensure this value has at most %(max)s characters.") % {
+            "max": ctx.get("max_length", "?")
+        }
+    if kind in {"string_too_short", "too_short"}:
+        return _("Ensure this value has at least %(min)s characters.") % {
+            "min": ctx.get("min_length", "?")
+        }
+    if kind in {"int_parsing", "int_type", "float_parsing", "float_type", "decimal_parsing"}:
+        return _("Enter a valid number.")
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        return _("This number is out of the allowed range.")
+    if kind in {"uuid_parsing", "uuid_type"}:
+        return _("Enter a valid identifier.")
+    if kind.startswith("datetime") or kind.startswith("date"):
+        return _("Enter a valid date or time.")
+    if kind in {"bool_parsing", "bool_type"}:
+        return _("Enter true or false.")
+    if kind in {"enum", "literal_error"}:
+        return _("Select a valid choice.")
+    if kind in {"value_error", "assertion_error"} and error.get("msg"):
+        # Messages raised by our own validators are already translated.
+        return str(error["msg"]).removeprefix("Value error, ")
+    return _("This value is not valid.")
+
+
+def validation_fields(errors: list[dict[str, Any]]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        # ("body", "payload", "email") -> "email"; ("query", "limit") -> "limit"
+        if len(loc) >= 2 and loc[0] == "body":
+            loc = loc[2:] or loc[1:]
+        elif loc and loc[0] in {"query", "path", "header", "cookie", "form", "file"}:
+            loc = loc[1:]
+        fields.setdefault(".".join(loc) or "body", _field_message(error))
+    return fields
+
+
+def install(api: NinjaAPI) -> None:
+    @api.exception_handler(ApplicationError)
+    def application_error(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+        return error_response(exc)
+
+    @api.exception_handler(ValidationError)
+    def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        return error_response(InvalidRequest(fields=validation_fields(exc.errors)))
+
+    @api.exception_handler(HttpError)
+    def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if isinstance(exc, Throttled):
+            return error_response(RateLimited(retry_after=exc.wait or 1))
+        if isinstance(exc.__cause__, ValueError) and exc.status_code == 400:
+            # Ninja wraps a body that does not parse as JSON in a 400.
+            return error_response(
+                InvalidRequest(fields={"body": _("The request body is not valid JSON.")})
+            )
+        if isinstance(exc.__cause__, RequestDataTooBig):
+            return error_response(PayloadTooLarge())
+        if isinstance(exc, AuthenticationError):
+            response = error_response(Unauthenticated())
+            response["WWW-Authenticate"] = "Bearer"
+            return response
+        if isinstance(exc, AuthorizationError):
+            return error_response(Forbidden())
+        cls = _BY_STATUS.get(exc.status_code)
+        if cls is None:
+            cls = InvalidRequest if 400 <= exc.status_code < 500 else ApplicationError
+        return error_response(cls())
+
+    @api.exception_handler(Http404)
+    def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return error_response(NotFound())
+
+    @api.exception_handler(PermissionDenied)
+    def permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+        return error_response(Forbidden())
+
+    @api.exception_handler(RequestDataTooBig)
+    def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        return error_response(PayloadTooLarge())
+
+    @api.exception_handler(Exception)
+    def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+        logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        return error_response(ApplicationError())

@@ -1,0 +1,121 @@
+"""Liveness (``/healthz``) and readiness (``/readyz``) probes.
+
+``/readyz`` checks every dependency the process needs and answers 503 naming what is down,
+so a load balancer stops sending traffic while ``/healthz`` keeps saying the process lives.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.files.storage import storages
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+
+def _database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return connection.vendor
+
+
+def _cache() -> str:
+    key = f"readyz:{uuid.uuid4().hex}"
+    cache.set(key, "1", timeout=5)
+    if cache.get(key) != "1":
+        raise RuntimeError("cache did not return what was stored")
+    cache.delete(key)
+    return "redis" if settings.REDIS_URL else "local-memory"
+
+
+def _channel_layer() -> str:
+    if not settings.REDIS_URL:
+        return "in-memory"
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "redis"
+
+
+def _storage() -> str:
+    if settings.STORAGE_BACKEND == "s3":
+        storage: Any = storages["default"]
+        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+        return "s3"
+    settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
+    return "local"
+
+
+def clamd_client() -> Any:
+    import clamd
+
+    if settings.CLAMD_SOCKET:
+        return clamd.ClamdUnixSocket(path=settings.CLAMD_SOCKET, timeout=settings.CLAMD_TIMEOUT)
+    return clamd.ClamdNetworkSocket(
+        host=settings.CLAMD_HOST, port=settings.CLAMD_PORT, timeout=settings.CLAMD_TIMEOUT
+    )
+
+
+def _clamd() -> str:
+    if clamd_client().ping() != "PONG":
+        raise RuntimeError("clamd did not answer PONG")
+    return "clamd"
+
+
+def checks() -> dict[str, Callable[[], str]]:
+    found: dict[str, Callable[[], str]] = {
+        "database": _database,
+        "cache": _cache,
+        "channel_layer": _channel_layer,
+        "storage": _storage,
+    }
+    if settings.CLAMD_SOCKET or settings.CLAMD_HOST:
+        found["clamd"] = _clamd
+    return found
+
+
+def run_checks() -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for name, check in checks().items():
+        started = time.perf_counter()
+        try:
+            backend = check()
+            results[name] = {"ok": True, "backend": backend}
+        except Exception as exc:  # a probe reports failures, it must not raise them
+            results[name] = {"ok": False, "error": type(exc).__name__}
+        results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if settings.REDIS_URL:
+        for name in ("cache", "channel_layer"):
+            results[name].setdefault("backend", "redis")
+    return results
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    results = run_checks()
+    down = sorted(
+        f"{name} ({r.get('backend', name)})" for name, r in results.items() if not r["ok"]
+    )
+    status = 503 if down else 200
+    return JsonResponse(
+        {"status": "down" if down else "ok", "down": down, "checks": results}, status=status
+    )

@@ -1,0 +1,145 @@
+"""HTTP middleware: request context (id, metrics, access log), API guards, security headers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from core.errors import (
+    ApplicationError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from telemed import metrics
+from telemed.logging import request_id_var
+
+access_log = logging.getLogger("telemed.access")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+API_PREFIX = "/api/"
+_BODY_TYPES = ("application/json", "multipart/form-data")
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def error_response(exc: ApplicationError) -> JsonResponse:
+    response = JsonResponse(
+        exc.envelope(), status=exc.status, json_dumps_params={"ensure_ascii": False}
+    )
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
+
+
+class RequestContextMiddleware(MiddlewareMixin):
+    """Request id (``X-Request-ID`` accepted when well-formed, else generated, always echoed),
+    Prometheus request metrics by route template, and one structured access-log line.
+
+    The access log names the route template, never the raw path or query string, which may
+    carry identifiers or tokens.
+    """
+
+    def process_request(self, request: HttpRequest) -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        request.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex  # type: ignore[attr-defined]
+        request._ctx_token = request_id_var.set(request.request_id)  # type: ignore[attr-defined]
+        request._started = time.perf_counter()  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        request_id = getattr(request, "request_id", None)
+        if request_id is None:
+            return response
+        response["X-Request-ID"] = request_id
+        elapsed = time.perf_counter() - request._started  # type: ignore[attr-defined]
+        match = getattr(request, "resolver_match", None)
+        route = ("/" + match.route) if match is not None and match.route else "unmatched"
+        metrics.observe_request(request.method or "", route, response.status_code, elapsed)
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+        request_id_var.reset(request._ctx_token)  # type: ignore[attr-defined]
+        return response
+
+
+class ApiGuardMiddleware(MiddlewareMixin):
+    """Refuse what the API cannot take before any body is read, and give every error under
+    ``/api/`` the one envelope, including Django's own 404/405 for unknown routes and methods.
+    """
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if not is_api(request):
+            return None
+        try:
+            declared = int(request.headers.get("Content-Length") or 0)
+        except ValueError:
+            declared = 0
+        if declared > settings.API_MAX_BODY_BYTES:
+            return error_response(PayloadTooLarge())
+        if request.method in _UNSAFE and declared > 0:
+            content_type = (request.content_type or "").lower()
+            if content_type not in _BODY_TYPES:
+                return error_response(UnsupportedMediaType())
+        return None
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not is_api(request) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        status = response.status_code
+        exc: ApplicationError
+        if status == 404:
+            exc = NotFound()
+        elif status == 405:
+            exc = MethodNotAllowed()
+        elif status == 413:
+            exc = PayloadTooLarge()
+        else:
+            exc = ApplicationError()
+            exc.status = status  # type: ignore[misc]
+        new = error_response(exc)
+        new.status_code = status
+        for header, value in response.items():
+            if header.lower() not in {"content-type", "content-length"}:
+                new[header] = value
+        return new
+
+
+class SecurityHeadersMiddleware(MiddlewareMixin):
+    """Headers Django does not set by itself. The API answers JSON only, so its content
+    policy forbids everything; the docs page needs its own scripts and styles."""
+
+    API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    PAGE_CSP = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'self'"
+    )
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        is_json = response.get("Content-Type", "").startswith("application/json")
+        response.setdefault("Content-Security-Policy", self.API_CSP if is_json else self.PAGE_CSP)
+        response.setdefault(
+            "Permissions-Policy", "camera=(self), microphone=(self), geolocation=(self)"
+        )
+        response.setdefault("Cross-Origin-Resource-Policy", "same-site")
+        if is_api(request):
+            # Responses may carry health data: nothing in shared or browser caches by default.
+            response.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,325 @@
+"""Settings, read from the environment.
+
+Every setting has an embedded default so that the server runs with nothing but Python
+(SQLite, in-memory channel layer, local-memory cache, local-disk storage, console e-mail).
+Setting ``DATABASE_URL``, ``REDIS_URL``, ``STORAGE_BACKEND=s3`` or ``CLAMD_*`` switches each
+part to the real service. ``DJANGO_ENV=production`` refuses to start insecurely.
+Each name is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from core import devsecrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in {"development", "production", "test"}:
+    raise ImproperlyConfigured("DJANGO_ENV must be development, production or test")
+PRODUCTION = DJANGO_ENV == "production"
+DEBUG = env.bool("DEBUG", default=False) if PRODUCTION else env.bool("DEBUG", default=True)
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+
+# Settings production refuses to start without (a test checks docker-compose gives them all).
+REQUIRED_IN_PRODUCTION = [
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "FIELD_ENCRYPTION_KEYS",
+]
+
+
+def _required_in_production(name: str, dev_default):
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(f"{name} must be set when DJANGO_ENV=production")
+    return dev_default() if callable(dev_default) else dev_default
+
+
+SECRET_KEY = _required_in_production("SECRET_KEY", lambda: devsecrets.get(VAR_DIR, "secret_key"))
+if PRODUCTION and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured("SECRET_KEY is too short or too simple for production")
+
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"]
+)
+if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list the served host names in production")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "channels",
+    "ninja",
+    "django_tasks",
+    "django_tasks_db",
+    "core",
+    "telemed",
+    "accounts",
+    "audit",
+    "doctors",
+    "bookings",
+    "payments",
+    "chat",
+    "records",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "telemed.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "telemed.middleware.SecurityHeadersMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "telemed.middleware.ApiGuardMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "telemed.urls"
+ASGI_APPLICATION = "telemed.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "telemed.sqlite3",
+            # IMMEDIATE: a write transaction takes the lock at BEGIN, so concurrent writers
+            # queue instead of failing with "database is locked" half-way through.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    }
+if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production")
+
+# --- Redis: cache and channel layer ---------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="telemed")
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1000)
+if PRODUCTION and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set in production (shared cache and channel layer)"
+    )
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
+            "OPTIONS": {
+                "socket_connect_timeout": 1,
+                "socket_timeout": 2,
+                "max_connections": REDIS_MAX_CONNECTIONS,
+            },
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            # The pub/sub layer measured best here (see NOTES.md); it loses messages across a
+            # Redis reconnect, which the gateway answers by closing sockets so clients resume.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}],
+                "prefix": f"{REDIS_KEY_PREFIX}:ch",
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Background tasks -----------------------------------------------------------------
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# With the in-memory channel layer a worker in another process could not reach sockets,
+# so the embedded default runs the worker as a thread of the server process.
+TASK_WORKER_IN_PROCESS = env.bool("TASK_WORKER_IN_PROCESS", default=not REDIS_URL)
+
+# --- Storage --------------------------------------------------------------------------
+STORAGE_BACKEND = env.str("STORAGE_BACKEND", default="local")
+MEDIA_ROOT = VAR_DIR / "media"
+STATIC_URL = "static/"
+# Static files (admin, API docs) are served by WhiteNoise straight from the installed apps;
+# set STATIC_ROOT and run collectstatic to serve a collected, compressed copy instead.
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
+WHITENOISE_USE_FINDERS = STATIC_ROOT is None
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("STORAGE_S3_BUCKET"),
+            "endpoint_url": env.str("STORAGE_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("STORAGE_S3_REGION", default="us-east-1"),
+            "access_key": env.str("STORAGE_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("STORAGE_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("STORAGE_S3_PREFIX", default=""),
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": env.int("STORAGE_URL_TTL", default=300),
+            "file_overwrite": False,
+            "object_parameters": {
+                "ServerSideEncryption": env.str("STORAGE_S3_SSE", default="AES256")
+            },
+        },
+    }
+elif STORAGE_BACKEND == "local":
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    }
+else:
+    raise ImproperlyConfigured("STORAGE_BACKEND must be local or s3")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- E-mail ---------------------------------------------------------------------------
+# EMAIL_URL: smtp+tls://user:password@host:587 (django-environ syntax); console by default.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Telemed <no-reply@telemed.local>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Virus scanner --------------------------------------------------------------------
+CLAMD_SOCKET = env.str("CLAMD_SOCKET", default="")
+CLAMD_HOST = env.str("CLAMD_HOST", default="")
+CLAMD_PORT = env.int("CLAMD_PORT", default=3310)
+CLAMD_TIMEOUT = env.float("CLAMD_TIMEOUT", default=30.0)
+
+# --- Field encryption (protected health information) ----------------------------------
+# "kid:base64-32-byte-key,kid2:..." - the first key encrypts, all of them decrypt.
+FIELD_ENCRYPTION_KEYS = _required_in_production(
+    "FIELD_ENCRYPTION_KEYS", lambda: devsecrets.get(VAR_DIR, "field_encryption_keys")
+)
+
+# --- Auth -----------------------------------------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation -------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("ar", _("Arabic"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- HTTP and security ----------------------------------------------------------------
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "accept-language",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-request-id",
+    "x-session-token",
+    "x-csrftoken",
+)
+CORS_EXPOSE_HEADERS = ("x-request-id", "retry-after", "etag")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- Operations -----------------------------------------------------------------------
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_context": {"()": "telemed.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "telemed.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's request logger repeats what our access log says, with the full URL.
+        "django.request": {"level": "ERROR"},
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "uvicorn.access": {"level": "WARNING"},
+    },
+}

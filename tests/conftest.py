@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import Client
+
+from tests import procs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_cleanup() -> Iterator[None]:
+    """Delete, at the end, every Redis key this run wrote (they all share its prefix)."""
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"*{settings.REDIS_KEY_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    yield
+    from django.core.cache import cache
+
+    cache.clear()  # Django's Redis cache clears only keys under this run's KEY_PREFIX
+
+
+@pytest.fixture
+def api() -> Client:
+    return Client()
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("procs")
+
+
+@pytest.fixture(scope="session")
+def clamd_socket(workdir: Path) -> Iterator[str]:
+    with procs.running(procs.start_clamd(workdir / "clamd")) as proc:
+        yield proc.info["socket"]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(workdir: Path) -> Iterator[str]:
+    (workdir / "moto").mkdir(exist_ok=True)
+    with procs.running(procs.start_moto(workdir / "moto")) as proc:
+        yield proc.info["endpoint"]
+
+
+@pytest.fixture
+def private_redis(workdir: Path) -> Iterator[procs.Proc]:
+    """A Redis of our own, for tests that stop or flush it."""
+    d = workdir / f"redis-{os.urandom(4).hex()}"
+    d.mkdir()
+    with procs.running(procs.start_redis(d)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def server_env(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment for a server process sharing this test run's database and Redis prefix."""
+    db = settings.DATABASES["default"]
+    return {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TASK_WORKER_IN_PROCESS": "false",
+    }
+
+
+@pytest.fixture
+def live_server_proc(
+    server_env: dict[str, str], workdir: Path, transactional_db: None
+) -> Iterator[procs.Proc]:
+    with procs.running(procs.start_server(workdir, server_env)) as proc:
+        yield proc

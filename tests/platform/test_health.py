@@ -1,0 +1,92 @@
+import boto3
+import httpx
+import pytest
+from django.test import override_settings
+
+from tests import procs
+
+
+def test_healthz(api):
+    r = api.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_every_dependency(api):
+    r = api.get("/readyz")
+    assert r.status_code == 200, r.json()
+    body = r.json()
+    assert body["down"] == []
+    assert body["checks"]["database"]["backend"] == "postgresql"
+    assert body["checks"]["cache"]["backend"] == "redis"
+    assert body["checks"]["channel_layer"]["backend"] == "redis"
+    assert "clamd" not in body["checks"]  # not configured
+
+
+@pytest.mark.django_db
+def test_readyz_checks_clamd_when_configured(api, clamd_socket):
+    with override_settings(CLAMD_SOCKET=clamd_socket):
+        body = api.get("/readyz").json()
+    assert body["checks"]["clamd"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_readyz_names_clamd_when_it_is_down(api, tmp_path):
+    with override_settings(CLAMD_SOCKET=str(tmp_path / "nothing.sock"), CLAMD_TIMEOUT=1):
+        r = api.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["down"] == ["clamd (clamd)"]
+
+
+def _s3_storages(endpoint: str, bucket: str) -> dict:
+    return {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": endpoint,
+                "region_name": "us-east-1",
+                "access_key": "test",
+                "secret_key": "test",
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_checks_s3_storage(api, s3_endpoint):
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).create_bucket(Bucket="readyz-ok")
+    with override_settings(STORAGE_BACKEND="s3", STORAGES=_s3_storages(s3_endpoint, "readyz-ok")):
+        body = api.get("/readyz").json()
+        assert body["checks"]["storage"] == {
+            "ok": True,
+            "backend": "s3",
+            "ms": body["checks"]["storage"]["ms"],
+        }
+        with override_settings(STORAGES=_s3_storages(s3_endpoint, "no-such-bucket")):
+            r = api.get("/readyz")
+    assert r.status_code == 503
+    assert "storage (storage)" in r.json()["down"]
+
+
+def test_readyz_names_redis_when_it_stops_and_healthz_keeps_serving(
+    private_redis, server_env, workdir
+):
+    env = {**server_env, "REDIS_URL": private_redis.info["url"]}
+    with procs.running(procs.start_server(workdir, env)) as server:
+        base = server.info["base"]
+        assert httpx.get(base + "/readyz", timeout=10).status_code == 200
+        private_redis.stop()
+        r = httpx.get(base + "/readyz", timeout=10)
+        assert r.status_code == 503
+        assert set(r.json()["down"]) == {"cache (redis)", "channel_layer (redis)"}
+        assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+        assert httpx.get(base + "/api/v1/info", timeout=5).status_code == 200

@@ -1,0 +1,108 @@
+"""Production mode refuses to start insecurely, and passes ``check --deploy`` cleanly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.procs import ROOT
+
+PRODUCTION_ENV = {
+    "DJANGO_ENV": "production",
+    "DJANGO_SETTINGS_MODULE": "telemed.settings",
+    "SECRET_KEY": "p" + "Zq8#x!Lm2@Vb7$Rt5%Yw3^Nc9&Hs1*Kd4(Fg6)Jh0-Ua_" * 2,
+    "ALLOWED_HOSTS": "api.example.org",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/telemed_unused",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "FIELD_ENCRYPTION_KEYS": "p1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+}
+
+
+def run(code_or_args, env_changes):
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k != "VAR_DIR"}
+    env.update(env_changes)
+    env = {k: v for k, v in env.items() if v is not None}
+    args = code_or_args if isinstance(code_or_args, list) else [sys.executable, "-c", code_or_args]
+    return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)  # noqa: S603
+
+
+def test_check_deploy_passes_without_warnings():
+    r = run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        PRODUCTION_ENV,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no issues" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("SECRET_KEY", "SECRET_KEY must be set"),
+        ("ALLOWED_HOSTS", "ALLOWED_HOSTS must list"),
+        ("DATABASE_URL", "DATABASE_URL must point at PostgreSQL"),
+        ("REDIS_URL", "REDIS_URL must be set"),
+        ("FIELD_ENCRYPTION_KEYS", "FIELD_ENCRYPTION_KEYS must be set"),
+    ],
+)
+def test_production_refuses_to_start_without(missing, message):
+    r = run("import django; django.setup()", {**PRODUCTION_ENV, missing: None})
+    assert r.returncode != 0
+    assert message in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SECRET_KEY", "short", "too short"),
+        ("ALLOWED_HOSTS", "*", "ALLOWED_HOSTS must list"),
+        ("FIELD_ENCRYPTION_KEYS", "k:AAAA", "must be 32 bytes"),
+    ],
+)
+def test_production_refuses_weak_values(name, value, message):
+    code = "import django; django.setup(); from core import crypto; crypto.keyring()"
+    r = run(code, {**PRODUCTION_ENV, name: value})
+    assert r.returncode != 0
+    assert message in r.stderr
+
+
+def test_production_hardening_is_on():
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.DEBUG, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, "
+        "s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_INCLUDE_SUBDOMAINS]))"
+    )
+    r = run(code, PRODUCTION_ENV)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [False, True, 31536000, True, True, True]
+
+
+def test_embedded_defaults_need_nothing_but_python(tmp_path):
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.DATABASES['default']['ENGINE'], s.DATABASES['default']['OPTIONS']['transaction_mode'], "
+        "s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'], "
+        "s.STORAGES['default']['BACKEND'], s.EMAIL_BACKEND, s.TASK_WORKER_IN_PROCESS]))"
+    )
+    r = run(
+        code,
+        {
+            "DJANGO_SETTINGS_MODULE": "telemed.settings",
+            "VAR_DIR": str(tmp_path),
+            "DATABASE_URL": None,
+            "REDIS_URL": None,
+            "TASK_WORKER_IN_PROCESS": None,
+        },
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [
+        "django.db.backends.sqlite3",
+        "IMMEDIATE",
+        "channels.layers.InMemoryChannelLayer",
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.files.storage.FileSystemStorage",
+        "django.core.mail.backends.console.EmailBackend",
+        True,
+    ]

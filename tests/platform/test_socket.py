@@ -1,0 +1,52 @@
+import asyncio
+
+import pytest
+import websockets
+from channels.testing import WebsocketCommunicator
+
+from telemed.asgi import application
+
+
+async def test_unauthenticated_socket_is_accepted_then_closed_4401():
+    communicator = WebsocketCommunicator(application, "/ws/v1/")
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_output() == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()
+
+
+async def test_foreign_origin_is_refused():
+    communicator = WebsocketCommunicator(
+        application, "/ws/v1/", headers=[(b"origin", b"https://evil.example.com")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_own_origin_reaches_authentication():
+    communicator = WebsocketCommunicator(
+        application, "/ws/v1/", headers=[(b"origin", b"http://localhost:8000")]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_output())["code"] == 4401
+    await communicator.disconnect()
+
+
+async def test_unknown_socket_path_is_refused():
+    communicator = WebsocketCommunicator(application, "/ws/v2/")
+    with pytest.raises(ValueError, match="No route found"):
+        await communicator.connect()
+
+
+@pytest.mark.e2e
+def test_real_client_against_daphne_sees_4401(live_server_proc):
+    async def go():
+        async with websockets.connect(live_server_proc.info["ws"] + "/ws/v1/") as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code
+
+    assert asyncio.run(go()) == 4401
