@@ -1,3 +1,197 @@
-from ninja import Router
+"""The caller's profile (``/me``), GDPR export and deletion, and user administration.
+
+Sign-up, login, codes, tokens and Google sign-in are allauth's headless API under
+``/_allauth/app/v1/`` (its own OpenAPI spec: ``/_allauth/openapi.html``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.utils.translation import gettext_lazy as _
+from ninja import Query, Router, Schema, Status
+
+from accounts import selectors, services
+from accounts.auth import AuthedRequest, JWTAuth, jwt_auth
+from accounts.models import Role, User
+from accounts.permissions import require_permission
+from accounts.schemas import (
+    AuditPage,
+    DeleteAccountIn,
+    DoctorCreatedOut,
+    DoctorCreateIn,
+    InvitationIn,
+    InvitationOut,
+    MeIn,
+    MeOut,
+    UserAdminIn,
+    UserOut,
+    UserPage,
+)
+from core.errors import ApplicationError
+from core.pagination import paginate
 
 router = Router(tags=["accounts"])
+admin_router = Router(tags=["admin"], auth=jwt_auth)
+
+
+class WrongPassword(ApplicationError):
+    code = "auth.confirmation_failed"
+    status = 403
+    message = _("The password or confirmation you entered is not correct.")
+
+
+def me_payload(user: User) -> dict:
+    return {
+        **{f: getattr(user, f) for f in MeOut.model_fields if f != "patient_profile"},
+        "patient_profile": selectors.patient_profile(user=user)
+        if user.role == Role.PATIENT
+        else None,
+    }
+
+
+@router.get(
+    "/me",
+    response=MeOut,
+    auth=JWTAuth(allow_pending_password_change=True),
+    summary="The caller's profile",
+)
+def me(request: AuthedRequest) -> dict:
+    return me_payload(request.auth)
+
+
+@router.patch("/me", response=MeOut, auth=jwt_auth, summary="Update the caller's profile")
+def me_update(request: AuthedRequest, payload: MeIn) -> dict:
+    user = services.profile_update(
+        user=request.auth, changes=payload.model_dump(exclude_unset=True)
+    )
+    return me_payload(user)
+
+
+@router.get("/me/export", auth=jwt_auth, summary="Export the caller's personal data (GDPR)")
+def me_export(request: AuthedRequest) -> dict:
+    return selectors.user_export(user=request.auth)
+
+
+@router.post(
+    "/me/delete", response={204: None}, auth=jwt_auth, summary="Delete the caller's account (GDPR)"
+)
+def me_delete(request: AuthedRequest, payload: DeleteAccountIn) -> Status:
+    user: User = request.auth
+    confirmed = (
+        user.check_password(payload.password)
+        if user.has_usable_password()
+        else payload.confirm.strip().lower() == "delete my account"
+    )
+    if not confirmed:
+        raise WrongPassword()
+    services.account_delete(user=user)
+    return Status(204, None)
+
+
+# --- administration ---------------------------------------------------------------------
+class UserFilters(Schema):
+    q: str = ""
+    role: Role | None = None
+    is_active: bool | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@admin_router.get("/users", response=UserPage, summary="List and search users")
+def admin_users(request: AuthedRequest, filters: Query[UserFilters]) -> dict:
+    qs = selectors.user_list(
+        viewer=request.auth, q=filters.q[:100], role=filters.role or "", is_active=filters.is_active
+    )
+    items, next_cursor = paginate(
+        qs, field="date_joined", cursor=filters.cursor, limit=max(1, min(filters.limit, 100))
+    )
+    return {"items": items, "next": next_cursor}
+
+
+@admin_router.get("/users/{user_id}", response=UserOut)
+def admin_user(request: AuthedRequest, user_id: UUID) -> User:
+    return selectors.user_get(viewer=request.auth, user_id=user_id)
+
+
+@admin_router.patch("/users/{user_id}", response=UserOut)
+def admin_user_update(request: AuthedRequest, user_id: UUID, payload: UserAdminIn) -> User:
+    require_permission(request.auth, "accounts.change_user")
+    user = selectors.user_get(viewer=request.auth, user_id=user_id)
+    return services.user_update_by_admin(
+        actor=request.auth, user=user, changes=payload.model_dump(exclude_unset=True)
+    )
+
+
+@admin_router.post("/users/{user_id}/deactivate", response=UserOut)
+def admin_user_deactivate(request: AuthedRequest, user_id: UUID) -> User:
+    require_permission(request.auth, "accounts.change_user")
+    user = selectors.user_get(viewer=request.auth, user_id=user_id)
+    return services.user_set_active(actor=request.auth, user=user, active=False)
+
+
+@admin_router.post("/users/{user_id}/reactivate", response=UserOut)
+def admin_user_reactivate(request: AuthedRequest, user_id: UUID) -> User:
+    require_permission(request.auth, "accounts.change_user")
+    user = selectors.user_get(viewer=request.auth, user_id=user_id)
+    return services.user_set_active(actor=request.auth, user=user, active=True)
+
+
+@admin_router.post("/doctors", response={201: DoctorCreatedOut}, summary="Create a doctor account")
+def admin_doctor_create(request: AuthedRequest, payload: DoctorCreateIn) -> Status:
+    require_permission(request.auth, "accounts.add_user")
+    user, password = services.doctor_create_by_admin(admin=request.auth, **payload.model_dump())
+    return Status(201, {"user": user, "temporary_password": password})
+
+
+@admin_router.post(
+    "/invitations", response={201: InvitationOut}, summary="Issue a doctor invitation code"
+)
+def admin_invitation_create(request: AuthedRequest, payload: InvitationIn) -> Status:
+    require_permission(request.auth, "accounts.add_invitation")
+    invitation, code = services.invitation_create(
+        created_by=request.auth, email=payload.email, ttl=timedelta(days=payload.ttl_days)
+    )
+    return Status(
+        201,
+        {
+            "id": invitation.id,
+            "code": code,
+            "email": invitation.email,
+            "expires_at": invitation.expires_at,
+        },
+    )
+
+
+class AuditFilters(Schema):
+    actor_id: UUID | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@admin_router.get("/audit", response=AuditPage, summary="Search the audit trail")
+def admin_audit(request: AuthedRequest, filters: Query[AuditFilters]) -> dict:
+    from audit.selectors import event_search
+
+    require_permission(request.auth, "audit.view_auditevent")
+    qs = event_search(
+        actor_id=filters.actor_id,
+        action=filters.action,
+        target_type=filters.target_type,
+        target_id=filters.target_id,
+        since=filters.since,
+        until=filters.until,
+    )
+    items, next_cursor = paginate(
+        qs, field="id", cursor=filters.cursor, limit=max(1, min(filters.limit, 200))
+    )
+    return {"items": items, "next": next_cursor}
+
+
+router.add_router("/admin", admin_router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.http import JsonResponse
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
@@ -51,6 +52,16 @@ def envelope(
 
 
 REGISTRY[ApplicationError.code] = ApplicationError
+
+
+def error_response(exc: ApplicationError) -> JsonResponse:
+    """The envelope as an HTTP response, with the error's headers (``Retry-After``...)."""
+    response = JsonResponse(
+        exc.envelope(), status=exc.status, json_dumps_params={"ensure_ascii": False}
+    )
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 class InvalidRequest(ApplicationError):

@@ -8,7 +8,6 @@ from ninja import NinjaAPI, Schema
 from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
-from audit.api import router as audit_router
 from bookings.api import router as bookings_router
 from chat.api import router as chat_router
 from doctors.api import router as doctors_router
@@ -58,4 +57,3 @@ api.add_router("/", payments_router)
 api.add_router("/", chat_router)
 api.add_router("/", records_router)
 api.add_router("/", realtime_router)
-api.add_router("/", audit_router)

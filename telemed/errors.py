@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
@@ -27,8 +28,8 @@ from core.errors import (
     RateLimited,
     Unauthenticated,
     UnsupportedMediaType,
+    error_response,
 )
-from telemed.middleware import error_response
 
 logger = logging.getLogger("telemed.errors")
 
@@ -117,6 +118,15 @@ def install(api: NinjaAPI) -> None:
         if cls is None:
             cls = InvalidRequest if 400 <= exc.status_code < 500 else ApplicationError
         return error_response(cls())
+
+    @api.exception_handler(DjangoValidationError)
+    def model_validation_error(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+        fields = (
+            {k: " ".join(str(m) for m in v) for k, v in exc.message_dict.items()}
+            if hasattr(exc, "error_dict")
+            else {}
+        )
+        return error_response(InvalidRequest(fields=fields))
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:

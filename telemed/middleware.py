@@ -8,7 +8,7 @@ import time
 import uuid
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from core.errors import (
@@ -17,6 +17,7 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
+    error_response,
 )
 from telemed import metrics
 from telemed.logging import request_id_var
@@ -31,15 +32,6 @@ _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 def is_api(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIX)
-
-
-def error_response(exc: ApplicationError) -> JsonResponse:
-    response = JsonResponse(
-        exc.envelope(), status=exc.status, json_dumps_params={"ensure_ascii": False}
-    )
-    for name, value in exc.headers.items():
-        response[name] = value
-    return response
 
 
 class RequestContextMiddleware(MiddlewareMixin):

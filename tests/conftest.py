@@ -12,23 +12,29 @@ from django.test import Client
 from tests import procs
 
 
+def delete_own_redis_keys() -> None:
+    """Delete every Redis key this run wrote: they all carry its unique prefix. (Django's
+    ``cache.clear()`` would FLUSHDB the whole database, other people's keys included.)"""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"*{settings.REDIS_KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _redis_cleanup() -> Iterator[None]:
-    """Delete, at the end, every Redis key this run wrote (they all share its prefix)."""
     yield
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"*{settings.REDIS_KEY_PREFIX}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_own_redis_keys()
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
+def _fresh_cache() -> Iterator[None]:
+    """Each test starts with an empty cache (rate-limit counters, sessions, tickets)."""
+    delete_own_redis_keys()
     yield
-    from django.core.cache import cache
-
-    cache.clear()  # Django's Redis cache clears only keys under this run's KEY_PREFIX
 
 
 @pytest.fixture

@@ -28,3 +28,6 @@ from telemed.settings import *  # noqa: E402,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S303
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+# A database of this run's own, so that concurrent runs on one machine never collide.
+DATABASES["default"]["TEST"] = {"NAME": f"test_telemed_{os.getpid()}"}  # noqa: F405

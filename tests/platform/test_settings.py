@@ -6,8 +6,19 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.procs import ROOT
+
+_PEM = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+    .replace("\n", "\\n")  # one line, as in an environment file
+)
 
 PRODUCTION_ENV = {
     "DJANGO_ENV": "production",
@@ -17,6 +28,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/telemed_unused",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "FIELD_ENCRYPTION_KEYS": "p1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    "JWT_PRIVATE_KEY": _PEM,
 }
 
 
@@ -45,6 +57,7 @@ def test_check_deploy_passes_without_warnings():
         ("DATABASE_URL", "DATABASE_URL must point at PostgreSQL"),
         ("REDIS_URL", "REDIS_URL must be set"),
         ("FIELD_ENCRYPTION_KEYS", "FIELD_ENCRYPTION_KEYS must be set"),
+        ("JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY must be set"),
     ],
 )
 def test_production_refuses_to_start_without(missing, message):

@@ -1,0 +1,45 @@
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError
+
+
+class PasswordChangeRequired(ApplicationError):
+    code = "auth.password_change_required"
+    status = 403
+    message = _("You must change your password before continuing.")
+
+
+class RoleRequired(ApplicationError):
+    code = "auth.role_required"
+    status = 403
+    message = _("Your account's role does not allow this.")
+
+
+class InvalidInvitation(ApplicationError):
+    code = "auth.invalid_invitation"
+    status = 422
+    message = _("This invitation code is not valid or has expired.")
+
+
+class AccountInactive(ApplicationError):
+    code = "auth.account_inactive"
+    status = 403
+    message = _("This account is deactivated.")
+
+
+class EmailTaken(ApplicationError):
+    code = "auth.email_taken"
+    status = 409
+    message = _("An account with this e-mail already exists.")
+
+
+class CannotChangeOwnAccess(ApplicationError):
+    code = "auth.cannot_change_own_access"
+    status = 409
+    message = _("You cannot change the role or status of your own account.")
+
+
+class SmsUnavailable(ApplicationError):
+    code = "auth.sms_unavailable"
+    status = 503
+    message = _("We could not send the text message right now. Please try again shortly.")

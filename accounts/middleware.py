@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+
+from allauth.core.internal.httpkit import get_authorization_credential
+from allauth.headless.tokens.strategies.jwt.internal import validate_access_token
+from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from accounts.errors import PasswordChangeRequired, SmsUnavailable
+from core.errors import error_response
+from core.sms import SmsError
+
+# What an account that must change its password may still reach in allauth's API.
+_ALLOWED = (
+    "/_allauth/app/v1/account/password/change",
+    "/_allauth/app/v1/auth/session",
+    "/_allauth/app/v1/tokens/refresh",
+    "/_allauth/app/v1/config",
+)
+
+
+class AllauthEdgeMiddleware(MiddlewareMixin):
+    """What allauth's endpoints need from us around them.
+
+    - Accounts created by an admin must change their password before anything else; our own
+      endpoints check this in :mod:`accounts.auth`, this covers allauth's.
+    - allauth answers rate limits with 429 but no ``Retry-After``: add one (its windows are
+      at most minutes; a client that waits a minute is never refused for the same reason).
+    """
+
+    RETRY_AFTER_SECONDS = "60"
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
+            return None
+        token = get_authorization_credential(request, "Bearer")
+        if not token:
+            return None
+        found = validate_access_token(token)
+        if found is not None and getattr(found[0], "must_change_password", False):
+            return error_response(PasswordChangeRequired())
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, SmsError) and request.path.startswith("/_allauth/"):
+            return error_response(SmsUnavailable())
+        return None
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not request.path.startswith("/_allauth/"):
+            return response
+        if response.status_code == 400 and _is_rate_limit_error(response):
+            # allauth reports some limits (too many login attempts or code requests) as a
+            # form error; clients should see them as what they are.
+            response.status_code = 429
+            response.content = response.content.replace(b'"status": 400', b'"status": 429', 1)
+        if response.status_code == 429:
+            response.setdefault("Retry-After", self.RETRY_AFTER_SECONDS)
+        return response
+
+
+_RATE_LIMIT_CODES = {"too_many_login_attempts"}
+
+
+def _is_rate_limit_error(response: HttpResponse) -> bool:
+    if not response.get("Content-Type", "").startswith("application/json"):
+        return False
+    try:
+        errors = json.loads(response.content).get("errors", [])
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(e, dict) and e.get("code") in _RATE_LIMIT_CODES for e in errors)

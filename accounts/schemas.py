@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, datetime
+from uuid import UUID
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from ninja import Field, Schema
+from pydantic import field_validator
+
+from accounts.models import Language, Role, Sex
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is not None and value not in zoneinfo.available_timezones():
+        raise ValueError(_("Unknown time zone."))
+    return value
+
+
+class PatientProfileOut(Schema):
+    date_of_birth: date | None
+    sex: str
+    city: str
+    latitude: float | None
+    longitude: float | None
+
+
+class MeOut(Schema):
+    id: UUID
+    email: str | None
+    phone: str | None
+    phone_verified: bool
+    first_name: str
+    last_name: str
+    role: Role
+    language: Language
+    time_zone: str
+    must_change_password: bool
+    date_joined: datetime
+    patient_profile: PatientProfileOut | None = None
+
+
+class MeIn(Schema):
+    first_name: str | None = Field(None, max_length=150)
+    last_name: str | None = Field(None, max_length=150)
+    language: Language | None = None
+    time_zone: str | None = Field(None, max_length=64)
+    date_of_birth: date | None = None
+    sex: Sex | None = None
+    city: str | None = Field(None, max_length=120)
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+
+    _zone = field_validator("time_zone")(_check_zone)
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _past(cls, value: date | None) -> date | None:
+        if value is not None and not (date(1900, 1, 1) <= value <= timezone.localdate()):
+            raise ValueError(_("Enter a date of birth in the past."))
+        return value
+
+
+class DeleteAccountIn(Schema):
+    password: str = Field("", max_length=256)
+    confirm: str = Field(
+        "", max_length=64, description='For accounts without a password: "delete my account".'
+    )
+
+
+class UserOut(Schema):
+    id: UUID
+    email: str | None
+    phone: str | None
+    first_name: str
+    last_name: str
+    role: Role
+    language: Language
+    time_zone: str
+    is_active: bool
+    must_change_password: bool
+    date_joined: datetime
+    last_login: datetime | None
+
+
+class UserPage(Schema):
+    items: list[UserOut]
+    next: str | None
+
+
+class UserAdminIn(Schema):
+    first_name: str | None = Field(None, max_length=150)
+    last_name: str | None = Field(None, max_length=150)
+    role: Role | None = None
+    language: Language | None = None
+    time_zone: str | None = Field(None, max_length=64)
+
+    _zone = field_validator("time_zone")(_check_zone)
+
+
+class DoctorCreateIn(Schema):
+    email: str = Field(..., max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    first_name: str = Field(..., min_length=1, max_length=150)
+    last_name: str = Field(..., min_length=1, max_length=150)
+
+
+class DoctorCreatedOut(Schema):
+    user: UserOut
+    temporary_password: str
+
+
+class InvitationIn(Schema):
+    email: str = Field("", max_length=254)
+    ttl_days: int = Field(7, ge=1, le=30)
+
+
+class InvitationOut(Schema):
+    id: UUID
+    code: str
+    email: str
+    expires_at: datetime
+
+
+class AuditEventOut(Schema):
+    id: int
+    created_at: datetime
+    actor_id: UUID | None
+    actor_role: str
+    action: str
+    target_type: str
+    target_id: str
+    ip: str | None
+    data: dict
+
+
+class AuditPage(Schema):
+    items: list[AuditEventOut]
+    next: str | None

@@ -1,0 +1,196 @@
+"""Every write to accounts: sign-up completion, invitations, admin changes, GDPR deletion."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.errors import CannotChangeOwnAccess, EmailTaken
+from accounts.models import Invitation, PatientProfile, Role, User
+from audit.services import record
+
+INVITATION_TTL = timedelta(days=7)
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+def _audit(actor: User | None, action: str, target: User | Invitation, **data: Any) -> None:
+    record(
+        action=action,
+        actor_id=actor.pk if actor else None,
+        actor_role=actor.role if actor else "",
+        target_type=target._meta.model_name or "",
+        target_id=str(target.pk),
+        data=data,
+    )
+
+
+@transaction.atomic
+def user_complete_signup(
+    *,
+    user: User,
+    first_name: str = "",
+    last_name: str = "",
+    language: str = "",
+    invitation_code: str = "",
+) -> User:
+    """Called by allauth's sign-up right after it saved the user: names, language, and the
+    role the invitation code gives (doctor), or a patient profile."""
+    user.first_name, user.last_name = first_name, last_name
+    if language:
+        user.language = language
+    if invitation_code and invitation_redeem(code=invitation_code, user=user):
+        user.role = Role.DOCTOR
+    user.save()
+    if user.role == Role.PATIENT:
+        PatientProfile.objects.get_or_create(user=user)
+    _audit(user, "user.signed_up", user, role=user.role)
+    return user
+
+
+def invitation_create(
+    *, created_by: User, email: str = "", ttl: timedelta = INVITATION_TTL
+) -> tuple[Invitation, str]:
+    """A new single-use code; only its hash is stored, so the code is shown once."""
+    code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(3))
+    invitation = Invitation.objects.create(
+        code_hash=hash_code(code),
+        email=email.lower(),
+        created_by=created_by,
+        expires_at=timezone.now() + ttl,
+    )
+    _audit(created_by, "invitation.created", invitation, email=invitation.email)
+    return invitation, code
+
+
+def invitation_redeem(*, code: str, user: User) -> bool:
+    """Mark the code used by ``user``; False if it is no longer usable (lost a race)."""
+    now = timezone.now()
+    updated = Invitation.objects.filter(
+        code_hash=hash_code(code), used_by__isnull=True, expires_at__gt=now
+    ).update(used_by=user, used_at=now)
+    return updated == 1
+
+
+@transaction.atomic
+def doctor_create_by_admin(
+    *, admin: User, email: str, first_name: str, last_name: str
+) -> tuple[User, str]:
+    """A doctor account with a one-time password the admin hands over; the doctor must
+    change it before anything else. The e-mail counts as verified (the admin vouches)."""
+    password = secrets.token_urlsafe(12)
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                email,
+                password,
+                role=Role.DOCTOR,
+                first_name=first_name,
+                last_name=last_name,
+                must_change_password=True,
+            )
+    except ValidationError as exc:
+        if any(e.code == "unique" for e in exc.error_dict.get("email", [])):
+            raise EmailTaken() from exc
+        raise
+    except IntegrityError as exc:
+        raise EmailTaken() from exc
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    _audit(admin, "user.created_by_admin", user, role=user.role)
+    return user, password
+
+
+_ADMIN_EDITABLE = {"first_name", "last_name", "role", "language", "time_zone"}
+
+
+@transaction.atomic
+def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) -> User:
+    changes = {k: v for k, v in changes.items() if k in _ADMIN_EDITABLE and v is not None}
+    if "role" in changes and user.pk == actor.pk and changes["role"] != user.role:
+        raise CannotChangeOwnAccess()
+    before = {k: getattr(user, k) for k in changes}
+    for key, value in changes.items():
+        setattr(user, key, value)
+    user.full_clean(exclude=["password"])
+    user.save()
+    if "role" in changes and before["role"] != user.role:
+        _audit(actor, "user.role_changed", user, before=before["role"], after=user.role)
+    changed = {k: v for k, v in changes.items() if before[k] != v and k != "role"}
+    if changed:
+        _audit(actor, "user.updated", user, fields=sorted(changed))
+    return user
+
+
+@transaction.atomic
+def user_set_active(*, actor: User, user: User, active: bool) -> User:
+    """Deactivation takes effect at once: tokens are validated against the user on every
+    request, so an inactive user's access and refresh tokens stop working immediately."""
+    if user.pk == actor.pk:
+        raise CannotChangeOwnAccess()
+    if user.is_active != active:
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        _audit(actor, "user.reactivated" if active else "user.deactivated", user)
+    return user
+
+
+_PROFILE_FIELDS = {"first_name", "last_name", "language", "time_zone"}
+_PATIENT_FIELDS = {"date_of_birth", "sex", "city", "latitude", "longitude"}
+
+
+@transaction.atomic
+def profile_update(*, user: User, changes: dict[str, Any]) -> User:
+    """The caller's own profile. E-mail and phone change through allauth's verified flows."""
+    for key in _PROFILE_FIELDS & changes.keys():
+        setattr(user, key, changes[key])
+    user.full_clean(exclude=["password"])
+    user.save()
+    patient_changes = _PATIENT_FIELDS & changes.keys()
+    if patient_changes and user.role == Role.PATIENT:
+        profile, _ = PatientProfile.objects.get_or_create(user=user)
+        for key in patient_changes:
+            value = changes[key]
+            setattr(profile, key, value.isoformat() if key == "date_of_birth" and value else value)
+        profile.save()
+    return user
+
+
+@transaction.atomic
+def account_delete(*, user: User) -> None:
+    """GDPR erasure. Personal data is removed and the account can no longer log in; medical
+    and financial records stay (legal retention), linked only to the anonymised account.
+    The audit trail keeps the user's id, never their name or contact details."""
+    from allauth.socialaccount.models import SocialAccount
+
+    user.email = None
+    user.phone = None
+    user.phone_verified = False
+    user.first_name = user.last_name = ""
+    user.is_active = False
+    user.deleted_at = timezone.now()
+    user.set_unusable_password()
+    user.save()
+    EmailAddress.objects.filter(user=user).delete()
+    SocialAccount.objects.filter(user=user).delete()
+    PatientProfile.objects.filter(user=user).update(
+        date_of_birth=None, sex="", city="", latitude=None, longitude=None
+    )
+    # Its sessions die with it: tokens are validated against an active user on every request.
+    _audit(user, "user.deleted", user)
+
+
+def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:
+    """A rotated-out refresh token came back: revoke the whole session and audit it."""
+    session.flush()
+    record(action="auth.refresh_reuse", actor_id=user_id, target_type="user", target_id=user_id)

@@ -1,0 +1,74 @@
+"""Fill the Arabic catalogue from a reviewed dictionary and report what is still missing.
+
+Usage: ``manage.py makemessages -l ar --no-location --ignore=.venv --ignore=tests`` then
+``python scripts/ar_messages.py``. Translations live here (reviewed text, not machine output
+copied blindly) so that a diff of this file is the review.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polib
+
+PO = Path(__file__).resolve().parent.parent / "locale/ar/LC_MESSAGES/django.po"
+
+AR = {
+    "Your Telemed code is %(code)s. Do not share it with anyone.": "رمز Telemed الخاص بك هو %(code)s. لا تشاركه مع أي شخص.",
+    "The password or confirmation you entered is not correct.": "كلمة المرور أو التأكيد الذي أدخلته غير صحيح.",
+    "You must change your password before continuing.": "يجب عليك تغيير كلمة المرور قبل المتابعة.",
+    "Your account's role does not allow this.": "دور حسابك لا يسمح بذلك.",
+    "This invitation code is not valid or has expired.": "رمز الدعوة هذا غير صالح أو انتهت صلاحيته.",
+    "This account is deactivated.": "تم إيقاف هذا الحساب.",
+    "An account with this e-mail already exists.": "يوجد حساب مسجل بهذا البريد الإلكتروني بالفعل.",
+    "You cannot change the role or status of your own account.": "لا يمكنك تغيير دور حسابك أو حالته بنفسك.",
+    "Female": "أنثى",
+    "Male": "ذكر",
+    "If set, only this e-mail may use the code.": "إذا تم تحديده، فلا يمكن استخدام الرمز إلا لهذا البريد الإلكتروني.",
+    "This account has no authenticator app yet. Set up two-factor authentication first.": "لا يوجد تطبيق مصادقة مرتبط بهذا الحساب بعد. فعّل المصادقة الثنائية أولًا.",
+    "E-mail address": "عنوان البريد الإلكتروني",
+    "Password": "كلمة المرور",
+    "Please enter a correct e-mail address and password.": "يرجى إدخال بريد إلكتروني وكلمة مرور صحيحين.",
+    "Too many failed attempts. Please try again in a few minutes.": "محاولات فاشلة كثيرة. يرجى المحاولة مرة أخرى بعد بضع دقائق.",
+    "Code from the app": "الرمز من التطبيق",
+    "Enter the 6-digit code shown by the app.": "أدخل الرمز المكوّن من 6 أرقام الظاهر في التطبيق.",
+    "Two-factor authentication": "المصادقة الثنائية",
+    "This set-up has expired. Please start again.": "انتهت صلاحية عملية الإعداد هذه. يرجى البدء من جديد.",
+    "Too many wrong codes. Wait a little, then enter the current code.": "رموز خاطئة كثيرة. انتظر قليلًا ثم أدخل الرمز الحالي.",
+    "That code is not correct. Please try again.": "هذا الرمز غير صحيح. يرجى المحاولة مرة أخرى.",
+    "Staff without an authenticator app:": "للموظفين الذين ليس لديهم تطبيق مصادقة:",
+    "set up two-factor authentication": "إعداد المصادقة الثنائية",
+    "Signed in as %(email)s (password only). Scan this QR code with an authenticator app (for example Google Authenticator, Microsoft Authenticator or FreeOTP), then enter the 6-digit code it shows.": "تم تسجيل الدخول باسم %(email)s (بكلمة المرور فقط). امسح رمز الاستجابة السريعة هذا بتطبيق مصادقة (مثل Google Authenticator أو Microsoft Authenticator أو FreeOTP)، ثم أدخل الرمز المكوّن من 6 أرقام الذي يظهره.",
+    "QR code": "رمز الاستجابة السريعة",
+    "Cannot scan? Enter this key in the app instead:": "لا يمكنك المسح؟ أدخل هذا المفتاح في التطبيق بدلًا من ذلك:",
+    "Set-up link:": "رابط الإعداد:",
+    "Confirm": "تأكيد",
+    "Use a different account": "استخدام حساب آخر",
+    "To use the administration site you need an authenticator app. Sign in with your e-mail address and password to set one up.": "لاستخدام موقع الإدارة تحتاج إلى تطبيق مصادقة. سجّل الدخول ببريدك الإلكتروني وكلمة المرور لإعداده.",
+    "Continue": "متابعة",
+    "Already set up? Log in": "هل أعددته مسبقًا؟ سجّل الدخول",
+    "The page cursor is not valid. Start again from the first page.": "مؤشر الصفحة غير صالح. ابدأ من جديد من الصفحة الأولى.",
+    "Enter a date of birth in the past.": "أدخل تاريخ ميلاد في الماضي.",
+    "We could not send the text message right now. Please try again shortly.": "تعذّر إرسال الرسالة النصية الآن. يرجى المحاولة بعد قليل.",
+}
+
+
+def main() -> int:
+    po = polib.pofile(str(PO))
+    missing = []
+    for entry in po:
+        if entry.msgid in AR:
+            entry.msgstr = AR[entry.msgid]
+            if "fuzzy" in entry.flags:
+                entry.flags.remove("fuzzy")
+        if not entry.msgstr or "fuzzy" in entry.flags:
+            missing.append(entry.msgid)
+    po.save()
+    for msgid in missing:
+        print(f"missing: {msgid!r}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Roles, helper permissions, user administration, doctor accounts and invitations."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+
+from accounts.models import Invitation, Role, User
+from audit.models import AuditEvent
+from tests.factories import AUTH, PASSWORD, bearer, last_code, login, make_user, post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_tokens(api):
+    admin = make_user(role=Role.ADMIN)
+    return admin, login(api, admin.email)
+
+
+def helper_with(*perms: str) -> User:
+    group = Group.objects.create(name=f"support-{len(perms)}-{Group.objects.count()}")
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        group.permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    helper = make_user(role=Role.HELPER)
+    helper.groups.add(group)
+    return helper
+
+
+def test_patient_calling_an_admin_endpoint_gets_403(api):
+    patient = make_user()
+    r = api.get("/api/v1/admin/users", headers=bearer(login(api, patient.email)["access"]))
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "auth.forbidden"
+
+
+def test_anonymous_admin_call_gets_401(api):
+    assert api.get("/api/v1/admin/users").status_code == 401
+
+
+def test_helper_without_the_permission_gets_403_and_with_it_200(api):
+    lacking = helper_with("accounts.view_invitation")
+    r = api.get("/api/v1/admin/users", headers=bearer(login(api, lacking.email)["access"]))
+    assert r.status_code == 403
+    reader = helper_with("accounts.view_user")
+    headers = bearer(login(api, reader.email)["access"])
+    assert api.get("/api/v1/admin/users", headers=headers).status_code == 200
+    target = make_user()
+    # may read, may not change
+    r = api.post(f"/api/v1/admin/users/{target.id}/deactivate", headers=headers)
+    assert r.status_code == 403
+    target.refresh_from_db()
+    assert target.is_active
+
+
+def test_admin_lists_searches_and_pages_users(api, admin_tokens):
+    _, tokens = admin_tokens
+    for i in range(5):
+        make_user(email=f"amal{i}@clinic.example", first_name="Amal")
+    headers = bearer(tokens["access"])
+    r = api.get("/api/v1/admin/users?q=clinic.example&limit=2", headers=headers)
+    page = r.json()
+    assert len(page["items"]) == 2 and page["next"]
+    seen = [u["email"] for u in page["items"]]
+    while page["next"]:
+        page = api.get(
+            f"/api/v1/admin/users?q=clinic.example&limit=2&cursor={page['next']}", headers=headers
+        ).json()
+        seen += [u["email"] for u in page["items"]]
+    assert sorted(seen) == sorted(f"amal{i}@clinic.example" for i in range(5))
+    assert (
+        api.get("/api/v1/admin/users?role=admin", headers=headers).json()["items"][0]["role"]
+        == "admin"
+    )
+
+
+def test_forged_cursor_is_400(api, admin_tokens):
+    r = api.get("/api/v1/admin/users?cursor=forged", headers=bearer(admin_tokens[1]["access"]))
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "request.invalid_cursor"
+
+
+def test_admin_edits_role_and_it_is_audited(api, admin_tokens):
+    admin, tokens = admin_tokens
+    user = make_user()
+    r = api.patch(
+        f"/api/v1/admin/users/{user.id}",
+        {"role": "helper", "first_name": "Hala"},
+        content_type="application/json",
+        headers=bearer(tokens["access"]),
+    )
+    assert r.status_code == 200
+    assert r.json()["role"] == "helper"
+    user.refresh_from_db()
+    assert user.is_staff
+    event = AuditEvent.objects.get(action="user.role_changed")
+    assert (str(event.actor_id), event.target_id, event.data) == (
+        str(admin.id),
+        str(user.id),
+        {"before": "patient", "after": "helper"},
+    )
+
+
+def test_admin_cannot_demote_itself(api, admin_tokens):
+    admin, tokens = admin_tokens
+    r = api.patch(
+        f"/api/v1/admin/users/{admin.id}",
+        {"role": "patient"},
+        content_type="application/json",
+        headers=bearer(tokens["access"]),
+    )
+    assert r.status_code == 409
+    admin.refresh_from_db()
+    assert admin.role == "admin"
+
+
+def test_bad_admin_input_is_422(api, admin_tokens):
+    user = make_user()
+    headers = bearer(admin_tokens[1]["access"])
+    r = api.patch(
+        f"/api/v1/admin/users/{user.id}",
+        {"role": "superhero", "time_zone": "Mars/Base"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 422
+    assert set(r.json()["error"]["fields"]) == {"role", "time_zone"}
+    assert api.get("/api/v1/admin/users/not-a-uuid", headers=headers).status_code == 422
+    assert (
+        api.get(
+            "/api/v1/admin/users/00000000-0000-0000-0000-000000000000", headers=headers
+        ).status_code
+        == 404
+    )
+
+
+def test_deactivation_stops_access_and_refresh_tokens_at_once(api, admin_tokens):
+    user = make_user()
+    tokens = login(api, user.email)
+    r = api.post(
+        f"/api/v1/admin/users/{user.id}/deactivate", headers=bearer(admin_tokens[1]["access"])
+    )
+    assert r.status_code == 200 and r.json()["is_active"] is False
+    assert api.get("/api/v1/me", headers=bearer(tokens["access"])).status_code == 401
+    assert (
+        post(api, f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]}).status_code == 400
+    )
+    assert (
+        post(api, f"{AUTH}/auth/login", {"email": user.email, "password": PASSWORD}).status_code
+        != 200
+    )
+    assert AuditEvent.objects.filter(action="user.deactivated", target_id=str(user.id)).exists()
+    api.post(f"/api/v1/admin/users/{user.id}/reactivate", headers=bearer(admin_tokens[1]["access"]))
+    login(api, user.email)
+
+
+def test_admin_created_doctor_must_change_password_first(api, admin_tokens):
+    r = post(
+        api,
+        "/api/v1/admin/doctors",
+        {"email": "dr.salma@example.com", "first_name": "Salma", "last_name": "Aziz"},
+        **bearer(admin_tokens[1]["access"]),
+    )
+    assert r.status_code == 201
+    temporary = r.json()["temporary_password"]
+    assert r.json()["user"]["role"] == "doctor"
+    tokens = login(api, "dr.salma@example.com", temporary)
+    headers = bearer(tokens["access"])
+
+    blocked = api.patch(
+        "/api/v1/me", {"first_name": "S"}, content_type="application/json", headers=headers
+    )
+    assert blocked.status_code == 403
+    assert blocked.json()["error"]["code"] == "auth.password_change_required"
+    assert api.get(f"{AUTH}/account/authenticators", headers=headers).status_code == 403
+    assert api.get("/api/v1/me", headers=headers).json()["must_change_password"] is True
+
+    r = post(
+        api,
+        f"{AUTH}/account/password/change",
+        {"current_password": temporary, "new_password": "Doctor-Own-pw-2026"},
+        **headers,
+    )
+    assert r.status_code == 401  # logged out everywhere: log in again with the new password
+    tokens = login(api, "dr.salma@example.com", "Doctor-Own-pw-2026")
+    r = api.patch(
+        "/api/v1/me",
+        {"first_name": "Salma"},
+        content_type="application/json",
+        headers=bearer(tokens["access"]),
+    )
+    assert r.status_code == 200
+    assert r.json()["must_change_password"] is False
+
+
+def test_duplicate_doctor_email_is_409(api, admin_tokens):
+    existing = make_user()
+    r = post(
+        api,
+        "/api/v1/admin/doctors",
+        {"email": existing.email, "first_name": "A", "last_name": "B"},
+        **bearer(admin_tokens[1]["access"]),
+    )
+    assert r.status_code == 409
+
+
+def test_doctor_signs_up_with_a_single_use_invitation(api, admin_tokens):
+    r = post(
+        api,
+        "/api/v1/admin/invitations",
+        {"email": "new.doc@example.com"},
+        **bearer(admin_tokens[1]["access"]),
+    )
+    assert r.status_code == 201
+    code = r.json()["code"]
+    assert Invitation.objects.get().code_hash != code  # only the hash is stored
+
+    r = post(
+        api,
+        f"{AUTH}/auth/signup",
+        {"email": "new.doc@example.com", "password": PASSWORD, "invitation_code": code},
+    )
+    assert r.status_code == 401
+    post(
+        api,
+        f"{AUTH}/auth/email/verify",
+        {"key": last_code()},
+        **{"X-Session-Token": r.json()["meta"]["session_token"]},
+    )
+    assert User.objects.get(email="new.doc@example.com").role == "doctor"
+
+    r = post(
+        api,
+        f"{AUTH}/auth/signup",
+        {"email": "second@example.com", "password": PASSWORD, "invitation_code": code},
+    )
+    assert r.status_code == 400
+    assert not User.objects.filter(email="second@example.com").exists()
+
+
+def test_invitation_bound_to_another_email_or_expired_is_refused(api, admin_tokens):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    r = post(
+        api,
+        "/api/v1/admin/invitations",
+        {"email": "only.me@example.com"},
+        **bearer(admin_tokens[1]["access"]),
+    )
+    code = r.json()["code"]
+    r = post(
+        api,
+        f"{AUTH}/auth/signup",
+        {"email": "intruder@example.com", "password": PASSWORD, "invitation_code": code},
+    )
+    assert r.status_code == 400
+    Invitation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    r = post(
+        api,
+        f"{AUTH}/auth/signup",
+        {"email": "only.me@example.com", "password": PASSWORD, "invitation_code": code},
+    )
+    assert r.status_code == 400
+
+
+def test_audit_search_for_admins(api, admin_tokens):
+    admin, tokens = admin_tokens
+    user = make_user()
+    login(api, user.email)
+    r = api.get(
+        f"/api/v1/admin/audit?action=auth.login&actor_id={user.id}",
+        headers=bearer(tokens["access"]),
+    )
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert [e["action"] for e in items] == ["auth.login"]
+    assert items[0]["actor_id"] == str(user.id)
+    patient_headers = bearer(login(api, user.email)["access"])
+    assert api.get("/api/v1/admin/audit", headers=patient_headers).status_code == 403

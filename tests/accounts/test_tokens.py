@@ -1,0 +1,168 @@
+"""Sign-up, e-mail verification, login, refresh with rotation, logout, and token refusal."""
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.core import mail
+
+from audit.models import AuditEvent
+from tests.factories import AUTH, PASSWORD, bearer, last_code, login, make_user, post
+
+pytestmark = pytest.mark.django_db
+
+
+def test_patient_signs_up_verifies_logs_in_refreshes_and_logs_out(api):
+    r = post(
+        api,
+        f"{AUTH}/auth/signup",
+        {"email": "Nour@Example.com", "password": PASSWORD, "first_name": "Nour"},
+    )
+    assert r.status_code == 401  # a pending flow: verify the e-mail
+    assert {"id": "verify_email", "is_pending": True} in r.json()["data"]["flows"]
+    session_token = r.json()["meta"]["session_token"]
+    assert len(mail.outbox) == 1
+
+    r = post(
+        api, f"{AUTH}/auth/email/verify", {"key": last_code()}, **{"X-Session-Token": session_token}
+    )
+    assert r.status_code == 200
+    assert r.json()["meta"]["access_token"]
+
+    tokens = login(api, "nour@example.com")
+    me = api.get("/api/v1/me", headers=bearer(tokens["access"]))
+    assert me.status_code == 200
+    assert me.json()["email"] == "nour@example.com"
+    assert me.json()["role"] == "patient"
+    assert me.json()["first_name"] == "Nour"
+
+    r = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+    assert r.status_code == 200
+    rotated = r.json()["data"]
+    assert rotated["refresh_token"] != tokens["refresh"]
+    assert api.get("/api/v1/me", headers=bearer(rotated["access_token"])).status_code == 200
+
+    r = api.delete(f"{AUTH}/auth/session", headers=bearer(rotated["access_token"]))
+    assert r.status_code == 401  # logged out
+    assert (
+        post(api, f"{AUTH}/tokens/refresh", {"refresh_token": rotated["refresh_token"]}).status_code
+        == 400
+    )
+    assert api.get("/api/v1/me", headers=bearer(rotated["access_token"])).status_code == 401
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
+    assert actions.count("auth.login") >= 2
+    assert "auth.logout" in actions
+
+
+def test_reuse_of_a_rotated_refresh_token_is_refused_audited_and_revokes_the_session(api):
+    user = make_user()
+    tokens = login(api, user.email)
+    r = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+    fresh = r.json()["data"]
+    replay = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+    assert replay.status_code == 400
+    event = AuditEvent.objects.get(action="auth.refresh_reuse")
+    assert str(event.actor_id) == str(user.id)
+    # The whole session is treated as stolen: the newest tokens die too.
+    assert (
+        post(api, f"{AUTH}/tokens/refresh", {"refresh_token": fresh["refresh_token"]}).status_code
+        == 400
+    )
+    assert api.get("/api/v1/me", headers=bearer(fresh["access_token"])).status_code == 401
+
+
+def test_failed_login_is_audited_without_the_password(api):
+    user = make_user()
+    r = post(api, f"{AUTH}/auth/login", {"email": user.email, "password": "wrong-password-1"})
+    assert r.status_code == 400
+    event = AuditEvent.objects.get(action="auth.login_failed")
+    assert event.data == {"login": user.email}
+    assert "wrong-password-1" not in str(event.data)
+
+
+def test_wrong_password_answers_in_arabic(api):
+    user = make_user()
+    r = api.post(
+        f"{AUTH}/auth/login",
+        {"email": user.email, "password": "nope-nope-1"},
+        content_type="application/json",
+        headers={"Accept-Language": "ar"},
+    )
+    assert r.status_code == 400
+    message = r.json()["errors"][0]["message"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in message)
+
+
+def _forge(payload: dict, key=None) -> str:
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return jwt.encode(payload, key, algorithm="RS256")
+
+
+def _real_key():
+    return serialization.load_pem_private_key(
+        settings.HEADLESS_JWT_PRIVATE_KEY.encode(), password=None
+    )
+
+
+@pytest.mark.parametrize(
+    "case", ["expired", "tampered", "wrong_key", "garbage", "refresh_as_access", "none_alg"]
+)
+def test_bad_tokens_get_401_in_the_envelope(api, case):
+    user = make_user()
+    tokens = login(api, user.email)
+    good = jwt.decode(tokens["access"], options={"verify_signature": False})
+    if case == "expired":
+        token = _forge(
+            {**good, "iat": int(time.time()) - 900, "exp": int(time.time()) - 600}, _real_key()
+        )
+    elif case == "tampered":
+        head, body, sig = tokens["access"].split(".")
+        other = jwt.utils.base64url_encode(
+            jwt.utils.force_bytes('{"sub": "someone-else"}')
+        ).decode()
+        token = f"{head}.{other}.{sig}"
+    elif case == "wrong_key":
+        token = _forge(good)
+    elif case == "garbage":
+        token = "not.a.jwt"
+    elif case == "refresh_as_access":
+        token = tokens["refresh"]
+    else:
+        token = jwt.encode(good, None, algorithm="none")  # type: ignore[arg-type]
+    r = api.get("/api/v1/me", headers=bearer(token))
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "auth.unauthenticated"
+    assert api.get("/api/v1/me").status_code == 401  # and no token at all
+
+
+def test_access_token_carries_the_role(api):
+    user = make_user(role="doctor")
+    claims = jwt.decode(login(api, user.email)["access"], options={"verify_signature": False})
+    assert claims["role"] == "doctor"
+    assert claims["sub"] == str(user.id)
+
+
+def test_password_change_revokes_other_sessions(api):
+    user = make_user()
+    first = login(api, user.email)
+    second = login(api, user.email)
+    r = post(
+        api,
+        f"{AUTH}/account/password/change",
+        {"current_password": PASSWORD, "new_password": "Another-Strong-pw-77"},
+        **bearer(second["access"]),
+    )
+    assert (
+        r.status_code == 401
+    )  # the changing session is logged out too (ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE)
+    assert api.get("/api/v1/me", headers=bearer(first["access"])).status_code == 401
+    assert (
+        post(api, f"{AUTH}/tokens/refresh", {"refresh_token": first["refresh"]}).status_code == 400
+    )
+    assert AuditEvent.objects.filter(
+        action="auth.password_changed", target_id=str(user.id)
+    ).exists()
+    login(api, user.email, "Another-Strong-pw-77")
