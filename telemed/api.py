@@ -18,7 +18,41 @@ from telemed import errors
 
 VERSION = "0.1.0"
 
-api = NinjaAPI(
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    fields: dict[str, str]
+
+
+class ErrorEnvelope(Schema):
+    error: ErrorBody
+
+
+class TelemedAPI(NinjaAPI):
+    """Documents the one error envelope on every operation: any 4xx answer (bad input,
+    authentication, permission, missing object, rate limit) has the same shape."""
+
+    def get_openapi_schema(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        schema = super().get_openapi_schema(*args, **kwargs)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components["ErrorBody"] = components["ErrorEnvelope"].pop("$defs")["ErrorBody"]
+        error = {
+            "description": "Error (the envelope; `message` in the request's language)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation["responses"].setdefault("4XX", error)
+        return schema
+
+
+api = TelemedAPI(
     title="Telemed API",
     version=VERSION,
     description=(

@@ -336,6 +336,8 @@ SOCIALACCOUNT_PROVIDERS = {
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 
+OTP_TOTP_ISSUER = "Telemed"
+
 # SMS: "console" (prints), "capture" (tests), or "twilio" (TWILIO_* below).
 SMS_PROVIDER = env.str("SMS_PROVIDER", default="console")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")

@@ -1,16 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
-from django_otp.admin import OTPAdminSite
 
+from accounts import otp
 from telemed import health, metrics
 from telemed.api import api
 
 # Staff must hold a verified TOTP device to use the admin site (see accounts/admin.py).
-admin.site.__class__ = OTPAdminSite
+admin.site.__class__ = otp.StaffOTPAdminSite
 
 urlpatterns = [
     path("api/v1/", api.urls),
     path("_allauth/", include("allauth.headless.urls")),
+    path("admin/otp/enrol/", otp.enrol, name="admin_otp_enrol"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

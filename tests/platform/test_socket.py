@@ -50,3 +50,33 @@ def test_real_client_against_daphne_sees_4401(live_server_proc):
             return closed.value.rcvd.code
 
     assert asyncio.run(go()) == 4401
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_socket_accepts_a_valid_bearer_token_and_refuses_a_bad_one():
+    from channels.db import database_sync_to_async
+    from django.test import Client
+
+    from tests.factories import login, make_user
+
+    user = await database_sync_to_async(make_user)()
+    tokens = await database_sync_to_async(lambda: login(Client(), user.email))()
+    ok = WebsocketCommunicator(
+        application, "/ws/v1/", headers=[(b"authorization", f"Bearer {tokens['access']}".encode())]
+    )
+    connected, _ = await ok.connect()
+    assert connected
+    await ok.send_json_to({"type": "nope"})
+    reply = await ok.receive_json_from()
+    assert reply["type"] == "error" and reply["error"]["code"] == "realtime.unknown_type"
+    await ok.send_to(text_data="{not json")
+    assert (await ok.receive_json_from())["error"]["code"] == "realtime.malformed"
+    await ok.disconnect()
+
+    bad = WebsocketCommunicator(
+        application, "/ws/v1/", headers=[(b"authorization", b"Bearer garbage")]
+    )
+    connected, _ = await bad.connect()
+    assert connected
+    assert await bad.receive_output() == {"type": "websocket.close", "code": 4401}
+    await bad.disconnect()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import Role, User
+from accounts.models import PatientProfile, Role, User
 
 DEMO_ACCOUNTS = [
     {
@@ -50,13 +51,17 @@ class Command(BaseCommand):
         for spec in DEMO_ACCOUNTS:
             data = dict(spec)
             password = data.pop("password")
-            user = User.objects.filter(email=data["email"]).first()
-            if user is None:
-                extra = {k: v for k, v in data.items() if k != "email"}
-                user = User.objects.create_user(data["email"], password, **extra)
-                if user.role == Role.ADMIN:
-                    user.is_superuser = True
-                    user.save(update_fields=["is_superuser", "is_staff"])
+            if User.objects.filter(email=data["email"]).exists():
+                continue
+            extra = {k: v for k, v in data.items() if k != "email"}
+            user = User.objects.create_user(data["email"], password, **extra)
+            if user.role == Role.ADMIN:
+                user.is_superuser = True
+                user.save(update_fields=["is_superuser", "is_staff"])
+            if user.role == Role.PATIENT:
+                PatientProfile.objects.create(user=user)
+            # Demo addresses count as verified, so the accounts can log in at once.
+            EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
         self.stdout.write("Demo accounts (development only):")
         for spec in DEMO_ACCOUNTS:
             self.stdout.write(

@@ -1,0 +1,341 @@
+"""Staff two-factor authentication for the Django admin (ID-10).
+
+The admin site is django-otp's :class:`OTPAdminSite`: signing in takes e-mail, password and
+a TOTP token from a *confirmed* device. A staff member (role admin or helper) who has no such
+device yet enrols at ``/admin/otp/enrol/`` (:func:`enrol`):
+
+1. they prove the first factor with e-mail and password (failures are rate-limited per
+   address and per client IP, as the admin login form is not);
+2. the page shows an unconfirmed :class:`TOTPDevice` as an ``otpauth://`` URI, a QR code and
+   the base32 secret (an existing unconfirmed device is reused, secret included);
+3. a correct 6-digit token confirms the device, is audited (``auth.totp_enrolled``) and logs
+   them in, OTP-verified, to the admin. Wrong tokens count against django-otp's exponential
+   throttling of the device (1, 2, 4, 8 ... seconds between attempts), so guessing the six
+   digits is hopeless.
+
+Between steps 1 and 3 nobody is logged in: the session only names the pending user, for
+``PENDING_TTL`` seconds and only while that user's password is unchanged. Anyone who already
+has a confirmed device is sent to the normal admin login; enrolling a second device is not
+possible here.
+
+:class:`StaffOTPAdminSite` is the admin site's class (``telemed/urls.py``): the login page
+links to the enrolment page, selects the user's only device by itself and tells a staff
+member without a device to enrol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from base64 import b32encode
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from django import forms
+from django.contrib.auth import authenticate
+from django.contrib.auth import login as auth_login
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django_otp import devices_for_user, user_has_device
+from django_otp import login as otp_login
+from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import STAFF_ROLES, User
+from audit.services import client_ip, record_from_request
+
+SESSION_KEY = "accounts_otp_enrol"
+PENDING_TTL = 10 * 60  # seconds between the password step and the token
+DEVICE_NAME = "Authenticator app"
+
+# Failed passwords on the enrolment page: (limit, window in seconds).
+PASSWORD_FAILURES_PER_EMAIL = (5, 5 * 60)
+PASSWORD_FAILURES_PER_IP = (20, 5 * 60)
+
+ENROL_URL_NAME = "admin_otp_enrol"
+
+
+# --- Admin site -------------------------------------------------------------------------
+
+
+class StaffOTPAdminAuthenticationForm(OTPAdminAuthenticationForm):
+    """django-otp's admin login form, less the device drop-down for the usual case.
+
+    A user with exactly one confirmed device need not choose it; a staff member with none is
+    told to enrol (only after the right password, so nothing leaks to a guesser).
+    """
+
+    otp_error_messages = dict(
+        OTPAdminAuthenticationForm.otp_error_messages,
+        no_device=_(
+            "This account has no authenticator app yet. Set up two-factor authentication first."
+        ),
+    )
+
+    def clean_otp(self, user: Any) -> None:
+        if user is not None and not self.cleaned_data.get("otp_device"):
+            devices = list(devices_for_user(user))
+            if not devices:
+                raise forms.ValidationError(self.otp_error_messages["no_device"], code="no_device")
+            if len(devices) == 1:
+                self.cleaned_data["otp_device"] = devices[0].persistent_id
+        super().clean_otp(user)
+
+
+class StaffOTPAdminSite(OTPAdminSite):
+    """The admin site's class: TOTP required, with a way in for staff without a device."""
+
+    login_form = StaffOTPAdminAuthenticationForm
+    login_template = "accounts/otp_admin_login.html"
+
+
+# --- Forms ------------------------------------------------------------------------------
+
+
+class EnrolPasswordForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail address"), max_length=254)
+    password = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput)
+
+    error_messages = {
+        "invalid_login": _("Please enter a correct e-mail address and password."),
+        "rate_limited": _("Too many failed attempts. Please try again in a few minutes."),
+    }
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request = request
+        self.user: User | None = None
+        self.rate_limited = False
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        email = (cleaned.get("email") or "").lower()
+        password = cleaned.get("password")
+        if not email or not password:
+            return cleaned
+        keys = _failure_keys(self.request, email)
+        if _over_limit(keys):
+            self.rate_limited = True
+            raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
+        user = authenticate(self.request, username=email, password=password)
+        if not isinstance(user, User) or not user.is_active:
+            _count_failure(keys)
+            raise forms.ValidationError(self.error_messages["invalid_login"], code="invalid_login")
+        self.user = user
+        return cleaned
+
+
+class EnrolTokenForm(forms.Form):
+    otp_token = forms.RegexField(
+        label=_("Code from the app"),
+        regex=r"^\d{6}$",
+        max_length=6,
+        error_messages={"invalid": _("Enter the 6-digit code shown by the app.")},
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
+    )
+
+
+# --- Password failure limits ------------------------------------------------------------
+
+
+def _failure_keys(request: HttpRequest, email: str) -> list[tuple[str, int, int]]:
+    digest = hashlib.sha256(email.encode()).hexdigest()
+    return [
+        (f"otp-enrol-fail:email:{digest}", *PASSWORD_FAILURES_PER_EMAIL),
+        (f"otp-enrol-fail:ip:{client_ip(request) or '-'}", *PASSWORD_FAILURES_PER_IP),
+    ]
+
+
+def _over_limit(keys: list[tuple[str, int, int]]) -> bool:
+    return any((cache.get(key) or 0) >= limit for key, limit, _window in keys)
+
+
+def _count_failure(keys: list[tuple[str, int, int]]) -> None:
+    for key, _limit, window in keys:
+        cache.add(key, 0, timeout=window)  # the window starts at the first failure
+        try:
+            cache.incr(key)
+        except ValueError:  # expired in between
+            cache.set(key, 1, timeout=window)
+
+
+# --- Helpers ----------------------------------------------------------------------------
+
+
+def is_staff_user(user: User) -> bool:
+    return bool(user.is_active and user.is_staff and user.role in STAFF_ROLES)
+
+
+def _pending_user(request: HttpRequest) -> User | None:
+    """The user who passed the password step in this session, if still valid."""
+    state = request.session.get(SESSION_KEY)
+    if not isinstance(state, dict):
+        return None
+    if time.time() - float(state.get("at", 0)) > PENDING_TTL:
+        request.session.pop(SESSION_KEY, None)
+        return None
+    try:
+        user_id = uuid.UUID(str(state.get("user")))
+    except ValueError:
+        user_id = None
+    user = User.objects.filter(pk=user_id).first() if user_id else None
+    if (
+        user is None
+        or not is_staff_user(user)
+        or not constant_time_compare(str(state.get("hash", "")), user.get_session_auth_hash())
+    ):
+        request.session.pop(SESSION_KEY, None)
+        return None
+    return user
+
+
+def _unconfirmed_device(user: User) -> TOTPDevice:
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("id").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+    return device
+
+
+def qr_svg(data: str) -> SafeString:
+    """An inline SVG QR code for ``data``; our own markup, no text from ``data`` in it."""
+    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathFillImage, box_size=8, border=2)
+    return mark_safe(image.to_string(encoding="unicode"))  # noqa: S308
+
+
+def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    from django.contrib import admin
+
+    return {**admin.site.each_context(request), "title": _("Two-factor authentication"), **extra}
+
+
+def _admin_login_redirect() -> HttpResponseRedirect:
+    return redirect(reverse("admin:login"))
+
+
+# --- View -------------------------------------------------------------------------------
+
+
+@sensitive_post_parameters("password", "otp_token")
+@csrf_protect
+@never_cache
+def enrol(request: HttpRequest) -> HttpResponse:
+    """``/admin/otp/enrol/``: password, then scan and confirm a TOTP device."""
+    if request.method == "GET" and "restart" in request.GET:
+        request.session.pop(SESSION_KEY, None)
+        return redirect(request.path)
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
+
+    if request.method == "POST" and request.POST.get("step") == "password":
+        return _password_step(request)
+    user = _pending_user(request)
+    if user is None:
+        return _password_step(request)
+    if user_has_device(user, confirmed=True):
+        request.session.pop(SESSION_KEY, None)
+        return _admin_login_redirect()
+    return _token_step(request, user)
+
+
+def _password_step(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        form = EnrolPasswordForm(request)
+        return render(request, "accounts/otp_enrol.html", _context(request, form=form))
+
+    form = EnrolPasswordForm(request, request.POST)
+    if not form.is_valid() or form.user is None:
+        status = 429 if form.rate_limited else 200
+        return render(
+            request, "accounts/otp_enrol.html", _context(request, form=form), status=status
+        )
+    user = form.user
+    if not is_staff_user(user):
+        raise PermissionDenied
+    if user_has_device(user, confirmed=True):
+        request.session.pop(SESSION_KEY, None)
+        return _admin_login_redirect()
+
+    _unconfirmed_device(user)
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = {
+        "user": str(user.pk),
+        "at": time.time(),
+        "hash": user.get_session_auth_hash(),
+    }
+    return redirect(request.path)
+
+
+def _token_step(request: HttpRequest, user: User) -> HttpResponse:
+    device = _unconfirmed_device(user)
+    form = EnrolTokenForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        confirmed = _confirm(request, user, device, form)
+        if confirmed is not None:
+            request.session.pop(SESSION_KEY, None)
+            auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            otp_login(request, confirmed)
+            return redirect(reverse("admin:index"))
+        device.refresh_from_db()
+
+    uri = device.config_url
+    context = _context(
+        request,
+        form=form,
+        pending_user=user,
+        otpauth_uri=uri,
+        qr_svg=qr_svg(uri),
+        secret=b32encode(device.bin_key).decode(),
+        restart_url=f"{request.path}?restart=1",
+    )
+    return render(request, "accounts/otp_enrol.html", context)
+
+
+def _confirm(
+    request: HttpRequest, user: User, device: TOTPDevice, form: EnrolTokenForm
+) -> TOTPDevice | None:
+    """Check the token under django-otp's throttling; on success confirm and audit."""
+    with transaction.atomic():
+        locked = TOTPDevice.objects.select_for_update().filter(pk=device.pk, user=user).first()
+        if locked is None or locked.confirmed:
+            form.add_error(None, _("This set-up has expired. Please start again."))
+            return None
+        allowed, _info = locked.verify_is_allowed()
+        if not allowed:
+            form.add_error(
+                "otp_token",
+                _("Too many wrong codes. Wait a little, then enter the current code."),
+            )
+            return None
+        if not locked.verify_token(form.cleaned_data["otp_token"]):
+            # verify_token() has counted the failure: the next attempt must wait longer.
+            form.add_error("otp_token", _("That code is not correct. Please try again."))
+            return None
+        locked.confirmed = True
+        locked.save(update_fields=["confirmed"])
+        # Recorded last, in the same transaction: a device is never confirmed unaudited.
+        record_from_request(
+            request,
+            action="auth.totp_enrolled",
+            actor_id=user.pk,
+            actor_role=user.role,
+            target_type="user",
+            target_id=str(user.pk),
+        )
+    return locked
+
+
+__all__ = ["StaffOTPAdminAuthenticationForm", "StaffOTPAdminSite", "enrol"]
