@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,17 @@ from accounts.models import Invitation, PatientProfile, Role, User
 from audit.services import record
 
 INVITATION_TTL = timedelta(days=7)
+
+# Called with the user's id when an account is deactivated or deleted. The composition root
+# registers the socket gateway here (accounts cannot import realtime, which depends on it).
+ACCESS_REVOKED_HOOKS: list[Callable[[Any], None]] = []
+
+
+def _access_revoked(user: User) -> None:
+    for hook in ACCESS_REVOKED_HOOKS:
+        hook(user.pk)
+
+
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 
 
@@ -142,6 +154,8 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
         user.is_active = active
         user.save(update_fields=["is_active"])
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
+        if not active:
+            _access_revoked(user)
     return user
 
 
@@ -187,6 +201,7 @@ def account_delete(*, user: User) -> None:
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )
     # Its sessions die with it: tokens are validated against an active user on every request.
+    _access_revoked(user)
     _audit(user, "user.deleted", user)
 
 

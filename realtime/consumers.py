@@ -35,12 +35,19 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             return
         self.authenticated = True
         self.language = getattr(user, "language", "en")
+        self.group = f"user.{user.pk}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
         OPEN_SOCKETS.inc()
 
     async def disconnect(self, code: int) -> None:
         if self.authenticated:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
             OPEN_SOCKETS.dec()
             SOCKET_CLOSES.labels(str(code)).inc()
+
+    async def session_close(self, event: dict[str, Any]) -> None:
+        """The account was deactivated or deleted: end this socket now."""
+        await self.close(code=int(event.get("code", CLOSE_FORBIDDEN)))
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any

@@ -9,7 +9,7 @@
 # keys. Exits non-zero if Schemathesis found a failure.
 #
 # Environment knobs:
-#   FUZZ_MAX_TIME      seconds of fuzzing for all roles together (default 90)
+#   FUZZ_MAX_TIME      seconds of fuzzing for all roles together (default 160)
 #   FUZZ_MAX_EXAMPLES  test cases per operation and pass (default 100)
 #   FUZZ_SEED          replay a run (Schemathesis prints the seed it used)
 #   FUZZ_REPORT_DIR    keep the NDJSON/JUnit reports there (default: removed at the end)
@@ -24,12 +24,12 @@ RUN_ID=$$
 DB_NAME="telemed_fuzz_${RUN_ID}"
 KEY_PREFIX="telemed-fuzz-${RUN_ID}"
 FUZZ_REDIS_URL="${FUZZ_REDIS_URL:-redis://127.0.0.1:6379/0}"
-MAX_TIME="${FUZZ_MAX_TIME:-90}"
+MAX_TIME="${FUZZ_MAX_TIME:-160}"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-100}"
 
-# The roles the API is fuzzed as, each with its own Schemathesis run. Only `anonymous`
-# exists so far; add patient, doctor, admin here once token_for (below) can mint their tokens.
-ROLES=(anonymous)
+# The roles the API is fuzzed as, each with its own Schemathesis run. Admin goes last: its
+# run may deactivate or re-role the other fuzz users.
+ROLES=(anonymous patient doctor admin)
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/telemed-fuzz.XXXXXX")"
 REPORT_DIR="${FUZZ_REPORT_DIR:-$WORK/reports}"
@@ -75,12 +75,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A role's bearer token, printed on stdout. Per-role tokens plug in here: mint one for a
-# user of that role in the fuzz database (e.g. `"$BIN/python" manage.py <command> --role
-# "$1"` with the environment below), so that its run sends `-H "Authorization: Bearer ..."`.
+# A role's bearer token, printed on stdout: a user of that role in the fuzz database,
+# logged in through the running server.
 token_for() {
-  echo "fuzz: no way to get a token for role '$1' yet" >&2
-  return 1
+  "$BIN/python" scripts/fuzz_token.py "$BASE" "$1"
 }
 
 # The server's environment, and that of the migration: the real services under names of

@@ -6,3 +6,12 @@ class TelemedConfig(AppConfig):
 
     name = "telemed"
     verbose_name = "Telemed"
+
+    def ready(self) -> None:
+        """Wire the domain apps together where none may import the other."""
+        from accounts import services as accounts_services
+        from realtime import services as realtime_services
+
+        accounts_services.ACCESS_REVOKED_HOOKS[:] = [
+            lambda user_id: realtime_services.close_user_sockets(user_id=user_id),
+        ]

@@ -80,3 +80,32 @@ async def test_socket_accepts_a_valid_bearer_token_and_refuses_a_bad_one():
     assert connected
     assert await bad.receive_output() == {"type": "websocket.close", "code": 4401}
     await bad.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deactivating_a_user_closes_their_open_sockets():
+    from channels.db import database_sync_to_async
+    from django.test import Client
+
+    from accounts.models import Role
+    from accounts.services import user_set_active
+    from tests.factories import login, make_user
+
+    user = await database_sync_to_async(make_user)()
+    admin = await database_sync_to_async(make_user)(role=Role.ADMIN)
+    tokens = await database_sync_to_async(lambda: login(Client(), user.email))()
+    sockets = [
+        WebsocketCommunicator(
+            application,
+            "/ws/v1/",
+            headers=[(b"authorization", f"Bearer {tokens['access']}".encode())],
+        )
+        for _ in range(2)
+    ]
+    for ws in sockets:
+        assert (await ws.connect())[0]
+    await asyncio.sleep(0.2)  # let the group subscriptions reach Redis
+    await database_sync_to_async(user_set_active)(actor=admin, user=user, active=False)
+    for ws in sockets:
+        assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+        await ws.disconnect()

@@ -1,0 +1,44 @@
+"""Print a bearer token for a fuzzing role: ``fuzz_token.py BASE_URL ROLE``.
+
+Creates (once) a user of that role in the fuzz database, with a verified e-mail, then logs
+in through the running server's real login endpoint and prints the access token. Used by
+``scripts/fuzz.sh`` only; it runs against the throw-away database that script creates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+
+import django
+
+
+def main() -> None:
+    base, role = sys.argv[1], sys.argv[2]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemed.settings")
+    django.setup()
+    from allauth.account.models import EmailAddress
+
+    from accounts.models import PatientProfile, User
+
+    email, password = f"fuzz-{role}@fuzz.invalid", f"Fuzz-{role}-password-2026"
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email, password, role=role, is_superuser=role == "admin")
+        EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+        if role == "patient":
+            PatientProfile.objects.create(user=user)
+    request = urllib.request.Request(  # noqa: S310 (loopback URL from fuzz.sh)
+        f"{base}/_allauth/app/v1/auth/login",
+        data=json.dumps({"email": email, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback URL from fuzz.sh)
+        print(json.loads(response.read())["meta"]["access_token"])
+
+
+if __name__ == "__main__":
+    main()
