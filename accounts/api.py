@@ -61,6 +61,21 @@ def me(request: AuthedRequest) -> dict:
     return me_payload(request.auth)
 
 
+class WhoAmIOut(Schema):
+    id: UUID
+    role: Role
+
+
+@router.get(
+    "/whoami",
+    response=WhoAmIOut,
+    auth=JWTAuth(allow_pending_password_change=True),
+    summary="The caller's id and role (a cheap token check)",
+)
+def whoami(request: AuthedRequest) -> User:
+    return request.auth
+
+
 @router.patch("/me", response=MeOut, auth=jwt_auth, summary="Update the caller's profile")
 def me_update(request: AuthedRequest, payload: MeIn) -> dict:
     user = services.profile_update(

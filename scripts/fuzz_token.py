@@ -11,8 +11,11 @@ import json
 import os
 import sys
 import urllib.request
+from pathlib import Path
 
 import django
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:

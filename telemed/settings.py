@@ -131,8 +131,20 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db("DATABASE_URL")}
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if (
+        DATABASES["default"]["ENGINE"].endswith("postgresql")
+        and env.int("DB_POOL_MAX_SIZE", default=20) > 0
+    ):
+        # psycopg's connection pool: under ASGI each request may run on another thread, so
+        # persistent per-thread connections (CONN_MAX_AGE) are not reused; a pool is.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
