@@ -6,11 +6,11 @@ Sign-up, login, codes, tokens and Google sign-in are allauth's headless API unde
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 from django.utils.translation import gettext_lazy as _
-from ninja import Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 
 from accounts import selectors, services
 from accounts.auth import AuthedRequest, JWTAuth, jwt_auth
@@ -31,6 +31,7 @@ from accounts.schemas import (
 )
 from core.errors import ApplicationError
 from core.pagination import paginate
+from core.schemas import IsoDatetime
 
 router = Router(tags=["accounts"])
 admin_router = Router(tags=["admin"], auth=jwt_auth)
@@ -111,7 +112,7 @@ class UserFilters(Schema):
     role: Role | None = None
     is_active: bool | None = None
     cursor: str | None = None
-    limit: int = 50
+    limit: int = Field(50, ge=1, le=100)
 
 
 @admin_router.get("/users", response=UserPage, summary="List and search users")
@@ -184,10 +185,10 @@ class AuditFilters(Schema):
     action: str | None = None
     target_type: str | None = None
     target_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
     cursor: str | None = None
-    limit: int = 50
+    limit: int = Field(50, ge=1, le=200)
 
 
 @admin_router.get("/audit", response=AuditPage, summary="Search the audit trail")

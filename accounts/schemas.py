@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import zoneinfo
 from datetime import date, datetime
 from uuid import UUID
 
@@ -10,12 +9,7 @@ from ninja import Field, Schema
 from pydantic import field_validator
 
 from accounts.models import Language, Role, Sex
-
-
-def _check_zone(value: str | None) -> str | None:
-    if value is not None and value not in zoneinfo.available_timezones():
-        raise ValueError(_("Unknown time zone."))
-    return value
+from core.schemas import InputSchema, TimeZoneName
 
 
 class PatientProfileOut(Schema):
@@ -41,18 +35,16 @@ class MeOut(Schema):
     patient_profile: PatientProfileOut | None = None
 
 
-class MeIn(Schema):
+class MeIn(InputSchema):
     first_name: str | None = Field(None, max_length=150)
     last_name: str | None = Field(None, max_length=150)
     language: Language | None = None
-    time_zone: str | None = Field(None, max_length=64)
+    time_zone: TimeZoneName | None = None
     date_of_birth: date | None = None
     sex: Sex | None = None
     city: str | None = Field(None, max_length=120)
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
-
-    _zone = field_validator("time_zone")(_check_zone)
 
     @field_validator("date_of_birth")
     @classmethod
@@ -62,7 +54,7 @@ class MeIn(Schema):
         return value
 
 
-class DeleteAccountIn(Schema):
+class DeleteAccountIn(InputSchema):
     password: str = Field("", max_length=256)
     confirm: str = Field(
         "", max_length=64, description='For accounts without a password: "delete my account".'
@@ -89,17 +81,15 @@ class UserPage(Schema):
     next: str | None
 
 
-class UserAdminIn(Schema):
+class UserAdminIn(InputSchema):
     first_name: str | None = Field(None, max_length=150)
     last_name: str | None = Field(None, max_length=150)
     role: Role | None = None
     language: Language | None = None
-    time_zone: str | None = Field(None, max_length=64)
-
-    _zone = field_validator("time_zone")(_check_zone)
+    time_zone: TimeZoneName | None = None
 
 
-class DoctorCreateIn(Schema):
+class DoctorCreateIn(InputSchema):
     email: str = Field(..., max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     first_name: str = Field(..., min_length=1, max_length=150)
     last_name: str = Field(..., min_length=1, max_length=150)
@@ -110,7 +100,7 @@ class DoctorCreatedOut(Schema):
     temporary_password: str
 
 
-class InvitationIn(Schema):
+class InvitationIn(InputSchema):
     email: str = Field("", max_length=254)
     ttl_days: int = Field(7, ge=1, le=30)
 

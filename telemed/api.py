@@ -19,6 +19,16 @@ from telemed import errors
 VERSION = "0.1.0"
 
 
+class ObjectBodyParser(Parser):
+    """Every JSON body of this API is an object; ``[null, null]`` is refused, not coerced."""
+
+    def parse_body(self, request: HttpRequest) -> dict:
+        data = super().parse_body(request)
+        if not isinstance(data, dict):
+            raise ValueError("the JSON body must be an object")
+        return data
+
+
 class ErrorBody(Schema):
     code: str
     message: str
@@ -64,7 +74,7 @@ api = TelemedAPI(
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
-    parser=Parser(),
+    parser=ObjectBodyParser(),
 )
 errors.install(api)
 

@@ -280,3 +280,9 @@ def test_audit_search_for_admins(api, admin_tokens):
     assert items[0]["actor_id"] == str(user.id)
     patient_headers = bearer(login(api, user.email)["access"])
     assert api.get("/api/v1/admin/audit", headers=patient_headers).status_code == 403
+
+
+@pytest.mark.parametrize("query", ["until=0.5", "since=yesterday", "limit=0", "limit=100000"])
+def test_bad_audit_filters_are_422(api, admin_tokens, query):
+    r = api.get(f"/api/v1/admin/audit?{query}", headers=bearer(admin_tokens[1]["access"]))
+    assert r.status_code == 422

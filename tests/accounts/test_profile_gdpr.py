@@ -146,3 +146,26 @@ def test_malformed_json_on_me_is_422(api):
     )
     assert r.status_code == 422
     assert r.json()["error"]["fields"] == {"body": "The request body is not valid JSON."}
+
+
+def test_unknown_fields_and_non_object_bodies_are_refused(api):
+    user = make_user(first_name="Same")
+    headers = bearer(login(api, user.email)["access"])
+    r = api.patch(
+        "/api/v1/me",
+        {"first_name": "New", "role": "admin"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 422
+    assert "role" in r.json()["error"]["fields"]
+    r = api.patch("/api/v1/me", "[null, null]", content_type="application/json", headers=headers)
+    assert r.status_code == 422
+    user.refresh_from_db()
+    assert (user.first_name, user.role) == ("Same", "patient")
+
+
+def test_time_zones_are_documented_as_an_enum(api):
+    spec = api.get("/api/v1/openapi.json").json()
+    text = str(spec["components"]["schemas"]["MeIn"])
+    assert "Africa/Cairo" in text and "Asia/Riyadh" in text

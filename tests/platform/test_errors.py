@@ -152,3 +152,11 @@ def test_every_error_code_has_a_real_arabic_message():
             arabic = str(cls.message)
         assert ARABIC.search(arabic), f"{code} has no Arabic message"
         assert arabic != english, code
+
+
+@probe
+@pytest.mark.parametrize("body", ["[null, null]", '"text"', "3"])
+def test_a_json_body_that_is_not_an_object_is_422(api, body):
+    r = api.post("/api/probe/items", data=body, content_type="application/json")
+    assert r.status_code == 422
+    assert error_of(r)["code"] == "request.invalid"
