@@ -71,6 +71,8 @@ def test_saved_language_is_used_without_accept_language(api):
         {"sex": "x"},
         {"first_name": "x" * 151},
         {"time_zone": "Mars/Base"},
+        {"time_zone": {}},
+        {"time_zone": 3},
     ],
 )
 def test_bad_profile_input_is_422_and_changes_nothing(api, payload):
