@@ -128,6 +128,7 @@ _ADMIN_EDITABLE = {"first_name", "last_name", "role", "language", "time_zone"}
 
 @transaction.atomic
 def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) -> User:
+    changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
     changes = {k: v for k, v in changes.items() if k in _ADMIN_EDITABLE and v is not None}
     if "role" in changes and user.pk == actor.pk and changes["role"] != user.role:
         raise CannotChangeOwnAccess()
@@ -161,11 +162,17 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
 
 _PROFILE_FIELDS = {"first_name", "last_name", "language", "time_zone"}
 _PATIENT_FIELDS = {"date_of_birth", "sex", "city", "latitude", "longitude"}
+_CLEARABLE_TEXT = {"first_name", "last_name", "sex", "city"}
+_NULLABLE = {"date_of_birth", "latitude", "longitude"}
 
 
 @transaction.atomic
 def profile_update(*, user: User, changes: dict[str, Any]) -> User:
     """The caller's own profile. E-mail and phone change through allauth's verified flows."""
+    # PATCH semantics: an omitted field is unchanged; null clears a text field and leaves a
+    # choice (language, time zone) as it is.
+    changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
+    changes = {k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
     for key in _PROFILE_FIELDS & changes.keys():
         setattr(user, key, changes[key])
     user.full_clean(exclude=["password"])

@@ -32,7 +32,9 @@ TIME_ZONES = sorted(zoneinfo.available_timezones())
 
 
 def _time_zone(value: Any) -> Any:
-    if value is not None and (not isinstance(value, str) or value not in zoneinfo.available_timezones()):
+    if value is not None and (
+        not isinstance(value, str) or value not in zoneinfo.available_timezones()
+    ):
         raise ValueError(_("Unknown time zone."))
     return value
 

@@ -51,6 +51,8 @@ AR = {
     "The page cursor is not valid. Start again from the first page.": "مؤشر الصفحة غير صالح. ابدأ من جديد من الصفحة الأولى.",
     "Enter a date of birth in the past.": "أدخل تاريخ ميلاد في الماضي.",
     "We could not send the text message right now. Please try again shortly.": "تعذّر إرسال الرسالة النصية الآن. يرجى المحاولة بعد قليل.",
+    "Text must not contain NUL characters.": "يجب ألا يحتوي النص على محارف NUL.",
+    "The request body must be a JSON object.": "يجب أن يكون محتوى الطلب كائن JSON.",
 }
 
 

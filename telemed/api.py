@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Schema
 from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
 from bookings.api import router as bookings_router
 from chat.api import router as chat_router
+from core.errors import InvalidRequest
 from doctors.api import router as doctors_router
 from payments.api import router as payments_router
 from realtime.api import router as realtime_router
@@ -19,14 +23,35 @@ from telemed import errors
 VERSION = "0.1.0"
 
 
-class ObjectBodyParser(Parser):
-    """Every JSON body of this API is an object; ``[null, null]`` is refused, not coerced."""
+def _refuse_nul(value: Any) -> None:
+    """PostgreSQL text cannot hold NUL characters; refuse them at the edge with a 422."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest(fields={"body": _("Text must not contain NUL characters.")})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+
+
+class ApiParser(Parser):
+    """Every JSON body of this API is an object (``[null, null]`` is refused, not coerced),
+    and no text, in a body or a query string, may contain NUL."""
 
     def parse_body(self, request: HttpRequest) -> dict:
         data = super().parse_body(request)
         if not isinstance(data, dict):
-            raise ValueError("the JSON body must be an object")
+            raise InvalidRequest(fields={"body": _("The request body must be a JSON object.")})
+        _refuse_nul(data)
         return data
+
+    def parse_querydict(self, data: Any, list_fields: list[str], request: HttpRequest) -> dict:
+        result = super().parse_querydict(data, list_fields, request)
+        _refuse_nul(result)
+        return result
 
 
 class ErrorBody(Schema):
@@ -74,7 +99,7 @@ api = TelemedAPI(
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
-    parser=ObjectBodyParser(),
+    parser=ApiParser(),
 )
 errors.install(api)
 

@@ -99,6 +99,9 @@ def install(api: NinjaAPI) -> None:
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if isinstance(exc.__cause__, ApplicationError):
+            # Ninja wraps whatever the body parser raises; ours carry their own envelope.
+            return error_response(exc.__cause__)
         if isinstance(exc, Throttled):
             return error_response(RateLimited(retry_after=exc.wait or 1))
         if isinstance(exc.__cause__, ValueError) and exc.status_code == 400:

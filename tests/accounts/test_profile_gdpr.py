@@ -171,3 +171,33 @@ def test_time_zones_are_documented_as_an_enum(api):
     spec = api.get("/api/v1/openapi.json").json()
     text = str(spec["components"]["schemas"]["MeIn"])
     assert "Africa/Cairo" in text and "Asia/Riyadh" in text
+
+
+def test_null_clears_text_and_leaves_choices_alone(api):
+    user = make_user(first_name="Old", language="ar")
+    headers = bearer(login(api, user.email)["access"])
+    r = api.patch(
+        "/api/v1/me",
+        {"first_name": None, "city": None, "language": None, "time_zone": None},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 200
+    assert (r.json()["first_name"], r.json()["language"], r.json()["time_zone"]) == (
+        "",
+        "ar",
+        "UTC",
+    )
+    assert r.json()["patient_profile"]["city"] == ""
+
+
+def test_nul_characters_are_refused(api):
+    user = make_user()
+    headers = bearer(login(api, user.email)["access"])
+    r = api.patch(
+        "/api/v1/me", {"city": "Cai\u0000ro"}, content_type="application/json", headers=headers
+    )
+    assert r.status_code == 422
+    admin = make_user(role="admin")
+    r = api.get("/api/v1/admin/users?q=a%00b", headers=bearer(login(api, admin.email)["access"]))
+    assert r.status_code == 422
