@@ -9,7 +9,7 @@ from ninja import Field, Schema
 from pydantic import field_validator
 
 from accounts.models import Language, Role, Sex
-from core.schemas import InputSchema, TimeZoneName
+from core.schemas import InputSchema, Latitude, Longitude, TimeZoneName
 
 
 class PatientProfileOut(Schema):
@@ -43,8 +43,8 @@ class MeIn(InputSchema):
     date_of_birth: date | None = None
     sex: Sex | None = None
     city: str | None = Field(None, max_length=120)
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
 
     @field_validator("date_of_birth")
     @classmethod
@@ -102,7 +102,7 @@ class DoctorCreatedOut(Schema):
 
 class InvitationIn(InputSchema):
     email: str = Field("", max_length=254)
-    ttl_days: int = Field(7, ge=1, le=30)
+    ttl_days: int = Field(7, ge=1, le=30, strict=True)
 
 
 class InvitationOut(Schema):

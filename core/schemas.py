@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from django.utils.translation import gettext as _
 from ninja import Schema
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 
 class InputSchema(Schema):
@@ -26,7 +26,22 @@ def _iso_datetime(value: Any) -> Any:
     return value
 
 
-IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+def _to_utc(value: datetime) -> datetime:
+    """Instants carry an offset (DESIGN: aware datetimes only) and are kept in UTC; PostgreSQL
+    refuses offsets beyond ±15:59 that ISO 8601 allows."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(_("Include a time zone offset, e.g. 2026-05-01T09:00:00+03:00."))
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(_("Enter a valid date or time.")) from exc
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime), AfterValidator(_to_utc)]
+
+# Strict: JSON true/false must not pass for a number (pydantic's lax mode would take it).
+Latitude = Annotated[float, Field(ge=-90, le=90, strict=True)]
+Longitude = Annotated[float, Field(ge=-180, le=180, strict=True)]
 
 TIME_ZONES = sorted(zoneinfo.available_timezones())
 

@@ -53,6 +53,7 @@ AR = {
     "We could not send the text message right now. Please try again shortly.": "تعذّر إرسال الرسالة النصية الآن. يرجى المحاولة بعد قليل.",
     "Text must not contain NUL characters.": "يجب ألا يحتوي النص على محارف NUL.",
     "The request body must be a JSON object.": "يجب أن يكون محتوى الطلب كائن JSON.",
+    "Include a time zone offset, e.g. 2026-05-01T09:00:00+03:00.": "أضف فرق التوقيت، مثل 2026-05-01T09:00:00+03:00.",
 }
 
 

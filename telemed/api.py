@@ -93,8 +93,12 @@ api = TelemedAPI(
     description=(
         "REST API of the telemedicine server. Every error uses one envelope: "
         '`{"error": {"code", "message", "fields"}}`, with the message in the language of '
-        "`Accept-Language` (English or Arabic). Accounts (sign-up, login, tokens) are served "
-        "by allauth's headless API under `/_allauth/app/v1/`."
+        "`Accept-Language` (English or Arabic).\n\n"
+        "Accounts (sign-up, login by password or by e-mail/SMS code, Google sign-in, tokens "
+        "and their refresh) are allauth's headless API under `/_allauth/app/v1/`, documented "
+        "in its own OpenAPI spec: [/_allauth/openapi.html](/_allauth/openapi.html) "
+        "([JSON](/_allauth/openapi.json)). Send the access token it returns as "
+        "`Authorization: Bearer <token>`."
     ),
     urls_namespace="api",
     docs_url="/docs",
