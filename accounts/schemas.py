@@ -9,7 +9,7 @@ from ninja import Field, Schema
 from pydantic import field_validator
 
 from accounts.models import Language, Role, Sex
-from core.schemas import InputSchema, Latitude, Longitude, TimeZoneName
+from core.schemas import InputSchema, IsoDate, Latitude, Longitude, TimeZoneName
 
 
 class PatientProfileOut(Schema):
@@ -40,7 +40,7 @@ class MeIn(InputSchema):
     last_name: str | None = Field(None, max_length=150)
     language: Language | None = None
     time_zone: TimeZoneName | None = None
-    date_of_birth: date | None = None
+    date_of_birth: IsoDate | None = None
     sex: Sex | None = None
     city: str | None = Field(None, max_length=120)
     latitude: Latitude | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from django.utils.translation import gettext as _
@@ -24,6 +24,16 @@ def _iso_datetime(value: Any) -> Any:
     if not isinstance(value, str) or "T" not in value.upper():
         raise ValueError(_("Enter a valid date or time."))
     return value
+
+
+def _iso_date(value: Any) -> Any:
+    """Only ``YYYY-MM-DD`` text: pydantic would otherwise take ``0`` for 1970-01-01."""
+    if isinstance(value, date) or (isinstance(value, str) and len(value) == 10):
+        return value
+    raise ValueError(_("Enter a valid date."))
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def _to_utc(value: datetime) -> datetime:

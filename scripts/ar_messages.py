@@ -54,6 +54,7 @@ AR = {
     "Text must not contain NUL characters.": "يجب ألا يحتوي النص على محارف NUL.",
     "The request body must be a JSON object.": "يجب أن يكون محتوى الطلب كائن JSON.",
     "Include a time zone offset, e.g. 2026-05-01T09:00:00+03:00.": "أضف فرق التوقيت، مثل 2026-05-01T09:00:00+03:00.",
+    "Enter a valid date.": "أدخل تاريخًا صالحًا.",
 }
 
 

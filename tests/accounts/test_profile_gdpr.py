@@ -74,6 +74,7 @@ def test_saved_language_is_used_without_accept_language(api):
         {"time_zone": {}},
         {"time_zone": 3},
         {"longitude": False},
+        {"date_of_birth": 0},
     ],
 )
 def test_bad_profile_input_is_422_and_changes_nothing(api, payload):
