@@ -1,3 +1,276 @@
-from ninja import Router
+"""The public directory (search, profiles, specialties), the doctor's own profile and
+clinics, and the verification queue for staff."""
 
-router = Router(tags=["doctors"])
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.utils.translation import get_language
+from ninja import Field, Query, Router, Schema, Status
+
+from accounts.auth import AuthedRequest, jwt_auth
+from core.pagination import paginate
+from doctors import selectors, services
+from doctors.errors import InvalidLocation
+from doctors.models import DoctorProfile, Mode, Verification
+from doctors.schemas import (
+    ClinicIn,
+    ClinicOut,
+    ClinicPatch,
+    DoctorOut,
+    DoctorPage,
+    DoctorProfileIn,
+    OwnDoctorOut,
+    SpecialtyOut,
+    VerificationIn,
+)
+
+router = Router(tags=["directory"])
+CACHE_SECONDS = 300
+
+
+def _doctor_out(profile: DoctorProfile, language: str) -> dict[str, Any]:
+    user = profile.user
+    return {
+        "id": profile.id,
+        "name": user.full_name,
+        "designation": profile.designation,
+        "bio": (profile.bio_ar or profile.bio_en)
+        if language == "ar"
+        else (profile.bio_en or profile.bio_ar),
+        "specialties": [
+            {"code": s.code, "name": s.name(language)} for s in profile.specialties.all()
+        ],
+        "languages": profile.language_codes,
+        "fee": {"amount": f"{Decimal(profile.fee_minor) / 100:.2f}", "currency": profile.currency},
+        "modes": profile.modes,
+        "years_experience": profile.years_experience,
+        "rating": profile.rating,
+        "rating_count": profile.rating_count,
+        "clinics": list(profile.clinics.all()),
+        "distance_km": getattr(profile, "distance_km", None),
+    }
+
+
+def _cached_json(request: HttpRequest, key_parts: dict[str, Any], build: Any) -> HttpResponse:
+    """A public answer served from the cache (keyed by the directory's version, so any change
+    invalidates it) with a strong ETag; ``If-None-Match`` gets 304."""
+    raw = json.dumps({**key_parts, "lang": get_language()}, sort_keys=True, default=str)
+    key = f"directory:{services.directory_version()}:{hashlib.sha256(raw.encode()).hexdigest()}"
+    body = cache.get(key)
+    if body is None:
+        body = json.dumps(build(), cls=DjangoJSONEncoder, ensure_ascii=False)
+        cache.set(key, body, CACHE_SECONDS)
+    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = f"public, max-age={CACHE_SECONDS // 5}"
+    response["Vary"] = "Accept-Language"
+    return response
+
+
+class SearchQuery(Schema):
+    specialty: str = Field("", max_length=64)
+    city: str = Field("", max_length=120)
+    name: str = Field("", max_length=100)
+    language: str = Field("", pattern=r"^([a-z]{2})?$")
+    mode: Mode | None = None
+    fee_min: Decimal | None = Field(None, ge=0, le=100000)
+    fee_max: Decimal | None = Field(None, ge=0, le=100000)
+    min_rating: float | None = Field(None, ge=1, le=5)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lng: float | None = Field(None, ge=-180, le=180)
+    near: str | None = Field(None, max_length=200, description="A place name or address, geocoded")
+    radius_km: float = Field(10, ge=0, le=500)
+    sort: Literal["distance", "rating", "fee", "name"] | None = None
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(20, ge=1, le=50)
+
+
+@router.get(
+    "/doctors",
+    response=DoctorPage,
+    summary="Search verified doctors, optionally near a point or place",
+)
+def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
+    if (q.lat is None) != (q.lng is None):
+        raise InvalidLocation(
+            fields={"lat" if q.lat is None else "lng": str(InvalidLocation.message)}
+        )
+    if q.sort == "distance" and q.lat is None and q.near is None:
+        raise InvalidLocation(fields={"sort": str(InvalidLocation.message)})
+    lat, lng = q.lat, q.lng
+    if q.near is not None:
+        from doctors.geocoding import geocode
+
+        place = geocode(q.near, language=get_language() or "en")
+        lat, lng = place.latitude, place.longitude
+    filters = selectors.SearchFilters(
+        specialty=q.specialty,
+        city=q.city.strip(),
+        name=q.name.strip(),
+        language=q.language,
+        mode=q.mode.value if q.mode else "",
+        fee_min=q.fee_min,
+        fee_max=q.fee_max,
+        min_rating=q.min_rating,
+        latitude=lat,
+        longitude=lng,
+        radius_km=q.radius_km,
+        sort=q.sort or "",
+    )
+
+    def build() -> dict[str, Any]:
+        items, next_cursor = selectors.doctor_search(
+            filters=filters, cursor=q.cursor, limit=q.limit
+        )
+        language = get_language() or "en"
+        return {
+            "items": [
+                DoctorOut.model_validate(_doctor_out(p, language)).model_dump() for p in items
+            ],
+            "next": next_cursor,
+        }
+
+    return _cached_json(
+        request, {"search": filters.__dict__, "cursor": q.cursor, "limit": q.limit}, build
+    )
+
+
+@router.get(
+    "/doctors/{doctor_id}", response=DoctorOut, summary="A verified doctor's public profile"
+)
+def doctor(request: HttpRequest, doctor_id: UUID) -> HttpResponse:
+    def build() -> dict[str, Any]:
+        profile = selectors.doctor_public(doctor_id=doctor_id)
+        return DoctorOut.model_validate(_doctor_out(profile, get_language() or "en")).model_dump()
+
+    return _cached_json(request, {"doctor": str(doctor_id)}, build)
+
+
+@router.get(
+    "/specialties",
+    response=list[SpecialtyOut],
+    summary="Specialties, named in the request's language",
+)
+def specialties(request: HttpRequest) -> list[dict[str, str]]:
+    language = get_language() or "en"
+    return [{"code": s.code, "name": s.name(language)} for s in selectors.specialties()]
+
+
+# --- the calling doctor -----------------------------------------------------------------
+def _own_out(profile: DoctorProfile) -> dict[str, Any]:
+    return {
+        **_doctor_out(profile, get_language() or "en"),
+        "bio_en": profile.bio_en,
+        "bio_ar": profile.bio_ar,
+        "time_zone": profile.time_zone,
+        "verification": profile.verification,
+        "verification_reason": profile.verification_reason,
+    }
+
+
+@router.get(
+    "/doctor/profile",
+    response=OwnDoctorOut,
+    auth=jwt_auth,
+    summary="The calling doctor's own profile",
+)
+def own_profile(request: AuthedRequest) -> dict[str, Any]:
+    services.doctor_profile_ensure(user=request.auth)
+    return _own_out(selectors.doctor_own(user=request.auth))
+
+
+@router.patch(
+    "/doctor/profile",
+    response=OwnDoctorOut,
+    auth=jwt_auth,
+    summary="Edit the calling doctor's profile",
+)
+def own_profile_update(request: AuthedRequest, payload: DoctorProfileIn) -> dict[str, Any]:
+    changes = payload.model_dump(exclude_unset=True, exclude_none=True)
+    if "fee" in changes:
+        changes["fee_minor"] = int(changes.pop("fee") * 100)
+    services.doctor_profile_update(user=request.auth, changes=changes)
+    return _own_out(selectors.doctor_own(user=request.auth))
+
+
+@router.post(
+    "/doctor/clinics",
+    response={201: ClinicOut},
+    auth=jwt_auth,
+    summary="Add a clinic (address geocoded)",
+)
+def clinic_create(request: AuthedRequest, payload: ClinicIn) -> Status:
+    return Status(201, services.clinic_create(user=request.auth, **payload.model_dump()))
+
+
+@router.patch(
+    "/doctor/clinics/{clinic_id}", response=ClinicOut, auth=jwt_auth, summary="Edit a clinic"
+)
+def clinic_update(request: AuthedRequest, clinic_id: UUID, payload: ClinicPatch) -> Any:
+    changes = payload.model_dump(exclude_unset=True, exclude_none=True)
+    return services.clinic_update(user=request.auth, clinic_id=clinic_id, changes=changes)
+
+
+@router.delete(
+    "/doctor/clinics/{clinic_id}", response={204: None}, auth=jwt_auth, summary="Remove a clinic"
+)
+def clinic_delete(request: AuthedRequest, clinic_id: UUID) -> Status:
+    services.clinic_delete(user=request.auth, clinic_id=clinic_id)
+    return Status(204, None)
+
+
+# --- staff: verification ------------------------------------------------------------------
+class QueueQuery(Schema):
+    status: Verification = Verification.PENDING
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(50, ge=1, le=100)
+
+
+class QueueItem(OwnDoctorOut):
+    email: str | None
+
+
+class QueuePage(Schema):
+    items: list[QueueItem]
+    next: str | None
+
+
+@router.get(
+    "/admin/verifications",
+    response=QueuePage,
+    auth=jwt_auth,
+    tags=["admin"],
+    summary="Doctors by verification status (the approval queue)",
+)
+def verification_queue(request: AuthedRequest, q: Query[QueueQuery]) -> dict[str, Any]:
+    qs = selectors.verification_queue(viewer=request.auth, status=q.status)
+    items, next_cursor = paginate(qs, field="updated_at", cursor=q.cursor, limit=q.limit)
+    return {"items": [{**_own_out(p), "email": p.user.email} for p in items], "next": next_cursor}
+
+
+@router.post(
+    "/admin/verifications/{doctor_id}",
+    response=OwnDoctorOut,
+    auth=jwt_auth,
+    tags=["admin"],
+    summary="Verify or reject a doctor",
+)
+def verification_decide(
+    request: AuthedRequest, doctor_id: UUID, payload: VerificationIn
+) -> dict[str, Any]:
+    profile = services.doctor_verify(
+        actor=request.auth, doctor_id=doctor_id, decision=payload.decision, reason=payload.reason
+    )
+    return _own_out(selectors.doctor_own(user=profile.user))

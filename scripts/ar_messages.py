@@ -55,6 +55,21 @@ AR = {
     "The request body must be a JSON object.": "يجب أن يكون محتوى الطلب كائن JSON.",
     "Include a time zone offset, e.g. 2026-05-01T09:00:00+03:00.": "أضف فرق التوقيت، مثل 2026-05-01T09:00:00+03:00.",
     "Enter a valid date.": "أدخل تاريخًا صالحًا.",
+    "This doctor was not found.": "لم نعثر على هذا الطبيب.",
+    "The location is not valid. Check the latitude, longitude and radius.": "الموقع غير صالح. تحقّق من خط العرض وخط الطول ونصف القطر.",
+    "This specialty does not exist.": "هذا التخصص غير موجود.",
+    "We could not find this place. Check the spelling or try a nearby city.": "لم نعثر على هذا المكان. تحقّق من الإملاء أو جرّب مدينة قريبة.",
+    "Enter a city or an address of at most 200 characters.": "أدخل اسم مدينة أو عنوانًا لا يزيد على 200 حرف.",
+    "Pending": "قيد المراجعة",
+    "Verified": "موثَّق",
+    "Rejected": "مرفوض",
+    "In person": "حضوريًا",
+    "Video": "فيديو",
+    "Chat": "محادثة",
+    "Your Telemed profile is verified": "تم توثيق ملفك في Telemed",
+    "Your profile is now listed in the Telemed directory. Patients can find and book you.": "أصبح ملفك ظاهرًا في دليل Telemed، ويمكن للمرضى العثور عليك وحجز مواعيد معك.",
+    "Your Telemed profile was not verified": "لم يتم توثيق ملفك في Telemed",
+    "Your profile could not be verified. Reason: %(reason)s": "تعذّر توثيق ملفك. السبب: %(reason)s",
 }
 
 

@@ -397,6 +397,12 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# --- Directory ----------------------------------------------------------------------
+# Geocoding: Google Maps when a key is set (answers cached), else an offline gazetteer.
+GOOGLE_MAPS_API_KEY = env.str("GOOGLE_MAPS_API_KEY", default="")
+GOOGLE_MAPS_BASE_URL = env.str("GOOGLE_MAPS_BASE_URL", default="")
+GEOCODING_CACHE_SECONDS = env.int("GEOCODING_CACHE_SECONDS", default=30 * 86400)
+
 # --- Audit ----------------------------------------------------------------------------
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
 MONGODB_URI = env.str("MONGODB_URI", default="")
@@ -429,5 +435,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
         "twilio.http_client": {"level": "WARNING"},
+        # At DEBUG urllib3 logs whole URLs, which carry API keys and search text.
+        "urllib3": {"level": "INFO"},
     },
 }

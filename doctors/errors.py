@@ -1,0 +1,33 @@
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError
+
+
+class DoctorNotFound(ApplicationError):
+    code = "directory.doctor_not_found"
+    status = 404
+    message = _("This doctor was not found.")
+
+
+class InvalidLocation(ApplicationError):
+    code = "directory.invalid_location"
+    status = 422
+    message = _("The location is not valid. Check the latitude, longitude and radius.")
+
+
+class UnknownSpecialty(ApplicationError):
+    code = "directory.unknown_specialty"
+    status = 422
+    message = _("This specialty does not exist.")
+
+
+class PlaceNotFound(ApplicationError):
+    code = "directory.place_not_found"
+    status = 422
+    message = _("We could not find this place. Check the spelling or try a nearby city.")
+
+
+class InvalidPlace(ApplicationError):
+    code = "directory.invalid_place"
+    status = 422
+    message = _("Enter a city or an address of at most 200 characters.")

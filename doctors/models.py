@@ -1,0 +1,133 @@
+"""The doctor directory: specialties, doctor profiles, clinics (with their spatial index)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Upper
+from django.utils.translation import gettext_lazy as _
+
+
+class Specialty(models.Model):
+    code = models.SlugField(max_length=64, unique=True)
+    name_en = models.CharField(max_length=120)
+    name_ar = models.CharField(max_length=120)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "specialties"
+
+    def __str__(self) -> str:
+        return self.code
+
+    def name(self, language: str) -> str:
+        return self.name_ar if language == "ar" else self.name_en
+
+
+class Verification(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    VERIFIED = "verified", _("Verified")
+    REJECTED = "rejected", _("Rejected")
+
+
+class Mode(models.TextChoices):
+    IN_PERSON = "in_person", _("In person")
+    VIDEO = "video", _("Video")
+    CHAT = "chat", _("Chat")
+
+
+class DoctorProfile(models.Model):
+    """A doctor's public profile. Listed only once verified (and the account is active).
+
+    Ratings keep an exact sum and count, updated with ``F()`` so concurrent reviews never lose
+    one; the average is derived from them.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="doctor_profile"
+    )
+    designation = models.CharField(max_length=120, blank=True)
+    bio_en = models.TextField(blank=True)
+    bio_ar = models.TextField(blank=True)
+    specialties = models.ManyToManyField(Specialty, related_name="doctors", blank=True)
+    # ISO 639-1 codes in canonical form ",ar,en," so that one portable LIKE finds a language.
+    languages = models.CharField(max_length=100, default=",", blank=True)
+    fee_minor = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="EGP")
+    offers_in_person = models.BooleanField(default=True)
+    offers_video = models.BooleanField(default=False)
+    offers_chat = models.BooleanField(default=False)
+    years_experience = models.PositiveSmallIntegerField(default=0)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, default=Verification.PENDING
+    )
+    verification_reason = models.TextField(blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    rating_sum = models.PositiveIntegerField(default=0)
+    rating_count = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["fee_minor"], name="doctor_fee_idx", condition=Q(verification="verified")
+            ),
+            models.Index(fields=["verification"], name="doctor_verification_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"doctor {self.user_id}"
+
+    @property
+    def rating(self) -> float | None:
+        return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+
+    @property
+    def language_codes(self) -> list[str]:
+        return [code for code in self.languages.split(",") if code]
+
+    @property
+    def modes(self) -> list[str]:
+        offered = (
+            (Mode.IN_PERSON, self.offers_in_person),
+            (Mode.VIDEO, self.offers_video),
+            (Mode.CHAT, self.offers_chat),
+        )
+        return [str(mode) for mode, on in offered if on]
+
+
+class Clinic(models.Model):
+    """Where a doctor sees patients. ``h3_r*`` are the clinic's H3 cells at the resolutions of
+    :data:`doctors.geo.RESOLUTIONS`: the spatial index of the nearby search (see doctors/geo.py)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    doctor = models.ForeignKey(DoctorProfile, on_delete=models.CASCADE, related_name="clinics")
+    name = models.CharField(max_length=120)
+    address = models.CharField(max_length=300)
+    city = models.CharField(max_length=120)
+    country = models.CharField(max_length=2)
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    time_zone = models.CharField(max_length=64)
+    h3_r3 = models.BigIntegerField(db_index=True)
+    h3_r5 = models.BigIntegerField(db_index=True)
+    h3_r7 = models.BigIntegerField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(Upper("city"), name="clinic_city_upper_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(latitude__gte=-90, latitude__lte=90), name="clinic_latitude_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(longitude__gte=-180, longitude__lte=180), name="clinic_longitude_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.city})"

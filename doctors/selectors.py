@@ -1,0 +1,190 @@
+"""Reads of the directory: search (with the nearby index), public profiles, the verification
+queue. Only verified doctors with active accounts are ever listed publicly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
+from django.db.models.functions import Cast
+
+from accounts.models import User
+from accounts.permissions import require_permission
+from core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from doctors import geo
+from doctors.errors import DoctorNotFound, InvalidLocation, UnknownSpecialty
+from doctors.models import Clinic, DoctorProfile, Specialty, Verification
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    specialty: str = ""
+    city: str = ""
+    name: str = ""
+    language: str = ""
+    mode: str = ""
+    fee_min: Decimal | None = None
+    fee_max: Decimal | None = None
+    min_rating: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    radius_km: float = 10.0
+    sort: str = ""  # distance | rating | fee | name; default: distance with a location, else rating
+
+
+def listed() -> QuerySet[DoctorProfile]:
+    """Doctors the public may see."""
+    return DoctorProfile.objects.filter(verification=Verification.VERIFIED, user__is_active=True)
+
+
+def _filtered(f: SearchFilters) -> QuerySet[DoctorProfile]:
+    qs = listed()
+    if f.specialty:
+        specialty = Specialty.objects.filter(code=f.specialty).first()
+        if specialty is None:
+            raise UnknownSpecialty(fields={"specialty": str(UnknownSpecialty.message)})
+        qs = qs.filter(specialties=specialty)
+    if f.city:
+        qs = qs.filter(clinics__city__iexact=f.city).distinct()
+    for word in f.name.split()[:4]:
+        qs = qs.filter(Q(user__first_name__icontains=word) | Q(user__last_name__icontains=word))
+    if f.language:
+        qs = qs.filter(languages__contains=f",{f.language},")
+    if f.mode:
+        qs = qs.filter(**{f"offers_{f.mode}": True})
+    if f.fee_min is not None:
+        qs = qs.filter(fee_minor__gte=int(f.fee_min * 100))
+    if f.fee_max is not None:
+        qs = qs.filter(fee_minor__lte=int(f.fee_max * 100))
+    if f.min_rating is not None:
+        qs = qs.filter(rating_count__gt=0, rating_sum__gte=f.min_rating * F("rating_count"))
+    return qs
+
+
+def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
+    return qs.annotate(
+        avg_rating=Case(
+            When(rating_count=0, then=Value(0.0)),
+            default=Cast("rating_sum", FloatField()) / Cast("rating_count", FloatField()),
+            output_field=FloatField(),
+        )
+    )
+
+
+_ORDER = {
+    "rating": ("-avg_rating", "-rating_count", "id"),
+    "fee": ("fee_minor", "id"),
+    "name": ("user__last_name", "user__first_name", "id"),
+}
+
+
+def doctor_search(
+    *, filters: SearchFilters, cursor: str | None, limit: int
+) -> tuple[list[DoctorProfile], str | None]:
+    """One page of matching doctors, each with ``distance_km`` set when a location is given
+    (the distance to their nearest clinic), and the cursor of the next page.
+
+    With a location the H3 index narrows the clinics to a few cells (an indexed ``IN``), the
+    exact great-circle distance then filters and orders them: never a scan of all clinics.
+    """
+    offset = _offset(cursor)
+    qs = _filtered(filters)
+    located = filters.latitude is not None and filters.longitude is not None
+    if located:
+        ranked = _nearby(qs, filters)
+        sort = filters.sort or "distance"
+        if sort != "distance":
+            order = _with_rating(listed().filter(id__in=[i for i, _ in ranked])).order_by(
+                *_ORDER[sort]
+            )
+            distances = dict(ranked)
+            ranked = [(i, distances[i]) for i in order.values_list("id", flat=True)]
+        page = ranked[offset : offset + limit + 1]
+        ids = [i for i, _ in page[:limit]]
+        profiles = _load(ids)
+        for profile, (_, distance) in zip(profiles, page, strict=False):
+            profile.distance_km = round(distance, 3)  # type: ignore[attr-defined]
+        more = len(page) > limit
+    else:
+        sort = filters.sort if filters.sort in _ORDER else "rating"
+        ids = list(
+            _with_rating(qs)
+            .order_by(*_ORDER[sort])
+            .values_list("id", flat=True)[offset : offset + limit + 1]
+        )
+        more = len(ids) > limit
+        profiles = _load(ids[:limit])
+    return profiles, encode_cursor([offset + limit, ""]) if more else None
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    offset, _ = decode_cursor(cursor)
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidCursor()
+    return offset
+
+
+def _nearby(qs: QuerySet[DoctorProfile], f: SearchFilters) -> list[tuple[Any, float]]:
+    assert f.latitude is not None and f.longitude is not None
+    try:
+        resolution, cells = geo.covering(f.latitude, f.longitude, f.radius_km)
+    except ValueError as exc:
+        raise InvalidLocation() from exc
+    column = geo.column_for(resolution)
+    rows = Clinic.objects.filter(
+        **{f"{column}__in": cells}, doctor__in=qs.values("id")
+    ).values_list("doctor_id", "latitude", "longitude")
+    nearest: dict[Any, float] = {}
+    for doctor_id, distance in geo.nearest_first((f.latitude, f.longitude), rows, f.radius_km):
+        nearest.setdefault(doctor_id, distance)
+    return sorted(nearest.items(), key=lambda item: (item[1], str(item[0])))
+
+
+def _load(ids: list[Any]) -> list[DoctorProfile]:
+    """The profiles of a page, in the page's order, in a fixed number of queries."""
+    found = {
+        p.id: p
+        for p in DoctorProfile.objects.filter(id__in=ids)
+        .select_related("user")
+        .prefetch_related("specialties", "clinics")
+    }
+    return [found[i] for i in ids if i in found]
+
+
+def doctor_public(*, doctor_id: Any) -> DoctorProfile:
+    profiles = _load([doctor_id]) if listed().filter(id=doctor_id).exists() else []
+    if not profiles:
+        raise DoctorNotFound()
+    return profiles[0]
+
+
+def doctor_own(*, user: User) -> DoctorProfile:
+    """The calling doctor's own profile, whatever its verification status."""
+    profile = (
+        DoctorProfile.objects.filter(user=user)
+        .select_related("user")
+        .prefetch_related("specialties", "clinics")
+        .first()
+    )
+    if profile is None:
+        raise DoctorNotFound()
+    return profile
+
+
+def verification_queue(
+    *, viewer: User, status: str = Verification.PENDING
+) -> QuerySet[DoctorProfile]:
+    require_permission(viewer, "doctors.change_doctorprofile")
+    return (
+        DoctorProfile.objects.filter(verification=status)
+        .select_related("user")
+        .prefetch_related("specialties")
+    )
+
+
+def specialties() -> QuerySet[Specialty]:
+    return Specialty.objects.all()

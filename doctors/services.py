@@ -1,0 +1,217 @@
+"""Writes of the directory. Every change that alters what the public directory shows bumps
+the directory's cache version, so cached search pages and profiles are never stale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from accounts.models import Role, User
+from accounts.permissions import require_permission, require_role
+from audit.services import record
+from doctors import geo
+from doctors.errors import DoctorNotFound
+from doctors.models import Clinic, DoctorProfile, Specialty, Verification
+
+CACHE_VERSION_KEY = "directory:version"
+
+
+def directory_version() -> int:
+    version = cache.get(CACHE_VERSION_KEY)
+    if version is None:
+        cache.add(CACHE_VERSION_KEY, 1, timeout=None)
+        version = cache.get(CACHE_VERSION_KEY, 1)
+    return int(version)
+
+
+def directory_changed() -> None:
+    """Invalidate every cached directory answer (after the change commits)."""
+
+    def bump() -> None:
+        try:
+            cache.incr(CACHE_VERSION_KEY)
+        except ValueError:
+            cache.set(CACHE_VERSION_KEY, 2, timeout=None)
+
+    transaction.on_commit(bump)
+
+
+def doctor_profile_ensure(*, user: User) -> DoctorProfile:
+    """Doctors get their (pending) profile the first time they reach the directory."""
+    require_role(user, Role.DOCTOR)
+    profile, _ = DoctorProfile.objects.get_or_create(
+        user=user, defaults={"time_zone": user.time_zone}
+    )
+    return profile
+
+
+_PROFILE_FIELDS = {
+    "designation",
+    "bio_en",
+    "bio_ar",
+    "fee_minor",
+    "currency",
+    "offers_in_person",
+    "offers_video",
+    "offers_chat",
+    "years_experience",
+    "time_zone",
+}
+
+
+@transaction.atomic
+def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfile:
+    profile = doctor_profile_ensure(user=user)
+    profile = DoctorProfile.objects.select_for_update().get(pk=profile.pk)
+    for key in _PROFILE_FIELDS & changes.keys():
+        setattr(profile, key, changes[key])
+    if "languages" in changes:
+        profile.languages = "," + ",".join(sorted(set(changes["languages"]))) + ","
+    if "specialties" in changes:
+        found = list(Specialty.objects.filter(code__in=changes["specialties"]))
+        missing = set(changes["specialties"]) - {s.code for s in found}
+        if missing:
+            from doctors.errors import UnknownSpecialty
+
+            raise UnknownSpecialty(fields={"specialties": ", ".join(sorted(missing))})
+        profile.specialties.set(found)
+    profile.save()
+    directory_changed()
+    return profile
+
+
+def _locate(
+    *, address: str, city: str, latitude: float | None, longitude: float | None, language: str
+) -> dict:
+    """Coordinates, city, country and time zone of a clinic: geocoded from its address, or
+    taken as given when the doctor pins the location (the time zone then from the nearest city)."""
+    from doctors.geocoding import geocode, nearest_place
+
+    if latitude is not None and longitude is not None:
+        place = nearest_place(latitude, longitude)
+        return {
+            "latitude": latitude,
+            "longitude": longitude,
+            "city": city or place.city,
+            "country": place.country,
+            "time_zone": place.time_zone,
+        }
+    place = geocode(f"{address}, {city}" if city else address, language=language)
+    return {
+        "latitude": place.latitude,
+        "longitude": place.longitude,
+        "city": city or place.city,
+        "country": place.country,
+        "time_zone": place.time_zone,
+    }
+
+
+def _index(clinic: Clinic) -> None:
+    for resolution, cell in geo.cells_for(clinic.latitude, clinic.longitude).items():
+        setattr(clinic, geo.column_for(resolution), cell)
+
+
+@transaction.atomic
+def clinic_create(
+    *,
+    user: User,
+    name: str,
+    address: str,
+    city: str = "",
+    latitude: float | None = None,
+    longitude: float | None = None,
+) -> Clinic:
+    profile = doctor_profile_ensure(user=user)
+    located = _locate(
+        address=address, city=city, latitude=latitude, longitude=longitude, language=user.language
+    )
+    clinic = Clinic(doctor=profile, name=name, address=address, **located)
+    _index(clinic)
+    clinic.save()
+    directory_changed()
+    return clinic
+
+
+@transaction.atomic
+def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Clinic:
+    clinic = Clinic.objects.select_for_update().filter(id=clinic_id, doctor__user=user).first()
+    if clinic is None:
+        raise DoctorNotFound()
+    for key in ("name", "address", "city") & changes.keys():
+        setattr(clinic, key, changes[key])
+    if {"address", "city", "latitude", "longitude"} & changes.keys():
+        located = _locate(
+            address=clinic.address,
+            city=changes.get("city", ""),
+            latitude=changes.get("latitude"),
+            longitude=changes.get("longitude"),
+            language=user.language,
+        )
+        for key, value in located.items():
+            setattr(clinic, key, value)
+        _index(clinic)
+    clinic.save()
+    directory_changed()
+    return clinic
+
+
+@transaction.atomic
+def clinic_delete(*, user: User, clinic_id: Any) -> None:
+    deleted, _ = Clinic.objects.filter(id=clinic_id, doctor__user=user).delete()
+    if not deleted:
+        raise DoctorNotFound()
+    directory_changed()
+
+
+@transaction.atomic
+def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "") -> DoctorProfile:
+    """An admin (or a helper with the permission) verifies or rejects a doctor. Audited; the
+    doctor is told by e-mail in their language (the notification service replaces it later)."""
+    require_permission(actor, "doctors.change_doctorprofile")
+    profile = (
+        DoctorProfile.objects.select_for_update()
+        .select_related("user")
+        .filter(id=doctor_id)
+        .first()
+    )
+    if profile is None:
+        raise DoctorNotFound()
+    profile.verification = decision
+    profile.verification_reason = reason
+    profile.verified_at = timezone.now() if decision == Verification.VERIFIED else None
+    profile.save(update_fields=["verification", "verification_reason", "verified_at", "updated_at"])
+    record(
+        action=f"doctor.{decision}",
+        actor_id=actor.pk,
+        actor_role=actor.role,
+        target_type="doctor",
+        target_id=str(profile.pk),
+        data={"reason": reason},
+    )
+    directory_changed()
+    _tell_doctor(profile, decision, reason)
+    return profile
+
+
+def _tell_doctor(profile: DoctorProfile, decision: str, reason: str) -> None:
+    user = profile.user
+    if not user.email:
+        return
+    with translation.override(user.language):
+        if decision == Verification.VERIFIED:
+            subject = _("Your Telemed profile is verified")
+            body = _(
+                "Your profile is now listed in the Telemed directory. Patients can find and book you."
+            )
+        else:
+            subject = _("Your Telemed profile was not verified")
+            body = _("Your profile could not be verified. Reason: %(reason)s") % {
+                "reason": reason or "-"
+            }
+    email = user.email
+    transaction.on_commit(lambda: send_mail(subject, body, None, [email], fail_silently=True))

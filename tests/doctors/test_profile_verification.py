@@ -1,0 +1,179 @@
+"""A doctor edits their profile and clinics; staff verify or reject them."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core import mail
+
+from accounts.models import Role
+from audit.models import AuditEvent
+from doctors.models import Clinic, DoctorProfile
+from tests.doctors.factories import specialty
+from tests.factories import bearer, login, make_user, post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def doctor_headers(api):
+    user = make_user(role=Role.DOCTOR, first_name="Hany", last_name="Fahmy", language="ar")
+    return user, bearer(login(api, user.email)["access"])
+
+
+def test_doctor_edits_profile_and_is_pending_until_verified(api, doctor_headers):
+    user, headers = doctor_headers
+    specialty()
+    r = api.patch(
+        "/api/v1/doctor/profile",
+        {
+            "designation": "Consultant",
+            "specialties": ["cardiology"],
+            "languages": ["en", "ar"],
+            "fee": "250.50",
+            "offers_video": True,
+        },
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 200, r.json()
+    body = r.json()
+    assert body["verification"] == "pending"
+    assert body["fee"] == {"amount": "250.50", "currency": "EGP"}
+    assert body["languages"] == ["ar", "en"]
+    assert set(body["modes"]) == {"in_person", "video"}
+    assert api.get("/api/v1/doctors").json()["items"] == []  # not listed while pending
+
+
+def test_clinic_with_a_pinned_location_is_indexed(api, doctor_headers):
+    _, headers = doctor_headers
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {
+            "name": "Heart Care",
+            "address": "12 Nile St",
+            "city": "Cairo",
+            "latitude": 30.05,
+            "longitude": 31.24,
+        },
+        **headers,
+    )
+    assert r.status_code == 201, r.json()
+    clinic = Clinic.objects.get()
+    assert clinic.time_zone == "Africa/Cairo" and clinic.country == "EG"
+    assert clinic.h3_r7 and clinic.h3_r5 and clinic.h3_r3
+
+
+def test_clinic_address_is_geocoded_in_arabic(api, doctor_headers):
+    _, headers = doctor_headers
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "عيادة", "address": "شارع النيل، القاهرة"},
+        **headers,
+    )
+    assert r.status_code == 201, r.json()
+    assert r.json()["time_zone"] == "Africa/Cairo"
+    assert abs(r.json()["latitude"] - 30.06) < 0.2
+
+
+def test_unknown_address_is_422_place_not_found(api, doctor_headers):
+    _, headers = doctor_headers
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "X", "address": "Qwxzyville Zzzz"},
+        **{**headers, "Accept-Language": "en"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "directory.place_not_found"
+
+
+def test_patients_cannot_use_doctor_endpoints(api):
+    patient = make_user()
+    headers = bearer(login(api, patient.email)["access"])
+    assert api.get("/api/v1/doctor/profile", headers=headers).status_code == 403
+
+
+def test_admin_verifies_audited_and_doctor_is_told(
+    api, doctor_headers, django_capture_on_commit_callbacks
+):
+    user, headers = doctor_headers
+    api.get("/api/v1/doctor/profile", headers=headers)
+    post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "C", "address": "1 St", "latitude": 30.05, "longitude": 31.24},
+        **headers,
+    )
+    admin = make_user(role=Role.ADMIN)
+    admin_headers = bearer(login(api, admin.email)["access"])
+    queue = api.get("/api/v1/admin/verifications", headers=admin_headers).json()["items"]
+    profile = DoctorProfile.objects.get(user=user)
+    assert [d["id"] for d in queue] == [str(profile.id)]
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        r = post(
+            api,
+            f"/api/v1/admin/verifications/{profile.id}",
+            {"decision": "verified"},
+            **admin_headers,
+        )
+    assert r.status_code == 200 and r.json()["verification"] == "verified"
+    assert AuditEvent.objects.filter(action="doctor.verified", target_id=str(profile.id)).exists()
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [user.email]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in mail.outbox[0].subject)  # the doctor's language
+    assert [d["id"] for d in api.get("/api/v1/doctors").json()["items"]] == [str(profile.id)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        r = post(
+            api,
+            f"/api/v1/admin/verifications/{profile.id}",
+            {"decision": "rejected", "reason": "Licence expired"},
+            **admin_headers,
+        )
+    assert r.json()["verification_reason"] == "Licence expired"
+    assert api.get("/api/v1/doctors").json()["items"] == []
+
+
+def test_helper_needs_the_permission_to_verify(api, doctor_headers):
+    user, headers = doctor_headers
+    api.get("/api/v1/doctor/profile", headers=headers)
+    profile = DoctorProfile.objects.get(user=user)
+    helper = make_user(role=Role.HELPER)
+    helper_headers = bearer(login(api, helper.email)["access"])
+    assert (
+        post(
+            api,
+            f"/api/v1/admin/verifications/{profile.id}",
+            {"decision": "verified"},
+            **helper_headers,
+        ).status_code
+        == 403
+    )
+    group = Group.objects.create(name="verifiers")
+    group.permissions.add(Permission.objects.get(codename="change_doctorprofile"))
+    helper.groups.add(group)
+    assert (
+        post(
+            api,
+            f"/api/v1/admin/verifications/{profile.id}",
+            {"decision": "verified"},
+            **helper_headers,
+        ).status_code
+        == 200
+    )
+
+
+def test_bad_profile_input(api, doctor_headers):
+    _, headers = doctor_headers
+    for payload in (
+        {"specialties": ["astrology"]},
+        {"fee": "-1"},
+        {"currency": "egp"},
+        {"years_experience": True},
+        {"unknown": 1},
+    ):
+        r = api.patch(
+            "/api/v1/doctor/profile", payload, content_type="application/json", headers=headers
+        )
+        assert r.status_code == 422, payload

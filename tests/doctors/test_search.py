@@ -1,0 +1,212 @@
+"""The public directory: filters, sorts, distance, pagination, caching, bad input."""
+
+import random
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from doctors import geo
+from doctors.models import Clinic, DoctorProfile
+from tests.doctors.factories import clinic_at, doctor, specialty
+
+pytestmark = pytest.mark.django_db
+CAIRO = (30.0444, 31.2357)
+GIZA = (30.0131, 31.2089)  # ~4.4 km from Cairo centre
+ALEXANDRIA = (31.2001, 29.9187)  # ~180 km
+
+
+def ids(response):
+    return [item["id"] for item in response.json()["items"]]
+
+
+def test_only_verified_active_doctors_are_listed(api):
+    shown = doctor()
+    doctor(verified=False)
+    inactive = doctor()
+    inactive.user.is_active = False
+    inactive.user.save()
+    assert ids(api.get("/api/v1/doctors")) == [str(shown.id)]
+
+
+def test_nearby_search_sorted_by_distance_with_distance_km(api):
+    near = doctor(lat=GIZA[0], lng=GIZA[1])
+    here = doctor(lat=CAIRO[0], lng=CAIRO[1])
+    doctor(lat=ALEXANDRIA[0], lng=ALEXANDRIA[1])
+    r = api.get(f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}&radius_km=10")
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert [i["id"] for i in items] == [str(here.id), str(near.id)]
+    assert items[0]["distance_km"] == 0.0
+    assert items[1]["distance_km"] == pytest.approx(geo.haversine_km(*CAIRO, *GIZA), abs=0.01)
+
+
+def test_a_doctor_with_two_clinics_is_listed_once_at_the_nearest(api):
+    d = doctor(lat=ALEXANDRIA[0], lng=ALEXANDRIA[1])
+    clinic_at(d, *GIZA)
+    items = api.get(f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}&radius_km=300").json()["items"]
+    assert [i["id"] for i in items] == [str(d.id)]
+    assert items[0]["distance_km"] == pytest.approx(geo.haversine_km(*CAIRO, *GIZA), abs=0.01)
+
+
+def test_filters(api):
+    cardio, derm = specialty(), specialty("dermatology", "Dermatology", "الأمراض الجلدية")
+    a = doctor(
+        specialties=(cardio,),
+        languages=",ar,en,",
+        fee_minor=30000,
+        offers_video=True,
+        first_name="Amira",
+    )
+    b = doctor(specialties=(derm,), languages=",en,", fee_minor=50000, first_name="Basel")
+    b.rating_sum, b.rating_count = 9, 2
+    b.save()
+    assert ids(api.get("/api/v1/doctors?specialty=cardiology")) == [str(a.id)]
+    assert ids(api.get("/api/v1/doctors?language=ar")) == [str(a.id)]
+    assert ids(api.get("/api/v1/doctors?mode=video")) == [str(a.id)]
+    assert ids(api.get("/api/v1/doctors?fee_min=400")) == [str(b.id)]
+    assert ids(api.get("/api/v1/doctors?fee_max=300.00")) == [str(a.id)]
+    assert ids(api.get("/api/v1/doctors?min_rating=4.5")) == [str(b.id)]
+    assert ids(api.get("/api/v1/doctors?name=amira")) == [str(a.id)]
+    assert ids(api.get("/api/v1/doctors?city=cairo&sort=fee")) == [str(a.id), str(b.id)]
+
+
+def test_specialty_names_follow_the_language(api):
+    doctor(specialties=(specialty(),))
+    item = api.get("/api/v1/doctors", headers={"Accept-Language": "ar"}).json()["items"][0]
+    assert item["specialties"] == [{"code": "cardiology", "name": "أمراض القلب"}]
+    assert item["fee"]["amount"].count(".") == 1
+
+
+def test_pagination_walks_every_doctor_once(api):
+    made = {str(doctor(lat=CAIRO[0] + i * 0.001, lng=CAIRO[1]).id) for i in range(7)}
+    seen: list[str] = []
+    url: str | None = f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}&limit=3"
+    while url:
+        page = api.get(url).json()
+        seen += [i["id"] for i in page["items"]]
+        url = (
+            f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}&limit=3&cursor={page['next']}"
+            if page["next"]
+            else None
+        )
+    assert len(seen) == 7 and set(seen) == made
+
+
+def test_list_query_count_is_fixed(api):
+    for i in range(3):
+        doctor(lat=CAIRO[0] + i * 0.001, lng=CAIRO[1], specialties=(specialty(),))
+    with CaptureQueriesContext(connection) as few:
+        api.get(f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}&specialty=cardiology")
+    for i in range(10):
+        doctor(lat=CAIRO[0] + i * 0.002, lng=CAIRO[1] + 0.001, specialties=(specialty(),))
+    with CaptureQueriesContext(connection) as many:
+        api.get(f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}&specialty=cardiology&limit=50")
+    assert len(many) == len(few)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("lat=91&lng=0", "lat"),
+        ("lat=0&lng=181", "lng"),
+        ("lat=30", "lng"),
+        ("lat=30&lng=31&radius_km=-1", "radius_km"),
+        ("lat=30&lng=31&radius_km=20000", "radius_km"),
+        ("limit=0", "limit"),
+        ("sort=sideways", "sort"),
+        ("mode=telepathy", "mode"),
+        ("min_rating=9", "min_rating"),
+        ("language=english", "language"),
+    ],
+)
+def test_bad_search_input_is_422(api, query, field):
+    r = api.get(f"/api/v1/doctors?{query}")
+    assert r.status_code == 422
+    assert field in r.json()["error"]["fields"]
+
+
+def test_unknown_specialty_and_forged_cursor(api):
+    r = api.get("/api/v1/doctors?specialty=astrology", headers={"Accept-Language": "ar"})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "directory.unknown_specialty"
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
+    assert api.get("/api/v1/doctors?cursor=forged").status_code == 400
+
+
+def test_etag_and_invalidation(api, django_capture_on_commit_callbacks):
+    d = doctor(designation="Consultant")
+    first = api.get(f"/api/v1/doctors/{d.id}")
+    assert first.status_code == 200 and first["ETag"]
+    assert (
+        api.get(f"/api/v1/doctors/{d.id}", headers={"If-None-Match": first["ETag"]}).status_code
+        == 304
+    )
+    from doctors.services import doctor_profile_update
+
+    with django_capture_on_commit_callbacks(execute=True):
+        doctor_profile_update(user=d.user, changes={"designation": "Professor"})
+    second = api.get(f"/api/v1/doctors/{d.id}", headers={"If-None-Match": first["ETag"]})
+    assert second.status_code == 200
+    assert second.json()["designation"] == "Professor"
+
+
+def test_unknown_or_unverified_profile_is_404(api):
+    pending = doctor(verified=False)
+    assert api.get(f"/api/v1/doctors/{pending.id}").status_code == 404
+    assert api.get("/api/v1/doctors/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="EXPLAIN of PostgreSQL")
+def test_nearby_query_uses_the_index_not_a_scan(api):
+    rng = random.Random(7)
+    for _ in range(40):
+        doctor(lat=rng.uniform(-60, 60), lng=rng.uniform(-179, 179))
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # small tables: ask which plan is possible
+        resolution, cells = geo.covering(*CAIRO, 10)
+        qs = Clinic.objects.filter(**{f"{geo.column_for(resolution)}__in": cells}).values_list(
+            "doctor_id"
+        )
+        plan = qs.explain()
+        cursor.execute("RESET enable_seqscan")
+    assert "Seq Scan on doctors_clinic" not in plan
+    assert "doctors_clinic_h3_r" in plan
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lat=st.floats(-89.9, 89.9),
+    lng=st.floats(-179.99, 179.99),
+    radius=st.sampled_from([0.0, 1.0, 5.0, 25.0, 120.0, 500.0]),
+)
+def test_database_search_matches_brute_force(api, lat, lng, radius):
+    if not DoctorProfile.objects.exists():
+        rng = random.Random(11)
+        for _ in range(150):
+            base_lat, base_lng = rng.choice(
+                [
+                    CAIRO,
+                    (89.95, 0.0),
+                    (-89.95, 45.0),
+                    (0.0, 179.99),
+                    (0.0, -179.99),
+                    (rng.uniform(-80, 80), rng.uniform(-180, 180)),
+                ]
+            )
+            doctor(
+                lat=max(-90, min(90, base_lat + rng.gauss(0, 1))),
+                lng=((base_lng + rng.gauss(0, 1) + 180) % 360) - 180,
+            )
+    rows = Clinic.objects.values_list("doctor_id", "latitude", "longitude")
+    expected = [(str(i), round(d, 3)) for i, d in geo.nearest_first((lat, lng), rows, radius)]
+    r = api.get(f"/api/v1/doctors?lat={lat}&lng={lng}&radius_km={radius}&limit=50")
+    assert r.status_code == 200
+    got = [(i["id"], i["distance_km"]) for i in r.json()["items"]]
+    assert got == expected[:50]
