@@ -177,3 +177,27 @@ def test_bad_profile_input(api, doctor_headers):
             "/api/v1/doctor/profile", payload, content_type="application/json", headers=headers
         )
         assert r.status_code == 422, payload
+
+
+def test_verification_from_the_admin_site_is_audited(django_capture_on_commit_callbacks):
+    from django.contrib.admin.sites import site
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.test import RequestFactory
+
+    from doctors.admin import DoctorProfileAdmin
+
+    admin_user = make_user(role=Role.ADMIN)
+    doctor_user = make_user(role=Role.DOCTOR)
+    profile = DoctorProfile.objects.create(user=doctor_user)
+    request = RequestFactory().post("/admin/doctors/doctorprofile/")
+    request.user = admin_user
+    request.session = {}
+    request._messages = FallbackStorage(request)
+    with django_capture_on_commit_callbacks(execute=True):
+        DoctorProfileAdmin(DoctorProfile, site).verify(
+            request, DoctorProfile.objects.filter(pk=profile.pk)
+        )
+    profile.refresh_from_db()
+    assert profile.verification == "verified"
+    event = AuditEvent.objects.get(action="doctor.verified")
+    assert str(event.actor_id) == str(admin_user.id)

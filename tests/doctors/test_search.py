@@ -210,3 +210,30 @@ def test_database_search_matches_brute_force(api, lat, lng, radius):
     assert r.status_code == 200
     got = [(i["id"], i["distance_km"]) for i in r.json()["items"]]
     assert got == expected[:50]
+
+
+@pytest.mark.parametrize("near", ["Cairo", "القاهرة", "Tahrir Square, Cairo, Egypt"])
+def test_search_near_a_place_in_english_or_arabic(api, near):
+    here = doctor(lat=CAIRO[0], lng=CAIRO[1])
+    doctor(lat=ALEXANDRIA[0], lng=ALEXANDRIA[1])
+    r = api.get("/api/v1/doctors", {"near": near, "radius_km": 25})
+    assert r.status_code == 200
+    assert ids(r) == [str(here.id)]
+    assert r.json()["items"][0]["distance_km"] < 25
+
+
+@pytest.mark.parametrize(
+    ("near", "code"),
+    [
+        ("", "directory.invalid_place"),
+        ("   ", "directory.invalid_place"),
+        ("Qwxzyville", "directory.place_not_found"),
+        ("Cairo\x07", "directory.invalid_place"),
+        ("x" * 201, "request.invalid"),
+    ],
+)
+def test_bad_near_is_422(api, near, code):
+    r = api.get("/api/v1/doctors", {"near": near}, headers={"Accept-Language": "ar"})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == code
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
