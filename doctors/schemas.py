@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 from uuid import UUID
 
 from ninja import Field, Schema
+from pydantic import StrictBool
 
 from core.schemas import InputSchema, Latitude, Longitude, TimeZoneName
 from doctors.models import Mode, Verification
@@ -65,13 +67,15 @@ class DoctorProfileIn(InputSchema):
     designation: str | None = Field(None, max_length=120)
     bio_en: str | None = Field(None, max_length=5000)
     bio_ar: str | None = Field(None, max_length=5000)
-    specialties: list[str] | None = Field(None, max_length=10)
-    languages: list[str] | None = Field(None, max_length=10)
+    specialties: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=10)
+    languages: list[Annotated[str, Field(pattern=LANGUAGE_CODE)]] | None = Field(
+        None, max_length=10
+    )
     fee: Decimal | None = Field(None, ge=0, le=100000, decimal_places=2)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    offers_in_person: bool | None = None
-    offers_video: bool | None = None
-    offers_chat: bool | None = None
+    offers_in_person: StrictBool | None = None
+    offers_video: StrictBool | None = None
+    offers_chat: StrictBool | None = None
     years_experience: int | None = Field(None, ge=0, le=80, strict=True)
     time_zone: TimeZoneName | None = None
 

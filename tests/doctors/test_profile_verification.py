@@ -172,6 +172,8 @@ def test_bad_profile_input(api, doctor_headers):
         {"currency": "egp"},
         {"years_experience": True},
         {"unknown": 1},
+        {"offers_chat": 0},
+        {"languages": ["english"]},
     ):
         r = api.patch(
             "/api/v1/doctor/profile", payload, content_type="application/json", headers=headers
