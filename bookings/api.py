@@ -1,3 +1,203 @@
-from ninja import Router
+"""Free slots, booking and its transitions, and the doctor's availability."""
 
-router = Router(tags=["bookings"])
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from django.http import HttpRequest
+from ninja import Field, Header, Query, Router, Schema, Status
+
+from accounts.auth import AuthedRequest, jwt_auth
+from bookings import selectors, services
+from bookings.errors import DoctorNotBookable, InvalidRange
+from bookings.models import Appointment, AvailabilityRule
+from bookings.schemas import (
+    AppointmentDetail,
+    AppointmentOut,
+    AppointmentPage,
+    BookIn,
+    ReasonIn,
+    RuleIn,
+    RuleOut,
+    SlotsOut,
+    TimeOffIn,
+    TimeOffOut,
+)
+from core.idempotency import run_once
+from core.pagination import paginate
+from core.schemas import TimeZoneName
+from doctors.models import DoctorProfile, Verification
+
+router = Router(tags=["appointments"])
+MAX_RANGE_DAYS = 62
+
+
+class SlotsQuery(Schema):
+    from_: date = Field(..., alias="from")
+    to: date
+    tz: TimeZoneName | None = None
+
+
+@router.get(
+    "/doctors/{doctor_id}/slots",
+    response=SlotsOut,
+    summary="Free slots between two dates, in a time zone",
+)
+def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> dict[str, Any]:
+    doctor = DoctorProfile.objects.filter(
+        id=doctor_id, verification=Verification.VERIFIED, user__is_active=True
+    ).first()
+    if doctor is None:
+        raise DoctorNotBookable()
+    if q.to < q.from_ or (q.to - q.from_).days > MAX_RANGE_DAYS:
+        raise InvalidRange(fields={"to": str(InvalidRange.message)})
+    zone = ZoneInfo(q.tz or _default_zone(doctor))
+    start = datetime.combine(q.from_, time(0), tzinfo=zone)
+    end = datetime.combine(q.to + timedelta(days=1), time(0), tzinfo=zone)
+    found = selectors.doctor_slots(doctor=doctor, start=start, end=end)
+    return {
+        "time_zone": zone.key,
+        "items": [
+            {
+                "start": s.start.astimezone(zone),
+                "end": s.end.astimezone(zone),
+                "start_utc": s.start,
+                "mode": s.mode,
+                "clinic_id": s.clinic_id,
+            }
+            for s in found
+        ],
+    }
+
+
+def _default_zone(doctor: DoctorProfile) -> str:
+    clinic = doctor.clinics.first()
+    return clinic.time_zone if clinic else doctor.time_zone
+
+
+def _out(a: Appointment) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "doctor_id": a.doctor_id,
+        "doctor_name": a.doctor.user.full_name,
+        "patient_id": a.patient_id,
+        "patient_name": a.patient.full_name,
+        "clinic_id": a.clinic_id,
+        "mode": a.mode,
+        "start": a.start,
+        "end": a.end,
+        "status": a.status,
+        "reason": a.reason,
+        "hold_expires_at": a.hold_expires_at,
+    }
+
+
+@router.post(
+    "/appointments", response={201: AppointmentOut}, auth=jwt_auth, summary="Book a free slot"
+)
+def book(
+    request: AuthedRequest,
+    payload: BookIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+) -> Status:
+    def action() -> tuple[int, Any]:
+        appointment = services.appointment_book(patient=request.auth, **payload.model_dump())
+        return 201, AppointmentOut.model_validate(_out(appointment)).model_dump(mode="json")
+
+    status, body = run_once(
+        user=request.auth,
+        key=idempotency_key,
+        payload=payload.model_dump(mode="json"),
+        action=action,
+    )
+    return Status(status, body)
+
+
+class ListQuery(Schema):
+    scope: str = Field("upcoming", pattern="^(upcoming|past)$")
+    status: str = Field(
+        "", pattern="^(|held|pending|confirmed|completed|no_show|cancelled|rejected)$"
+    )
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(20, ge=1, le=100)
+
+
+@router.get(
+    "/appointments",
+    response=AppointmentPage,
+    auth=jwt_auth,
+    summary="Upcoming or past appointments",
+)
+def appointments(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
+    qs = selectors.appointment_list(viewer=request.auth, scope=q.scope, status=q.status)
+    items, next_cursor = paginate(
+        qs, field="start", cursor=q.cursor, limit=q.limit, descending=q.scope == "past"
+    )
+    return {"items": [_out(a) for a in items], "next": next_cursor}
+
+
+@router.get("/appointments/{appointment_id}", response=AppointmentDetail, auth=jwt_auth)
+def appointment(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
+    a = selectors.appointment_get(viewer=request.auth, appointment_id=appointment_id)
+    return {**_out(a), "history": list(a.history.all())}
+
+
+@router.post("/appointments/{appointment_id}/cancel", response=AppointmentOut, auth=jwt_auth)
+def cancel(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> dict[str, Any]:
+    return _out(
+        services.appointment_cancel(
+            user=request.auth, appointment_id=appointment_id, reason=payload.reason
+        )
+    )
+
+
+@router.post("/appointments/{appointment_id}/accept", response=AppointmentOut, auth=jwt_auth)
+def accept(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
+    return _out(
+        services.appointment_decide(
+            doctor_user=request.auth, appointment_id=appointment_id, accept=True
+        )
+    )
+
+
+@router.post("/appointments/{appointment_id}/reject", response=AppointmentOut, auth=jwt_auth)
+def reject(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> dict[str, Any]:
+    return _out(
+        services.appointment_decide(
+            doctor_user=request.auth,
+            appointment_id=appointment_id,
+            accept=False,
+            reason=payload.reason,
+        )
+    )
+
+
+# --- the doctor's availability ----------------------------------------------------------
+@router.get("/availability/rules", response=list[RuleOut], auth=jwt_auth, tags=["availability"])
+def rules(request: AuthedRequest) -> Any:
+    return AvailabilityRule.objects.filter(doctor__user=request.auth).order_by("weekday", "start")
+
+
+@router.post("/availability/rules", response={201: RuleOut}, auth=jwt_auth, tags=["availability"])
+def rule_create(request: AuthedRequest, payload: RuleIn) -> Status:
+    return Status(201, services.rule_create(user=request.auth, **payload.model_dump()))
+
+
+@router.delete(
+    "/availability/rules/{rule_id}", response={204: None}, auth=jwt_auth, tags=["availability"]
+)
+def rule_delete(request: AuthedRequest, rule_id: UUID) -> Status:
+    services.rule_delete(user=request.auth, rule_id=rule_id)
+    return Status(204, None)
+
+
+@router.post(
+    "/availability/time-off", response={201: TimeOffOut}, auth=jwt_auth, tags=["availability"]
+)
+def time_off(request: AuthedRequest, payload: TimeOffIn) -> Status:
+    if payload.end <= payload.start:
+        raise InvalidRange(fields={"end": str(InvalidRange.message)})
+    return Status(201, services.time_off_create(user=request.auth, **payload.model_dump()))

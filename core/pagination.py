@@ -39,13 +39,15 @@ def decode_cursor(cursor: str) -> list[Any]:
 
 
 def paginate(
-    qs: QuerySet[M], *, field: str, cursor: str | None, limit: int
+    qs: QuerySet[M], *, field: str, cursor: str | None, limit: int, descending: bool = True
 ) -> tuple[list[M], str | None]:
-    """One page of ``qs`` ordered by ``-field, -pk``, and the cursor of the next page."""
-    qs = qs.order_by(f"-{field}", "-pk")
+    """One page of ``qs`` ordered by ``field, pk`` (both descending unless ``descending`` is
+    False), and the cursor of the next page."""
+    sign, after = ("-", "lt") if descending else ("", "gt")
+    qs = qs.order_by(f"{sign}{field}", f"{sign}pk")
     if cursor:
         value, pk = decode_cursor(cursor)
-        qs = qs.filter(Q(**{f"{field}__lt": value}) | Q(**{field: value, "pk__lt": pk}))
+        qs = qs.filter(Q(**{f"{field}__{after}": value}) | Q(**{field: value, f"pk__{after}": pk}))
     items = list(qs[: limit + 1])
     if len(items) <= limit:
         return items, None

@@ -46,9 +46,9 @@ class DoctorProfileAdmin(admin.ModelAdmin):
         for profile in queryset:
             try:
                 services.doctor_verify(
-                    actor=request.user,
+                    actor=request.user,  # type: ignore[arg-type]
                     doctor_id=profile.pk,
-                    decision=decision,  # type: ignore[arg-type]
+                    decision=decision,
                     reason="Decided on the admin site",
                 )
                 done += 1

@@ -45,6 +45,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             OPEN_SOCKETS.dec()
             SOCKET_CLOSES.labels(str(code)).inc()
 
+    async def event_push(self, event: dict[str, Any]) -> None:
+        """A stored event for this user (``realtime.services.publish_on_commit``)."""
+        await self.send_json(event["event"])
+
     async def session_close(self, event: dict[str, Any]) -> None:
         """The account was deactivated or deleted: end this socket now."""
         await self.close(code=int(event.get("code", CLOSE_FORBIDDEN)))

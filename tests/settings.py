@@ -14,6 +14,8 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/teleme
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("REDIS_KEY_PREFIX", f"telemed-test-{uuid.uuid4().hex[:12]}")
 os.environ.setdefault("TASK_WORKER_IN_PROCESS", "false")
+# Race tests hold one connection per thread (the test client keeps connections open).
+os.environ.setdefault("DB_POOL_MAX_SIZE", "70")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="telemed-test-var-"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + uuid.uuid4().hex)
 # Two keys: tests rotate between them. Values are fixed so subprocess servers share them.

@@ -193,8 +193,8 @@ def test_verification_from_the_admin_site_is_audited(django_capture_on_commit_ca
     profile = DoctorProfile.objects.create(user=doctor_user)
     request = RequestFactory().post("/admin/doctors/doctorprofile/")
     request.user = admin_user
-    request.session = {}
-    request._messages = FallbackStorage(request)
+    request.session = {}  # type: ignore[assignment]
+    request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
     with django_capture_on_commit_callbacks(execute=True):
         DoctorProfileAdmin(DoctorProfile, site).verify(
             request, DoctorProfile.objects.filter(pk=profile.pk)

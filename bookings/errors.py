@@ -1,0 +1,51 @@
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError
+
+
+class SlotUnavailable(ApplicationError):
+    code = "booking.slot_unavailable"
+    status = 422
+    message = _("This time is not bookable. Choose one of the doctor's free slots.")
+
+
+class SlotTaken(ApplicationError):
+    code = "booking.slot_taken"
+    status = 409
+    message = _("This time has just been booked. Please choose another.")
+
+
+class DoctorNotBookable(ApplicationError):
+    code = "booking.doctor_not_bookable"
+    status = 422
+    message = _("This doctor cannot be booked at the moment.")
+
+
+class AppointmentNotFound(ApplicationError):
+    code = "booking.not_found"
+    status = 404
+    message = _("This appointment was not found.")
+
+
+class TransitionNotAllowed(ApplicationError):
+    code = "booking.transition_not_allowed"
+    status = 409
+    message = _("This appointment cannot be changed this way now.")
+
+
+class CancellationTooLate(ApplicationError):
+    code = "booking.cancellation_too_late"
+    status = 409
+    message = _("It is too late to cancel this appointment online. Please contact the clinic.")
+
+
+class InvalidRange(ApplicationError):
+    code = "booking.invalid_range"
+    status = 422
+    message = _("The date range is not valid (at most 62 days, start before end).")
+
+
+class NotVerified(ApplicationError):
+    code = "booking.doctor_not_verified"
+    status = 403
+    message = _("Your profile must be verified before you can publish availability.")

@@ -1,0 +1,182 @@
+"""Availability and appointments.
+
+Times: rules live in the clinic's time zone (a video-only doctor's: their profile's) as wall
+clock times; appointments are stored as UTC instants. Conflicts are settled by the database:
+on PostgreSQL an exclusion constraint over the doctor's time range for active appointments
+(and another over the patient's), on SQLite the IMMEDIATE write transaction serialises them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from core.fields import EncryptedTextField
+from doctors.models import Clinic, DoctorProfile, Mode
+
+
+class AvailabilityRule(models.Model):
+    """Recurring weekly hours: on ``weekday`` from ``start`` to ``end`` (wall clock in the
+    clinic's zone), slots of ``slot_minutes`` separated by ``buffer_minutes``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    doctor = models.ForeignKey(
+        DoctorProfile, on_delete=models.CASCADE, related_name="availability_rules"
+    )
+    clinic = models.ForeignKey(
+        Clinic, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    weekday = models.PositiveSmallIntegerField()  # 0 = Monday ... 6 = Sunday
+    start = models.TimeField()
+    end = models.TimeField()
+    slot_minutes = models.PositiveSmallIntegerField(default=30)
+    buffer_minutes = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="rule_weekday_range"),
+            models.CheckConstraint(
+                condition=Q(start__lt=models.F("end")), name="rule_start_before_end"
+            ),
+            models.CheckConstraint(
+                condition=Q(slot_minutes__gte=5, slot_minutes__lte=480), name="rule_slot_length"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor_id} {self.weekday} {self.start}-{self.end}"
+
+
+class ExtraHours(models.Model):
+    """One-off hours on a date (wall clock in the clinic's zone)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    doctor = models.ForeignKey(DoctorProfile, on_delete=models.CASCADE, related_name="extra_hours")
+    clinic = models.ForeignKey(
+        Clinic, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    date = models.DateField()
+    start = models.TimeField()
+    end = models.TimeField()
+    slot_minutes = models.PositiveSmallIntegerField(default=30)
+    buffer_minutes = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(start__lt=models.F("end")), name="extra_start_before_end"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor_id} {self.date} {self.start}-{self.end}"
+
+
+class TimeOff(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    doctor = models.ForeignKey(DoctorProfile, on_delete=models.CASCADE, related_name="time_off")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(start__lt=models.F("end")), name="timeoff_start_before_end"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor_id} off {self.start}-{self.end}"
+
+
+class Status(models.TextChoices):
+    HELD = "held", _("Held")
+    PENDING = "pending", _("Awaiting the doctor")
+    CONFIRMED = "confirmed", _("Confirmed")
+    COMPLETED = "completed", _("Completed")
+    NO_SHOW = "no_show", _("No-show")
+    CANCELLED = "cancelled", _("Cancelled")
+    REJECTED = "rejected", _("Rejected")
+
+
+ACTIVE = (Status.HELD, Status.PENDING, Status.CONFIRMED)
+
+
+class Appointment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    doctor = models.ForeignKey(DoctorProfile, on_delete=models.PROTECT, related_name="appointments")
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments"
+    )
+    clinic = models.ForeignKey(
+        Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = EncryptedTextField(blank=True, default="")
+    notes = EncryptedTextField(blank=True, default="")
+    hold_expires_at = models.DateTimeField(null=True, blank=True)
+    rescheduled_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rescheduled_to"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["doctor", "start"], name="appt_doctor_start_idx"),
+            models.Index(fields=["patient", "start"], name="appt_patient_start_idx"),
+            models.Index(fields=["status", "hold_expires_at"], name="appt_status_hold_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(start__lt=models.F("end")), name="appt_start_before_end"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"appointment {self.id} ({self.status})"
+
+
+class StatusChange(models.Model):
+    """The appointment's history: every transition, who made it and why."""
+
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="history")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.appointment_id} -> {self.status}"
+
+
+class BookingPolicy(models.Model):
+    """A doctor's booking rules; platform defaults until the doctor changes them."""
+
+    doctor = models.OneToOneField(
+        DoctorProfile, on_delete=models.CASCADE, primary_key=True, related_name="booking_policy"
+    )
+    min_notice_minutes = models.PositiveIntegerField(default=60)
+    window_days = models.PositiveSmallIntegerField(default=60)
+    cancel_cutoff_hours = models.PositiveSmallIntegerField(default=24)
+    requires_approval = models.BooleanField(default=False)
+    payment_required = models.BooleanField(default=False)
+    hold_minutes = models.PositiveSmallIntegerField(default=15)
+
+    def __str__(self) -> str:
+        return f"policy of {self.doctor_id}"

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import datetime, time
+from uuid import UUID
+
+from ninja import Field, Schema
+
+from bookings.models import Status
+from core.schemas import InputSchema, IsoDatetime
+from doctors.models import Mode
+
+
+class SlotOut(Schema):
+    start: datetime = Field(..., description="In the viewer's time zone (the tz parameter)")
+    end: datetime
+    start_utc: datetime
+    mode: Mode
+    clinic_id: UUID | None
+
+
+class SlotsOut(Schema):
+    time_zone: str
+    items: list[SlotOut]
+
+
+class BookIn(InputSchema):
+    doctor_id: UUID
+    start: IsoDatetime
+    mode: Mode
+    clinic_id: UUID | None = None
+    reason: str = Field("", max_length=2000)
+
+
+class HistoryOut(Schema):
+    status: Status
+    at: datetime
+    reason: str
+
+
+class AppointmentOut(Schema):
+    id: UUID
+    doctor_id: UUID
+    doctor_name: str
+    patient_id: UUID
+    patient_name: str
+    clinic_id: UUID | None
+    mode: Mode
+    start: datetime
+    end: datetime
+    status: Status
+    reason: str
+    hold_expires_at: datetime | None
+
+
+class AppointmentDetail(AppointmentOut):
+    history: list[HistoryOut]
+
+
+class AppointmentPage(Schema):
+    items: list[AppointmentOut]
+    next: str | None
+
+
+class ReasonIn(InputSchema):
+    reason: str = Field("", max_length=500)
+
+
+class RuleIn(InputSchema):
+    weekday: int = Field(..., ge=0, le=6, strict=True)
+    start: time
+    end: time
+    mode: Mode
+    clinic_id: UUID | None = None
+    slot_minutes: int = Field(30, ge=5, le=480, strict=True)
+    buffer_minutes: int = Field(0, ge=0, le=240, strict=True)
+
+
+class RuleOut(Schema):
+    id: UUID
+    weekday: int
+    start: time
+    end: time
+    mode: Mode
+    clinic_id: UUID | None
+    slot_minutes: int
+    buffer_minutes: int
+
+
+class TimeOffIn(InputSchema):
+    start: IsoDatetime
+    end: IsoDatetime
+    reason: str = Field("", max_length=200)
+
+
+class TimeOffOut(Schema):
+    id: UUID
+    start: datetime
+    end: datetime
+    reason: str

@@ -1,0 +1,153 @@
+"""Reads of bookings, each knowing its viewer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Role, User
+from bookings.errors import AppointmentNotFound
+from bookings.models import (
+    ACTIVE,
+    Appointment,
+    AvailabilityRule,
+    BookingPolicy,
+    ExtraHours,
+    Status,
+    TimeOff,
+)
+from bookings.slots import Hours, Slot, free_slots
+from doctors.models import DoctorProfile
+
+
+def policy_for(doctor: DoctorProfile) -> BookingPolicy:
+    return BookingPolicy.objects.get_or_create(doctor=doctor)[0]
+
+
+def _zone(doctor: DoctorProfile, clinic: Any) -> ZoneInfo:
+    return ZoneInfo(clinic.time_zone if clinic is not None else doctor.time_zone)
+
+
+def hours_of(doctor: DoctorProfile) -> list[Hours]:
+    hours = [
+        Hours(
+            zone=_zone(doctor, r.clinic),
+            start=r.start,
+            end=r.end,
+            slot_minutes=r.slot_minutes,
+            buffer_minutes=r.buffer_minutes,
+            mode=r.mode,
+            clinic_id=r.clinic_id,
+            weekday=r.weekday,
+        )
+        for r in AvailabilityRule.objects.filter(doctor=doctor).select_related("clinic")
+    ]
+    hours += [
+        Hours(
+            zone=_zone(doctor, x.clinic),
+            start=x.start,
+            end=x.end,
+            slot_minutes=x.slot_minutes,
+            buffer_minutes=x.buffer_minutes,
+            mode=x.mode,
+            clinic_id=x.clinic_id,
+            on_date=x.date,
+        )
+        for x in ExtraHours.objects.filter(doctor=doctor).select_related("clinic")
+    ]
+    return hours
+
+
+def _active(qs: QuerySet[Appointment], now: datetime) -> QuerySet[Appointment]:
+    """Active appointments; a hold past its expiry no longer blocks anything."""
+    return qs.filter(status__in=ACTIVE).exclude(status=Status.HELD, hold_expires_at__lte=now)
+
+
+def doctor_slots(
+    *,
+    doctor: DoctorProfile,
+    start: datetime,
+    end: datetime,
+    now: datetime | None = None,
+    ignore_bookings: bool = False,
+) -> list[Slot]:
+    """Free slots in ``[start, end)``. With ``ignore_bookings`` the doctor's appointments are
+    not subtracted: the slots the doctor offers at all (to tell "taken" from "never free")."""
+    now = now or timezone.now()
+    policy = policy_for(doctor)
+    hours = hours_of(doctor)
+    busy = list(
+        TimeOff.objects.filter(doctor=doctor, end__gt=start, start__lt=end).values_list(
+            "start", "end"
+        )
+    )
+    margin = timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
+    if not ignore_bookings:
+        booked = _active(
+            Appointment.objects.filter(doctor=doctor, end__gt=start - margin, start__lt=end), now
+        )
+        busy += [(s, e + margin) for s, e in booked.values_list("start", "end")]
+    return free_slots(
+        hours=hours,
+        start=start,
+        end=end,
+        busy=busy,
+        not_before=now + timedelta(minutes=policy.min_notice_minutes),
+        not_after=now + timedelta(days=policy.window_days),
+    )
+
+
+def visible_to(viewer: User) -> Q:
+    if viewer.role == Role.PATIENT:
+        return Q(patient=viewer)
+    if viewer.role == Role.DOCTOR:
+        return Q(doctor__user=viewer)
+    from accounts.permissions import has_permission
+
+    return Q() if has_permission(viewer, "bookings.view_appointment") else Q(pk__in=[])
+
+
+def appointment_list(
+    *, viewer: User, scope: str = "upcoming", status: str = ""
+) -> QuerySet[Appointment]:
+    qs = Appointment.objects.filter(visible_to(viewer)).select_related(
+        "doctor__user", "patient", "clinic"
+    )
+    now = timezone.now()
+    qs = (
+        qs.filter(end__gt=now).order_by("start", "id")
+        if scope == "upcoming"
+        else qs.filter(end__lte=now).order_by("-start", "-id")
+    )
+    return qs.filter(status=status) if status else qs
+
+
+def appointment_get(*, viewer: User, appointment_id: Any) -> Appointment:
+    found = (
+        Appointment.objects.filter(visible_to(viewer), pk=appointment_id)
+        .select_related("doctor__user", "patient", "clinic")
+        .prefetch_related("history")
+        .first()
+    )
+    if found is None:
+        raise AppointmentNotFound()
+    return found
+
+
+def in_care(*, doctor_user: User, patient: User, now: datetime | None = None) -> bool:
+    """The one answer to "are this doctor and this patient in care together?": a confirmed
+    or completed appointment, upcoming or ended less than ``CARE_RELATIONSHIP_DAYS`` ago.
+    Chat, records and presence ask this; nobody re-implements it."""
+    now = now or timezone.now()
+    since = now - timedelta(days=getattr(settings, "CARE_RELATIONSHIP_DAYS", 90))
+    return Appointment.objects.filter(
+        doctor__user=doctor_user,
+        patient=patient,
+        status__in=[Status.CONFIRMED, Status.COMPLETED],
+        end__gte=since,
+    ).exists()

@@ -1,0 +1,246 @@
+"""Every write of bookings: availability, booking, and the life-cycle transitions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Role, User
+from accounts.permissions import require_role
+from bookings import selectors
+from bookings.errors import (
+    CancellationTooLate,
+    DoctorNotBookable,
+    NotVerified,
+    SlotTaken,
+    SlotUnavailable,
+    TransitionNotAllowed,
+)
+from bookings.models import ACTIVE, Appointment, AvailabilityRule, Status, StatusChange, TimeOff
+from doctors.models import DoctorProfile, Verification
+from realtime.services import notify
+
+
+def _verified_doctor(user: User) -> DoctorProfile:
+    require_role(user, Role.DOCTOR)
+    profile = DoctorProfile.objects.filter(user=user).first()
+    if profile is None or profile.verification != Verification.VERIFIED:
+        raise NotVerified()
+    return profile
+
+
+@transaction.atomic
+def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
+    """Weekly hours; only verified doctors may publish availability."""
+    doctor = _verified_doctor(user)
+    if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
+        raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
+    rule = AvailabilityRule(doctor=doctor, **fields)
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+@transaction.atomic
+def rule_delete(*, user: User, rule_id: Any) -> None:
+    doctor = _verified_doctor(user)
+    AvailabilityRule.objects.filter(doctor=doctor, id=rule_id).delete()
+
+
+@transaction.atomic
+def time_off_create(*, user: User, start: datetime, end: datetime, reason: str = "") -> TimeOff:
+    doctor = _verified_doctor(user)
+    return TimeOff.objects.create(doctor=doctor, start=start, end=end, reason=reason)
+
+
+def _history(appointment: Appointment, actor: User | None, reason: str = "") -> None:
+    StatusChange.objects.create(
+        appointment=appointment, status=appointment.status, actor=actor, reason=reason[:500]
+    )
+
+
+def _tell_both(appointment: Appointment, kind: str, render: Any) -> None:
+    notify(
+        users=[appointment.patient, appointment.doctor.user],
+        kind=kind,
+        data={
+            "appointment_id": str(appointment.id),
+            "status": appointment.status,
+            "start": appointment.start.isoformat(),
+        },
+        render=lambda user: render(appointment, user),
+    )
+
+
+def _when(appointment: Appointment, user: User) -> str:
+    from zoneinfo import ZoneInfo
+
+    local = appointment.start.astimezone(ZoneInfo(user.time_zone))
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+@transaction.atomic
+def appointment_book(
+    *,
+    patient: User,
+    doctor_id: Any,
+    start: datetime,
+    mode: str,
+    clinic_id: Any = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Appointment:
+    """Book a free slot. The slot is checked against the doctor's hours, time off, notice and
+    window; the database settles races (exclusion constraint on PostgreSQL, a serialised write
+    transaction on SQLite): a lost race is ``booking.slot_taken``."""
+    require_role(patient, Role.PATIENT)
+    now = now or timezone.now()
+    doctor = (
+        DoctorProfile.objects.filter(
+            id=doctor_id, verification=Verification.VERIFIED, user__is_active=True
+        )
+        .select_related("user")
+        .first()
+    )
+    if doctor is None:
+        raise DoctorNotBookable()
+    slot = _matching_slot(doctor, start, mode, clinic_id, now)
+    if slot is None:
+        # Offered at all? Then someone else has just taken it (409); else it never was (422).
+        if _matching_slot(doctor, start, mode, clinic_id, now, ignore_bookings=True) is not None:
+            raise SlotTaken()
+        raise SlotUnavailable()
+    policy = selectors.policy_for(doctor)
+    # Expired holds stop blocking: release them lazily (a task also does it on a schedule).
+    Appointment.objects.filter(doctor=doctor, status=Status.HELD, hold_expires_at__lte=now).update(
+        status=Status.CANCELLED
+    )
+    if policy.payment_required and mode != "in_person":
+        status, hold = Status.HELD, now + timedelta(minutes=policy.hold_minutes)
+    else:
+        status, hold = (Status.PENDING if policy.requires_approval else Status.CONFIRMED), None
+    appointment = Appointment(
+        doctor=doctor,
+        patient=patient,
+        clinic_id=slot.clinic_id,
+        mode=mode,
+        start=slot.start,
+        end=slot.end,
+        status=status,
+        reason=reason,
+        hold_expires_at=hold,
+    )
+    try:
+        with transaction.atomic():
+            appointment.save()
+    except IntegrityError as exc:
+        raise SlotTaken() from exc
+    _history(appointment, patient)
+    _tell_both(
+        appointment,
+        "booking.created",
+        lambda a, user: (
+            _("New appointment"),
+            _("%(patient)s booked %(when)s.")
+            % {"patient": a.patient.full_name or _("A patient"), "when": _when(a, user)},
+        ),
+    )
+    return appointment
+
+
+def _matching_slot(
+    doctor: DoctorProfile,
+    start: datetime,
+    mode: str,
+    clinic_id: Any,
+    now: datetime,
+    ignore_bookings: bool = False,
+) -> Any:
+    slots = selectors.doctor_slots(
+        doctor=doctor,
+        start=start - timedelta(minutes=1),
+        end=start + timedelta(minutes=1),
+        now=now,
+        ignore_bookings=ignore_bookings,
+    )
+    return next(
+        (
+            s
+            for s in slots
+            if s.start == start
+            and s.mode == mode
+            and (clinic_id is None or str(s.clinic_id) == str(clinic_id))
+        ),
+        None,
+    )
+
+
+def _locked(viewer: User, appointment_id: Any) -> Appointment:
+    appointment = selectors.appointment_get(viewer=viewer, appointment_id=appointment_id)
+    return (
+        Appointment.objects.select_for_update()
+        .select_related("doctor__user", "patient")
+        .get(pk=appointment.pk)
+    )
+
+
+@transaction.atomic
+def appointment_decide(
+    *, doctor_user: User, appointment_id: Any, accept: bool, reason: str = ""
+) -> Appointment:
+    """The doctor accepts or rejects a pending request."""
+    require_role(doctor_user, Role.DOCTOR)
+    appointment = _locked(doctor_user, appointment_id)
+    if appointment.status != Status.PENDING:
+        raise TransitionNotAllowed()
+    appointment.status = Status.CONFIRMED if accept else Status.REJECTED
+    appointment.save(update_fields=["status", "updated_at"])
+    _history(appointment, doctor_user, reason)
+    kind = "booking.confirmed" if accept else "booking.rejected"
+    _tell_both(
+        appointment,
+        kind,
+        lambda a, user: (
+            _("Appointment confirmed") if accept else _("Appointment declined"),
+            (
+                _("Your appointment on %(when)s is confirmed.")
+                if accept
+                else _("The doctor declined the appointment on %(when)s.")
+            )
+            % {"when": _when(a, user)},
+        ),
+    )
+    return appointment
+
+
+@transaction.atomic
+def appointment_cancel(
+    *, user: User, appointment_id: Any, reason: str = "", now: datetime | None = None
+) -> Appointment:
+    """Patients cannot cancel inside the doctor's cut-off; doctors can always cancel (the
+    patient is told why)."""
+    now = now or timezone.now()
+    appointment = _locked(user, appointment_id)
+    if appointment.status not in ACTIVE:
+        raise TransitionNotAllowed()
+    if user.role == Role.PATIENT:
+        cutoff = selectors.policy_for(appointment.doctor).cancel_cutoff_hours
+        if appointment.start - now < timedelta(hours=cutoff):
+            raise CancellationTooLate()
+    appointment.status = Status.CANCELLED
+    appointment.save(update_fields=["status", "updated_at"])
+    _history(appointment, user, reason)
+    _tell_both(
+        appointment,
+        "booking.cancelled",
+        lambda a, u: (
+            _("Appointment cancelled"),
+            _("The appointment on %(when)s was cancelled. %(reason)s")
+            % {"when": _when(a, u), "reason": reason},
+        ),
+    )
+    return appointment

@@ -1,0 +1,129 @@
+"""Free slots, correct across daylight-saving changes.
+
+Rules are wall-clock hours in the clinic's zone. A slot is generated per wall-clock start
+time and then fixed as a UTC instant with an absolute length:
+- a wall time that does not exist (the hour skipped when clocks go forward) gives no slot;
+- a wall time that exists twice (the hour repeated when clocks go back) gives one slot, at
+  its first occurrence (``fold=0``), so nothing is offered twice;
+- slots are then removed where they overlap time off, an active appointment (plus the
+  rule's buffer after it), fall inside the minimum notice or beyond the booking window.
+Everything is computed in UTC once the instants are fixed, so no comparison mixes zones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    start: datetime  # UTC
+    end: datetime  # UTC
+    mode: str
+    clinic_id: Any = None
+
+
+@dataclass(frozen=True)
+class Hours:
+    """One source of bookable hours, already resolved to its zone: a weekly rule on the given
+    ``weekday`` or one-off hours on the given ``on_date``."""
+
+    zone: ZoneInfo
+    start: time
+    end: time
+    slot_minutes: int
+    buffer_minutes: int
+    mode: str
+    clinic_id: Any = None
+    weekday: int | None = None
+    on_date: date | None = None
+
+
+def wall_to_utc(day: date, wall: time, zone: ZoneInfo) -> datetime | None:
+    """The UTC instant of a wall-clock time, ``None`` if that wall time does not exist."""
+    local = datetime.combine(day, wall, tzinfo=zone).replace(fold=0)
+    instant = local.astimezone(UTC)
+    back = instant.astimezone(zone)
+    if (back.date(), back.time().replace(tzinfo=None)) != (day, wall):
+        return None  # skipped by a clock change
+    return instant
+
+
+def _local_days(zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[date]:
+    day = start.astimezone(zone).date() - timedelta(days=1)
+    last = end.astimezone(zone).date() + timedelta(days=1)
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
+    step = timedelta(minutes=hours.slot_minutes + hours.buffer_minutes)
+    length = timedelta(minutes=hours.slot_minutes)
+    for day in _local_days(hours.zone, start, end):
+        if hours.on_date is not None and day != hours.on_date:
+            continue
+        if hours.weekday is not None and day.weekday() != hours.weekday:
+            continue
+        wall = datetime.combine(day, hours.start)
+        last_start = datetime.combine(day, hours.end) - length
+        while wall <= last_start:
+            instant = wall_to_utc(day, wall.time(), hours.zone)
+            if instant is not None:
+                # The slot must also end inside the hours in absolute time: across a clock
+                # change a wall-clock window is shorter or longer than it looks.
+                window_end = _window_end(day, hours)
+                if instant + length <= window_end:
+                    yield Slot(instant, instant + length, hours.mode, hours.clinic_id)
+            wall += step
+
+
+def _window_end(day: date, hours: Hours) -> datetime:
+    end = wall_to_utc(day, hours.end, hours.zone)
+    wall = datetime.combine(day, hours.end)
+    while end is None:  # the end falls in a skipped hour: the window closes at the jump
+        wall += timedelta(minutes=1)
+        end = wall_to_utc(wall.date(), wall.time(), hours.zone)
+    return end
+
+
+def _overlaps(slot: Slot, busy: list[tuple[datetime, datetime]]) -> bool:
+    return any(b_start < slot.end and slot.start < b_end for b_start, b_end in busy)
+
+
+def free_slots(
+    *,
+    hours: Iterable[Hours],
+    start: datetime,
+    end: datetime,
+    busy: Iterable[tuple[datetime, datetime]],
+    not_before: datetime,
+    not_after: datetime,
+) -> list[Slot]:
+    """Free slots starting in ``[start, end)``, in time order, none overlapping another.
+
+    ``busy`` are UTC intervals (time off, active appointments with their buffer); slots must
+    start at or after ``not_before`` (minimum notice) and at or before ``not_after`` (window).
+    Where two sources of hours overlap, the earlier slot wins.
+    """
+    busy_list = sorted(busy)
+    found: list[Slot] = []
+    for source in hours:
+        for slot in _candidates(source, start, end):
+            if (
+                start <= slot.start < end
+                and not_before <= slot.start <= not_after
+                and not _overlaps(slot, busy_list)
+            ):
+                found.append(slot)
+    found.sort(key=lambda slot: (slot.start, slot.end))  # stable: ties keep the hours' order
+    result: list[Slot] = []
+    for slot in found:
+        if result and slot.start < result[-1].end:
+            continue
+        result.append(slot)
+    return result

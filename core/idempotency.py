@@ -1,0 +1,56 @@
+"""``Idempotency-Key`` for unsafe requests that create things (DESIGN: Contracts).
+
+The key is scoped to the user and kept 24 h. Within the request's transaction a row for the
+key is inserted first: a concurrent duplicate's insert waits on the unique index until the
+first transaction ends (PostgreSQL; SQLite serialises writers anyway), then finds the first
+answer and returns it. The same key with another body is 422. If the first request failed
+(its transaction rolled back), the key is free again and the retry runs afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError
+from core.models import IdempotencyRecord
+
+TTL = timedelta(hours=24)
+
+
+class IdempotencyMismatch(ApplicationError):
+    code = "request.idempotency_mismatch"
+    status = 422
+    message = _("This Idempotency-Key was already used with a different request.")
+
+
+def run_once(
+    *, user: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
+) -> tuple[int, Any]:
+    """Run ``action`` (which returns ``(status, json-able body)``) at most once per key."""
+    if not key:
+        return action()
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    with transaction.atomic():
+        IdempotencyRecord.objects.filter(
+            user=user, key=key, created_at__lt=timezone.now() - TTL
+        ).delete()
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(user=user, key=key, request_hash=digest)
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.get(user=user, key=key)
+            if existing.request_hash != digest:
+                raise IdempotencyMismatch() from None
+            return existing.status or 200, existing.body
+        status, body = action()
+        record.status, record.body = status, json.loads(json.dumps(body, default=str))
+        record.save(update_fields=["status", "body"])
+        return status, record.body

@@ -1,0 +1,308 @@
+"""Booking: slots, the database settling races, idempotency, transitions, notifications."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test import Client
+
+from bookings.models import Appointment, BookingPolicy, StatusChange
+from realtime.models import Notification
+from tests.bookings.conftest import next_slot
+from tests.factories import bearer, login, make_user, post
+
+pytestmark = pytest.mark.django_db
+
+
+def book(api, user, doctor, start, mode="in_person", **headers):
+    token = login(api, user.email)["access"]
+    return post(
+        api,
+        "/api/v1/appointments",
+        {"doctor_id": str(doctor.id), "start": start.isoformat(), "mode": mode},
+        **bearer(token),
+        **headers,
+    )
+
+
+def test_slots_in_the_viewers_time_zone(api, doctor_with_hours):
+    day = next_slot().date()
+    r = api.get(f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={day}&to={day}&tz=Asia/Tokyo")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["time_zone"] == "Asia/Tokyo"
+    assert body["items"], body
+    first = body["items"][0]
+    assert first["start"].endswith("+09:00")
+    assert first["start_utc"].endswith("Z") or first["start_utc"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=2026-05-02&to=2026-05-01",
+        "from=2026-01-01&to=2027-01-01",
+        "from=2026-01-01&to=2026-01-02&tz=Mars/Base",
+        "from=x&to=2026-01-01",
+    ],
+)
+def test_bad_slot_queries_are_422(api, doctor_with_hours, query):
+    assert api.get(f"/api/v1/doctors/{doctor_with_hours.id}/slots?{query}").status_code == 422
+
+
+def test_patient_books_doctor_and_patient_are_notified(
+    api, doctor_with_hours, django_capture_on_commit_callbacks
+):
+    patient = make_user(first_name="Mona")
+    start = next_slot()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        r = book(api, patient, doctor_with_hours, start)
+    assert r.status_code == 201, r.json()
+    assert r.json()["status"] == "confirmed"
+    appt = Appointment.objects.get()
+    assert appt.start == start
+    assert list(StatusChange.objects.values_list("status", flat=True)) == ["confirmed"]
+    assert set(Notification.objects.values_list("user_id", "kind")) == {
+        (patient.id, "booking.created"),
+        (doctor_with_hours.user_id, "booking.created"),
+    }
+    assert len(callbacks) >= 2  # the pushes leave after commit
+
+
+@pytest.mark.parametrize(
+    "case", ["off_boundary", "past", "outside_hours", "wrong_mode", "beyond_window"]
+)
+def test_unbookable_times_are_422(api, doctor_with_hours, case):
+    start = next_slot()
+    mode = "in_person"
+    if case == "off_boundary":
+        start += timedelta(minutes=7)
+    elif case == "past":
+        start = next_slot(days=-2)
+    elif case == "outside_hours":
+        start = next_slot(hour=20)
+    elif case == "wrong_mode":
+        mode = "chat"
+    else:
+        start = next_slot(days=90)
+    r = book(api, make_user(), doctor_with_hours, start, mode=mode)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "booking.slot_unavailable"
+
+
+def test_second_patient_gets_409_for_the_same_slot(api, doctor_with_hours):
+    start = next_slot()
+    assert book(api, make_user(), doctor_with_hours, start).status_code == 201
+    r = book(api, make_user(), doctor_with_hours, start, **{"Accept-Language": "ar"})
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "booking.slot_taken"
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
+
+
+def test_approval_flow_and_cancellation_policy(
+    api, doctor_with_hours, django_capture_on_commit_callbacks
+):
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(requires_approval=True)
+    patient = make_user()
+    r = book(api, patient, doctor_with_hours, next_slot(days=1, hour=9))
+    assert r.json()["status"] == "pending"
+    appt_id = r.json()["id"]
+    doc_headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    r = post(api, f"/api/v1/appointments/{appt_id}/accept", **doc_headers)
+    assert r.status_code == 200 and r.json()["status"] == "confirmed"
+    assert post(api, f"/api/v1/appointments/{appt_id}/accept", **doc_headers).status_code == 409
+    # inside the 24 h cut-off the patient cannot cancel, the doctor can
+    Appointment.objects.filter(id=appt_id).update(
+        start=datetime.now(UTC) + timedelta(hours=2),
+        end=datetime.now(UTC) + timedelta(hours=2, minutes=30),
+    )
+    patient_headers = bearer(login(api, patient.email)["access"])
+    r = post(api, f"/api/v1/appointments/{appt_id}/cancel", {"reason": "busy"}, **patient_headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "booking.cancellation_too_late"
+    r = post(
+        api,
+        f"/api/v1/appointments/{appt_id}/cancel",
+        {"reason": "Emergency surgery"},
+        **doc_headers,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    detail = api.get(f"/api/v1/appointments/{appt_id}", headers=patient_headers).json()
+    assert [h["status"] for h in detail["history"]] == ["pending", "confirmed", "cancelled"]
+
+
+def test_others_cannot_see_an_appointment(api, doctor_with_hours):
+    r = book(api, make_user(), doctor_with_hours, next_slot())
+    stranger = make_user()
+    headers = bearer(login(api, stranger.email)["access"])
+    assert api.get(f"/api/v1/appointments/{r.json()['id']}", headers=headers).status_code == 404
+    assert api.get("/api/v1/appointments", headers=headers).json()["items"] == []
+
+
+def test_reason_is_encrypted_at_rest(api, doctor_with_hours):
+    patient = make_user()
+    token = login(api, patient.email)["access"]
+    post(
+        api,
+        "/api/v1/appointments",
+        {
+            "doctor_id": str(doctor_with_hours.id),
+            "start": next_slot().isoformat(),
+            "mode": "in_person",
+            "reason": "chest pain",
+        },
+        **bearer(token),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reason FROM bookings_appointment")
+        assert "chest" not in cursor.fetchone()[0]
+
+
+def test_unverified_doctor_cannot_publish_availability(api):
+    from tests.doctors.factories import doctor
+
+    pending = doctor(verified=False)
+    headers = bearer(login(api, pending.user.email)["access"])
+    r = post(
+        api,
+        "/api/v1/availability/rules",
+        {"weekday": 0, "start": "09:00", "end": "12:00", "mode": "video"},
+        **headers,
+    )
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "booking.doctor_not_verified"
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the exclusion constraint is PostgreSQL's"
+)
+def test_the_database_itself_refuses_an_overlapping_active_appointment(doctor_with_hours):
+    start = next_slot()
+    common = {"doctor": doctor_with_hours, "mode": "in_person", "status": "confirmed"}
+    Appointment.objects.create(
+        patient=make_user(), start=start, end=start + timedelta(minutes=30), **common
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Appointment.objects.create(
+            patient=make_user(),
+            start=start + timedelta(minutes=10),
+            end=start + timedelta(minutes=40),
+            **common,
+        )
+    # cancelled ones do not block
+    Appointment.objects.create(
+        patient=make_user(),
+        start=start + timedelta(minutes=10),
+        end=start + timedelta(minutes=40),
+        **{**common, "status": "cancelled"},
+    )
+
+
+def _race(requests):
+    """Send the prepared requests from one thread each, released together by a barrier."""
+    barrier = threading.Barrier(len(requests))
+    results = [None] * len(requests)
+
+    def run(i):
+        client = Client()
+        try:
+            barrier.wait(timeout=30)
+            results[i] = requests[i](client)
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def _tokens(users, settings):
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "login": "1000/m/ip"}
+    client = Client()
+    return [login(client, u.email)["access"] for u in users]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a race on real PostgreSQL connections"
+)
+def test_fifty_concurrent_requests_for_one_slot_give_one_booking(doctor_with_hours, settings):
+    start = next_slot()
+    tokens = _tokens([make_user() for _ in range(50)], settings)
+    body = {"doctor_id": str(doctor_with_hours.id), "start": start.isoformat(), "mode": "in_person"}
+    responses = _race(
+        [lambda c, t=t: post(c, "/api/v1/appointments", body, **bearer(t)) for t in tokens]
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1, statuses
+    assert statuses.count(409) == 49, statuses
+    assert all(
+        r.json()["error"]["code"] == "booking.slot_taken" for r in responses if r.status_code == 409
+    )
+    assert Appointment.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a race on real PostgreSQL connections"
+)
+def test_fifty_concurrent_requests_with_one_idempotency_key_create_one_booking(
+    doctor_with_hours, settings
+):
+    start = next_slot()
+    [token] = _tokens([make_user()], settings)
+    body = {"doctor_id": str(doctor_with_hours.id), "start": start.isoformat(), "mode": "in_person"}
+    responses = _race(
+        [
+            lambda c: post(
+                c, "/api/v1/appointments", body, **bearer(token), **{"Idempotency-Key": "k-1"}
+            )
+            for _ in range(50)
+        ]
+    )
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    assert Appointment.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_422(api, doctor_with_hours):
+    patient = make_user()
+    token = login(api, patient.email)["access"]
+    first = {
+        "doctor_id": str(doctor_with_hours.id),
+        "start": next_slot().isoformat(),
+        "mode": "in_person",
+    }
+    assert (
+        post(
+            api, "/api/v1/appointments", first, **bearer(token), **{"Idempotency-Key": "k"}
+        ).status_code
+        == 201
+    )
+    again = post(api, "/api/v1/appointments", first, **bearer(token), **{"Idempotency-Key": "k"})
+    assert again.status_code == 201 and Appointment.objects.count() == 1
+    other = {**first, "start": next_slot(hour=11).isoformat()}
+    r = post(api, "/api/v1/appointments", other, **bearer(token), **{"Idempotency-Key": "k"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "request.idempotency_mismatch"
+
+
+def test_care_relationship(doctor_with_hours):
+    from bookings.selectors import in_care
+
+    patient, stranger = make_user(), make_user()
+    start = next_slot()
+    Appointment.objects.create(
+        doctor=doctor_with_hours,
+        patient=patient,
+        mode="video",
+        status="confirmed",
+        start=start,
+        end=start + timedelta(minutes=30),
+    )
+    assert in_care(doctor_user=doctor_with_hours.user, patient=patient)
+    assert not in_care(doctor_user=doctor_with_hours.user, patient=stranger)
