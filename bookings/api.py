@@ -28,7 +28,7 @@ from bookings.schemas import (
 )
 from core.idempotency import run_once
 from core.pagination import paginate
-from core.schemas import TimeZoneName
+from core.schemas import IsoDatetime, TimeZoneName
 from doctors.models import DoctorProfile, Verification
 
 router = Router(tags=["appointments"])
@@ -170,6 +170,47 @@ def reject(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> d
             doctor_user=request.auth,
             appointment_id=appointment_id,
             accept=False,
+            reason=payload.reason,
+        )
+    )
+
+
+@router.post("/appointments/{appointment_id}/complete", response=AppointmentOut, auth=jwt_auth)
+def complete(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
+    return _out(
+        services.appointment_mark(
+            doctor_user=request.auth, appointment_id=appointment_id, outcome="completed"
+        )
+    )
+
+
+@router.post("/appointments/{appointment_id}/no-show", response=AppointmentOut, auth=jwt_auth)
+def no_show(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
+    return _out(
+        services.appointment_mark(
+            doctor_user=request.auth, appointment_id=appointment_id, outcome="no_show"
+        )
+    )
+
+
+class RescheduleIn(ReasonIn):
+    start: IsoDatetime
+
+
+@router.post(
+    "/appointments/{appointment_id}/reschedule",
+    response=AppointmentOut,
+    auth=jwt_auth,
+    summary="Move to another free slot (atomically)",
+)
+def reschedule(
+    request: AuthedRequest, appointment_id: UUID, payload: RescheduleIn
+) -> dict[str, Any]:
+    return _out(
+        services.appointment_reschedule(
+            user=request.auth,
+            appointment_id=appointment_id,
+            start=payload.start,
             reason=payload.reason,
         )
     )

@@ -244,3 +244,88 @@ def appointment_cancel(
         ),
     )
     return appointment
+
+
+@transaction.atomic
+def appointment_mark(
+    *, doctor_user: User, appointment_id: Any, outcome: str, now: datetime | None = None
+) -> Appointment:
+    """After the start, the doctor records ``completed`` or ``no_show``."""
+    require_role(doctor_user, Role.DOCTOR)
+    now = now or timezone.now()
+    appointment = _locked(doctor_user, appointment_id)
+    if appointment.status != Status.CONFIRMED or appointment.start > now:
+        raise TransitionNotAllowed()
+    appointment.status = Status.COMPLETED if outcome == Status.COMPLETED else Status.NO_SHOW
+    appointment.save(update_fields=["status", "updated_at"])
+    _history(appointment, doctor_user)
+    kind = "booking.completed" if appointment.status == Status.COMPLETED else "booking.no_show"
+    _tell_both(
+        appointment,
+        kind,
+        lambda a, u: (
+            _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
+            _("The appointment on %(when)s is recorded as %(status)s.")
+            % {"when": _when(a, u), "status": a.get_status_display()},
+        ),
+    )
+    return appointment
+
+
+@transaction.atomic
+def appointment_reschedule(
+    *,
+    user: User,
+    appointment_id: Any,
+    start: datetime,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Appointment:
+    """Move an appointment, by its patient or its doctor, atomically: the new appointment is
+    booked and the old one cancelled and linked in one transaction, or nothing changes."""
+    now = now or timezone.now()
+    old = _locked(user, appointment_id)
+    if old.status not in ACTIVE:
+        raise TransitionNotAllowed()
+    if user.role == Role.PATIENT and old.start - now < timedelta(
+        hours=selectors.policy_for(old.doctor).cancel_cutoff_hours
+    ):
+        raise CancellationTooLate()
+    # Free the old time first, so that moving within an overlapping range is possible.
+    old.status = Status.CANCELLED
+    old.save(update_fields=["status", "updated_at"])
+    _history(old, user, reason or "rescheduled")
+    slot = _matching_slot(old.doctor, start, old.mode, old.clinic_id, now)
+    if slot is None:
+        if (
+            _matching_slot(old.doctor, start, old.mode, old.clinic_id, now, ignore_bookings=True)
+            is not None
+        ):
+            raise SlotTaken()
+        raise SlotUnavailable()
+    new = Appointment(
+        doctor=old.doctor,
+        patient=old.patient,
+        clinic_id=old.clinic_id,
+        mode=old.mode,
+        start=slot.start,
+        end=slot.end,
+        status=Status.CONFIRMED,
+        reason=old.reason,
+        rescheduled_from=old,
+    )
+    try:
+        with transaction.atomic():
+            new.save()
+    except IntegrityError as exc:
+        raise SlotTaken() from exc
+    _history(new, user, reason or "rescheduled")
+    _tell_both(
+        new,
+        "booking.rescheduled",
+        lambda a, u: (
+            _("Appointment moved"),
+            _("The appointment is now on %(when)s.") % {"when": _when(a, u)},
+        ),
+    )
+    return new

@@ -95,6 +95,11 @@ AR = {
     "Appointment cancelled": "تم إلغاء الموعد",
     "The appointment on %(when)s was cancelled. %(reason)s": "تم إلغاء الموعد المحدد في %(when)s. %(reason)s",
     "This Idempotency-Key was already used with a different request.": "سبق استخدام مفتاح Idempotency-Key هذا مع طلب مختلف.",
+    "Appointment completed": "اكتمل الموعد",
+    "Missed appointment": "موعد فائت",
+    "The appointment on %(when)s is recorded as %(status)s.": "تم تسجيل الموعد المحدد في %(when)s بحالة: %(status)s.",
+    "Appointment moved": "تم نقل الموعد",
+    "The appointment is now on %(when)s.": "أصبح الموعد في %(when)s.",
 }
 
 

@@ -306,3 +306,43 @@ def test_care_relationship(doctor_with_hours):
     )
     assert in_care(doctor_user=doctor_with_hours.user, patient=patient)
     assert not in_care(doctor_user=doctor_with_hours.user, patient=stranger)
+
+
+def test_reschedule_is_atomic_and_linked(api, doctor_with_hours):
+    patient = make_user()
+    first = book(api, patient, doctor_with_hours, next_slot()).json()
+    other = book(api, make_user(), doctor_with_hours, next_slot(hour=11)).json()
+    headers = bearer(login(api, patient.email)["access"])
+    # onto a taken slot: 409 and nothing changes
+    r = post(
+        api, f"/api/v1/appointments/{first['id']}/reschedule", {"start": other["start"]}, **headers
+    )
+    assert r.status_code == 409
+    assert Appointment.objects.get(id=first["id"]).status == "confirmed"
+    # onto a free slot: the old one is cancelled and linked
+    target = next_slot(hour=12)
+    r = post(
+        api,
+        f"/api/v1/appointments/{first['id']}/reschedule",
+        {"start": target.isoformat()},
+        **headers,
+    )
+    assert r.status_code == 200, r.json()
+    new = Appointment.objects.get(id=r.json()["id"])
+    assert new.start == target and new.rescheduled_from_id is not None
+    assert str(new.rescheduled_from_id) == first["id"]
+    assert Appointment.objects.get(id=first["id"]).status == "cancelled"
+
+
+def test_doctor_marks_completed_only_after_the_start(api, doctor_with_hours):
+    appt = book(api, make_user(), doctor_with_hours, next_slot()).json()
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    assert post(api, f"/api/v1/appointments/{appt['id']}/complete", **headers).status_code == 409
+    Appointment.objects.filter(id=appt["id"]).update(
+        start=datetime.now(UTC) - timedelta(hours=1), end=datetime.now(UTC) - timedelta(minutes=30)
+    )
+    r = post(api, f"/api/v1/appointments/{appt['id']}/complete", **headers)
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert post(api, f"/api/v1/appointments/{appt['id']}/no-show", **headers).status_code == 409
+    past = api.get("/api/v1/appointments?scope=past", headers=headers).json()["items"]
+    assert [a["id"] for a in past] == [appt["id"]]
