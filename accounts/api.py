@@ -73,8 +73,9 @@ class WhoAmIOut(Schema):
     auth=JWTAuth(allow_pending_password_change=True),
     summary="The caller's id and role (a cheap token check)",
 )
-def whoami(request: AuthedRequest) -> User:
-    return request.auth
+def whoami(request: AuthedRequest) -> dict:
+    snap = request.auth_snapshot  # set by JWTAuth: answering needs no database query
+    return {"id": snap.id, "role": snap.role}
 
 
 @router.patch("/me", response=MeOut, auth=jwt_auth, summary="Update the caller's profile")

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.core.internal.httpkit import get_authorization_credential
 from allauth.headless.contrib.ninja.security import JWTTokenAuth
 from django.http import HttpRequest
 from django.utils import translation
 
 from accounts.errors import PasswordChangeRequired
 from accounts.models import User
+from accounts.tokens_validation import AuthSnapshot, validate_access_token
 
 
 class AuthedRequest(HttpRequest):
     """The request type of endpoints behind :data:`jwt_auth`: ``request.auth`` is the user."""
 
     auth: User
+    auth_snapshot: AuthSnapshot
 
 
 class JWTAuth(JWTTokenAuth):
@@ -33,18 +36,19 @@ class JWTAuth(JWTTokenAuth):
         self.allow_pending_password_change = allow_pending_password_change
 
     def __call__(self, request: HttpRequest) -> Any:
-        payload = super().__call__(request)
-        if payload is None:
+        token = get_authorization_credential(request, "Bearer")
+        found = validate_access_token(token) if token else None
+        if found is None:
             return None
-        user = request.user
-        if not user.is_active:
-            return None
-        if user.must_change_password and not self.allow_pending_password_change:  # type: ignore[union-attr]
+        user, snap = found
+        request.user = user
+        request.auth_snapshot = snap  # type: ignore[attr-defined]  # read as AuthedRequest
+        if snap.must_change_password and not self.allow_pending_password_change:
             raise PasswordChangeRequired()
         if "HTTP_ACCEPT_LANGUAGE" not in request.META:
             # No language asked for: answer in the user's saved language.
-            translation.activate(user.language)  # type: ignore[union-attr]
-            request.LANGUAGE_CODE = user.language  # type: ignore[union-attr,attr-defined]
+            translation.activate(snap.language)
+            request.LANGUAGE_CODE = snap.language  # type: ignore[attr-defined]
         return user
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 
 from allauth.core.internal.httpkit import get_authorization_credential
-from allauth.headless.tokens.strategies.jwt.internal import validate_access_token
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from accounts.errors import PasswordChangeRequired, SmsUnavailable
+from accounts.tokens_validation import validate_access_token
 from core.errors import error_response
 from core.sms import SmsError
 
@@ -38,7 +38,7 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
         if not token:
             return None
         found = validate_access_token(token)
-        if found is not None and getattr(found[0], "must_change_password", False):
+        if found is not None and found[1].must_change_password:
             return error_response(PasswordChangeRequired())
         return None
 

@@ -5,8 +5,9 @@ import zoneinfo
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -105,6 +106,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         if self.email:
             self.email = self.email.lower()
         super().save(*args, **kwargs)
+        if self.pk is not None:
+            # Authentication reads a cached snapshot of this user: drop it now and again
+            # after commit (a concurrent request may have re-cached the old row meanwhile).
+            from accounts.tokens_validation import snapshot_key
+
+            key = snapshot_key(self.pk)
+            cache.delete(key)
+            transaction.on_commit(lambda: cache.delete(key))
 
     @property
     def full_name(self) -> str:

@@ -26,14 +26,14 @@ def _bearer(scope: dict[str, Any]) -> str | None:
 
 @database_sync_to_async
 def _user_for_token(token: str) -> Any:
-    from allauth.headless.tokens.strategies.jwt.internal import validate_access_token
+    from accounts.tokens_validation import validate_access_token
 
     found = validate_access_token(token)
     if found is None:
         return AnonymousUser()
     user = found[0]
-    user.pk  # noqa: B018  (resolve the lazy user inside the thread, not on the event loop)
-    return user if user.is_active else AnonymousUser()
+    user.pk  # noqa: B018  (load the lazy user inside the thread, not on the event loop)
+    return user
 
 
 class SocketAuthMiddleware(BaseMiddleware):

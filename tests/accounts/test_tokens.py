@@ -166,3 +166,19 @@ def test_password_change_revokes_other_sessions(api):
         action="auth.password_changed", target_id=str(user.id)
     ).exists()
     login(api, user.email, "Another-Strong-pw-77")
+
+
+def test_whoami_needs_no_database_query_and_deactivation_still_applies_at_once(
+    api, django_assert_num_queries
+):
+    user = make_user(role="doctor")
+    headers = bearer(login(api, user.email)["access"])
+    assert api.get("/api/v1/whoami", headers=headers).json() == {
+        "id": str(user.id),
+        "role": "doctor",
+    }
+    with django_assert_num_queries(0):
+        assert api.get("/api/v1/whoami", headers=headers).status_code == 200
+    user.is_active = False
+    user.save()
+    assert api.get("/api/v1/whoami", headers=headers).status_code == 401

@@ -1,0 +1,95 @@
+"""Validation of access tokens, for REST (``accounts.auth``) and sockets (``realtime.auth``).
+
+The same checks as allauth's stateful JWT validation (signature and expiry, the token's
+server-side session still exists, the session belongs to the token's user, the user is active
+and the session was made with the user's current password), but cheaper per request:
+
+- the session is read once (allauth reads it twice);
+- the user's authentication facts come from a small snapshot in the cache instead of a
+  database query. The snapshot is deleted whenever the user is saved (``User.save``), so a
+  deactivation, a role change or a password change takes effect at the next request.
+  The full user row is loaded lazily, only by endpoints that use more than those facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from allauth.headless.tokens.strategies.jwt import internal
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.core.cache import cache
+from django.utils.crypto import constant_time_compare
+from django.utils.functional import SimpleLazyObject
+
+SNAPSHOT_SECONDS = 300
+
+
+def snapshot_key(user_id: Any) -> str:
+    return f"auth:user:{user_id}"
+
+
+@dataclass(frozen=True)
+class AuthSnapshot:
+    id: str
+    is_active: bool
+    session_auth_hash: str
+    role: str
+    language: str
+    must_change_password: bool
+
+
+def _snapshot(user_id: str) -> AuthSnapshot | None:
+    from accounts.models import User
+
+    key = snapshot_key(user_id)
+    found = cache.get(key)
+    if found is not None:
+        return AuthSnapshot(*found)
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return None
+    snap = AuthSnapshot(
+        str(user.pk),
+        user.is_active,
+        user.get_session_auth_hash(),
+        user.role,
+        user.language,
+        user.must_change_password,
+    )
+    cache.set(key, tuple(snap.__dict__.values()), SNAPSHOT_SECONDS)
+    return snap
+
+
+def validate_access_token(token: str) -> tuple[Any, AuthSnapshot] | None:
+    """``(lazy user, snapshot)`` for a valid access token of an active user, else ``None``."""
+    payload = internal.decode_token(token, "access")
+    if payload is None:
+        return None
+    session = internal.get_token_session(payload)
+    if session is None:
+        return None
+    user_id = session.get(SESSION_KEY)
+    if user_id is None or str(user_id) != payload["sub"]:
+        return None
+    snap = _snapshot(str(user_id))
+    if snap is None or not snap.is_active:
+        return None
+    session_hash = session.get(HASH_SESSION_KEY)
+    if not session_hash or not constant_time_compare(session_hash, snap.session_auth_hash):
+        return None
+
+    def load() -> Any:
+        from accounts.models import User
+
+        return User.objects.get(pk=user_id)
+
+    return _LazyUser(load), snap
+
+
+class _LazyUser(SimpleLazyObject):
+    """A user loaded on first use. Always truthy, so that "is there an authenticated user?"
+    (Ninja asks exactly that) costs no query."""
+
+    def __bool__(self) -> bool:
+        return True
