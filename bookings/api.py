@@ -7,11 +7,11 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Header, Query, Router, Schema, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
-from bookings import selectors, services
+from bookings import calendar, selectors, services
 from bookings.errors import DoctorNotBookable, InvalidRange
 from bookings.models import Appointment, AvailabilityRule
 from bookings.schemas import (
@@ -214,6 +214,70 @@ def reschedule(
             reason=payload.reason,
         )
     )
+
+
+@router.get(
+    "/appointments/{appointment_id}/ics",
+    auth=jwt_auth,
+    summary="The appointment as an .ics file",
+    response={200: None},
+    openapi_extra={
+        "responses": {"200": {"description": "text/calendar", "content": {"text/calendar": {}}}}
+    },
+)
+def appointment_ics(request: AuthedRequest, appointment_id: UUID) -> HttpResponse:
+    a = selectors.appointment_get(viewer=request.auth, appointment_id=appointment_id)
+    response = HttpResponse(
+        calendar.render([a], viewer=request.auth), content_type="text/calendar; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="appointment-{a.id}.ics"'
+    return response
+
+
+class WeekFigures(Schema):
+    confirmed: int
+    completed: int
+    no_show: int
+    cancelled: int
+
+
+class DashboardOut(Schema):
+    role: str
+    next: list[AppointmentOut]
+    today: list[AppointmentOut] | None = None
+    pending_requests: int | None = None
+    week: WeekFigures | None = None
+
+
+@router.get(
+    "/dashboard",
+    response=DashboardOut,
+    auth=jwt_auth,
+    tags=["dashboard"],
+    summary="The caller's summary: next appointments; for doctors the day and the week",
+)
+def dashboard(request: AuthedRequest) -> dict[str, Any]:
+    data = selectors.dashboard(viewer=request.auth)
+    data["next"] = [_out(a) for a in data["next"]]
+    if "today" in data:
+        data["today"] = [_out(a) for a in data["today"]]
+    return data
+
+
+class FeedOut(Schema):
+    url: str
+
+
+@router.post(
+    "/calendar/feed",
+    response=FeedOut,
+    auth=jwt_auth,
+    tags=["calendar"],
+    summary="Create or rotate the caller's secret calendar feed URL",
+)
+def calendar_feed(request: AuthedRequest) -> dict[str, str]:
+    token = calendar.feed_token_rotate(user=request.auth)
+    return {"url": request.build_absolute_uri(f"/calendar/{token}.ics")}
 
 
 # --- the doctor's availability ----------------------------------------------------------

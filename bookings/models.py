@@ -180,3 +180,35 @@ class BookingPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"policy of {self.doctor_id}"
+
+
+class ReminderDelivery(models.Model):
+    """One row per reminder sent: the unique key that makes a reminder exactly-once even with
+    several workers and retried tasks."""
+
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="reminders")
+    offset_minutes = models.PositiveIntegerField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "offset_minutes"], name="reminder_once_per_offset"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"reminder {self.appointment_id} -{self.offset_minutes}m"
+
+
+class CalendarFeed(models.Model):
+    """A secret URL a calendar app subscribes to; rotating the token revokes the old URL."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feed"
+    )
+    token = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"calendar feed of {self.user_id}"

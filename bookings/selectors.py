@@ -151,3 +151,38 @@ def in_care(*, doctor_user: User, patient: User, now: datetime | None = None) ->
         status__in=[Status.CONFIRMED, Status.COMPLETED],
         end__gte=since,
     ).exists()
+
+
+def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
+    """Role-specific summary: a patient's next appointments; a doctor's day, pending requests
+    and the week's figures (in the doctor's time zone)."""
+    now = now or timezone.now()
+    mine = Appointment.objects.filter(visible_to(viewer)).select_related(
+        "doctor__user", "patient", "clinic"
+    )
+    upcoming = list(mine.filter(end__gt=now, status__in=ACTIVE).order_by("start")[:5])
+    if viewer.role != Role.DOCTOR:
+        return {"role": viewer.role, "next": upcoming}
+    zone = ZoneInfo(viewer.time_zone)
+    today = now.astimezone(zone).date()
+    day_start = datetime.combine(today, datetime.min.time(), tzinfo=zone)
+    week_start = day_start - timedelta(days=today.weekday())
+    week = mine.filter(start__gte=week_start, start__lt=week_start + timedelta(days=7))
+    counts: dict[str, int] = {
+        str(s): 0 for s in (Status.CONFIRMED, Status.COMPLETED, Status.NO_SHOW, Status.CANCELLED)
+    }
+    for status in week.filter(status__in=list(counts)).values_list("status", flat=True):
+        counts[status] += 1
+    return {
+        "role": viewer.role,
+        "next": upcoming,
+        "today": list(
+            mine.filter(
+                start__gte=day_start,
+                start__lt=day_start + timedelta(days=1),
+                status__in=[*ACTIVE, Status.COMPLETED, Status.NO_SHOW],
+            ).order_by("start")
+        ),
+        "pending_requests": mine.filter(status=Status.PENDING, end__gt=now).count(),
+        "week": counts,
+    }

@@ -21,6 +21,7 @@ from bookings.errors import (
     TransitionNotAllowed,
 )
 from bookings.models import ACTIVE, Appointment, AvailabilityRule, Status, StatusChange, TimeOff
+from bookings.tasks import schedule_reminders
 from doctors.models import DoctorProfile, Verification
 from realtime.services import notify
 
@@ -63,7 +64,7 @@ def _history(appointment: Appointment, actor: User | None, reason: str = "") -> 
     )
 
 
-def _tell_both(appointment: Appointment, kind: str, render: Any) -> None:
+def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
     notify(
         users=[appointment.patient, appointment.doctor.user],
         kind=kind,
@@ -76,7 +77,7 @@ def _tell_both(appointment: Appointment, kind: str, render: Any) -> None:
     )
 
 
-def _when(appointment: Appointment, user: User) -> str:
+def when(appointment: Appointment, user: User) -> str:
     from zoneinfo import ZoneInfo
 
     local = appointment.start.astimezone(ZoneInfo(user.time_zone))
@@ -140,13 +141,14 @@ def appointment_book(
     except IntegrityError as exc:
         raise SlotTaken() from exc
     _history(appointment, patient)
-    _tell_both(
+    schedule_reminders(appointment)
+    tell_both(
         appointment,
         "booking.created",
         lambda a, user: (
             _("New appointment"),
             _("%(patient)s booked %(when)s.")
-            % {"patient": a.patient.full_name or _("A patient"), "when": _when(a, user)},
+            % {"patient": a.patient.full_name or _("A patient"), "when": when(a, user)},
         ),
     )
     return appointment
@@ -201,7 +203,7 @@ def appointment_decide(
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, doctor_user, reason)
     kind = "booking.confirmed" if accept else "booking.rejected"
-    _tell_both(
+    tell_both(
         appointment,
         kind,
         lambda a, user: (
@@ -211,7 +213,7 @@ def appointment_decide(
                 if accept
                 else _("The doctor declined the appointment on %(when)s.")
             )
-            % {"when": _when(a, user)},
+            % {"when": when(a, user)},
         ),
     )
     return appointment
@@ -234,13 +236,13 @@ def appointment_cancel(
     appointment.status = Status.CANCELLED
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, user, reason)
-    _tell_both(
+    tell_both(
         appointment,
         "booking.cancelled",
         lambda a, u: (
             _("Appointment cancelled"),
             _("The appointment on %(when)s was cancelled. %(reason)s")
-            % {"when": _when(a, u), "reason": reason},
+            % {"when": when(a, u), "reason": reason},
         ),
     )
     return appointment
@@ -260,13 +262,13 @@ def appointment_mark(
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, doctor_user)
     kind = "booking.completed" if appointment.status == Status.COMPLETED else "booking.no_show"
-    _tell_both(
+    tell_both(
         appointment,
         kind,
         lambda a, u: (
             _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
             _("The appointment on %(when)s is recorded as %(status)s.")
-            % {"when": _when(a, u), "status": a.get_status_display()},
+            % {"when": when(a, u), "status": a.get_status_display()},
         ),
     )
     return appointment
@@ -320,12 +322,13 @@ def appointment_reschedule(
     except IntegrityError as exc:
         raise SlotTaken() from exc
     _history(new, user, reason or "rescheduled")
-    _tell_both(
+    schedule_reminders(new)
+    tell_both(
         new,
         "booking.rescheduled",
         lambda a, u: (
             _("Appointment moved"),
-            _("The appointment is now on %(when)s.") % {"when": _when(a, u)},
+            _("The appointment is now on %(when)s.") % {"when": when(a, u)},
         ),
     )
     return new

@@ -100,6 +100,8 @@ AR = {
     "The appointment on %(when)s is recorded as %(status)s.": "تم تسجيل الموعد المحدد في %(when)s بحالة: %(status)s.",
     "Appointment moved": "تم نقل الموعد",
     "The appointment is now on %(when)s.": "أصبح الموعد في %(when)s.",
+    "Appointment reminder": "تذكير بالموعد",
+    "Your appointment is on %(when)s.": "موعدك في %(when)s.",
 }
 
 

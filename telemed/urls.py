@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import otp
+from bookings.views import calendar_feed
 from telemed import health, metrics
 from telemed.api import api
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("_allauth/", include("allauth.headless.urls")),
     path("admin/otp/enrol/", otp.enrol, name="admin_otp_enrol"),
     path("admin/", admin.site.urls),
+    path("calendar/<str:token>.ics", calendar_feed, name="calendar_feed"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),

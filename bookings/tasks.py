@@ -1,0 +1,67 @@
+"""Background work of bookings, run by the task worker (django-tasks, database backend)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_tasks import task
+
+from bookings.models import Appointment, ReminderDelivery, Status
+
+# A reminder whose moment passed more than this long ago is dropped, not sent late.
+REMINDER_GRACE = timedelta(minutes=10)
+
+
+def reminder_offsets() -> list[int]:
+    return list(getattr(settings, "REMINDER_OFFSETS_MINUTES", [24 * 60, 60]))
+
+
+def schedule_reminders(appointment: Appointment) -> None:
+    """Enqueue one reminder per offset, in the caller's transaction (so a rolled-back booking
+    schedules nothing). Offsets already in the past are skipped."""
+    now = timezone.now()
+    for offset in reminder_offsets():
+        due = appointment.start - timedelta(minutes=offset)
+        if due > now:
+            send_reminder.using(run_after=due).enqueue(str(appointment.id), offset)
+
+
+@task()
+def send_reminder(appointment_id: str, offset_minutes: int) -> str:
+    """Exactly once per appointment and offset: the delivery row's unique key decides, so a
+    second worker or a retry of this task sends nothing. Cancelled, moved or past-due
+    appointments get no reminder."""
+    from bookings.services import tell_both, when
+
+    now = timezone.now()
+    with transaction.atomic():
+        appointment = (
+            Appointment.objects.select_related("doctor__user", "patient")
+            .filter(id=appointment_id)
+            .first()
+        )
+        if appointment is None or appointment.status != Status.CONFIRMED:
+            return "skipped: not confirmed"
+        due = appointment.start - timedelta(minutes=offset_minutes)
+        if now > due + REMINDER_GRACE or now >= appointment.start:
+            return "skipped: past due"
+        try:
+            with transaction.atomic():
+                ReminderDelivery.objects.create(
+                    appointment=appointment, offset_minutes=offset_minutes
+                )
+        except IntegrityError:
+            return "skipped: already sent"
+        tell_both(
+            appointment,
+            "booking.reminder",
+            lambda a, user: (
+                _("Appointment reminder"),
+                _("Your appointment is on %(when)s.") % {"when": when(a, user)},
+            ),
+        )
+    return "sent"

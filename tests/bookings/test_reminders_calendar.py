@@ -1,0 +1,147 @@
+"""Reminders exactly once (two real worker processes), calendar feeds, the dashboard."""
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.conf import settings as dj_settings
+from django_tasks_db.models import DBTaskResult
+from icalendar import Calendar
+
+from bookings.models import Appointment, ReminderDelivery
+from bookings.tasks import send_reminder
+from realtime.models import Notification
+from tests.bookings.conftest import next_slot
+from tests.factories import bearer, login, make_user, post
+from tests.procs import ROOT
+
+pytestmark = pytest.mark.django_db
+
+
+def _confirmed(doctor, patient, start):
+    return Appointment.objects.create(
+        doctor=doctor,
+        patient=patient,
+        mode="video",
+        status="confirmed",
+        start=start,
+        end=start + timedelta(minutes=30),
+    )
+
+
+def test_reminder_is_sent_once_and_never_late_or_for_cancelled(doctor_with_hours):
+    patient = make_user()
+    soon = _confirmed(doctor_with_hours, patient, datetime.now(UTC) + timedelta(minutes=55))
+    assert send_reminder.call(str(soon.id), 60) == "sent"
+    assert send_reminder.call(str(soon.id), 60) == "skipped: already sent"
+    assert send_reminder.call(str(soon.id), 24 * 60) == "skipped: past due"
+    cancelled = _confirmed(
+        doctor_with_hours, make_user(), datetime.now(UTC) + timedelta(minutes=50, days=1)
+    )
+    cancelled.status = "cancelled"
+    cancelled.save()
+    assert send_reminder.call(str(cancelled.id), 24 * 60) == "skipped: not confirmed"
+    assert (
+        Notification.objects.filter(kind="booking.reminder").count() == 2
+    )  # patient and doctor, once
+    assert ReminderDelivery.objects.count() == 1
+
+
+def test_booking_schedules_reminders_in_its_transaction(api, doctor_with_hours):
+    patient = make_user()
+    token = login(api, patient.email)["access"]
+    start = next_slot(days=3)
+    post(
+        api,
+        "/api/v1/appointments",
+        {"doctor_id": str(doctor_with_hours.id), "start": start.isoformat(), "mode": "in_person"},
+        **bearer(token),
+    )
+    due = sorted(
+        DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder").values_list(
+            "run_after", flat=True
+        )
+    )
+    assert due == [start - timedelta(days=1), start - timedelta(hours=1)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_real_worker_processes_send_each_reminder_once(doctor_with_hours):
+    appointments = [
+        _confirmed(
+            doctor_with_hours, make_user(), datetime.now(UTC) + timedelta(minutes=58 + 31 * i)
+        )
+        for i in range(6)
+    ]
+    for a in appointments:  # each reminder enqueued twice, as a retry or a double schedule would
+        send_reminder.enqueue(str(a.id), 60)
+        send_reminder.enqueue(str(a.id), 60)
+    db = dj_settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "db_worker",
+                "--batch",
+                "--interval",
+                "0",
+                "--no-startup-delay",
+                "--worker-id",
+                f"w{i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 60
+    for w in workers:
+        w.wait(max(1, deadline - time.monotonic()))
+    assert ReminderDelivery.objects.count() == 6
+    assert (
+        Notification.objects.filter(kind="booking.reminder").count() == 12
+    )  # 6 x (patient + doctor)
+    assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
+    assert [w.returncode for w in workers] == [0, 0]
+
+
+def test_calendar_feed_and_rotation(api, doctor_with_hours):
+    patient = make_user()
+    appt = _confirmed(doctor_with_hours, patient, next_slot())
+    headers = bearer(login(api, patient.email)["access"])
+    url = post(api, "/api/v1/calendar/feed", **headers).json()["url"]
+    path = url.split("testserver")[1]
+    r = api.get(path)
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/calendar")
+    events = [c for c in Calendar.from_ical(r.content).walk("VEVENT")]
+    assert [str(e["uid"]) for e in events] == [f"{appt.id}@telemed"]
+    assert "reason" not in r.content.decode().lower()
+    new_url = post(api, "/api/v1/calendar/feed", **headers).json()["url"]
+    assert api.get(path).status_code == 404  # the old URL is revoked
+    assert api.get(new_url.split("testserver")[1]).status_code == 200
+    one = api.get(f"/api/v1/appointments/{appt.id}/ics", headers=headers)
+    assert one.status_code == 200 and b"BEGIN:VEVENT" in one.content
+
+
+def test_dashboards(api, doctor_with_hours):
+    patient = make_user()
+    start = next_slot(days=2)
+    _confirmed(doctor_with_hours, patient, start)
+    mine = api.get("/api/v1/dashboard", headers=bearer(login(api, patient.email)["access"])).json()
+    assert mine["role"] == "patient" and len(mine["next"]) == 1
+    doc = api.get(
+        "/api/v1/dashboard", headers=bearer(login(api, doctor_with_hours.user.email)["access"])
+    ).json()
+    assert doc["pending_requests"] == 0
+    assert set(doc["week"]) == {"confirmed", "completed", "no_show", "cancelled"}
