@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Header, Query, Router, Schema, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
-from bookings import calendar, selectors, services
+from bookings import calendar, reviews, selectors, services
 from bookings.errors import DoctorNotBookable, InvalidRange
 from bookings.models import Appointment, AvailabilityRule
 from bookings.schemas import (
@@ -28,7 +28,7 @@ from bookings.schemas import (
 )
 from core.idempotency import run_once
 from core.pagination import paginate
-from core.schemas import IsoDatetime, TimeZoneName
+from core.schemas import InputSchema, IsoDatetime, TimeZoneName
 from doctors.models import DoctorProfile, Verification
 
 router = Router(tags=["appointments"])
@@ -278,6 +278,93 @@ class FeedOut(Schema):
 def calendar_feed(request: AuthedRequest) -> dict[str, str]:
     token = calendar.feed_token_rotate(user=request.auth)
     return {"url": request.build_absolute_uri(f"/calendar/{token}.ics")}
+
+
+# --- reviews ------------------------------------------------------------------------------
+class ReviewIn(InputSchema):
+    rating: int = Field(..., ge=1, le=5, strict=True)
+    text: str = Field("", max_length=2000)
+
+
+class ReplyIn(InputSchema):
+    text: str = Field(..., min_length=1, max_length=2000)
+
+
+class HideIn(InputSchema):
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+class ReviewOut(Schema):
+    id: UUID
+    rating: int
+    text: str
+    reply: str
+    replied_at: datetime | None
+    created_at: datetime
+
+
+class ReviewPage(Schema):
+    items: list[ReviewOut]
+    next: str | None
+
+
+@router.post(
+    "/appointments/{appointment_id}/review",
+    response={201: ReviewOut},
+    auth=jwt_auth,
+    tags=["reviews"],
+    summary="Rate a completed appointment (once)",
+)
+def review_create(request: AuthedRequest, appointment_id: UUID, payload: ReviewIn) -> Status:
+    return Status(
+        201,
+        reviews.review_create(
+            patient=request.auth, appointment_id=appointment_id, **payload.model_dump()
+        ),
+    )
+
+
+class ReviewQuery(Schema):
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(20, ge=1, le=50)
+
+
+@router.get(
+    "/doctors/{doctor_id}/reviews",
+    response=ReviewPage,
+    tags=["reviews"],
+    summary="A doctor's reviews",
+)
+def review_list(request: HttpRequest, doctor_id: UUID, q: Query[ReviewQuery]) -> dict[str, Any]:
+    items, next_cursor = paginate(
+        reviews.reviews_public(doctor_id=doctor_id),
+        field="created_at",
+        cursor=q.cursor,
+        limit=q.limit,
+    )
+    return {"items": items, "next": next_cursor}
+
+
+@router.post(
+    "/reviews/{review_id}/reply",
+    response=ReviewOut,
+    auth=jwt_auth,
+    tags=["reviews"],
+    summary="The doctor's one reply",
+)
+def review_reply(request: AuthedRequest, review_id: UUID, payload: ReplyIn) -> Any:
+    return reviews.review_reply(doctor_user=request.auth, review_id=review_id, text=payload.text)
+
+
+@router.post(
+    "/admin/reviews/{review_id}/hide",
+    response=ReviewOut,
+    auth=jwt_auth,
+    tags=["admin"],
+    summary="Hide a review (audited)",
+)
+def review_hide(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any:
+    return reviews.review_hide(actor=request.auth, review_id=review_id, reason=payload.reason)
 
 
 # --- the doctor's availability ----------------------------------------------------------

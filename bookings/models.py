@@ -212,3 +212,33 @@ class CalendarFeed(models.Model):
 
     def __str__(self) -> str:
         return f"calendar feed of {self.user_id}"
+
+
+class Review(models.Model):
+    """A patient's rating of a completed appointment (one per appointment); the doctor may
+    reply once; staff may hide it (audited). Lives with bookings because it hangs on an
+    appointment (doctors, below bookings, cannot know appointments)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    appointment = models.OneToOneField(Appointment, on_delete=models.PROTECT, related_name="review")
+    doctor = models.ForeignKey(DoctorProfile, on_delete=models.CASCADE, related_name="reviews")
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews"
+    )
+    rating = models.PositiveSmallIntegerField()
+    text = models.TextField(blank=True, max_length=2000)
+    reply = models.TextField(blank=True, max_length=2000)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    hidden = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__gte=1, rating__lte=5), name="review_rating_1_5"
+            )
+        ]
+        indexes = [models.Index(fields=["doctor", "-created_at"], name="review_doctor_idx")]
+
+    def __str__(self) -> str:
+        return f"review {self.rating} of {self.doctor_id}"

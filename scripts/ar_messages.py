@@ -102,6 +102,10 @@ AR = {
     "The appointment is now on %(when)s.": "أصبح الموعد في %(when)s.",
     "Appointment reminder": "تذكير بالموعد",
     "Your appointment is on %(when)s.": "موعدك في %(when)s.",
+    "Only a completed appointment can be reviewed, once.": "لا يمكن تقييم إلا موعد مكتمل، ومرة واحدة فقط.",
+    "This review was not found.": "لم يتم العثور على هذا التقييم.",
+    "New review": "تقييم جديد",
+    "A patient rated you %(rating)s of 5.": "قيّمك أحد المرضى بـ %(rating)s من 5.",
 }
 
 

@@ -1,0 +1,121 @@
+"""Reviews and ratings: writes and reads.
+
+The doctor's average is kept exact under concurrent reviews: the sum and the count are
+updated with ``F()`` expressions in the same transaction as the review, so no review is lost
+to a read-modify-write race; the average is derived (``DoctorProfile.rating``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from accounts.models import Role, User
+from accounts.permissions import require_permission, require_role
+from audit.services import record
+from bookings.models import Appointment, Review, Status
+from core.errors import ApplicationError, Conflict
+from doctors.models import DoctorProfile
+from doctors.services import directory_changed
+from realtime.services import notify
+
+
+class NotReviewable(ApplicationError):
+    code = "booking.not_reviewable"
+    status = 409
+    message = gettext_lazy("Only a completed appointment can be reviewed, once.")
+
+
+class ReviewNotFound(ApplicationError):
+    code = "booking.review_not_found"
+    status = 404
+    message = gettext_lazy("This review was not found.")
+
+
+@transaction.atomic
+def review_create(*, patient: User, appointment_id: Any, rating: int, text: str = "") -> Review:
+    require_role(patient, Role.PATIENT)
+    appointment = (
+        Appointment.objects.select_related("doctor__user")
+        .filter(id=appointment_id, patient=patient, status=Status.COMPLETED)
+        .first()
+    )
+    if appointment is None:
+        raise NotReviewable()
+    try:
+        with transaction.atomic():
+            review = Review.objects.create(
+                appointment=appointment,
+                doctor=appointment.doctor,
+                patient=patient,
+                rating=rating,
+                text=text,
+            )
+    except IntegrityError as exc:
+        raise NotReviewable() from exc
+    DoctorProfile.objects.filter(pk=appointment.doctor_id).update(
+        rating_sum=F("rating_sum") + rating, rating_count=F("rating_count") + 1
+    )
+    directory_changed()
+    notify(
+        users=[appointment.doctor.user],
+        kind="review.created",
+        data={"review_id": str(review.id), "rating": rating},
+        render=lambda user: (
+            _("New review"),
+            _("A patient rated you %(rating)s of 5.") % {"rating": rating},
+        ),
+    )
+    return review
+
+
+@transaction.atomic
+def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
+    require_role(doctor_user, Role.DOCTOR)
+    review = (
+        Review.objects.select_for_update().filter(id=review_id, doctor__user=doctor_user).first()
+    )
+    if review is None:
+        raise ReviewNotFound()
+    if review.replied_at is not None:
+        raise Conflict()
+    review.reply, review.replied_at = text, timezone.now()
+    review.save(update_fields=["reply", "replied_at"])
+    directory_changed()
+    return review
+
+
+@transaction.atomic
+def review_hide(*, actor: User, review_id: Any, reason: str) -> Review:
+    """Hiding takes the rating out of the doctor's average too (audited)."""
+    require_permission(actor, "bookings.change_review")
+    review = Review.objects.select_for_update().filter(id=review_id).first()
+    if review is None:
+        raise ReviewNotFound()
+    if not review.hidden:
+        review.hidden = True
+        review.save(update_fields=["hidden"])
+        DoctorProfile.objects.filter(pk=review.doctor_id).update(
+            rating_sum=F("rating_sum") - review.rating, rating_count=F("rating_count") - 1
+        )
+        record(
+            action="review.hidden",
+            actor_id=actor.pk,
+            actor_role=actor.role,
+            target_type="review",
+            target_id=str(review.pk),
+            data={"reason": reason},
+        )
+        directory_changed()
+    return review
+
+
+def reviews_public(*, doctor_id: Any) -> QuerySet[Review]:
+    return Review.objects.filter(
+        doctor_id=doctor_id, hidden=False, doctor__verification="verified"
+    ).order_by("-created_at", "-id")

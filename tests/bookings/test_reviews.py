@@ -1,0 +1,137 @@
+"""Reviews: only after a completed appointment, once; exact ratings under concurrency."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.db import connection, connections
+
+from audit.models import AuditEvent
+from bookings.models import Appointment
+from bookings.reviews import review_create
+from doctors.models import DoctorProfile
+from realtime.models import Notification
+from tests.factories import bearer, login, make_user, post
+
+pytestmark = pytest.mark.django_db
+
+
+def completed(doctor, patient, days_ago=1):
+    start = datetime.now(UTC) - timedelta(days=days_ago)
+    return Appointment.objects.create(
+        doctor=doctor,
+        patient=patient,
+        mode="video",
+        status="completed",
+        start=start,
+        end=start + timedelta(minutes=30),
+    )
+
+
+def test_patient_reviews_a_completed_appointment_once(api, doctor_with_hours):
+    patient = make_user()
+    appt = completed(doctor_with_hours, patient)
+    headers = bearer(login(api, patient.email)["access"])
+    r = post(
+        api, f"/api/v1/appointments/{appt.id}/review", {"rating": 4, "text": "Very kind"}, **headers
+    )
+    assert r.status_code == 201, r.json()
+    again = post(api, f"/api/v1/appointments/{appt.id}/review", {"rating": 5}, **headers)
+    assert again.status_code == 409
+    profile = DoctorProfile.objects.get(pk=doctor_with_hours.pk)
+    assert (profile.rating, profile.rating_count) == (4.0, 1)
+    assert Notification.objects.filter(user=doctor_with_hours.user, kind="review.created").exists()
+    page = api.get(f"/api/v1/doctors/{doctor_with_hours.id}/reviews").json()
+    assert [(i["rating"], i["text"]) for i in page["items"]] == [(4, "Very kind")]
+    assert api.get(f"/api/v1/doctors/{doctor_with_hours.id}").json()["rating"] == 4.0
+
+
+@pytest.mark.parametrize("status", ["confirmed", "cancelled", "no_show"])
+def test_only_completed_appointments_can_be_reviewed(api, doctor_with_hours, status):
+    patient = make_user()
+    appt = completed(doctor_with_hours, patient)
+    Appointment.objects.filter(pk=appt.pk).update(status=status)
+    headers = bearer(login(api, patient.email)["access"])
+    r = post(api, f"/api/v1/appointments/{appt.id}/review", {"rating": 5}, **headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "booking.not_reviewable"
+
+
+def test_someone_elses_appointment_and_bad_ratings(api, doctor_with_hours):
+    appt = completed(doctor_with_hours, make_user())
+    stranger = make_user()
+    headers = bearer(login(api, stranger.email)["access"])
+    assert (
+        post(api, f"/api/v1/appointments/{appt.id}/review", {"rating": 5}, **headers).status_code
+        == 409
+    )
+    for bad in (0, 6, "5", True):
+        assert (
+            post(
+                api, f"/api/v1/appointments/{appt.id}/review", {"rating": bad}, **headers
+            ).status_code
+            == 422
+        )
+
+
+def test_doctor_replies_once_and_admin_hides_audited(api, doctor_with_hours):
+    patient = make_user()
+    review = review_create(
+        patient=patient, appointment_id=completed(doctor_with_hours, patient).id, rating=2
+    )
+    doc = bearer(login(api, doctor_with_hours.user.email)["access"])
+    assert (
+        post(
+            api, f"/api/v1/reviews/{review.id}/reply", {"text": "Sorry to hear"}, **doc
+        ).status_code
+        == 200
+    )
+    assert (
+        post(api, f"/api/v1/reviews/{review.id}/reply", {"text": "Again"}, **doc).status_code == 409
+    )
+    helper = make_user(role="helper")
+    helper_headers = bearer(login(api, helper.email)["access"])
+    assert (
+        post(
+            api, f"/api/v1/admin/reviews/{review.id}/hide", {"reason": "abuse"}, **helper_headers
+        ).status_code
+        == 403
+    )
+    group = Group.objects.create(name="moderators")
+    group.permissions.add(Permission.objects.get(codename="change_review"))
+    helper.groups.add(group)
+    assert (
+        post(
+            api, f"/api/v1/admin/reviews/{review.id}/hide", {"reason": "abuse"}, **helper_headers
+        ).status_code
+        == 200
+    )
+    assert api.get(f"/api/v1/doctors/{doctor_with_hours.id}/reviews").json()["items"] == []
+    assert DoctorProfile.objects.get(pk=doctor_with_hours.pk).rating_count == 0
+    assert AuditEvent.objects.filter(action="review.hidden", target_id=str(review.id)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers on PostgreSQL")
+def test_average_stays_exact_under_concurrent_reviews(doctor_with_hours):
+    pairs = []
+    for i in range(20):
+        patient = make_user()
+        pairs.append((patient, completed(doctor_with_hours, patient, days_ago=i + 1), 1 + i % 5))
+    barrier = threading.Barrier(len(pairs))
+
+    def write(patient, appointment, rating):
+        try:
+            barrier.wait(timeout=30)
+            review_create(patient=patient, appointment_id=appointment.id, rating=rating)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=p) for p in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    profile = DoctorProfile.objects.get(pk=doctor_with_hours.pk)
+    assert profile.rating_count == 20
+    assert profile.rating_sum == sum(r for _, _, r in pairs)
