@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Header, Query, Router, Schema, Status
+from pydantic import StrictBool
 
 from accounts.auth import AuthedRequest, jwt_auth
 from bookings import calendar, reviews, selectors, services
@@ -29,7 +30,7 @@ from bookings.schemas import (
 from core.idempotency import run_once
 from core.pagination import paginate
 from core.schemas import InputSchema, IsoDatetime, TimeZoneName
-from doctors.models import DoctorProfile, Verification
+from doctors.models import DoctorProfile, Mode, Verification
 
 router = Router(tags=["appointments"])
 MAX_RANGE_DAYS = 62
@@ -280,6 +281,22 @@ def calendar_feed(request: AuthedRequest) -> dict[str, str]:
     return {"url": request.build_absolute_uri(f"/calendar/{token}.ics")}
 
 
+@router.post(
+    "/appointments/{appointment_id}/rebook",
+    response={201: AppointmentOut},
+    auth=jwt_auth,
+    summary="Book again with the same doctor, mode and clinic",
+)
+def rebook(request: AuthedRequest, appointment_id: UUID, payload: RescheduleIn) -> Status:
+    new = services.appointment_rebook(
+        patient=request.auth,
+        appointment_id=appointment_id,
+        start=payload.start,
+        reason=payload.reason,
+    )
+    return Status(201, _out(new))
+
+
 # --- reviews ------------------------------------------------------------------------------
 class ReviewIn(InputSchema):
     rating: int = Field(..., ge=1, le=5, strict=True)
@@ -393,3 +410,52 @@ def time_off(request: AuthedRequest, payload: TimeOffIn) -> Status:
     if payload.end <= payload.start:
         raise InvalidRange(fields={"end": str(InvalidRange.message)})
     return Status(201, services.time_off_create(user=request.auth, **payload.model_dump()))
+
+
+class ExtraHoursIn(InputSchema):
+    date: date
+    start: time
+    end: time
+    mode: Mode
+    clinic_id: UUID | None = None
+    slot_minutes: int = Field(30, ge=5, le=480, strict=True)
+    buffer_minutes: int = Field(0, ge=0, le=240, strict=True)
+
+
+class ExtraHoursOut(ExtraHoursIn):
+    id: UUID
+
+
+class PolicyIn(InputSchema):
+    min_notice_minutes: int | None = Field(None, ge=0, le=10080, strict=True)
+    window_days: int | None = Field(None, ge=1, le=365, strict=True)
+    cancel_cutoff_hours: int | None = Field(None, ge=0, le=168, strict=True)
+    requires_approval: StrictBool | None = None
+    payment_required: StrictBool | None = None
+    hold_minutes: int | None = Field(None, ge=5, le=120, strict=True)
+
+
+class PolicyOut(Schema):
+    min_notice_minutes: int
+    window_days: int
+    cancel_cutoff_hours: int
+    requires_approval: bool
+    payment_required: bool
+    hold_minutes: int
+
+
+@router.post(
+    "/availability/extra-hours", response={201: ExtraHoursOut}, auth=jwt_auth, tags=["availability"]
+)
+def extra_hours(request: AuthedRequest, payload: ExtraHoursIn) -> Status:
+    return Status(201, services.extra_hours_create(user=request.auth, **payload.model_dump()))
+
+
+@router.get("/availability/policy", response=PolicyOut, auth=jwt_auth, tags=["availability"])
+def policy(request: AuthedRequest) -> Any:
+    return selectors.policy_for(services.verified_doctor(request.auth))
+
+
+@router.patch("/availability/policy", response=PolicyOut, auth=jwt_auth, tags=["availability"])
+def policy_update(request: AuthedRequest, payload: PolicyIn) -> Any:
+    return services.policy_update(user=request.auth, changes=payload.model_dump(exclude_none=True))

@@ -20,13 +20,22 @@ from bookings.errors import (
     SlotUnavailable,
     TransitionNotAllowed,
 )
-from bookings.models import ACTIVE, Appointment, AvailabilityRule, Status, StatusChange, TimeOff
+from bookings.models import (
+    ACTIVE,
+    Appointment,
+    AvailabilityRule,
+    BookingPolicy,
+    ExtraHours,
+    Status,
+    StatusChange,
+    TimeOff,
+)
 from bookings.tasks import schedule_reminders
 from doctors.models import DoctorProfile, Verification
 from realtime.services import notify
 
 
-def _verified_doctor(user: User) -> DoctorProfile:
+def verified_doctor(user: User) -> DoctorProfile:
     require_role(user, Role.DOCTOR)
     profile = DoctorProfile.objects.filter(user=user).first()
     if profile is None or profile.verification != Verification.VERIFIED:
@@ -37,7 +46,7 @@ def _verified_doctor(user: User) -> DoctorProfile:
 @transaction.atomic
 def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
     """Weekly hours; only verified doctors may publish availability."""
-    doctor = _verified_doctor(user)
+    doctor = verified_doctor(user)
     if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
         raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
     rule = AvailabilityRule(doctor=doctor, **fields)
@@ -48,13 +57,44 @@ def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
 
 @transaction.atomic
 def rule_delete(*, user: User, rule_id: Any) -> None:
-    doctor = _verified_doctor(user)
+    doctor = verified_doctor(user)
     AvailabilityRule.objects.filter(doctor=doctor, id=rule_id).delete()
 
 
 @transaction.atomic
+def extra_hours_create(*, user: User, **fields: Any) -> ExtraHours:
+    doctor = verified_doctor(user)
+    if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
+        raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
+    extra = ExtraHours(doctor=doctor, **fields)
+    extra.full_clean()
+    extra.save()
+    return extra
+
+
+_POLICY_FIELDS = {
+    "min_notice_minutes",
+    "window_days",
+    "cancel_cutoff_hours",
+    "requires_approval",
+    "payment_required",
+    "hold_minutes",
+}
+
+
+@transaction.atomic
+def policy_update(*, user: User, changes: dict[str, Any]) -> BookingPolicy:
+    doctor = verified_doctor(user)
+    policy = selectors.policy_for(doctor)
+    for key in _POLICY_FIELDS & changes.keys():
+        setattr(policy, key, changes[key])
+    policy.save()
+    return policy
+
+
+@transaction.atomic
 def time_off_create(*, user: User, start: datetime, end: datetime, reason: str = "") -> TimeOff:
-    doctor = _verified_doctor(user)
+    doctor = verified_doctor(user)
     return TimeOff.objects.create(doctor=doctor, start=start, end=end, reason=reason)
 
 
@@ -332,3 +372,18 @@ def appointment_reschedule(
         ),
     )
     return new
+
+
+def appointment_rebook(
+    *, patient: User, appointment_id: Any, start: datetime, reason: str = ""
+) -> Appointment:
+    """A new booking with the same doctor, mode and clinic as one of the patient's past ones."""
+    past = selectors.appointment_get(viewer=patient, appointment_id=appointment_id)
+    return appointment_book(
+        patient=patient,
+        doctor_id=past.doctor_id,
+        start=start,
+        mode=past.mode,
+        clinic_id=past.clinic_id,
+        reason=reason,
+    )

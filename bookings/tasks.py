@@ -65,3 +65,61 @@ def send_reminder(appointment_id: str, offset_minutes: int) -> str:
             ),
         )
     return "sent"
+
+
+HOUSEKEEPING_EVERY = timedelta(minutes=1)
+
+
+def auto_complete_after() -> timedelta:
+    return timedelta(hours=getattr(settings, "AUTO_COMPLETE_AFTER_HOURS", 6))
+
+
+@task()
+def housekeeping() -> dict[str, int]:
+    """Release expired holds and complete what doctors left unmarked some hours after the
+    end; then schedule the next run (one pending run at a time: see ``ensure_housekeeping``)."""
+    from bookings.models import StatusChange
+
+    now = timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Appointment.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.HELD, hold_expires_at__lte=now)
+            .values_list("id", flat=True)
+        )
+        Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED)
+        StatusChange.objects.bulk_create(
+            [
+                StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
+                for i in expired
+            ]
+        )
+        stale = list(
+            Appointment.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.CONFIRMED, end__lte=now - auto_complete_after())
+            .values_list("id", flat=True)
+        )
+        Appointment.objects.filter(id__in=stale).update(status=Status.COMPLETED)
+        StatusChange.objects.bulk_create(
+            [
+                StatusChange(
+                    appointment_id=i, status=Status.COMPLETED, reason="completed automatically"
+                )
+                for i in stale
+            ]
+        )
+        housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
+    return {"holds_released": len(expired), "auto_completed": len(stale)}
+
+
+def ensure_housekeeping() -> bool:
+    """Enqueue the housekeeping loop unless a run is already waiting (idempotent; called at
+    start-up by ``manage.py schedule_housekeeping``)."""
+    from django_tasks_db.models import DBTaskResult
+
+    waiting = DBTaskResult.objects.filter(
+        task_path=housekeeping.module_path, status="READY"
+    ).exists()
+    if not waiting:
+        housekeeping.enqueue()
+    return not waiting

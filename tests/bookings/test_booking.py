@@ -346,3 +346,47 @@ def test_doctor_marks_completed_only_after_the_start(api, doctor_with_hours):
     assert post(api, f"/api/v1/appointments/{appt['id']}/no-show", **headers).status_code == 409
     past = api.get("/api/v1/appointments?scope=past", headers=headers).json()["items"]
     assert [a["id"] for a in past] == [appt["id"]]
+
+
+def test_doctor_manages_extra_hours_policy_and_rebooking(api, doctor_with_hours):
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    day = next_slot(days=4).date()
+    r = post(
+        api,
+        "/api/v1/availability/extra-hours",
+        {"date": str(day), "start": "19:00", "end": "20:00", "mode": "video"},
+        **headers,
+    )
+    assert r.status_code == 201, r.json()
+    # video-only hours live in the profile zone (UTC for this doctor)
+    slots = api.get(
+        f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={day}&to={day}&tz=UTC"
+    ).json()["items"]
+    assert any(s["start"].startswith(f"{day}T19:00") for s in slots)
+    r = api.patch(
+        "/api/v1/availability/policy",
+        {"requires_approval": True, "window_days": 30},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 200 and r.json()["requires_approval"] is True
+    assert (
+        api.patch(
+            "/api/v1/availability/policy",
+            {"window_days": 0},
+            content_type="application/json",
+            headers=headers,
+        ).status_code
+        == 422
+    )
+    patient = make_user()
+    first = book(api, patient, doctor_with_hours, next_slot(days=1)).json()
+    p_headers = bearer(login(api, patient.email)["access"])
+    r = post(
+        api,
+        f"/api/v1/appointments/{first['id']}/rebook",
+        {"start": next_slot(days=2).isoformat()},
+        **p_headers,
+    )
+    assert r.status_code == 201 and r.json()["status"] == "pending"
+    assert r.json()["doctor_id"] == str(doctor_with_hours.id)

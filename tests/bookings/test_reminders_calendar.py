@@ -145,3 +145,43 @@ def test_dashboards(api, doctor_with_hours):
     ).json()
     assert doc["pending_requests"] == 0
     assert set(doc["week"]) == {"confirmed", "completed", "no_show", "cancelled"}
+
+
+def test_housekeeping_releases_expired_holds_and_completes_unmarked(doctor_with_hours):
+    from bookings.tasks import ensure_housekeeping, housekeeping
+
+    now = datetime.now(UTC)
+    held = Appointment.objects.create(
+        doctor=doctor_with_hours,
+        patient=make_user(),
+        mode="video",
+        status="held",
+        start=now + timedelta(days=1),
+        end=now + timedelta(days=1, minutes=30),
+        hold_expires_at=now - timedelta(minutes=1),
+    )
+    fresh_hold = Appointment.objects.create(
+        doctor=doctor_with_hours,
+        patient=make_user(),
+        mode="video",
+        status="held",
+        start=now + timedelta(days=2),
+        end=now + timedelta(days=2, minutes=30),
+        hold_expires_at=now + timedelta(minutes=10),
+    )
+    old = Appointment.objects.create(
+        doctor=doctor_with_hours,
+        patient=make_user(),
+        mode="video",
+        status="confirmed",
+        start=now - timedelta(hours=9),
+        end=now - timedelta(hours=8, minutes=30),
+    )
+    assert housekeeping.call() == {"holds_released": 1, "auto_completed": 1}
+    statuses = dict(Appointment.objects.values_list("id", "status"))
+    assert (statuses[held.id], statuses[fresh_hold.id], statuses[old.id]) == (
+        "cancelled",
+        "held",
+        "completed",
+    )
+    assert ensure_housekeeping() is False  # the run above scheduled the next one already
