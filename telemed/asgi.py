@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP to Django, WebSocket ``/ws/v1/`` to Channels."""
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemed.settings")
@@ -24,6 +25,10 @@ application = ProtocolTypeRouter(
         "websocket": origin_validator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Everything loaded so far lives as long as the process: keep it out of the garbage
+# collector's full passes, whose pauses set the p99 (see bench/RESULTS.md, HTTP baseline).
+gc.freeze()
 
 if settings.TASK_WORKER_IN_PROCESS:
     from telemed.worker import start_in_process_worker
