@@ -186,3 +186,21 @@ def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
         "pending_requests": mine.filter(status=Status.PENDING, end__gt=now).count(),
         "week": counts,
     }
+
+
+def first_free_slots(doctor_ids: list[Any], on_date: Any, now: datetime) -> dict[Any, datetime]:
+    """For the directory: each doctor's first free slot on ``on_date`` (in the zone of the
+    doctor's first clinic, or their profile zone), or within the next 14 days without a date."""
+    found: dict[Any, datetime] = {}
+    for doctor in DoctorProfile.objects.filter(id__in=doctor_ids).prefetch_related("clinics"):
+        if on_date is not None:
+            clinic = next(iter(doctor.clinics.all()), None)
+            zone = ZoneInfo(clinic.time_zone if clinic else doctor.time_zone)
+            start = datetime.combine(on_date, datetime.min.time(), tzinfo=zone)
+            end = start + timedelta(days=1)
+        else:
+            start, end = now, now + timedelta(days=14)
+        slots = doctor_slots(doctor=doctor, start=start, end=end, now=now)
+        if slots:
+            found[doctor.id] = slots[0].start
+    return found

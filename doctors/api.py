@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
@@ -56,6 +57,7 @@ def _doctor_out(profile: DoctorProfile, language: str) -> dict[str, Any]:
         "rating_count": profile.rating_count,
         "clinics": list(profile.clinics.all()),
         "distance_km": getattr(profile, "distance_km", None),
+        "next_available": getattr(profile, "next_available", None),
     }
 
 
@@ -92,7 +94,10 @@ class SearchQuery(Schema):
     lng: float | None = Field(None, ge=-180, le=180)
     near: str | None = Field(None, max_length=200, description="A place name or address, geocoded")
     radius_km: float = Field(10, ge=0, le=500)
-    sort: Literal["distance", "rating", "fee", "name"] | None = None
+    sort: Literal["distance", "rating", "fee", "name", "next_available"] | None = None
+    available_on: date | None = Field(
+        None, description="Only doctors with a free slot that day (their zone)"
+    )
     cursor: str | None = Field(None, max_length=500)
     limit: int = Field(20, ge=1, le=50)
 
@@ -128,6 +133,7 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
         longitude=lng,
         radius_km=q.radius_km,
         sort=q.sort or "",
+        available_on=q.available_on,
     )
 
     def build() -> dict[str, Any]:

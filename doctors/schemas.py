@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
@@ -48,6 +49,7 @@ class DoctorOut(Schema):
     rating_count: int
     clinics: list[ClinicOut]
     distance_km: float | None = None
+    next_available: datetime | None = None
 
 
 class DoctorPage(Schema):

@@ -3,12 +3,15 @@ queue. Only verified doctors with active accounts are ever listed publicly."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import require_permission
@@ -31,7 +34,16 @@ class SearchFilters:
     latitude: float | None = None
     longitude: float | None = None
     radius_km: float = 10.0
-    sort: str = ""  # distance | rating | fee | name; default: distance with a location, else rating
+    sort: str = ""  # distance | rating | fee | name | next_available; default: distance or rating
+    available_on: date | None = None
+
+
+# Free-slot knowledge lives in bookings, which doctors may not import: the composition root
+# plugs it in. ``(doctor ids, a date or None, now) -> {doctor id: first free slot start}``
+# for the doctors with a free slot on that date (or, without a date, in the next 14 days).
+AVAILABILITY: Callable[[list[Any], date | None, datetime], dict[Any, datetime]] | None = None
+# Availability is computed per doctor: it filters and sorts at most this many candidates.
+AVAILABILITY_CANDIDATES = 200
 
 
 def listed() -> QuerySet[DoctorProfile]:
@@ -92,6 +104,8 @@ def doctor_search(
     offset = _offset(cursor)
     qs = _filtered(filters)
     located = filters.latitude is not None and filters.longitude is not None
+    if filters.available_on is not None or filters.sort == "next_available":
+        return _by_availability(qs, filters, offset, limit, located)
     if located:
         ranked = _nearby(qs, filters)
         sort = filters.sort or "distance"
@@ -188,3 +202,28 @@ def verification_queue(
 
 def specialties() -> QuerySet[Specialty]:
     return Specialty.objects.all()
+
+
+def _by_availability(
+    qs: QuerySet[DoctorProfile], f: SearchFilters, offset: int, limit: int, located: bool
+) -> tuple[list[DoctorProfile], str | None]:
+    """Searches that need free slots: the first candidates in distance (or rating) order,
+    kept if they have a free slot on the date, ordered by their next free slot if asked."""
+    if AVAILABILITY is None:
+        raise InvalidLocation(fields={"available_on": "availability is not wired"})
+    ranked: list[tuple[Any, float | None]]
+    if located:
+        ranked = list(_nearby(qs, f)[:AVAILABILITY_CANDIDATES])
+    else:
+        ids = _with_rating(qs).order_by(*_ORDER["rating"]).values_list("id", flat=True)
+        ranked = [(i, None) for i in ids[:AVAILABILITY_CANDIDATES]]
+    free = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now())
+    kept = [(i, d) for i, d in ranked if i in free]
+    if f.sort == "next_available":
+        kept.sort(key=lambda item: (free[item[0]], str(item[0])))
+    page = kept[offset : offset + limit + 1]
+    profiles = _load([i for i, _ in page[:limit]])
+    for profile, (_, distance) in zip(profiles, page, strict=False):
+        profile.distance_km = round(distance, 3) if distance is not None else None  # type: ignore[attr-defined]
+        profile.next_available = free[profile.id]  # type: ignore[attr-defined]
+    return profiles, encode_cursor([offset + limit, ""]) if len(page) > limit else None

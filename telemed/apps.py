@@ -10,7 +10,11 @@ class TelemedConfig(AppConfig):
     def ready(self) -> None:
         """Wire the domain apps together where none may import the other."""
         from accounts import services as accounts_services
+        from bookings import selectors as bookings_selectors
+        from doctors import selectors as doctors_selectors
         from realtime import services as realtime_services
+
+        doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),

@@ -1,7 +1,7 @@
 """Booking: slots, the database settling races, idempotency, transitions, notifications."""
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -390,3 +390,42 @@ def test_doctor_manages_extra_hours_policy_and_rebooking(api, doctor_with_hours)
     )
     assert r.status_code == 201 and r.json()["status"] == "pending"
     assert r.json()["doctor_id"] == str(doctor_with_hours.id)
+
+
+def test_directory_filters_by_availability_and_sorts_by_next_free_slot(api, doctor_with_hours):
+    from bookings.models import TimeOff
+    from tests.doctors.factories import doctor
+
+    day = next_slot(days=5).date()
+    busy = doctor()  # verified, no hours at all
+    off = doctor()
+    from bookings.models import AvailabilityRule
+
+    for weekday in range(7):
+        AvailabilityRule.objects.create(
+            doctor=off,
+            clinic=off.clinics.get(),
+            mode="in_person",
+            weekday=weekday,
+            start=time(9),
+            end=time(10),
+            slot_minutes=30,
+        )
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Africa/Cairo")
+    TimeOff.objects.create(
+        doctor=off,
+        start=datetime.combine(day, time(0), tzinfo=zone),
+        end=datetime.combine(day, time(23, 59), tzinfo=zone),
+    )
+    r = api.get(f"/api/v1/doctors?available_on={day}")
+    assert r.status_code == 200
+    ids = [i["id"] for i in r.json()["items"]]
+    assert ids == [str(doctor_with_hours.id)]
+    assert r.json()["items"][0]["next_available"] is not None
+    sorted_ids = [i["id"] for i in api.get("/api/v1/doctors?sort=next_available").json()["items"]]
+    assert str(busy.id) not in sorted_ids and sorted_ids[0] in {
+        str(doctor_with_hours.id),
+        str(off.id),
+    }
