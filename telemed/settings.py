@@ -403,6 +403,11 @@ GOOGLE_MAPS_API_KEY = env.str("GOOGLE_MAPS_API_KEY", default="")
 GOOGLE_MAPS_BASE_URL = env.str("GOOGLE_MAPS_BASE_URL", default="")
 GEOCODING_CACHE_SECONDS = env.int("GEOCODING_CACHE_SECONDS", default=30 * 86400)
 
+# --- Bookings -------------------------------------------------------------------------
+REMINDER_OFFSETS_MINUTES = env.list("REMINDER_OFFSETS_MINUTES", cast=int, default=[24 * 60, 60])
+AUTO_COMPLETE_AFTER_HOURS = env.int("AUTO_COMPLETE_AFTER_HOURS", default=6)
+CARE_RELATIONSHIP_DAYS = env.int("CARE_RELATIONSHIP_DAYS", default=90)
+
 # --- Audit ----------------------------------------------------------------------------
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
 MONGODB_URI = env.str("MONGODB_URI", default="")
