@@ -429,3 +429,23 @@ def test_directory_filters_by_availability_and_sorts_by_next_free_slot(api, doct
         str(doctor_with_hours.id),
         str(off.id),
     }
+
+
+def test_time_off_and_unverified_doctors_are_not_bookable(api, doctor_with_hours):
+    from bookings.models import TimeOff
+    from tests.doctors.factories import doctor
+
+    start = next_slot(days=6)
+    TimeOff.objects.create(
+        doctor=doctor_with_hours, start=start - timedelta(hours=1), end=start + timedelta(hours=1)
+    )
+    r = book(api, make_user(), doctor_with_hours, start, **{"Accept-Language": "ar"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "booking.slot_unavailable"
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
+    pending = doctor(verified=False)
+    r = book(api, make_user(), pending, next_slot())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "booking.doctor_not_bookable"
+    assert (
+        api.get(f"/api/v1/doctors/{pending.id}/slots?from=2026-12-01&to=2026-12-02").status_code
+        == 422
+    )
