@@ -1,18 +1,26 @@
-"""A small demo data set for ``make run``: one account per role, printed with its login.
+"""A demo data set for ``make run``: one account per role, printed with its login, and a
+directory of verified doctors (``--doctors N``, default 20; see :mod:`doctors.demo`).
 
-Idempotent: running it again keeps existing accounts. Grows with each feature so a newcomer
-can try everything at once. Refuses to run in production.
+Idempotent-ish: running it again keeps the existing accounts and doctors. The demo accounts
+are created once; the demo doctor account gets a verified profile with a clinic in Cairo
+(what is missing of it is added). ``--doctors N`` makes the generated doctors ``0 .. N-1``
+exist: a second run with the same N adds nothing, a run with a larger N adds the difference
+(the same doctors a single run would have made, for the same ``--seed``), a smaller N removes
+nothing. Fast enough for benchmarks (``--doctors 100000``: bulk inserts in batches). Grows
+with each feature so a newcomer can try everything at once. Refuses to run in production.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import PatientProfile, Role, User
+from doctors import demo, services
 
 DEMO_ACCOUNTS = [
     {
@@ -43,11 +51,35 @@ DEMO_ACCOUNTS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo accounts (development only) and print their logins."
+    help = (
+        "Create the demo accounts and a directory of verified doctors (development only) "
+        "and print the logins."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--doctors",
+            type=int,
+            default=20,
+            help="make the generated doctors 0..N-1 exist (existing ones are kept; default 20)",
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=demo.DEFAULT_SEED,
+            help="the same seed gives the same doctors",
+        )
+        parser.add_argument("--batch-size", type=int, default=demo.DEFAULT_BATCH)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("seed_demo refuses to run with DJANGO_ENV=production")
+        doctors, seed, batch = options["doctors"], options["seed"], options["batch_size"]
+        if doctors < 0 or not 0 <= seed < 2**24 or batch < 1:
+            raise CommandError(
+                "--doctors and --seed must be >= 0 (seed < 2**24), --batch-size >= 1"
+            )
+        started = time.perf_counter()
         for spec in DEMO_ACCOUNTS:
             data = dict(spec)
             password = data.pop("password")
@@ -62,6 +94,27 @@ class Command(BaseCommand):
                 PatientProfile.objects.create(user=user)
             # Demo addresses count as verified, so the accounts can log in at once.
             EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+        doctor = User.objects.get(email="doctor@demo.telemed.local")
+        demo.seed_demo_doctor(doctor)
+
+        self.stdout.write(f"Directory: {doctors} generated doctors wanted (seed {seed})")
+
+        def progress(report: demo.SeedReport) -> None:
+            todo = report.wanted - report.existing
+            self.stdout.write(
+                f"  {report.created}/{todo} doctors, {report.clinics} clinics, "
+                f"{report.seconds:.1f} s"
+            )
+            self.stdout.flush()
+
+        report = demo.seed_directory(
+            doctors=doctors, seed=seed, batch_size=batch, progress=progress
+        )
+        services.directory_changed()  # cached search pages must show the new doctors
+        self.stdout.write(
+            f"Directory: {report.created} doctors and {report.clinics} clinics created, "
+            f"{report.existing} already there; seeding took {time.perf_counter() - started:.1f} s"
+        )
         self.stdout.write("Demo accounts (development only):")
         for spec in DEMO_ACCOUNTS:
             self.stdout.write(
