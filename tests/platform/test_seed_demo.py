@@ -147,3 +147,23 @@ def test_seed_demo_refuses_to_run_in_production(settings):
     with pytest.raises(CommandError, match="production"):
         call_command("seed_demo")
     assert not User.objects.exists()
+
+
+def test_demo_doctor_has_hours_and_can_be_booked(api):
+    from datetime import date, timedelta
+
+    from doctors.models import DoctorProfile
+
+    call_command("seed_demo", "--doctors", "3")
+    profile = DoctorProfile.objects.get(user__email="doctor@demo.telemed.local")
+    day = date.today() + timedelta(days=3)
+    slots = api.get(f"/api/v1/doctors/{profile.id}/slots?from={day}&to={day}").json()["items"]
+    assert len(slots) >= 10
+    tokens = login(api, "patient@demo.telemed.local", "demo-patient-2026")
+    r = api.post(
+        "/api/v1/appointments",
+        {"doctor_id": str(profile.id), "start": slots[0]["start"], "mode": slots[0]["mode"]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {tokens['access']}"},
+    )
+    assert r.status_code == 201, r.json()

@@ -110,13 +110,66 @@ class Command(BaseCommand):
         report = demo.seed_directory(
             doctors=doctors, seed=seed, batch_size=batch, progress=progress
         )
+        hours = _weekly_hours(demo_doctor_user=doctor, first=20)
         services.directory_changed()  # cached search pages must show the new doctors
         self.stdout.write(
             f"Directory: {report.created} doctors and {report.clinics} clinics created, "
             f"{report.existing} already there; seeding took {time.perf_counter() - started:.1f} s"
         )
+        self.stdout.write(f"Weekly hours given to {hours} doctors (book them right away)")
         self.stdout.write("Demo accounts (development only):")
         for spec in DEMO_ACCOUNTS:
             self.stdout.write(
                 f"  {spec['role']:<8} {spec['email']:<30} password: {spec['password']}"
             )
+
+
+def _weekly_hours(*, demo_doctor_user: User, first: int) -> int:
+    """Opening hours for the demo doctor and the first generated doctors, so that a newcomer
+    can book right after ``make run``: every day 09:00-13:00 at the clinic and 17:00-20:00 by
+    video, 30-minute slots. Doctors that already have hours keep them."""
+    from datetime import time as wall
+
+    from bookings.models import AvailabilityRule, BookingPolicy
+    from doctors.models import DoctorProfile
+
+    profiles = [DoctorProfile.objects.get(user=demo_doctor_user)]
+    profiles += list(
+        DoctorProfile.objects.filter(
+            user__email__endswith="@directory.demo.telemed.local"
+        ).order_by("user__email")[:first]
+    )
+    given = 0
+    for profile in profiles:
+        if AvailabilityRule.objects.filter(doctor=profile).exists():
+            continue
+        clinic = profile.clinics.first()
+        rules = []
+        for weekday in range(7):
+            if clinic is not None:
+                rules.append(
+                    AvailabilityRule(
+                        doctor=profile,
+                        clinic=clinic,
+                        mode="in_person",
+                        weekday=weekday,
+                        start=wall(9),
+                        end=wall(13),
+                        slot_minutes=30,
+                    )
+                )
+            rules.append(
+                AvailabilityRule(
+                    doctor=profile,
+                    clinic=None,
+                    mode="video",
+                    weekday=weekday,
+                    start=wall(17),
+                    end=wall(20),
+                    slot_minutes=30,
+                )
+            )
+        AvailabilityRule.objects.bulk_create(rules)
+        BookingPolicy.objects.get_or_create(doctor=profile)
+        given += 1
+    return given
