@@ -20,6 +20,8 @@ from bookings.schemas import (
     AppointmentOut,
     AppointmentPage,
     BookIn,
+    ExtraHoursIn,
+    ExtraHoursOut,
     ReasonIn,
     RuleIn,
     RuleOut,
@@ -30,7 +32,7 @@ from bookings.schemas import (
 from core.idempotency import run_once
 from core.pagination import paginate
 from core.schemas import InputSchema, IsoDatetime, TimeZoneName
-from doctors.models import DoctorProfile, Mode, Verification
+from doctors.models import DoctorProfile, Verification
 
 router = Router(tags=["appointments"])
 MAX_RANGE_DAYS = 62
@@ -410,20 +412,6 @@ def time_off(request: AuthedRequest, payload: TimeOffIn) -> Status:
     if payload.end <= payload.start:
         raise InvalidRange(fields={"end": str(InvalidRange.message)})
     return Status(201, services.time_off_create(user=request.auth, **payload.model_dump()))
-
-
-class ExtraHoursIn(InputSchema):
-    date: date
-    start: time
-    end: time
-    mode: Mode
-    clinic_id: UUID | None = None
-    slot_minutes: int = Field(30, ge=5, le=480, strict=True)
-    buffer_minutes: int = Field(0, ge=0, le=240, strict=True)
-
-
-class ExtraHoursOut(ExtraHoursIn):
-    id: UUID
 
 
 class PolicyIn(InputSchema):

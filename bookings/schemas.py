@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from uuid import UUID
 
 from ninja import Field, Schema
@@ -65,14 +65,25 @@ class ReasonIn(InputSchema):
     reason: str = Field("", max_length=500)
 
 
-class RuleIn(InputSchema):
-    weekday: int = Field(..., ge=0, le=6, strict=True)
+class HoursIn(InputSchema):
     start: time
     end: time
     mode: Mode
     clinic_id: UUID | None = None
     slot_minutes: int = Field(30, ge=5, le=480, strict=True)
     buffer_minutes: int = Field(0, ge=0, le=240, strict=True)
+
+
+class RuleIn(HoursIn):
+    weekday: int = Field(..., ge=0, le=6, strict=True)
+
+
+class ExtraHoursIn(HoursIn):
+    date: date
+
+
+class ExtraHoursOut(ExtraHoursIn):
+    id: UUID
 
 
 class RuleOut(Schema):

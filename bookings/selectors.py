@@ -33,34 +33,26 @@ def _zone(doctor: DoctorProfile, clinic: Any) -> ZoneInfo:
     return ZoneInfo(clinic.time_zone if clinic is not None else doctor.time_zone)
 
 
+def _hours(doctor: DoctorProfile, source: AvailabilityRule | ExtraHours, **when: Any) -> Hours:
+    return Hours(
+        zone=_zone(doctor, source.clinic),
+        start=source.start,
+        end=source.end,
+        slot_minutes=source.slot_minutes,
+        buffer_minutes=source.buffer_minutes,
+        mode=source.mode,
+        clinic_id=source.clinic_id,
+        **when,
+    )
+
+
 def hours_of(doctor: DoctorProfile) -> list[Hours]:
-    hours = [
-        Hours(
-            zone=_zone(doctor, r.clinic),
-            start=r.start,
-            end=r.end,
-            slot_minutes=r.slot_minutes,
-            buffer_minutes=r.buffer_minutes,
-            mode=r.mode,
-            clinic_id=r.clinic_id,
-            weekday=r.weekday,
-        )
-        for r in AvailabilityRule.objects.filter(doctor=doctor).select_related("clinic")
+    """Every source of bookable hours of the doctor: weekly rules and one-off extra hours."""
+    rules = AvailabilityRule.objects.filter(doctor=doctor).select_related("clinic")
+    extras = ExtraHours.objects.filter(doctor=doctor).select_related("clinic")
+    return [_hours(doctor, r, weekday=r.weekday) for r in rules] + [
+        _hours(doctor, x, on_date=x.date) for x in extras
     ]
-    hours += [
-        Hours(
-            zone=_zone(doctor, x.clinic),
-            start=x.start,
-            end=x.end,
-            slot_minutes=x.slot_minutes,
-            buffer_minutes=x.buffer_minutes,
-            mode=x.mode,
-            clinic_id=x.clinic_id,
-            on_date=x.date,
-        )
-        for x in ExtraHours.objects.filter(doctor=doctor).select_related("clinic")
-    ]
-    return hours
 
 
 def _active(qs: QuerySet[Appointment], now: datetime) -> QuerySet[Appointment]:
