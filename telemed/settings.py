@@ -132,6 +132,13 @@ TEMPLATES = [
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db("DATABASE_URL")}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Web queries are short: parallel plans made PostgreSQL scan every clinic instead of
+        # using the H3 index (bench/RESULTS.md, directory). Analytics may raise it per session.
+        workers = env.int("DB_PARALLEL_WORKERS", default=0)
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+            f"-c max_parallel_workers_per_gather={workers}"
+        )
     if (
         DATABASES["default"]["ENGINE"].endswith("postgresql")
         and env.int("DB_POOL_MAX_SIZE", default=20) > 0

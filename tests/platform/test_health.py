@@ -90,3 +90,12 @@ def test_readyz_names_redis_when_it_stops_and_healthz_keeps_serving(
         assert set(r.json()["down"]) == {"cache (redis)", "channel_layer (redis)"}
         assert httpx.get(base + "/healthz", timeout=5).status_code == 200
         assert httpx.get(base + "/api/v1/info", timeout=5).status_code == 200
+
+
+@pytest.mark.django_db
+def test_web_connections_run_no_parallel_plans():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_parallel_workers_per_gather")
+        assert cursor.fetchone()[0] == "0"
