@@ -49,3 +49,9 @@ class NotVerified(ApplicationError):
     code = "booking.doctor_not_verified"
     status = 403
     message = _("Your profile must be verified before you can publish availability.")
+
+
+class PatientBusy(ApplicationError):
+    code = "booking.patient_busy"
+    status = 409
+    message = _("You already have an appointment at this time.")

@@ -83,7 +83,7 @@ def doctor_slots(
         booked = _active(
             Appointment.objects.filter(doctor=doctor, end__gt=start - margin, start__lt=end), now
         )
-        busy += [(s, e + margin) for s, e in booked.values_list("start", "end")]
+        busy += list(booked.values_list("start", "end"))
     return free_slots(
         hours=hours,
         start=start,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -16,6 +16,7 @@ from bookings.errors import (
     CancellationTooLate,
     DoctorNotBookable,
     NotVerified,
+    PatientBusy,
     SlotTaken,
     SlotUnavailable,
     TransitionNotAllowed,
@@ -175,11 +176,7 @@ def appointment_book(
         reason=reason,
         hold_expires_at=hold,
     )
-    try:
-        with transaction.atomic():
-            appointment.save()
-    except IntegrityError as exc:
-        raise SlotTaken() from exc
+    _insert(appointment)
     _history(appointment, patient)
     schedule_reminders(appointment)
     tell_both(
@@ -192,6 +189,24 @@ def appointment_book(
         ),
     )
     return appointment
+
+
+def _insert(appointment: Appointment) -> None:
+    """Insert, letting the database decide conflicts. Two conflicting inserts checked at the
+    same instant may deadlock on the exclusion constraint (PostgreSQL reports 40P01 for the
+    loser): that is a lost race too, not a server error."""
+    try:
+        with transaction.atomic():
+            appointment.save()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "")
+        if constraint == "appt_patient_no_overlap":
+            raise PatientBusy() from exc
+        raise SlotTaken() from exc
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", "") == "40P01":
+            raise SlotTaken() from exc
+        raise
 
 
 def _matching_slot(
@@ -356,11 +371,7 @@ def appointment_reschedule(
         reason=old.reason,
         rescheduled_from=old,
     )
-    try:
-        with transaction.atomic():
-            new.save()
-    except IntegrityError as exc:
-        raise SlotTaken() from exc
+    _insert(new)
     _history(new, user, reason or "rescheduled")
     schedule_reminders(new)
     tell_both(

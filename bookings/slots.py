@@ -91,8 +91,10 @@ def _window_end(day: date, hours: Hours) -> datetime:
     return end
 
 
-def _overlaps(slot: Slot, busy: list[tuple[datetime, datetime]]) -> bool:
-    return any(b_start < slot.end and slot.start < b_end for b_start, b_end in busy)
+def _overlaps(slot: Slot, busy: list[tuple[datetime, datetime]], after: timedelta) -> bool:
+    """Whether the slot meets a busy interval, extended by ``after`` (the buffer that the
+    slot's hours keep after each appointment)."""
+    return any(b_start < slot.end and slot.start < b_end + after for b_start, b_end in busy)
 
 
 def free_slots(
@@ -106,18 +108,20 @@ def free_slots(
 ) -> list[Slot]:
     """Free slots starting in ``[start, end)``, in time order, none overlapping another.
 
-    ``busy`` are UTC intervals (time off, active appointments with their buffer); slots must
+    ``busy`` are UTC intervals (time off, active appointments; each source of hours keeps its
+    own buffer after them); slots must
     start at or after ``not_before`` (minimum notice) and at or before ``not_after`` (window).
     Where two sources of hours overlap, the earlier slot wins.
     """
     busy_list = sorted(busy)
     found: list[Slot] = []
     for source in hours:
+        after = timedelta(minutes=source.buffer_minutes)
         for slot in _candidates(source, start, end):
             if (
                 start <= slot.start < end
                 and not_before <= slot.start <= not_after
-                and not _overlaps(slot, busy_list)
+                and not _overlaps(slot, busy_list, after)
             ):
                 found.append(slot)
     found.sort(key=lambda slot: (slot.start, slot.end))  # stable: ties keep the hours' order

@@ -106,6 +106,7 @@ AR = {
     "This review was not found.": "لم يتم العثور على هذا التقييم.",
     "New review": "تقييم جديد",
     "A patient rated you %(rating)s of 5.": "قيّمك أحد المرضى بـ %(rating)s من 5.",
+    "You already have an appointment at this time.": "لديك موعد آخر في هذا الوقت بالفعل.",
 }
 
 

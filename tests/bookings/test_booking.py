@@ -449,3 +449,77 @@ def test_time_off_and_unverified_doctors_are_not_bookable(api, doctor_with_hours
         api.get(f"/api/v1/doctors/{pending.id}/slots?from=2026-12-01&to=2026-12-02").status_code
         == 422
     )
+
+
+def test_each_hours_source_keeps_its_own_buffer(api, doctor_with_hours):
+    from bookings.models import AvailabilityRule
+
+    # Another source with a 30-minute buffer must not take slots from the video hours.
+    AvailabilityRule.objects.create(
+        doctor=doctor_with_hours,
+        clinic=None,
+        mode="chat",
+        weekday=0,
+        start=time(6),
+        end=time(7),
+        slot_minutes=30,
+        buffer_minutes=30,
+    )
+    day = next_slot(days=3).date()
+    video = [
+        s
+        for s in api.get(
+            f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={day}&to={day}&tz=UTC"
+        ).json()["items"]
+        if s["mode"] == "video"
+    ]
+    first, second = (datetime.fromisoformat(s["start"]) for s in video[:2])
+    assert second - first == timedelta(minutes=30)
+    assert book(api, make_user(), doctor_with_hours, first, mode="video").status_code == 201
+    r = book(api, make_user(), doctor_with_hours, second, mode="video")
+    assert r.status_code == 201, r.json()
+
+
+def test_a_patient_with_another_appointment_then_is_told_so(api, doctor_with_hours):
+    from tests.doctors.factories import doctor
+
+    other = doctor()
+    from bookings.models import AvailabilityRule, BookingPolicy
+
+    for weekday in range(7):
+        AvailabilityRule.objects.create(
+            doctor=other,
+            clinic=other.clinics.get(),
+            mode="in_person",
+            weekday=weekday,
+            start=time(9),
+            end=time(13),
+            slot_minutes=30,
+        )
+    BookingPolicy.objects.create(doctor=other, min_notice_minutes=0)
+    patient = make_user()
+    start = next_slot()
+    assert book(api, patient, doctor_with_hours, start).status_code == 201
+    r = book(api, patient, other, start)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "booking.patient_busy"
+    assert book(api, make_user(), other, start).status_code == 201
+
+
+def test_a_deadlock_on_the_constraint_is_a_lost_race_not_a_500(doctor_with_hours, monkeypatch):
+    """PostgreSQL may answer 40P01 to one of two conflicting inserts: that is slot_taken."""
+    import psycopg
+    from django.db import OperationalError
+
+    from bookings import services
+    from bookings.errors import SlotTaken
+
+    def deadlock(self, *args, **kwargs):
+        cause = psycopg.errors.DeadlockDetected("deadlock detected")
+        raise OperationalError("deadlock detected") from cause
+
+    monkeypatch.setattr(Appointment, "save", deadlock)
+    with pytest.raises(SlotTaken):
+        services.appointment_book(
+            patient=make_user(), doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+        )

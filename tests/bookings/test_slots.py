@@ -265,7 +265,8 @@ def check_maximal(case: Case, slots: list[Slot]) -> None:
         for s, e in grid(hours, case.start, case.end):
             if not (case.start <= s < case.end and case.not_before <= s <= case.not_after):
                 continue
-            if any(overlaps(s, e, b_start, b_end) for b_start, b_end in case.busy):
+            after = timedelta(minutes=hours.buffer_minutes)  # each source keeps its buffer
+            if any(overlaps(s, e, b_start, b_end + after) for b_start, b_end in case.busy):
                 continue
             assert any(overlaps(s, e, x.start, x.end) for x in slots), (
                 f"free slot {s}-{e} of {hours} missing"
