@@ -12,6 +12,7 @@ Everything is computed in UTC once the instants are fixed, so no comparison mixe
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -71,12 +72,12 @@ def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
             continue
         wall = datetime.combine(day, hours.start)
         last_start = datetime.combine(day, hours.end) - length
+        # The slot must also end inside the hours in absolute time: across a clock change a
+        # wall-clock window is shorter or longer than it looks.
+        window_end = _window_end(day, hours)
         while wall <= last_start:
             instant = wall_to_utc(day, wall.time(), hours.zone)
             if instant is not None:
-                # The slot must also end inside the hours in absolute time: across a clock
-                # change a wall-clock window is shorter or longer than it looks.
-                window_end = _window_end(day, hours)
                 if instant + length <= window_end:
                     yield Slot(instant, instant + length, hours.mode, hours.clinic_id)
             wall += step
@@ -91,10 +92,26 @@ def _window_end(day: date, hours: Hours) -> datetime:
     return end
 
 
-def _overlaps(slot: Slot, busy: list[tuple[datetime, datetime]], after: timedelta) -> bool:
-    """Whether the slot meets a busy interval, extended by ``after`` (the buffer that the
-    slot's hours keep after each appointment)."""
-    return any(b_start < slot.end and slot.start < b_end + after for b_start, b_end in busy)
+class _Busy:
+    """Busy intervals merged and sorted, so that one binary search answers "does this slot
+    meet any of them?" (the merged interval starting last before the slot's end has the
+    largest end of all that start before it)."""
+
+    def __init__(self, intervals: Iterable[tuple[datetime, datetime]]) -> None:
+        merged: list[list[datetime]] = []
+        for b_start, b_end in sorted(intervals):
+            if merged and b_start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b_end)
+            else:
+                merged.append([b_start, b_end])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def overlaps(self, slot: Slot, after: timedelta) -> bool:
+        """Whether the slot meets a busy interval extended by ``after`` (the buffer that the
+        slot's hours keep after each appointment)."""
+        i = bisect_left(self.starts, slot.end)
+        return i > 0 and self.ends[i - 1] + after > slot.start
 
 
 def free_slots(
@@ -113,7 +130,7 @@ def free_slots(
     start at or after ``not_before`` (minimum notice) and at or before ``not_after`` (window).
     Where two sources of hours overlap, the earlier slot wins.
     """
-    busy_list = sorted(busy)
+    busy_index = _Busy(busy)
     found: list[Slot] = []
     for source in hours:
         after = timedelta(minutes=source.buffer_minutes)
@@ -121,7 +138,7 @@ def free_slots(
             if (
                 start <= slot.start < end
                 and not_before <= slot.start <= not_after
-                and not _overlaps(slot, busy_list, after)
+                and not busy_index.overlaps(slot, after)
             ):
                 found.append(slot)
     found.sort(key=lambda slot: (slot.start, slot.end))  # stable: ties keep the hours' order
