@@ -210,7 +210,7 @@ def _by_availability(
     """Searches that need free slots: the first candidates in distance (or rating) order,
     kept if they have a free slot on the date, ordered by their next free slot if asked."""
     if AVAILABILITY is None:
-        raise InvalidLocation(fields={"available_on": "availability is not wired"})
+        raise RuntimeError("doctors.selectors.AVAILABILITY is wired in telemed/apps.py")
     ranked: list[tuple[Any, float | None]]
     if located:
         ranked = list(_nearby(qs, f)[:AVAILABILITY_CANDIDATES])

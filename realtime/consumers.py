@@ -17,6 +17,12 @@ from core.errors import ApplicationError
 from realtime.errors import MalformedFrame, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
 
+
+def user_group(user_id: Any) -> str:
+    """Every socket of a user joins this group, so all of the user's devices get each event."""
+    return f"user.{user_id}"
+
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
@@ -35,7 +41,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             return
         self.authenticated = True
         self.language = getattr(user, "language", "en")
-        self.group = f"user.{user.pk}"
+        self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         OPEN_SOCKETS.inc()
 

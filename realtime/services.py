@@ -10,13 +10,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import translation
 
-from realtime.consumers import CLOSE_FORBIDDEN
+from realtime.consumers import CLOSE_FORBIDDEN, user_group
 from realtime.models import Notification
-
-
-def user_group(user_id: Any) -> str:
-    """Every socket of a user joins this group, so all of the user's devices get each event."""
-    return f"user.{user_id}"
 
 
 def publish_on_commit(*, user_ids: Iterable[Any], event: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -36,16 +37,19 @@ def _cache() -> str:
     return "redis" if settings.REDIS_URL else "local-memory"
 
 
+@lru_cache(maxsize=2)
+def _redis_client(url: str) -> Any:
+    """One pooled client per process: probes run every few seconds, a new TCP connection
+    each time was most of /readyz's cost (bench/RESULTS.md, HTTP baseline)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+
 def _channel_layer() -> str:
     if not settings.REDIS_URL:
         return "in-memory"
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    _redis_client(settings.REDIS_URL).ping()
     return "redis"
 
 
