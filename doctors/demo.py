@@ -57,7 +57,8 @@ from django.utils import timezone
 from accounts.models import Role, User
 from doctors import geo
 from doctors.geocoding import ARABIC_COUNTRY_NAMES, _arabic_name
-from doctors.models import Clinic, DoctorProfile, Specialty, Verification
+from doctors.index import rebuild as rebuild_index
+from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Specialty, Verification
 
 DOMAIN = "directory.demo.telemed.local"
 DEFAULT_SEED = 2026
@@ -644,6 +645,8 @@ def seed_directory(
             DoctorProfile.objects.bulk_create(profiles)
             Clinic.objects.bulk_create(clinics)
             through.objects.bulk_create(links)
+            # bulk_create sends no signals: the search index of these doctors, by hand.
+            rebuild_index(doctor_ids=[p.id for p in profiles])
         report.created += len(users)
         report.clinics += len(clinics)
         report.seconds = time.perf_counter() - started
@@ -652,7 +655,7 @@ def seed_directory(
     if connection.vendor == "postgresql":
         # Fresh statistics, so that the planner knows the directory's size at once.
         with connection.cursor() as cursor:
-            for model in (User, DoctorProfile, Clinic, through, Specialty):
+            for model in (User, DoctorProfile, Clinic, through, Specialty, DirectoryEntry):
                 cursor.execute(f'ANALYZE "{model._meta.db_table}"')
     report.seconds = time.perf_counter() - started
     return report

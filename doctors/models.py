@@ -131,3 +131,41 @@ class Clinic(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.city})"
+
+
+class DirectoryEntry(models.Model):
+    """The index of the nearby search by specialty: one row per clinic and specialty of the
+    clinic's doctor, with the clinic's location and H3 cells copied in, so that
+    ``specialty = X AND h3_rN IN (cells)`` is one index range per cell that also holds the
+    columns the search reads (PostgreSQL covering indexes), instead of checking the
+    specialty of every clinic near the point. Derived data: :mod:`doctors.index` keeps it in
+    step with clinics and specialties, whatever writes them."""
+
+    id = models.BigAutoField(primary_key=True)
+    specialty = models.ForeignKey(
+        Specialty, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # The unique (clinic, specialty) constraint is the clinic's index.
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", db_index=False)
+    doctor = models.ForeignKey(DoctorProfile, on_delete=models.CASCADE, related_name="+")
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    h3_r3 = models.BigIntegerField()
+    h3_r5 = models.BigIntegerField()
+    h3_r7 = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "specialty"], name="directory_entry_unique")
+        ]
+        indexes = [
+            models.Index(
+                fields=["specialty", column],
+                include=["doctor", "latitude", "longitude"],
+                name=f"directory_entry_{column}_idx",
+            )
+            for column in ("h3_r3", "h3_r5", "h3_r7")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clinic_id} / {self.specialty_id}"

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -18,7 +18,7 @@ from accounts.permissions import require_permission
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from doctors import geo
 from doctors.errors import DoctorNotFound, InvalidLocation, UnknownSpecialty
-from doctors.models import Clinic, DoctorProfile, Specialty, Verification
+from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Specialty, Verification
 
 
 @dataclass(frozen=True)
@@ -48,31 +48,57 @@ AVAILABILITY_CANDIDATES = 200
 
 def listed() -> QuerySet[DoctorProfile]:
     """Doctors the public may see."""
-    return DoctorProfile.objects.filter(verification=Verification.VERIFIED, user__is_active=True)
+    return DoctorProfile.objects.filter(_doctor_q(SearchFilters()))
+
+
+def _specialty(f: SearchFilters) -> Specialty | None:
+    if not f.specialty:
+        return None
+    specialty = Specialty.objects.filter(code=f.specialty).first()
+    if specialty is None:
+        raise UnknownSpecialty(fields={"specialty": str(UnknownSpecialty.message)})
+    return specialty
+
+
+def _doctor_q(f: SearchFilters, prefix: str = "") -> Q:
+    """The listing rule and the doctor-level filters (all but specialty and location), on
+    ``DoctorProfile`` itself or, with ``prefix="doctor__"``, on a row that points at one."""
+    p = prefix
+    q = Q(**{f"{p}verification": Verification.VERIFIED, f"{p}user__is_active": True})
+    if f.city:
+        q &= Q(
+            Exists(
+                Clinic.objects.filter(
+                    doctor_id=OuterRef(f"{p}id" if p else "id"), city__iexact=f.city
+                )
+            )
+        )
+    for word in f.name.split()[:4]:
+        q &= Q(**{f"{p}user__first_name__icontains": word}) | Q(
+            **{f"{p}user__last_name__icontains": word}
+        )
+    if f.language:
+        q &= Q(**{f"{p}languages__contains": f",{f.language},"})
+    if f.mode:
+        q &= Q(**{f"{p}offers_{f.mode}": True})
+    if f.fee_min is not None:
+        q &= Q(**{f"{p}fee_minor__gte": int(f.fee_min * 100)})
+    if f.fee_max is not None:
+        q &= Q(**{f"{p}fee_minor__lte": int(f.fee_max * 100)})
+    if f.min_rating is not None:
+        q &= Q(
+            **{
+                f"{p}rating_count__gt": 0,
+                f"{p}rating_sum__gte": f.min_rating * F(f"{p}rating_count"),
+            }
+        )
+    return q
 
 
 def _filtered(f: SearchFilters) -> QuerySet[DoctorProfile]:
-    qs = listed()
-    if f.specialty:
-        specialty = Specialty.objects.filter(code=f.specialty).first()
-        if specialty is None:
-            raise UnknownSpecialty(fields={"specialty": str(UnknownSpecialty.message)})
-        qs = qs.filter(specialties=specialty)
-    if f.city:
-        qs = qs.filter(clinics__city__iexact=f.city).distinct()
-    for word in f.name.split()[:4]:
-        qs = qs.filter(Q(user__first_name__icontains=word) | Q(user__last_name__icontains=word))
-    if f.language:
-        qs = qs.filter(languages__contains=f",{f.language},")
-    if f.mode:
-        qs = qs.filter(**{f"offers_{f.mode}": True})
-    if f.fee_min is not None:
-        qs = qs.filter(fee_minor__gte=int(f.fee_min * 100))
-    if f.fee_max is not None:
-        qs = qs.filter(fee_minor__lte=int(f.fee_max * 100))
-    if f.min_rating is not None:
-        qs = qs.filter(rating_count__gt=0, rating_sum__gte=f.min_rating * F("rating_count"))
-    return qs
+    qs = DoctorProfile.objects.filter(_doctor_q(f))
+    specialty = _specialty(f)
+    return qs.filter(specialties=specialty) if specialty is not None else qs
 
 
 def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
@@ -102,12 +128,11 @@ def doctor_search(
     exact great-circle distance then filters and orders them: never a scan of all clinics.
     """
     offset = _offset(cursor)
-    qs = _filtered(filters)
     located = filters.latitude is not None and filters.longitude is not None
     if filters.available_on is not None or filters.sort == "next_available":
-        return _by_availability(qs, filters, offset, limit, located)
+        return _by_availability(filters, offset, limit, located)
     if located:
-        ranked = _nearby(qs, filters)
+        ranked = _nearby(filters)
         sort = filters.sort or "distance"
         if sort != "distance":
             order = _with_rating(listed().filter(id__in=[i for i, _ in ranked])).order_by(
@@ -124,7 +149,7 @@ def doctor_search(
     else:
         sort = filters.sort if filters.sort in _ORDER else "rating"
         ids = list(
-            _with_rating(qs)
+            _with_rating(_filtered(filters))
             .order_by(*_ORDER[sort])
             .values_list("id", flat=True)[offset : offset + limit + 1]
         )
@@ -142,16 +167,25 @@ def _offset(cursor: str | None) -> int:
     return offset
 
 
-def _nearby(qs: QuerySet[DoctorProfile], f: SearchFilters) -> list[tuple[Any, float]]:
+def _nearby(f: SearchFilters) -> list[tuple[Any, float]]:
+    """``[(doctor id, distance km to their nearest matching clinic)]`` within the radius,
+    nearest first. With a specialty the candidates come from :class:`DirectoryEntry` (one
+    index range per cell, specialty included); without, from the clinics' own cell columns."""
     assert f.latitude is not None and f.longitude is not None
     try:
         resolution, cells = geo.covering(f.latitude, f.longitude, f.radius_km)
     except ValueError as exc:
         raise InvalidLocation() from exc
     column = geo.column_for(resolution)
-    rows = Clinic.objects.filter(
-        **{f"{column}__in": cells}, doctor__in=qs.values("id")
-    ).values_list("doctor_id", "latitude", "longitude")
+    specialty = _specialty(f)
+    source: QuerySet[Any] = (
+        DirectoryEntry.objects.filter(specialty=specialty)
+        if specialty is not None
+        else Clinic.objects.all()
+    )
+    rows = source.filter(_doctor_q(f, "doctor__"), **{f"{column}__in": cells}).values_list(
+        "doctor_id", "latitude", "longitude"
+    )
     nearest: dict[Any, float] = {}
     for doctor_id, distance in geo.nearest_first((f.latitude, f.longitude), rows, f.radius_km):
         nearest.setdefault(doctor_id, distance)
@@ -205,7 +239,7 @@ def specialties() -> QuerySet[Specialty]:
 
 
 def _by_availability(
-    qs: QuerySet[DoctorProfile], f: SearchFilters, offset: int, limit: int, located: bool
+    f: SearchFilters, offset: int, limit: int, located: bool
 ) -> tuple[list[DoctorProfile], str | None]:
     """Searches that need free slots: the first candidates in distance (or rating) order,
     kept if they have a free slot on the date, ordered by their next free slot if asked."""
@@ -213,9 +247,9 @@ def _by_availability(
         raise RuntimeError("doctors.selectors.AVAILABILITY is wired in telemed/apps.py")
     ranked: list[tuple[Any, float | None]]
     if located:
-        ranked = list(_nearby(qs, f)[:AVAILABILITY_CANDIDATES])
+        ranked = list(_nearby(f)[:AVAILABILITY_CANDIDATES])
     else:
-        ids = _with_rating(qs).order_by(*_ORDER["rating"]).values_list("id", flat=True)
+        ids = _with_rating(_filtered(f)).order_by(*_ORDER["rating"]).values_list("id", flat=True)
         ranked = [(i, None) for i in ids[:AVAILABILITY_CANDIDATES]]
     free = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now())
     kept = [(i, d) for i, d in ranked if i in free]

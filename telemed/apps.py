@@ -10,12 +10,18 @@ class TelemedConfig(AppConfig):
     def ready(self) -> None:
         """Wire the domain apps together where none may import the other."""
         from accounts import services as accounts_services
+        from accounts.models import Role
         from bookings import selectors as bookings_selectors
         from doctors import selectors as doctors_selectors
+        from doctors import services as doctors_services
         from realtime import services as realtime_services
 
         doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),
+        ]
+        # A doctor's name or account state shows in cached directory pages.
+        accounts_services.PUBLIC_FACE_CHANGED_HOOKS[:] = [
+            lambda user: doctors_services.directory_changed() if user.role == Role.DOCTOR else None,
         ]

@@ -8,6 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.test import Client
+from django.utils import translation
 
 from tests import procs
 
@@ -35,6 +36,16 @@ def _fresh_cache() -> Iterator[None]:
     """Each test starts with an empty cache (rate-limit counters, sessions, tickets)."""
     delete_own_redis_keys()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """Each test starts in the default language: Django's LocaleMiddleware activates the
+    request's language in the thread and never deactivates it, so an Arabic request made
+    through the test client would leak into the next test's code outside a request."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

@@ -185,8 +185,12 @@ def test_nearby_query_uses_the_index_not_a_scan(api):
     lat=st.floats(-89.9, 89.9),
     lng=st.floats(-179.99, 179.99),
     radius=st.sampled_from([0.0, 1.0, 5.0, 25.0, 120.0, 500.0]),
+    code=st.sampled_from(["", "cardiology", "dermatology", "pediatrics"]),
 )
-def test_database_search_matches_brute_force(api, lat, lng, radius):
+def test_database_search_matches_brute_force(api, lat, lng, radius, code):
+    """Through the API, with and without a specialty (the DirectoryEntry path), against the
+    exact distance of every clinic of every listed doctor that has the specialty."""
+    kinds = [specialty(c, c.title(), c) for c in ("cardiology", "dermatology", "pediatrics")]
     if not DoctorProfile.objects.exists():
         rng = random.Random(11)
         for _ in range(150):
@@ -200,13 +204,28 @@ def test_database_search_matches_brute_force(api, lat, lng, radius):
                     (rng.uniform(-80, 80), rng.uniform(-180, 180)),
                 ]
             )
-            doctor(
+            d = doctor(
                 lat=max(-90, min(90, base_lat + rng.gauss(0, 1))),
                 lng=((base_lng + rng.gauss(0, 1) + 180) % 360) - 180,
+                specialties=tuple(rng.sample(kinds, rng.randint(0, 2))),
+                verified=rng.random() > 0.1,
             )
-    rows = Clinic.objects.values_list("doctor_id", "latitude", "longitude")
-    expected = [(str(i), round(d, 3)) for i, d in geo.nearest_first((lat, lng), rows, radius)]
-    r = api.get(f"/api/v1/doctors?lat={lat}&lng={lng}&radius_km={radius}&limit=50")
+            if rng.random() < 0.3:  # a second clinic, often in another cell
+                clinic_at(d, max(-90, min(90, base_lat + rng.gauss(0, 2))), base_lng)
+    rows = Clinic.objects.filter(doctor__verification="verified")
+    if code:
+        rows = rows.filter(doctor__specialties__code=code)
+    nearest: dict = {}
+    for i, d in geo.nearest_first(
+        (lat, lng), rows.values_list("doctor_id", "latitude", "longitude"), radius
+    ):
+        nearest.setdefault(str(i), d)
+    ranked = sorted(nearest.items(), key=lambda item: (item[1], item[0]))
+    expected = [(i, round(d, 3)) for i, d in ranked]
+    query = f"lat={lat}&lng={lng}&radius_km={radius}&limit=50" + (
+        f"&specialty={code}" if code else ""
+    )
+    r = api.get(f"/api/v1/doctors?{query}")
     assert r.status_code == 200
     got = [(i["id"], i["distance_km"]) for i in r.json()["items"]]
     assert got == expected[:50]
