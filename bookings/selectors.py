@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import DateField, F, IntegerField, Q, QuerySet, Value
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -29,30 +29,62 @@ def policy_for(doctor: DoctorProfile) -> BookingPolicy:
     return BookingPolicy.objects.get_or_create(doctor=doctor)[0]
 
 
-def _zone(doctor: DoctorProfile, clinic: Any) -> ZoneInfo:
-    return ZoneInfo(clinic.time_zone if clinic is not None else doctor.time_zone)
-
-
-def _hours(doctor: DoctorProfile, source: AvailabilityRule | ExtraHours, **when: Any) -> Hours:
-    return Hours(
-        zone=_zone(doctor, source.clinic),
-        start=source.start,
-        end=source.end,
-        slot_minutes=source.slot_minutes,
-        buffer_minutes=source.buffer_minutes,
-        mode=source.mode,
-        clinic_id=source.clinic_id,
-        **when,
-    )
+_HOURS_FIELDS = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic_id")
 
 
 def hours_of(doctor: DoctorProfile) -> list[Hours]:
-    """Every source of bookable hours of the doctor: weekly rules and one-off extra hours."""
-    rules = AvailabilityRule.objects.filter(doctor=doctor).select_related("clinic")
-    extras = ExtraHours.objects.filter(doctor=doctor).select_related("clinic")
-    return [_hours(doctor, r, weekday=r.weekday) for r in rules] + [
-        _hours(doctor, x, on_date=x.date) for x in extras
-    ]
+    """Every source of bookable hours of the doctor: weekly rules and one-off extra hours
+    (one round trip), each in its clinic's zone, or the doctor's without a clinic."""
+    columns = (*_HOURS_FIELDS, "zone", "weekday_", "on_date")
+    rules = (
+        AvailabilityRule.objects.filter(doctor=doctor)
+        .annotate(
+            zone=F("clinic__time_zone"),
+            weekday_=F("weekday"),
+            on_date=Value(None, output_field=DateField()),
+        )
+        .values_list(*columns)
+    )
+    extras = (
+        ExtraHours.objects.filter(doctor=doctor)
+        .annotate(
+            zone=F("clinic__time_zone"),
+            weekday_=Value(None, output_field=IntegerField()),
+            on_date=F("date"),
+        )
+        .values_list(*columns)
+    )
+    found = []
+    for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in rules.union(
+        extras, all=True
+    ):
+        found.append(
+            Hours(
+                zone=ZoneInfo(zone or doctor.time_zone),
+                start=start,
+                end=end,
+                slot_minutes=slot,
+                buffer_minutes=buffer,
+                mode=mode,
+                clinic_id=clinic_id,
+                weekday=weekday,
+                on_date=on_date,
+            )
+        )
+    # A fixed order (rules, then extra hours), because where two sources offer slots that
+    # start at the same instant, the first source's slot is the one kept.
+    found.sort(
+        key=lambda h: (
+            h.on_date is not None,
+            h.weekday or 0,
+            h.on_date or date.min,
+            h.start,
+            h.end,
+            h.mode,
+            str(h.clinic_id),
+        )
+    )
+    return found
 
 
 def _active(qs: QuerySet[Appointment], now: datetime) -> QuerySet[Appointment]:
@@ -66,24 +98,24 @@ def doctor_slots(
     start: datetime,
     end: datetime,
     now: datetime | None = None,
+    policy: BookingPolicy | None = None,
     ignore_bookings: bool = False,
 ) -> list[Slot]:
     """Free slots in ``[start, end)``. With ``ignore_bookings`` the doctor's appointments are
     not subtracted: the slots the doctor offers at all (to tell "taken" from "never free")."""
     now = now or timezone.now()
-    policy = policy_for(doctor)
+    policy = policy or policy_for(doctor)
     hours = hours_of(doctor)
-    busy = list(
-        TimeOff.objects.filter(doctor=doctor, end__gt=start, start__lt=end).values_list(
-            "start", "end"
-        )
-    )
     margin = timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
-    if not ignore_bookings:
+    busy_qs = TimeOff.objects.filter(doctor=doctor, end__gt=start, start__lt=end).values_list(
+        "start", "end"
+    )
+    if not ignore_bookings:  # one round trip for both
         booked = _active(
             Appointment.objects.filter(doctor=doctor, end__gt=start - margin, start__lt=end), now
         )
-        busy += list(booked.values_list("start", "end"))
+        busy_qs = busy_qs.union(booked.values_list("start", "end"), all=True)
+    busy = list(busy_qs)
     return free_slots(
         hours=hours,
         start=start,

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -150,17 +151,16 @@ def appointment_book(
     )
     if doctor is None:
         raise DoctorNotBookable()
-    slot = _matching_slot(doctor, start, mode, clinic_id, now)
+    policy = selectors.policy_for(doctor)
+    slot = _matching_slot(doctor, start, mode, clinic_id, now, policy=policy)
     if slot is None:
         # Offered at all? Then someone else has just taken it (409); else it never was (422).
-        if _matching_slot(doctor, start, mode, clinic_id, now, ignore_bookings=True) is not None:
+        if (
+            _matching_slot(doctor, start, mode, clinic_id, now, policy=policy, ignore_bookings=True)
+            is not None
+        ):
             raise SlotTaken()
         raise SlotUnavailable()
-    policy = selectors.policy_for(doctor)
-    # Expired holds stop blocking: release them lazily (a task also does it on a schedule).
-    Appointment.objects.filter(doctor=doctor, status=Status.HELD, hold_expires_at__lte=now).update(
-        status=Status.CANCELLED
-    )
     if policy.payment_required and mode != "in_person":
         status, hold = Status.HELD, now + timedelta(minutes=policy.hold_minutes)
     else:
@@ -176,7 +176,7 @@ def appointment_book(
         reason=reason,
         hold_expires_at=hold,
     )
-    _insert(appointment)
+    _insert(appointment, now)
     _history(appointment, patient)
     schedule_reminders(appointment)
     tell_both(
@@ -191,22 +191,38 @@ def appointment_book(
     return appointment
 
 
-def _insert(appointment: Appointment) -> None:
+def _insert(appointment: Appointment, now: datetime) -> None:
     """Insert, letting the database decide conflicts. Two conflicting inserts checked at the
     same instant may deadlock on the exclusion constraint (PostgreSQL reports 40P01 for the
-    loser): that is a lost race too, not a server error."""
-    try:
-        with transaction.atomic():
-            appointment.save()
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "")
-        if constraint == "appt_patient_no_overlap":
-            raise PatientBusy() from exc
-        raise SlotTaken() from exc
-    except OperationalError as exc:
-        if getattr(exc.__cause__, "sqlstate", "") == "40P01":
+    loser): that is a lost race too, not a server error. A hold past its expiry still in the
+    way is released (lazily: a task also does it on a schedule) and the insert tried again."""
+    for retry in (False, True):
+        try:
+            with transaction.atomic():
+                appointment.save()
+            return
+        except IntegrityError as exc:
+            if not retry and _release_expired_holds(appointment, now):
+                continue
+            constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "")
+            if constraint == "appt_patient_no_overlap":
+                raise PatientBusy() from exc
             raise SlotTaken() from exc
-        raise
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", "") == "40P01":
+                raise SlotTaken() from exc
+            raise
+
+
+def _release_expired_holds(appointment: Appointment, now: datetime) -> int:
+    """Cancel the expired holds overlapping the appointment, of its doctor or its patient."""
+    return Appointment.objects.filter(
+        Q(doctor_id=appointment.doctor_id) | Q(patient_id=appointment.patient_id),
+        status=Status.HELD,
+        hold_expires_at__lte=now,
+        start__lt=appointment.end,
+        end__gt=appointment.start,
+    ).update(status=Status.CANCELLED, updated_at=now)
 
 
 def _matching_slot(
@@ -215,6 +231,7 @@ def _matching_slot(
     mode: str,
     clinic_id: Any,
     now: datetime,
+    policy: BookingPolicy | None = None,
     ignore_bookings: bool = False,
 ) -> Any:
     slots = selectors.doctor_slots(
@@ -222,6 +239,7 @@ def _matching_slot(
         start=start - timedelta(minutes=1),
         end=start + timedelta(minutes=1),
         now=now,
+        policy=policy,
         ignore_bookings=ignore_bookings,
     )
     return next(
@@ -371,7 +389,7 @@ def appointment_reschedule(
         reason=old.reason,
         rescheduled_from=old,
     )
-    _insert(new)
+    _insert(new, now)
     _history(new, user, reason or "rescheduled")
     schedule_reminders(new)
     tell_both(

@@ -16,12 +16,13 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 
-@dataclass(frozen=True, order=True)
-class Slot:
+class Slot(NamedTuple):  # a tuple: thousands are made per call, and tuples are cheap
     start: datetime  # UTC
     end: datetime  # UTC
     mode: str
@@ -63,24 +64,52 @@ def _local_days(zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[date
 
 
 def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
-    step = timedelta(minutes=hours.slot_minutes + hours.buffer_minutes)
-    length = timedelta(minutes=hours.slot_minutes)
     for day in _local_days(hours.zone, start, end):
         if hours.on_date is not None and day != hours.on_date:
             continue
         if hours.weekday is not None and day.weekday() != hours.weekday:
             continue
-        wall = datetime.combine(day, hours.start)
-        last_start = datetime.combine(day, hours.end) - length
-        # The slot must also end inside the hours in absolute time: across a clock change a
-        # wall-clock window is shorter or longer than it looks.
-        window_end = _window_end(day, hours)
-        while wall <= last_start:
-            instant = wall_to_utc(day, wall.time(), hours.zone)
-            if instant is not None:
-                if instant + length <= window_end:
-                    yield Slot(instant, instant + length, hours.mode, hours.clinic_id)
-            wall += step
+        yield from _day_slots(hours, day)
+
+
+@lru_cache(maxsize=4096)
+def _day_slots(hours: Hours, day: date) -> tuple[Slot, ...]:
+    """Every slot of one source of hours on one local day, before anything is taken away.
+    Memoised by value: the same rules give the same grid to every viewer, and a changed rule
+    is a different key (bounded: about 16 MB at most)."""
+    step = timedelta(minutes=hours.slot_minutes + hours.buffer_minutes)
+    length = timedelta(minutes=hours.slot_minutes)
+    zone, mode, clinic_id = hours.zone, hours.mode, hours.clinic_id
+    wall = datetime.combine(day, hours.start)
+    last_start = datetime.combine(day, hours.end) - length
+    found: list[Slot] = []
+    offset = _fixed_offset(day, zone)
+    if offset is not None:
+        # No clock change on this day (nearly every day): one subtraction per slot.
+        instant = (wall - offset).replace(tzinfo=UTC)
+        last = (last_start - offset).replace(tzinfo=UTC)
+        while instant <= last:
+            found.append(Slot(instant, instant + length, mode, clinic_id))
+            instant += step
+        return tuple(found)
+    # The slot must also end inside the hours in absolute time: across a clock change a
+    # wall-clock window is shorter or longer than it looks.
+    window_end = _window_end(day, hours)
+    while wall <= last_start:
+        utc = wall_to_utc(day, wall.time(), zone)
+        if utc is not None and utc + length <= window_end:
+            found.append(Slot(utc, utc + length, mode, clinic_id))
+        wall += step
+    return tuple(found)
+
+
+@lru_cache(maxsize=8192)
+def _fixed_offset(day: date, zone: ZoneInfo) -> timedelta | None:
+    """The zone's UTC offset on ``day`` if it is the same from this midnight to the next
+    (no clock change that day), else ``None``. (No zone changes its clocks twice in a day.)"""
+    first = datetime.combine(day, time(), tzinfo=zone).utcoffset()
+    after = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).utcoffset()
+    return first if first == after else None
 
 
 def _window_end(day: date, hours: Hours) -> datetime:
@@ -107,12 +136,6 @@ class _Busy:
         self.starts = [m[0] for m in merged]
         self.ends = [m[1] for m in merged]
 
-    def overlaps(self, slot: Slot, after: timedelta) -> bool:
-        """Whether the slot meets a busy interval extended by ``after`` (the buffer that the
-        slot's hours keep after each appointment)."""
-        i = bisect_left(self.starts, slot.end)
-        return i > 0 and self.ends[i - 1] + after > slot.start
-
 
 def free_slots(
     *,
@@ -131,17 +154,22 @@ def free_slots(
     Where two sources of hours overlap, the earlier slot wins.
     """
     busy_index = _Busy(busy)
+    starts, ends = busy_index.starts, busy_index.ends
+    lowest, highest = max(start, not_before), not_after
     found: list[Slot] = []
     for source in hours:
         after = timedelta(minutes=source.buffer_minutes)
         for slot in _candidates(source, start, end):
-            if (
-                start <= slot.start < end
-                and not_before <= slot.start <= not_after
-                and not busy_index.overlaps(slot, after)
-            ):
-                found.append(slot)
-    found.sort(key=lambda slot: (slot.start, slot.end))  # stable: ties keep the hours' order
+            slot_start = slot[0]
+            if not (lowest <= slot_start <= highest and slot_start < end):
+                continue
+            # Does the slot meet a busy interval extended by the buffer its hours keep after
+            # each appointment? Only the last merged interval starting before its end can.
+            i = bisect_left(starts, slot[1])
+            if i > 0 and ends[i - 1] + after > slot_start:
+                continue
+            found.append(slot)
+    found.sort(key=itemgetter(0, 1))  # stable: ties keep the hours' order
     result: list[Slot] = []
     for slot in found:
         if result and slot.start < result[-1].end:

@@ -51,13 +51,11 @@ def listed() -> QuerySet[DoctorProfile]:
     return DoctorProfile.objects.filter(_doctor_q(SearchFilters()))
 
 
-def _specialty(f: SearchFilters) -> Specialty | None:
-    if not f.specialty:
-        return None
-    specialty = Specialty.objects.filter(code=f.specialty).first()
-    if specialty is None:
+def _check_specialty(f: SearchFilters) -> None:
+    """An unknown specialty code is a 422, not an empty page. Searches filter by the code
+    (joined to the small specialty table), so this costs a query only when nothing matched."""
+    if f.specialty and not Specialty.objects.filter(code=f.specialty).exists():
         raise UnknownSpecialty(fields={"specialty": str(UnknownSpecialty.message)})
-    return specialty
 
 
 def _doctor_q(f: SearchFilters, prefix: str = "") -> Q:
@@ -97,8 +95,7 @@ def _doctor_q(f: SearchFilters, prefix: str = "") -> Q:
 
 def _filtered(f: SearchFilters) -> QuerySet[DoctorProfile]:
     qs = DoctorProfile.objects.filter(_doctor_q(f))
-    specialty = _specialty(f)
-    return qs.filter(specialties=specialty) if specialty is not None else qs
+    return qs.filter(specialties__code=f.specialty) if f.specialty else qs
 
 
 def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
@@ -127,7 +124,15 @@ def doctor_search(
     With a location the H3 index narrows the clinics to a few cells (an indexed ``IN``), the
     exact great-circle distance then filters and orders them: never a scan of all clinics.
     """
-    offset = _offset(cursor)
+    profiles, next_cursor = _search_page(filters, _offset(cursor), limit)
+    if not profiles:
+        _check_specialty(filters)
+    return profiles, next_cursor
+
+
+def _search_page(
+    filters: SearchFilters, offset: int, limit: int
+) -> tuple[list[DoctorProfile], str | None]:
     located = filters.latitude is not None and filters.longitude is not None
     if filters.available_on is not None or filters.sort == "next_available":
         return _by_availability(filters, offset, limit, located)
@@ -177,10 +182,9 @@ def _nearby(f: SearchFilters) -> list[tuple[Any, float]]:
     except ValueError as exc:
         raise InvalidLocation() from exc
     column = geo.column_for(resolution)
-    specialty = _specialty(f)
     source: QuerySet[Any] = (
-        DirectoryEntry.objects.filter(specialty=specialty)
-        if specialty is not None
+        DirectoryEntry.objects.filter(specialty__code=f.specialty)
+        if f.specialty
         else Clinic.objects.all()
     )
     rows = source.filter(_doctor_q(f, "doctor__"), **{f"{column}__in": cells}).values_list(

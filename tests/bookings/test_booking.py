@@ -523,3 +523,43 @@ def test_a_deadlock_on_the_constraint_is_a_lost_race_not_a_500(doctor_with_hours
         services.appointment_book(
             patient=make_user(), doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
         )
+
+
+def test_an_expired_hold_in_the_way_is_released_at_booking(api, doctor_with_hours):
+    """A hold past its expiry blocks nothing: the insert that meets it releases it and runs
+    again (the database constraint still counts it until then); a live hold is a 409."""
+    from tests.doctors.factories import doctor
+
+    start = next_slot(hour=10)
+    now = datetime.now(UTC)
+    holder = make_user()
+
+    def hold(doctor, patient, at, expires_in, mode="in_person"):
+        return Appointment.objects.create(
+            doctor=doctor,
+            patient=patient,
+            mode=mode,
+            start=at,
+            end=at + timedelta(minutes=30),
+            status="held",
+            hold_expires_at=now + expires_in,
+        )
+
+    expired = hold(doctor_with_hours, holder, start, timedelta(minutes=-1))
+    live = hold(doctor_with_hours, holder, start + timedelta(minutes=30), timedelta(minutes=10))
+    patient = make_user()
+    r = book(api, patient, doctor_with_hours, start)
+    assert r.status_code == 201, r.content
+    expired.refresh_from_db()
+    live.refresh_from_db()
+    assert (expired.status, live.status) == ("cancelled", "held")
+    r = book(api, make_user(), doctor_with_hours, start + timedelta(minutes=30))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "booking.slot_taken"
+    # The patient's own expired hold with another doctor is released the same way.
+    other = doctor()
+    video = datetime.combine(start.date(), time(15), tzinfo=UTC)  # the doctor's zone: UTC
+    mine = hold(other, patient, video, timedelta(seconds=-1), mode="video")
+    r = book(api, patient, doctor_with_hours, video, mode="video")
+    assert r.status_code == 201, r.content
+    mine.refresh_from_db()
+    assert mine.status == "cancelled"

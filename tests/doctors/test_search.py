@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from doctors import geo
 from doctors.models import Clinic, DoctorProfile
+from doctors.schemas import DoctorOut
 from tests.doctors.factories import clinic_at, doctor, specialty
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +79,25 @@ def test_specialty_names_follow_the_language(api):
     item = api.get("/api/v1/doctors", headers={"Accept-Language": "ar"}).json()["items"][0]
     assert item["specialties"] == [{"code": "cardiology", "name": "أمراض القلب"}]
     assert item["fee"]["amount"].count(".") == 1
+
+
+def test_cards_are_exactly_the_documented_schema(api):
+    """The search and profile cards are built without pydantic: they must still be exactly
+    what DoctorOut (the OpenAPI schema) says, field for field."""
+    d = doctor(specialties=(specialty(),), languages=",ar,en,", offers_video=True, fee_minor=12345)
+    clinic_at(d, *GIZA)
+    d.rating_sum, d.rating_count = 9, 2
+    d.save()
+    search = api.get(f"/api/v1/doctors?lat={CAIRO[0]}&lng={CAIRO[1]}").json()["items"]
+    profile = api.get(f"/api/v1/doctors/{d.id}").json()
+    for card in (search[0], profile):
+        assert DoctorOut.model_validate(card).model_dump(mode="json") == card
+    assert search[0]["distance_km"] is not None and profile["distance_km"] is None
+    assert search[0]["rating"] == 4.5 and search[0]["fee"] == {
+        "amount": "123.45",
+        "currency": "EGP",
+    }
+    assert sorted(c["latitude"] for c in profile["clinics"]) == [GIZA[0], CAIRO[0]]
 
 
 def test_pagination_walks_every_doctor_once(api):
@@ -216,12 +236,12 @@ def test_database_search_matches_brute_force(api, lat, lng, radius, code):
     if code:
         rows = rows.filter(doctor__specialties__code=code)
     nearest: dict = {}
-    for i, d in geo.nearest_first(
+    for i, km in geo.nearest_first(
         (lat, lng), rows.values_list("doctor_id", "latitude", "longitude"), radius
     ):
-        nearest.setdefault(str(i), d)
+        nearest.setdefault(str(i), km)
     ranked = sorted(nearest.items(), key=lambda item: (item[1], item[0]))
-    expected = [(i, round(d, 3)) for i, d in ranked]
+    expected = [(i, round(km, 3)) for i, km in ranked]
     query = f"lat={lat}&lng={lng}&radius_km={radius}&limit=50" + (
         f"&specialty={code}" if code else ""
     )
