@@ -215,14 +215,25 @@ def _insert(appointment: Appointment, now: datetime) -> None:
 
 
 def _release_expired_holds(appointment: Appointment, now: datetime) -> int:
-    """Cancel the expired holds overlapping the appointment, of its doctor or its patient."""
-    return Appointment.objects.filter(
-        Q(doctor_id=appointment.doctor_id) | Q(patient_id=appointment.patient_id),
-        status=Status.HELD,
-        hold_expires_at__lte=now,
-        start__lt=appointment.end,
-        end__gt=appointment.start,
-    ).update(status=Status.CANCELLED, updated_at=now)
+    """Cancel the expired holds overlapping the appointment, of its doctor or its patient,
+    with their history rows (as the housekeeping task does)."""
+    expired = list(
+        Appointment.objects.select_for_update()
+        .filter(
+            Q(doctor_id=appointment.doctor_id) | Q(patient_id=appointment.patient_id),
+            status=Status.HELD,
+            hold_expires_at__lte=now,
+            start__lt=appointment.end,
+            end__gt=appointment.start,
+        )
+        .values_list("id", flat=True)
+    )
+    Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED, updated_at=now)
+    StatusChange.objects.bulk_create(
+        StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
+        for i in expired
+    )
+    return len(expired)
 
 
 def _matching_slot(

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django_tasks import task
 
 from bookings.models import Appointment, ReminderDelivery, Status
+from core.idempotency import purge_expired
 
 # A reminder whose moment passed more than this long ago is dropped, not sent late.
 REMINDER_GRACE = timedelta(minutes=10)
@@ -76,8 +77,8 @@ def auto_complete_after() -> timedelta:
 
 @task()
 def housekeeping() -> dict[str, int]:
-    """Release expired holds and complete what doctors left unmarked some hours after the
-    end; then schedule the next run (one pending run at a time: see ``ensure_housekeeping``)."""
+    """Release expired holds, complete what doctors left unmarked some hours after the end
+    and purge expired Idempotency-Key records; then schedule the next run (one pending run at a time: see ``ensure_housekeeping``)."""
     from bookings.models import StatusChange
 
     now = timezone.now()
@@ -109,7 +110,8 @@ def housekeeping() -> dict[str, int]:
             ]
         )
         housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
-    return {"holds_released": len(expired), "auto_completed": len(stale)}
+    purged = purge_expired()  # Idempotency-Key records past their 24 h
+    return {"holds_released": len(expired), "auto_completed": len(stale), "keys_purged": purged}
 
 
 def ensure_housekeeping() -> bool:

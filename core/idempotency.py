@@ -39,13 +39,8 @@ def run_once(
         return action()
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     with transaction.atomic():
-        IdempotencyRecord.objects.filter(
-            user=user, key=key, created_at__lt=timezone.now() - TTL
-        ).delete()
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(user=user, key=key, request_hash=digest)
-        except IntegrityError:
+        record = _claim(user, key, digest)
+        if record is None:
             existing = IdempotencyRecord.objects.get(user=user, key=key)
             if existing.request_hash != digest:
                 raise IdempotencyMismatch() from None
@@ -54,3 +49,26 @@ def run_once(
         record.status, record.body = status, json.loads(json.dumps(body, default=str))
         record.save(update_fields=["status", "body"])
         return status, record.body
+
+
+def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:
+    """The new record for the key, or ``None`` if the key is taken. A record past its 24 h
+    is deleted when its key comes back, or by :func:`purge_expired`."""
+    for retry in (False, True):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(user=user, key=key, request_hash=digest)
+        except IntegrityError:
+            if (
+                retry
+                or not IdempotencyRecord.objects.filter(
+                    user=user, key=key, created_at__lt=timezone.now() - TTL
+                ).delete()[0]
+            ):
+                return None
+    return None  # unreachable: the loop returns
+
+
+def purge_expired() -> int:
+    """Delete the records past their 24 h (run by the periodic housekeeping task)."""
+    return IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - TTL).delete()[0]

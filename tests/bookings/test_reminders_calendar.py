@@ -177,7 +177,14 @@ def test_housekeeping_releases_expired_holds_and_completes_unmarked(doctor_with_
         start=now - timedelta(hours=9),
         end=now - timedelta(hours=8, minutes=30),
     )
-    assert housekeeping.call() == {"holds_released": 1, "auto_completed": 1}
+    from core.models import IdempotencyRecord
+
+    patient = make_user()
+    stale_key = IdempotencyRecord.objects.create(user=patient, key="old", request_hash="x")
+    IdempotencyRecord.objects.filter(pk=stale_key.pk).update(created_at=now - timedelta(hours=25))
+    IdempotencyRecord.objects.create(user=patient, key="new", request_hash="x")
+    assert housekeeping.call() == {"holds_released": 1, "auto_completed": 1, "keys_purged": 1}
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
     statuses = dict(Appointment.objects.values_list("id", "status"))
     assert (statuses[held.id], statuses[fresh_hold.id], statuses[old.id]) == (
         "cancelled",
