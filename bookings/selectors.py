@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import DateField, F, IntegerField, Q, QuerySet, Value
 from django.utils import timezone
 
@@ -27,6 +28,30 @@ from doctors.models import DoctorProfile
 
 def policy_for(doctor: DoctorProfile) -> BookingPolicy:
     return BookingPolicy.objects.get_or_create(doctor=doctor)[0]
+
+
+Schedule = tuple[BookingPolicy, list["Hours"]]
+SCHEDULE_SECONDS = 300
+
+
+def schedule_key(doctor_id: Any) -> str:
+    return f"bookings:schedule:{doctor_id}"
+
+
+def schedule_of(doctor: DoctorProfile, *, fresh: bool = False) -> Schedule:
+    """The doctor's booking policy and hours. Public reads (slot lists, the directory's
+    availability) take them from the cache, which every change to rules, extra hours, the
+    policy, a clinic or the profile empties on commit (``bookings/invalidation.py``);
+    bookings and reschedules read them ``fresh``, so a booking is never checked against
+    stale hours."""
+    key = schedule_key(doctor.pk)
+    if not fresh:
+        found = cache.get(key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    schedule = (policy_for(doctor), hours_of(doctor))
+    cache.set(key, schedule, SCHEDULE_SECONDS)
+    return schedule
 
 
 _HOURS_FIELDS = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic_id")
@@ -98,14 +123,14 @@ def doctor_slots(
     start: datetime,
     end: datetime,
     now: datetime | None = None,
-    policy: BookingPolicy | None = None,
+    schedule: Schedule | None = None,
     ignore_bookings: bool = False,
 ) -> list[Slot]:
     """Free slots in ``[start, end)``. With ``ignore_bookings`` the doctor's appointments are
-    not subtracted: the slots the doctor offers at all (to tell "taken" from "never free")."""
+    not subtracted: the slots the doctor offers at all (to tell "taken" from "never free").
+    Without a ``schedule`` the cached one is used (see :func:`schedule_of`)."""
     now = now or timezone.now()
-    policy = policy or policy_for(doctor)
-    hours = hours_of(doctor)
+    policy, hours = schedule or schedule_of(doctor)
     margin = timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
     busy_qs = TimeOff.objects.filter(doctor=doctor, end__gt=start, start__lt=end).values_list(
         "start", "end"

@@ -151,14 +151,12 @@ def appointment_book(
     )
     if doctor is None:
         raise DoctorNotBookable()
-    policy = selectors.policy_for(doctor)
-    slot = _matching_slot(doctor, start, mode, clinic_id, now, policy=policy)
+    schedule = selectors.schedule_of(doctor, fresh=True)
+    policy = schedule[0]
+    slot = _matching_slot(doctor, start, mode, clinic_id, now, schedule)
     if slot is None:
         # Offered at all? Then someone else has just taken it (409); else it never was (422).
-        if (
-            _matching_slot(doctor, start, mode, clinic_id, now, policy=policy, ignore_bookings=True)
-            is not None
-        ):
+        if _matching_slot(doctor, start, mode, clinic_id, now, schedule, ignore_bookings=True):
             raise SlotTaken()
         raise SlotUnavailable()
     if policy.payment_required and mode != "in_person":
@@ -242,7 +240,7 @@ def _matching_slot(
     mode: str,
     clinic_id: Any,
     now: datetime,
-    policy: BookingPolicy | None = None,
+    schedule: selectors.Schedule,
     ignore_bookings: bool = False,
 ) -> Any:
     slots = selectors.doctor_slots(
@@ -250,7 +248,7 @@ def _matching_slot(
         start=start - timedelta(minutes=1),
         end=start + timedelta(minutes=1),
         now=now,
-        policy=policy,
+        schedule=schedule,
         ignore_bookings=ignore_bookings,
     )
     return next(
@@ -381,11 +379,11 @@ def appointment_reschedule(
     old.status = Status.CANCELLED
     old.save(update_fields=["status", "updated_at"])
     _history(old, user, reason or "rescheduled")
-    slot = _matching_slot(old.doctor, start, old.mode, old.clinic_id, now)
+    schedule = selectors.schedule_of(old.doctor, fresh=True)
+    slot = _matching_slot(old.doctor, start, old.mode, old.clinic_id, now, schedule)
     if slot is None:
-        if (
-            _matching_slot(old.doctor, start, old.mode, old.clinic_id, now, ignore_bookings=True)
-            is not None
+        if _matching_slot(
+            old.doctor, start, old.mode, old.clinic_id, now, schedule, ignore_bookings=True
         ):
             raise SlotTaken()
         raise SlotUnavailable()

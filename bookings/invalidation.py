@@ -1,0 +1,35 @@
+"""Empties a doctor's cached schedule (:func:`bookings.selectors.schedule_of`) when anything it
+is made of changes: weekly rules, extra hours, the booking policy, a clinic (its time zone),
+the doctor's profile (the zone of hours without a clinic).
+
+Signals, so that every writer is covered (services, the Django admin, fixtures). The cache is
+emptied after commit, when the new rows are visible; the cache's short lifetime bounds what a
+reader that raced the commit could have put back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from bookings.models import AvailabilityRule, BookingPolicy, ExtraHours
+from bookings.selectors import schedule_key
+from doctors.models import Clinic, DoctorProfile
+
+
+def _forget(doctor_id: Any) -> None:
+    key = schedule_key(doctor_id)
+    transaction.on_commit(lambda: cache.delete(key))
+
+
+def _changed(sender: type, instance: Any, **kwargs: Any) -> None:
+    _forget(instance.pk if sender is DoctorProfile else instance.doctor_id)
+
+
+def connect() -> None:
+    for model in (AvailabilityRule, ExtraHours, BookingPolicy, Clinic, DoctorProfile):
+        for signal in (post_save, post_delete):
+            signal.connect(_changed, sender=model, dispatch_uid=f"schedule-{model.__name__}")

@@ -1,0 +1,99 @@
+"""The cached schedule (policy + hours) behind public slot lists: every change to what it is
+made of shows at once, and a booking is never checked against a stale copy."""
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from django.core.cache import cache
+
+from bookings import selectors
+from bookings.slots import Hours
+from tests.bookings.conftest import next_slot
+from tests.factories import bearer, login, make_user, post
+
+
+def slots(api, doctor, day):
+    r = api.get(f"/api/v1/doctors/{doctor.id}/slots?from={day}&to={day}&tz=Africa/Cairo")
+    assert r.status_code == 200, r.content
+    return [(i["start"][11:16], i["mode"]) for i in r.json()["items"]]
+
+
+@pytest.mark.django_db(transaction=True)  # the cache is emptied on commit
+def test_every_change_shows_in_the_next_slot_list(api, doctor_with_hours):
+    day = next_slot().date()
+    weekday = day.weekday()
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    before = slots(api, doctor_with_hours, day)
+    assert ("09:00", "in_person") in before and ("19:00", "video") not in before
+    assert cache.get(selectors.schedule_key(doctor_with_hours.id)) is not None  # cached
+    # a new weekly rule (video 19:00-20:00 Cairo = 17:00-18:00 UTC, the doctor's zone)
+    r = post(
+        api,
+        "/api/v1/availability/rules",
+        {"weekday": weekday, "start": "17:00", "end": "18:00", "mode": "video"},
+        **headers,
+    )
+    assert r.status_code in (200, 201), r.content
+    rule_id = r.json()["id"]
+    assert ("19:00", "video") in slots(api, doctor_with_hours, day)
+    # extra hours on that day
+    r = post(
+        api,
+        "/api/v1/availability/extra-hours",
+        {"date": str(day), "start": "20:00", "end": "20:30", "mode": "video"},
+        **headers,
+    )
+    assert r.status_code in (200, 201), r.content
+    assert ("22:00", "video") in slots(api, doctor_with_hours, day)
+    # the rule deleted
+    r = api.delete(f"/api/v1/availability/rules/{rule_id}", headers=headers)
+    assert r.status_code in (200, 204), r.content
+    assert ("19:00", "video") not in slots(api, doctor_with_hours, day)
+    # the clinic moves to another zone: its wall-clock hours are now Riyadh's (UTC+3)
+    clinic = doctor_with_hours.clinics.get()
+    clinic.time_zone = "Asia/Riyadh"
+    clinic.save()
+    moved = slots(api, doctor_with_hours, day)
+    assert ("12:30", "in_person") in before  # 09:00-13:00 Cairo
+    assert ("12:30", "in_person") not in moved and ("08:00", "in_person") in moved  # 08-12
+    # the policy: a window of 1 day leaves nothing to book 3 days ahead
+    r = api.patch(
+        "/api/v1/availability/policy",
+        {"window_days": 1},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 200, r.content
+    assert slots(api, doctor_with_hours, day) == []
+
+
+@pytest.mark.django_db
+def test_a_booking_checks_fresh_hours_not_the_cached_ones(api, doctor_with_hours):
+    """Hours removed but still in a (forged) cache entry: listed, yet not bookable."""
+    start = next_slot(hour=21)  # outside every real rule
+    policy, hours = selectors.schedule_of(doctor_with_hours)
+    wall = start.astimezone(hours[0].zone)
+    ghost = Hours(
+        zone=hours[0].zone,
+        start=wall.time(),
+        end=time(23),
+        slot_minutes=30,
+        buffer_minutes=0,
+        mode="in_person",
+        clinic_id=hours[0].clinic_id,
+        on_date=wall.date(),
+    )
+    cache.set(selectors.schedule_key(doctor_with_hours.id), (policy, [*hours, ghost]), 60)
+    listed = selectors.doctor_slots(
+        doctor=doctor_with_hours, start=start - timedelta(minutes=1), end=start + timedelta(hours=1)
+    )
+    assert listed and listed[0].start == start
+    token = login(api, make_user().email)["access"]
+    r = post(
+        api,
+        "/api/v1/appointments",
+        {"doctor_id": str(doctor_with_hours.id), "start": start.isoformat(), "mode": "in_person"},
+        **bearer(token),
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "booking.slot_unavailable"
+    assert start > datetime.now(UTC)
