@@ -12,7 +12,7 @@ Everything is computed in UTC once the instants are fixed, so no comparison mixe
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -69,11 +69,28 @@ def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
             continue
         if hours.weekday is not None and day.weekday() != hours.weekday:
             continue
-        yield from _day_slots(hours, day)
+        yield from _day_slots(hours, day)[0]
+
+
+class _DayGrid(NamedTuple):
+    slots: tuple[Slot, ...]  # sorted by start; one length per source, so by end too
+    starts: tuple[datetime, ...]
+    ends: tuple[datetime, ...]
+
+
+def _day_grids(hours: Hours, start: datetime, end: datetime) -> Iterator[_DayGrid]:
+    for day in _local_days(hours.zone, start, end):
+        if hours.on_date is not None and day != hours.on_date:
+            continue
+        if hours.weekday is not None and day.weekday() != hours.weekday:
+            continue
+        grid = _day_slots(hours, day)
+        if grid.slots:
+            yield grid
 
 
 @lru_cache(maxsize=4096)
-def _day_slots(hours: Hours, day: date) -> tuple[Slot, ...]:
+def _day_slots(hours: Hours, day: date) -> _DayGrid:
     """Every slot of one source of hours on one local day, before anything is taken away.
     Memoised by value: the same rules give the same grid to every viewer, and a changed rule
     is a different key (bounded: about 16 MB at most)."""
@@ -91,7 +108,7 @@ def _day_slots(hours: Hours, day: date) -> tuple[Slot, ...]:
         while instant <= last:
             found.append(Slot(instant, instant + length, mode, clinic_id))
             instant += step
-        return tuple(found)
+        return _grid(found)
     # The slot must also end inside the hours in absolute time: across a clock change a
     # wall-clock window is shorter or longer than it looks.
     window_end = _window_end(day, hours)
@@ -100,7 +117,11 @@ def _day_slots(hours: Hours, day: date) -> tuple[Slot, ...]:
         if utc is not None and utc + length <= window_end:
             found.append(Slot(utc, utc + length, mode, clinic_id))
         wall += step
-    return tuple(found)
+    return _grid(found)
+
+
+def _grid(slots: list[Slot]) -> _DayGrid:
+    return _DayGrid(tuple(slots), tuple(s[0] for s in slots), tuple(s[1] for s in slots))
 
 
 @lru_cache(maxsize=8192)
@@ -154,21 +175,35 @@ def free_slots(
     Where two sources of hours overlap, the earlier slot wins.
     """
     busy_index = _Busy(busy)
-    starts, ends = busy_index.starts, busy_index.ends
+    busy_starts, busy_ends = busy_index.starts, busy_index.ends
     lowest, highest = max(start, not_before), not_after
     found: list[Slot] = []
     for source in hours:
         after = timedelta(minutes=source.buffer_minutes)
-        for slot in _candidates(source, start, end):
-            slot_start = slot[0]
-            if not (lowest <= slot_start <= highest and slot_start < end):
+        for slots, starts, ends in _day_grids(source, start, end):
+            # The day's slots inside the window: start in [lowest, highest] and before end.
+            first = bisect_left(starts, lowest)
+            last = min(bisect_right(starts, highest), bisect_left(starts, end))
+            if first >= last:
                 continue
-            # Does the slot meet a busy interval extended by the buffer its hours keep after
-            # each appointment? Only the last merged interval starting before its end can.
-            i = bisect_left(starts, slot[1])
-            if i > 0 and ends[i - 1] + after > slot_start:
-                continue
-            found.append(slot)
+            # Take out the slots meeting a busy interval extended by the buffer the source
+            # keeps after each appointment: whole index ranges, found by binary search over
+            # the merged busy intervals that reach into this day (a few per day), so the
+            # cost grows with busy intervals, not with slots.
+            keep_from = first
+            j = bisect_left(busy_starts, ends[last - 1])  # intervals starting before the end
+            lo = bisect_left(
+                busy_ends, starts[first] - after
+            )  # and ending (+after) after the start
+            for k in range(max(lo, 0), j):
+                b_start, b_end = busy_starts[k], busy_ends[k] + after
+                cut_from = max(bisect_right(ends, b_start), keep_from)
+                cut_to = min(bisect_left(starts, b_end), last)
+                if cut_from < cut_to:
+                    found.extend(slots[keep_from:cut_from])
+                    keep_from = cut_to
+            if keep_from < last:
+                found.extend(slots[keep_from:last])
     found.sort(key=itemgetter(0, 1))  # stable: ties keep the hours' order
     result: list[Slot] = []
     for slot in found:
