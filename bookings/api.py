@@ -31,6 +31,7 @@ from bookings.schemas import (
 )
 from core.idempotency import run_once
 from core.pagination import paginate
+from core.responses import json_response
 from core.schemas import InputSchema, IsoDatetime, TimeZoneName
 from doctors.models import DoctorProfile, Verification
 
@@ -49,7 +50,7 @@ class SlotsQuery(Schema):
     response=SlotsOut,
     summary="Free slots between two dates, in a time zone",
 )
-def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> dict[str, Any]:
+def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpResponse:
     doctor = DoctorProfile.objects.filter(
         id=doctor_id, verification=Verification.VERIFIED, user__is_active=True
     ).first()
@@ -61,19 +62,22 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> dict[s
     start = datetime.combine(q.from_, time(0), tzinfo=zone)
     end = datetime.combine(q.to + timedelta(days=1), time(0), tzinfo=zone)
     found = selectors.doctor_slots(doctor=doctor, start=start, end=end)
-    return {
-        "time_zone": zone.key,
-        "items": [
-            {
-                "start": s.start.astimezone(zone),
-                "end": s.end.astimezone(zone),
-                "start_utc": s.start,
-                "mode": s.mode,
-                "clinic_id": s.clinic_id,
-            }
-            for s in found
-        ],
-    }
+    # Up to thousands of slots: built as plain JSON (core/responses.py), SlotsOut exactly.
+    return json_response(
+        {
+            "time_zone": zone.key,
+            "items": [
+                {
+                    "start": s.start.astimezone(zone),
+                    "end": s.end.astimezone(zone),
+                    "start_utc": s.start,
+                    "mode": s.mode,
+                    "clinic_id": s.clinic_id,
+                }
+                for s in found
+            ],
+        }
+    )
 
 
 def _default_zone(doctor: DoctorProfile) -> str:

@@ -11,13 +11,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.core.cache import cache
-from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.translation import get_language
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
 from core.pagination import paginate
+from core.responses import dumps
 from doctors import selectors, services
 from doctors.errors import InvalidLocation
 from doctors.models import DoctorProfile, Mode, Verification
@@ -73,7 +73,7 @@ def _cached_json(request: HttpRequest, key_parts: dict[str, Any], build: Any) ->
     key = f"directory:{services.directory_version()}:{hashlib.sha256(raw.encode()).hexdigest()}"
     body = cache.get(key)
     if body is None:
-        body = json.dumps(build(), cls=DjangoJSONEncoder, ensure_ascii=False)
+        body = dumps(build())
         cache.set(key, body, CACHE_SECONDS)
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:

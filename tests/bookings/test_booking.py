@@ -8,6 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from bookings.models import Appointment, BookingPolicy, StatusChange
+from bookings.schemas import SlotsOut
 from realtime.models import Notification
 from tests.bookings.conftest import next_slot
 from tests.factories import bearer, login, make_user, post
@@ -34,6 +35,8 @@ def test_slots_in_the_viewers_time_zone(api, doctor_with_hours):
     assert body["time_zone"] == "Asia/Tokyo"
     assert body["items"], body
     first = body["items"][0]
+    # Built without pydantic (core/responses.py): exactly the documented schema.
+    assert SlotsOut.model_validate(body).model_dump(mode="json") == body
     assert first["start"].endswith("+09:00")
     assert first["start_utc"].endswith("Z") or first["start_utc"].endswith("+00:00")
 
