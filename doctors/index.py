@@ -1,11 +1,11 @@
 """Keeps :class:`doctors.models.DirectoryEntry` (the nearby-search index by specialty) in step
-with clinics and doctors' specialties.
+with clinics, doctors' specialties and whether each doctor is listed (verified, with an active
+account: copied so that a search by specialty needs no join at all).
 
 Signals, not service calls: the index is derived data and must follow every write of its
-sources (the services, the Django admin's specialty editor, fixtures), or searches would
-silently miss doctors. Writes that bypass signals (``bulk_create`` in ``seed_demo``) call
-:func:`rebuild` themselves. Verification and account state are not copied: the search joins
-the doctor's row for those, so verifying or deactivating a doctor never touches the index.
+sources (the services, the Django admin, fixtures), or searches would silently miss or show
+doctors. Writes that bypass signals (``bulk_create`` in ``seed_demo``, ``QuerySet.update``)
+call :func:`rebuild` or :func:`relist` themselves.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
+from django.db.models import QuerySet
 from django.db.models.signals import m2m_changed, post_save
 
-from doctors.models import Clinic, DirectoryEntry, DoctorProfile
+from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Verification
 
 _COPIED = ("latitude", "longitude", "h3_r3", "h3_r5", "h3_r7")
 
@@ -34,6 +36,9 @@ def rebuild(
     if doctor_ids is not None or clinic_ids is not None:
         stale = stale.filter(clinic__in=clinics.values("id"))
     stale.delete()
+    listed = set(
+        listed_doctors().filter(id__in=clinics.values("doctor_id")).values_list("id", flat=True)
+    )
     through = DoctorProfile.specialties.through
     specialties: dict[Any, list[int]] = {}
     for doctor_id, specialty_id in through.objects.filter(
@@ -45,6 +50,7 @@ def rebuild(
             specialty_id=specialty_id,
             clinic_id=row["id"],
             doctor_id=row["doctor_id"],
+            listed=row["doctor_id"] in listed,
             **{key: row[key] for key in _COPIED},
         )
         for row in clinics.values("id", "doctor_id", *_COPIED).iterator(chunk_size=5000)
@@ -52,6 +58,39 @@ def rebuild(
     ]
     DirectoryEntry.objects.bulk_create(entries, batch_size=5000)
     return len(entries)
+
+
+def listed_doctors() -> QuerySet[DoctorProfile]:
+    """The one definition of a listed doctor (doctors.selectors.listed uses it too)."""
+    return DoctorProfile.objects.filter(verification=Verification.VERIFIED, user__is_active=True)
+
+
+def relist(*, doctor_ids: Iterable[Any]) -> None:
+    """Copy whether these doctors are listed into their entries."""
+    ids = set(doctor_ids)
+    if not ids:
+        return
+    shown = set(listed_doctors().filter(id__in=ids).values_list("id", flat=True))
+    if shown:
+        DirectoryEntry.objects.filter(doctor_id__in=shown, listed=False).update(listed=True)
+    if ids - shown:
+        DirectoryEntry.objects.filter(doctor_id__in=ids - shown, listed=True).update(listed=False)
+
+
+def _profile_saved(sender: type, instance: DoctorProfile, raw: bool = False, **kwargs: Any) -> None:
+    if not raw:
+        relist(doctor_ids=[instance.pk])
+
+
+def _user_saved(
+    sender: type, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any
+) -> None:
+    """Only saves that may change ``is_active`` (not the ``last_login`` save of each login)."""
+    if raw or (update_fields is not None and "is_active" not in update_fields):
+        return
+    relist(
+        doctor_ids=DoctorProfile.objects.filter(user_id=instance.pk).values_list("id", flat=True)
+    )
 
 
 def _clinic_saved(sender: type, instance: Clinic, raw: bool = False, **kwargs: Any) -> None:
@@ -74,6 +113,10 @@ def _specialties_changed(
 
 def connect() -> None:
     post_save.connect(_clinic_saved, sender=Clinic, dispatch_uid="directory-index-clinic")
+    post_save.connect(_profile_saved, sender=DoctorProfile, dispatch_uid="directory-index-profile")
+    post_save.connect(
+        _user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="directory-index-user"
+    )
     m2m_changed.connect(
         _specialties_changed,
         sender=DoctorProfile.specialties.through,

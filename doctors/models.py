@@ -139,7 +139,8 @@ class DirectoryEntry(models.Model):
     ``specialty = X AND h3_rN IN (cells)`` is one index range per cell that also holds the
     columns the search reads (PostgreSQL covering indexes), instead of checking the
     specialty of every clinic near the point. Derived data: :mod:`doctors.index` keeps it in
-    step with clinics and specialties, whatever writes them."""
+    step with clinics, specialties and whether the doctor is listed (verified, active account),
+    whatever writes them. Only listed rows are in the search indexes."""
 
     id = models.BigAutoField(primary_key=True)
     specialty = models.ForeignKey(
@@ -153,6 +154,7 @@ class DirectoryEntry(models.Model):
     h3_r3 = models.BigIntegerField()
     h3_r5 = models.BigIntegerField()
     h3_r7 = models.BigIntegerField()
+    listed = models.BooleanField(default=False)  # = doctors.selectors.listed() holds the doctor
 
     class Meta:
         constraints = [
@@ -162,6 +164,7 @@ class DirectoryEntry(models.Model):
             models.Index(
                 fields=["specialty", column],
                 include=["doctor", "latitude", "longitude"],
+                condition=Q(listed=True),
                 name=f"directory_entry_{column}_idx",
             )
             for column in ("h3_r3", "h3_r5", "h3_r7")

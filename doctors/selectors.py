@@ -18,6 +18,7 @@ from accounts.permissions import require_permission
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from doctors import geo
 from doctors.errors import DoctorNotFound, InvalidLocation, UnknownSpecialty
+from doctors.index import listed_doctors
 from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Specialty, Verification
 
 
@@ -48,7 +49,7 @@ AVAILABILITY_CANDIDATES = 200
 
 def listed() -> QuerySet[DoctorProfile]:
     """Doctors the public may see."""
-    return DoctorProfile.objects.filter(_doctor_q(SearchFilters()))
+    return listed_doctors()
 
 
 def _check_specialty(f: SearchFilters) -> None:
@@ -58,11 +59,14 @@ def _check_specialty(f: SearchFilters) -> None:
         raise UnknownSpecialty(fields={"specialty": str(UnknownSpecialty.message)})
 
 
-def _doctor_q(f: SearchFilters, prefix: str = "") -> Q:
-    """The listing rule and the doctor-level filters (all but specialty and location), on
-    ``DoctorProfile`` itself or, with ``prefix="doctor__"``, on a row that points at one."""
+def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
+    """The listing rule (unless ``listing`` is off: the row says it already) and the
+    doctor-level filters (all but specialty and location), on ``DoctorProfile`` itself or,
+    with ``prefix="doctor__"``, on a row that points at one."""
     p = prefix
     q = Q(**{f"{p}verification": Verification.VERIFIED, f"{p}user__is_active": True})
+    if not listing:
+        q = Q()
     if f.city:
         q &= Q(
             Exists(
@@ -182,12 +186,13 @@ def _nearby(f: SearchFilters) -> list[tuple[Any, float]]:
     except ValueError as exc:
         raise InvalidLocation() from exc
     column = geo.column_for(resolution)
-    source: QuerySet[Any] = (
-        DirectoryEntry.objects.filter(specialty__code=f.specialty)
-        if f.specialty
-        else Clinic.objects.all()
-    )
-    rows = source.filter(_doctor_q(f, "doctor__"), **{f"{column}__in": cells}).values_list(
+    if f.specialty:  # the entries say whether the doctor is listed: no join without filters
+        source: QuerySet[Any] = DirectoryEntry.objects.filter(
+            _doctor_q(f, "doctor__", listing=False), listed=True, specialty__code=f.specialty
+        )
+    else:
+        source = Clinic.objects.filter(_doctor_q(f, "doctor__"))
+    rows = source.filter(**{f"{column}__in": cells}).values_list(
         "doctor_id", "latitude", "longitude"
     )
     nearest: dict[Any, float] = {}

@@ -2,10 +2,11 @@
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Role
-from doctors import geo, index
-from doctors.models import Clinic, DirectoryEntry
+from doctors import geo, index, selectors
+from doctors.models import Clinic, DirectoryEntry, DoctorProfile
 from tests.doctors.factories import clinic_at, doctor, specialty
 from tests.factories import bearer, login, make_user, post
 
@@ -18,17 +19,50 @@ def entries(profile=None):
     if profile is not None:
         qs = qs.filter(doctor=profile)
     return sorted(
-        (str(e.clinic_id), e.specialty_id, e.latitude, e.longitude, e.h3_r3, e.h3_r5, e.h3_r7)
+        (
+            str(e.clinic_id),
+            e.specialty_id,
+            e.latitude,
+            e.longitude,
+            e.h3_r3,
+            e.h3_r5,
+            e.h3_r7,
+            e.listed,
+        )
         for e in qs
     )
 
 
 def expected(profile):
+    profile = DoctorProfile.objects.select_related("user").get(pk=profile.pk)
+    listed = profile.verification == "verified" and profile.user.is_active
     return sorted(
-        (str(c.id), s.id, c.latitude, c.longitude, c.h3_r3, c.h3_r5, c.h3_r7)
+        (str(c.id), s.id, c.latitude, c.longitude, c.h3_r3, c.h3_r5, c.h3_r7, listed)
         for c in Clinic.objects.filter(doctor=profile)
         for s in profile.specialties.all()
     )
+
+
+def test_entries_follow_the_listing_state_whatever_saves_it():
+    """Verification and account state, saved through the models (as the Django admin does)."""
+    d = doctor(specialties=(specialty(),))
+    assert [e[-1] for e in entries(d)] == [True]
+    d.verification = "rejected"
+    d.save()
+    assert [e[-1] for e in entries(d)] == [False] and entries(d) == expected(d)
+    d.verification = "verified"
+    d.save()
+    d.user.is_active = False
+    d.user.save()
+    assert [e[-1] for e in entries(d)] == [False] and entries(d) == expected(d)
+    d.user.is_active = True
+    d.user.save(update_fields=["is_active"])
+    assert [e[-1] for e in entries(d)] == [True]
+    d.user.is_active = False
+    d.user.save(update_fields=["last_login"])  # a login's save does not touch the index
+    assert [e[-1] for e in entries(d)] == [True]
+    pending = doctor(specialties=(specialty(),), verified=False)
+    assert [e[-1] for e in entries(pending)] == [False]
 
 
 def test_entries_follow_clinics_and_specialties():
@@ -58,7 +92,7 @@ def test_rebuild_repairs_a_damaged_index():
     cardio = specialty()
     a, b = doctor(specialties=(cardio,)), doctor(specialties=(cardio,), lat=31.2, lng=29.9)
     DirectoryEntry.objects.filter(doctor=a).delete()
-    DirectoryEntry.objects.filter(doctor=b).update(h3_r7=1)
+    DirectoryEntry.objects.filter(doctor=b).update(h3_r7=1, listed=False)
     assert index.rebuild() == 2
     assert entries(a) == expected(a) and entries(b) == expected(b)
 
@@ -135,18 +169,22 @@ def test_unlisted_doctors_are_never_found_through_the_index(api):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="EXPLAIN of PostgreSQL")
 def test_the_specialty_search_reads_only_the_covering_index():
+    """EXPLAIN of the very query the search runs: one index, no join, no sequential scan."""
     cardio = specialty()
     for i in range(30):
-        doctor(specialties=(cardio,), lat=30 + i / 10, lng=31)
-    resolution, cells = geo.covering(*CAIRO, 10)
-    column = geo.column_for(resolution)
+        doctor(specialties=(cardio,), lat=30.04 + i / 1000, lng=31.23)
+    filters = selectors.SearchFilters(
+        specialty="cardiology", latitude=CAIRO[0], longitude=CAIRO[1], radius_km=10
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors._nearby(filters)
+    sql = next(q["sql"] for q in queries.captured_queries if "h3_r" in q["sql"])
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # small tables: ask which plan is possible
-        plan = (
-            DirectoryEntry.objects.filter(specialty__code="cardiology", **{f"{column}__in": cells})
-            .values_list("doctor_id", "latitude", "longitude")
-            .explain()
-        )
+        cursor.execute("EXPLAIN " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("RESET enable_seqscan")
+    column = geo.column_for(geo.covering(*CAIRO, 10)[0])
     assert f"directory_entry_{column}_idx" in plan
     assert "Seq Scan" not in plan
+    assert "doctors_doctorprofile" not in plan and "accounts_user" not in plan  # no join
