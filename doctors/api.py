@@ -37,9 +37,6 @@ router = Router(tags=["directory"])
 CACHE_SECONDS = 300
 
 
-_CLINIC_FIELDS = tuple(ClinicOut.model_fields)
-
-
 def _doctor_out(profile: DoctorProfile, language: str) -> dict[str, Any]:
     """A directory card, ready for JSON (the shape of ``DoctorOut``, built directly: pydantic's
     validation of Django objects cost more than the rest of a page; a test holds the two equal)."""
@@ -52,7 +49,8 @@ def _doctor_out(profile: DoctorProfile, language: str) -> dict[str, Any]:
         if language == "ar"
         else (profile.bio_en or profile.bio_ar),
         "specialties": [
-            {"code": s.code, "name": s.name(language)} for s in profile.specialties.all()
+            {"code": code, "name": ar if language == "ar" else en}
+            for code, en, ar in profile.card_specialties  # type: ignore[attr-defined]
         ],
         "languages": profile.language_codes,
         "fee": {"amount": f"{Decimal(profile.fee_minor) / 100:.2f}", "currency": profile.currency},
@@ -60,7 +58,7 @@ def _doctor_out(profile: DoctorProfile, language: str) -> dict[str, Any]:
         "years_experience": profile.years_experience,
         "rating": profile.rating,
         "rating_count": profile.rating_count,
-        "clinics": [{f: getattr(c, f) for f in _CLINIC_FIELDS} for c in profile.clinics.all()],
+        "clinics": profile.card_clinics,  # type: ignore[attr-defined]
         "distance_km": getattr(profile, "distance_km", None),
         "next_available": getattr(profile, "next_available", None),
     }
@@ -266,7 +264,10 @@ class QueuePage(Schema):
 def verification_queue(request: AuthedRequest, q: Query[QueueQuery]) -> dict[str, Any]:
     qs = selectors.verification_queue(viewer=request.auth, status=q.status)
     items, next_cursor = paginate(qs, field="updated_at", cursor=q.cursor, limit=q.limit)
-    return {"items": [{**_own_out(p), "email": p.user.email} for p in items], "next": next_cursor}
+    return {
+        "items": [{**_own_out(p), "email": p.user.email} for p in selectors.with_cards(items)],
+        "next": next_cursor,
+    }
 
 
 @router.post(

@@ -288,8 +288,32 @@ def nearest_first(
     _check_point(lat, lng)
     _check_radius(radius_km)
     found: list[tuple[K, float]] = []
+    # haversine_km inlined (the hot loop of every nearby search), the centre's terms computed
+    # once; the same operations in the same order, so the same distances to the last bit.
+    phi1 = math.radians(lat)
+    cos_phi1 = math.cos(phi1)
+    radians, remainder, sin, cos, sqrt, atan2 = (
+        math.radians,
+        math.remainder,
+        math.sin,
+        math.cos,
+        math.sqrt,
+        math.atan2,
+    )
+    half_pi = math.pi / 2.0
     for ident, clat, clng in candidates:
-        distance = haversine_km(lat, lng, clat, clng)
+        phi2 = radians(clat)
+        sin_dphi = sin((phi2 - phi1) / 2.0)
+        sin_dlambda = sin(radians(remainder(clng - lng, 360.0)) / 2.0)
+        a = sin_dphi * sin_dphi + cos_phi1 * cos(phi2) * sin_dlambda * sin_dlambda
+        if a > 1.0:
+            a = 1.0
+        elif a < 0.0:
+            a = 0.0
+        angle = 2.0 * atan2(sqrt(a), sqrt(1.0 - a))
+        distance = (
+            EARTH_RADIUS_KM * angle if angle <= half_pi else haversine_km(lat, lng, clat, clng)
+        )
         if distance <= radius_km:
             found.append((ident, distance))
     found.sort(key=lambda item: (item[1], item[0]))
