@@ -1,0 +1,62 @@
+"""Background work of records: the virus scan of each upload, and the purge of deleted
+files, run by the task worker (django-tasks, database backend)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+from django_tasks import task
+
+from records import scanner, storage
+from records.models import MedicalRecord, ScanStatus
+
+logger = logging.getLogger(__name__)
+
+
+@task()
+def scan_record(record_id: str) -> str:
+    """Stream the quarantined file to clamd and apply the verdict. If clamd cannot be asked,
+    the record stays pending (never downloadable) and the scan is retried with backoff."""
+    from records.services import scan_retry, scan_verdict_apply
+
+    record = MedicalRecord.objects.filter(pk=record_id).first()
+    if record is None or record.status != ScanStatus.PENDING:
+        return "skipped"
+    try:
+        with storage.open_stream(record.storage_key) as stream:
+            verdict = scanner.scan(stream)
+    except scanner.ScannerUnavailable as exc:
+        delay = scan_retry(record_id=record_id)
+        logger.warning(
+            "virus scanner unavailable, scan retried later",
+            extra={"record": record_id, "reason": str(exc), "retry_in_s": delay.seconds},
+        )
+        return "retry"
+    return scan_verdict_apply(record_id=record_id, verdict=verdict)
+
+
+HOUSEKEEPING_EVERY = timedelta(hours=1)
+
+
+@task()
+def records_housekeeping() -> int:
+    """Purge what is due, then schedule the next run."""
+    from records.services import records_purge
+
+    purged = records_purge()
+    records_housekeeping.using(run_after=timezone.now() + HOUSEKEEPING_EVERY).enqueue()
+    return purged
+
+
+def ensure_records_housekeeping() -> bool:
+    """Enqueue the purge loop unless a run is already waiting (idempotent)."""
+    from django_tasks_db.models import DBTaskResult
+
+    waiting = DBTaskResult.objects.filter(
+        task_path=records_housekeeping.module_path, status="READY"
+    ).exists()
+    if not waiting:
+        records_housekeeping.enqueue()
+    return not waiting
