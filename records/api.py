@@ -7,8 +7,9 @@ from typing import Any
 from uuid import UUID
 
 import pydantic
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import ValidationError
 
@@ -99,7 +100,7 @@ def upload(request: AuthedRequest) -> Status:
     try:
         payload = RecordIn.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ValidationError(list(exc.errors())) from exc
+        raise ValidationError([dict(e) for e in exc.errors()]) from exc
     record = services.record_upload(
         uploader=request.auth,
         patient_id=payload.patient_id,
@@ -161,7 +162,7 @@ def record_list(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
 
 
 @router.get("/records/files/{token}", url_name="records_file", summary="A signed download link")
-def record_file(request: HttpRequest, token: str) -> HttpResponse:
+def record_file(request: HttpRequest, token: str) -> HttpResponseBase:
     return downloads.download_open(token=token, origin=_origin(request))
 
 

@@ -12,7 +12,7 @@ class RecordNotFound(ApplicationError):
 class FileMissing(ApplicationError):
     code = "records.file_missing"
     status = 422
-    message = _("Attach the file to upload in the \u201cfile\u201d field.")
+    message = _('Attach the file to upload as the form field "file".')
 
 
 class EmptyFile(ApplicationError):
@@ -78,4 +78,4 @@ class ReasonRequired(ApplicationError):
 class InvalidUpload(ApplicationError):
     code = "records.invalid_upload"
     status = 422
-    message = _("Send one file, in the \u201cfile\u201d field, with the form fields.")
+    message = _('Send one file, as the form field "file", with the other form fields.')

@@ -97,6 +97,9 @@ class AccessGrant(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"grant {self.id}"
+
 
 class BreakGlassAccess(models.Model):
     """A staff member's time-limited access to one patient's records, with a reason."""
@@ -112,3 +115,6 @@ class BreakGlassAccess(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["staff", "patient", "expires_at"], name="breakglass_idx")]
+
+    def __str__(self) -> str:
+        return f"break-glass {self.id}"

@@ -133,7 +133,8 @@ def presigned_get(key: str, *, file_name: str, content_type: str, ttl: int) -> s
 def presigned_post(key: str, *, max_bytes: int, ttl: int) -> dict[str, Any]:
     """A POST form straight to the bucket for one key, capped at ``max_bytes`` by the
     policy (S3 refuses larger bodies), encrypted at rest."""
-    fields = {**{"x-amz-server-side-encryption": v for v in _sse().values()}}
+    sse = _sse().get("ServerSideEncryption")
+    fields = {"x-amz-server-side-encryption": sse} if sse else {}
     conditions: list[Any] = [["content-length-range", 1, max_bytes]]
     conditions += [{name: value} for name, value in fields.items()]
     return dict(

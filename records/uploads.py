@@ -42,7 +42,7 @@ class RecordUploadHandler(TemporaryFileUploadHandler):
         self.file.write(raw_data)
 
     def file_complete(self, file_size: int) -> Any:
-        uploaded = super().file_complete(file_size)
+        uploaded: Any = super().file_complete(file_size)
         uploaded.sha256 = self.digest.hexdigest()
         uploaded.head = bytes(self.head)
         return uploaded
