@@ -129,6 +129,22 @@ def direct_upload_start(request: AuthedRequest, payload: DirectUploadIn) -> Stat
 
 
 @router.post(
+    "/records/break-glass",
+    response={201: BreakGlassOut},
+    auth=jwt_auth,
+    summary="Admins: emergency access to one patient's files, with a reason (audited)",
+)
+def break_glass(request: AuthedRequest, payload: BreakGlassIn) -> Status:
+    access = services.break_glass_open(
+        staff=request.auth,
+        patient_id=payload.patient_id,
+        reason=payload.reason,
+        origin=_origin(request),
+    )
+    return Status(201, access)
+
+
+@router.post(
     "/records/{record_id}/complete",
     response=RecordOut,
     auth=jwt_auth,
@@ -222,19 +238,3 @@ def grant_revoke(request: AuthedRequest, record_id: UUID, grant_id: UUID) -> Sta
         patient=request.auth, record_id=record_id, grant_id=grant_id, origin=_origin(request)
     )
     return Status(204, None)
-
-
-@router.post(
-    "/records/break-glass",
-    response={201: BreakGlassOut},
-    auth=jwt_auth,
-    summary="Admins: emergency access to one patient's files, with a reason (audited)",
-)
-def break_glass(request: AuthedRequest, payload: BreakGlassIn) -> Status:
-    access = services.break_glass_open(
-        staff=request.auth,
-        patient_id=payload.patient_id,
-        reason=payload.reason,
-        origin=_origin(request),
-    )
-    return Status(201, access)
