@@ -77,9 +77,7 @@ def test_patient_shares_with_a_doctor_and_revokes(api, clamd_on, patient, patien
     r = api.delete(f"/api/v1/records/{record_id}/grants/{grant_id}", headers=patient_headers)
     assert r.status_code == 204
     assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
-    actions = set(
-        AuditEvent.objects.filter(target_id=record_id).values_list("action", flat=True)
-    )
+    actions = set(AuditEvent.objects.filter(target_id=record_id).values_list("action", flat=True))
     assert {"records.granted", "records.revoked", "records.viewed", "records.download_link"} <= (
         actions
     )
