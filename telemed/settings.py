@@ -266,7 +266,8 @@ CLAMD_TIMEOUT = env.float("CLAMD_TIMEOUT", default=30.0)
 # --- Medical records -------------------------------------------------------------------
 RECORDS_MAX_UPLOAD_BYTES = env.int("RECORDS_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 RECORDS_RETENTION_DAYS = env.int("RECORDS_RETENTION_DAYS", default=30)
-RECORDS_DOWNLOAD_TTL = env.int("RECORDS_DOWNLOAD_TTL", default=300)
+# Presigned URLs (S3) and signed download links (local disk) live this long.
+RECORDS_DOWNLOAD_TTL = env.int("STORAGE_URL_TTL", default=300)
 RECORDS_DIRECT_UPLOAD_TTL = env.int("RECORDS_DIRECT_UPLOAD_TTL", default=900)
 RECORDS_SCAN_RETRY_MAX_SECONDS = env.int("RECORDS_SCAN_RETRY_MAX_SECONDS", default=3600)
 RECORDS_BREAK_GLASS_MINUTES = env.int("RECORDS_BREAK_GLASS_MINUTES", default=60)

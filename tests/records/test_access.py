@@ -190,3 +190,17 @@ def test_deleted_record_disappears_and_its_object_is_purged_after_retention(
     record = MedicalRecord.objects.get(id=record_id)
     assert record.purged_at is not None and record.storage_key == ""
     assert AuditEvent.objects.filter(action="records.purged", target_id=record_id).exists()
+
+
+def test_purge_loop_is_scheduled_once_and_reschedules_itself():
+    from django_tasks_db.models import DBTaskResult
+
+    from records.tasks import ensure_records_housekeeping, records_housekeeping
+
+    assert ensure_records_housekeeping() is True
+    assert ensure_records_housekeeping() is False
+    assert records_housekeeping.call() == 0
+    waiting = DBTaskResult.objects.filter(
+        task_path="records.tasks.records_housekeeping", status="READY"
+    )
+    assert waiting.count() == 2  # the first run and the next one it scheduled

@@ -143,3 +143,14 @@ def test_local_disk_download_is_a_signed_expiring_link_that_checks_access_again(
     settings.RECORDS_DOWNLOAD_TTL = 300
     api.delete(f"/api/v1/records/{record_id}", headers=patient_headers)
     assert api.get(path).status_code == 404  # deleted since the link was made
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_worker_scans_what_the_upload_enqueued(api, clamd_on, patient_headers):
+    from tests.platform.test_tasks import run_worker_batch
+
+    infected = upload(api, patient_headers, procs.EICAR, "a.txt").json()["id"]
+    clean = upload(api, patient_headers, PDF, "b.pdf").json()["id"]
+    run_worker_batch()
+    statuses = dict(MedicalRecord.objects.values_list("id", "status"))
+    assert {str(k): v for k, v in statuses.items()} == {infected: "infected", clean: "clean"}
