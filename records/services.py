@@ -86,6 +86,23 @@ def _enqueue_scan(record: MedicalRecord, delay: timedelta | None = None) -> None
     task.enqueue(str(record.pk))
 
 
+def _new_record(
+    uploader: User, patient: User, fields: RecordFields, file_name: str, **extra: Any
+) -> MedicalRecord:
+    record = MedicalRecord(
+        patient=patient,
+        uploaded_by=uploader,
+        category=fields.category,
+        title=fields.title,
+        notes=fields.notes,
+        record_date=fields.record_date,
+        file_name=sanitize_file_name(file_name),
+        **extra,
+    )
+    record.storage_key = storage.quarantine_key(record.pk)
+    return record
+
+
 def record_upload(
     *,
     uploader: User,
@@ -104,20 +121,16 @@ def record_upload(
     content_type = sniff(upload.head)
     if content_type is None:
         raise FileTypeNotAllowed()
-    record = MedicalRecord(
-        patient=patient,
-        uploaded_by=uploader,
-        category=fields.category,
-        title=fields.title,
-        notes=fields.notes,
-        record_date=fields.record_date,
-        file_name=sanitize_file_name(upload.name),
+    record = _new_record(
+        uploader,
+        patient,
+        fields,
+        upload.name,
         content_type=content_type,
         size=upload.size,
         sha256=upload.sha256,
         status=ScanStatus.PENDING,
     )
-    record.storage_key = storage.quarantine_key(record.pk)
     # The bytes go to storage outside the transaction: no row lock held during an upload.
     storage.save(record.storage_key, upload, content_type)
     try:
@@ -141,18 +154,14 @@ def direct_upload_start(
     patient = _patient_for(uploader, patient_id)
     ttl = settings.RECORDS_DIRECT_UPLOAD_TTL
     with transaction.atomic():
-        record = MedicalRecord(
-            patient=patient,
-            uploaded_by=uploader,
-            category=fields.category,
-            title=fields.title,
-            notes=fields.notes,
-            record_date=fields.record_date,
-            file_name=sanitize_file_name(file_name),
+        record = _new_record(
+            uploader,
+            patient,
+            fields,
+            file_name,
             status=ScanStatus.AWAITING_UPLOAD,
             upload_expires_at=timezone.now() + timedelta(seconds=ttl),
         )
-        record.storage_key = storage.quarantine_key(record.pk)
         record.save(force_insert=True)
         audit(uploader, "records.upload_started", record, origin)
     form = storage.presigned_post(

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 from django_tasks import task
 
+from core.tasks import enqueue_unless_waiting
 from records import scanner, storage
 from records.models import MedicalRecord, ScanStatus
 
@@ -52,11 +53,4 @@ def records_housekeeping() -> int:
 
 def ensure_records_housekeeping() -> bool:
     """Enqueue the purge loop unless a run is already waiting (idempotent)."""
-    from django_tasks_db.models import DBTaskResult
-
-    waiting = DBTaskResult.objects.filter(
-        task_path=records_housekeeping.module_path, status="READY"
-    ).exists()
-    if not waiting:
-        records_housekeeping.enqueue()
-    return not waiting
+    return enqueue_unless_waiting(records_housekeeping)

@@ -108,6 +108,13 @@ def test_care_relationship_implies_access_while_it_lasts(api, patient, patient_h
     assert api.get(f"/api/v1/records?patient={patient.id}", headers=doc).json()["items"] == []
 
 
+def _break_glass(api, headers, patient, reason):
+    body = {"patient_id": str(patient.id), "reason": reason}
+    return api.post(
+        "/api/v1/records/break-glass", body, content_type="application/json", headers=headers
+    )
+
+
 def test_admin_has_no_access_without_break_glass_and_break_glass_is_audited(
     api, patient, patient_headers
 ):
@@ -115,20 +122,10 @@ def test_admin_has_no_access_without_break_glass_and_break_glass_is_audited(
     admin = make_user(role="admin")
     headers = headers_for(api, admin)
     assert api.get(f"/api/v1/records/{record_id}", headers=headers).status_code == 404
-    r = api.post(
-        "/api/v1/records/break-glass",
-        {"patient_id": str(patient.id), "reason": "short"},
-        content_type="application/json",
-        headers=headers,
-    )
+    r = _break_glass(api, headers, patient, "short")
     assert r.status_code == 422 and r.json()["error"]["code"] == "records.reason_required"
     reason = "Patient unconscious in the emergency room"
-    r = api.post(
-        "/api/v1/records/break-glass",
-        {"patient_id": str(patient.id), "reason": reason},
-        content_type="application/json",
-        headers=headers,
-    )
+    r = _break_glass(api, headers, patient, reason)
     assert r.status_code == 201
     event = AuditEvent.objects.get(action="records.break_glass")
     assert (event.actor_id, event.data["reason"]) == (admin.id, reason)
@@ -136,12 +133,7 @@ def test_admin_has_no_access_without_break_glass_and_break_glass_is_audited(
     listed = api.get(f"/api/v1/records?patient={patient.id}", headers=headers).json()["items"]
     assert [i["id"] for i in listed] == [record_id]
     helper = headers_for(api, make_user(role="helper"))
-    r = api.post(
-        "/api/v1/records/break-glass",
-        {"patient_id": str(patient.id), "reason": reason},
-        content_type="application/json",
-        headers=helper,
-    )
+    r = _break_glass(api, helper, patient, reason)
     assert r.status_code == 403
 
 
