@@ -238,8 +238,10 @@ def scan_verdict_apply(*, record_id: Any, verdict: Verdict) -> str:
     """Make a clean file available (moved out of quarantine) or delete an infected one,
     mark the record, tell the uploader, audit it. Only a pending record changes."""
     with transaction.atomic():
+        # Lock the record only: FOR UPDATE on the joined user row would block every insert
+        # that references that user (its foreign key check) while we wait for the audit lock.
         record = (
-            MedicalRecord.objects.select_for_update()
+            MedicalRecord.objects.select_for_update(of=("self",))
             .select_related("uploaded_by")
             .filter(pk=record_id)
             .first()

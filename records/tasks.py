@@ -28,14 +28,18 @@ def scan_record(record_id: str) -> str:
     try:
         with storage.open_stream(record.storage_key) as stream:
             verdict = scanner.scan(stream)
+        return scan_verdict_apply(record_id=record_id, verdict=verdict)
     except scanner.ScannerUnavailable as exc:
-        delay = scan_retry(record_id=record_id)
-        logger.warning(
-            "virus scanner unavailable, scan retried later",
-            extra={"record": record_id, "reason": str(exc), "retry_in_s": delay.seconds},
-        )
-        return "retry"
-    return scan_verdict_apply(record_id=record_id, verdict=verdict)
+        reason = str(exc)
+    except Exception as exc:  # storage or database trouble: never leave a record stuck
+        logger.exception("scan failed, retried later", extra={"record": record_id})
+        reason = type(exc).__name__
+    delay = scan_retry(record_id=record_id)
+    logger.warning(
+        "record not scanned, retried later",
+        extra={"record": record_id, "reason": reason, "retry_in_s": delay.total_seconds()},
+    )
+    return "retry"
 
 
 HOUSEKEEPING_EVERY = timedelta(hours=1)

@@ -154,3 +154,34 @@ def test_the_task_worker_scans_what_the_upload_enqueued(api, clamd_on, patient_h
     run_worker_batch()
     statuses = dict(MedicalRecord.objects.values_list("id", "status"))
     assert {str(k): v for k, v in statuses.items()} == {infected: "infected", clean: "clean"}
+
+
+def test_verdict_locks_only_the_record_row(api, clamd_on, patient_headers):
+    """FOR UPDATE on the joined user row deadlocked concurrent uploads by that user (their
+    deferred foreign-key check) against the audit chain lock (found by bench/records.py)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    record_id = upload(api, patient_headers, PDF).json()["id"]
+    with CaptureQueriesContext(connection) as queries:
+        assert scan_record.call(record_id) == "clean"
+    locking = [q["sql"] for q in queries if "FOR UPDATE" in q["sql"]]
+    assert locking and all('FOR UPDATE OF "records_medicalrecord"' in sql for sql in locking)
+
+
+def test_storage_failure_during_the_verdict_leaves_the_record_pending_and_retried(
+    api, clamd_on, patient_headers, monkeypatch
+):
+    from records import storage
+
+    record_id = upload(api, patient_headers, PDF).json()["id"]
+
+    def broken(source: str, target: str) -> None:
+        raise OSError("storage is down")
+
+    monkeypatch.setattr(storage, "promote", broken)
+    assert scan_record.call(record_id) == "retry"
+    record = MedicalRecord.objects.get(id=record_id)
+    assert (record.status, record.scan_attempts) == ("pending", 1)
+    monkeypatch.undo()
+    assert scan_record.call(record_id) == "clean"
