@@ -3,15 +3,23 @@
 
 ``quarantine/<record id>`` holds what has not been scanned yet; a clean file is moved to
 ``records/<patient id>/<record id>``. On S3 a move is a server-side copy; on disk a rename.
+
+On S3 every call goes through one low-level boto3 client per storage (boto3 clients are
+thread-safe). django-storages keeps a boto3 session per thread, each loading the S3 service
+model (~15 MB), and Django runs each request's sync code in a thread of its own: ten
+concurrent direct uploads cost ~150 MB more with the per-thread sessions (bench/record_uploads.py).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
@@ -40,8 +48,21 @@ def _s3_key(key: str) -> str:
     return storage()._normalize_name(key)  # type: ignore[no-any-return]
 
 
+_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
 def _s3_client() -> Any:
-    return storage().connection.meta.client
+    current = storage()
+    with _clients_lock:
+        client = _clients.get(current)
+        if client is None:
+            client = _clients[current] = current.connection.meta.client
+    return client
+
+
+def _bucket() -> str:
+    return str(storage().bucket_name)
 
 
 def _sse() -> dict[str, str]:
@@ -51,6 +72,15 @@ def _sse() -> dict[str, str]:
 
 def save(key: str, content: Any, content_type: str) -> None:
     """Store a file (a multipart upload on S3, a rename of the temporary file on disk)."""
+    if is_s3():  # a managed transfer: multipart above 8 MB, streamed from the file
+        content.seek(0)
+        _s3_client().upload_fileobj(
+            content,
+            _bucket(),
+            _s3_key(key),
+            ExtraArgs={"ContentType": content_type, **_sse()},
+        )
+        return
     wrapped = content if isinstance(content, File) else File(content)
     wrapped.content_type = content_type  # type: ignore[attr-defined]
     saved = storage().save(key, wrapped)
@@ -60,21 +90,40 @@ def save(key: str, content: Any, content_type: str) -> None:
 
 
 def delete(key: str) -> None:
+    if is_s3():
+        _s3_client().delete_object(Bucket=_bucket(), Key=_s3_key(key))
+        return
     storage().delete(key)
 
 
+def _head(key: str) -> dict[str, Any] | None:
+    try:
+        return dict(_s3_client().head_object(Bucket=_bucket(), Key=_s3_key(key)))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise
+
+
 def exists(key: str) -> bool:
+    if is_s3():
+        return _head(key) is not None
     return bool(storage().exists(key))
 
 
 def size(key: str) -> int:
+    if is_s3():
+        head = _head(key)
+        if head is None:
+            raise FileNotFoundError(key)
+        return int(head["ContentLength"])
     return int(storage().size(key))
 
 
 def read_head(key: str, length: int) -> bytes:
     if is_s3():
         body = _s3_client().get_object(
-            Bucket=storage().bucket_name, Key=_s3_key(key), Range=f"bytes=0-{length - 1}"
+            Bucket=_bucket(), Key=_s3_key(key), Range=f"bytes=0-{length - 1}"
         )["Body"]
         return bytes(body.read())
     with storage().open(key, "rb") as fh:
@@ -84,7 +133,7 @@ def read_head(key: str, length: int) -> bytes:
 def open_stream(key: str) -> IO[bytes]:
     """A readable stream of the object that never holds it whole in memory."""
     if is_s3():
-        obj = _s3_client().get_object(Bucket=storage().bucket_name, Key=_s3_key(key))
+        obj = _s3_client().get_object(Bucket=_bucket(), Key=_s3_key(key))
         return obj["Body"]  # type: ignore[no-any-return]
     return open(storage().path(key), "rb")  # noqa: SIM115 - the caller closes it
 
@@ -98,7 +147,7 @@ def iter_chunks(key: str) -> Iterator[bytes]:
 def promote(source: str, target: str) -> None:
     """Move an object from quarantine to its clean place."""
     if is_s3():
-        bucket = storage().bucket_name
+        bucket = _bucket()
         _s3_client().copy_object(
             Bucket=bucket,
             Key=_s3_key(target),
@@ -106,7 +155,7 @@ def promote(source: str, target: str) -> None:
             MetadataDirective="COPY",
             **_sse(),
         )
-        storage().delete(source)
+        delete(source)
         return
     src, dst = Path(storage().path(source)), Path(storage().path(target))
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -119,13 +168,15 @@ def disposition(file_name: str) -> str:
 
 def presigned_get(key: str, *, file_name: str, content_type: str, ttl: int) -> str:
     return str(
-        storage().url(
-            key,
-            parameters={
+        _s3_client().generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": _bucket(),
+                "Key": _s3_key(key),
                 "ResponseContentDisposition": disposition(file_name),
                 "ResponseContentType": content_type,
             },
-            expire=ttl,
+            ExpiresIn=ttl,
         )
     )
 
@@ -139,7 +190,7 @@ def presigned_post(key: str, *, max_bytes: int, ttl: int) -> dict[str, Any]:
     conditions += [{name: value} for name, value in fields.items()]
     return dict(
         _s3_client().generate_presigned_post(
-            Bucket=storage().bucket_name,
+            Bucket=_bucket(),
             Key=_s3_key(key),
             Fields=fields,
             Conditions=conditions,

@@ -158,7 +158,7 @@ def test_the_task_worker_scans_what_the_upload_enqueued(api, clamd_on, patient_h
 
 def test_verdict_locks_only_the_record_row(api, clamd_on, patient_headers):
     """FOR UPDATE on the joined user row deadlocked concurrent uploads by that user (their
-    deferred foreign-key check) against the audit chain lock (found by bench/records.py)."""
+    deferred foreign-key check) against the audit chain lock (found by bench/record_uploads.py)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

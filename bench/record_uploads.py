@@ -1,8 +1,8 @@
 """Medical record uploads: throughput including the virus scan, and the server's memory while
 large files arrive, under Daphne, under Uvicorn, and on the direct (presigned POST) path.
 
-    .venv/bin/python bench/records.py            # ~2-4 minutes
-    .venv/bin/python bench/records.py --help     # every option
+    .venv/bin/python bench/record_uploads.py            # ~2-4 minutes
+    .venv/bin/python bench/record_uploads.py --help     # every option
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres), Redis (127.0.0.1:6379) and ``clamd``
 installed (``apt-get install clamav-daemon``). Creates its own database
@@ -304,7 +304,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join([".venv/bin/python", "bench/records.py", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "bench/record_uploads.py", *sys.argv[1:]])
     sys.path.insert(0, str(ROOT))
     from tests import procs
 
