@@ -4,8 +4,9 @@
 # Creates a PostgreSQL database of its own and migrates it, starts our ASGI server (Uvicorn,
 # as production runs it: Daphne's Twisted parses multipart bodies itself and answers a
 # malformed one with a bare 400 before the application sees it) on a free loopback port
-# with its own Redis key prefix, and runs Schemathesis with every check (no 5xx, responses and status codes and content types as documented, ...) once per
-# role, within a fixed time budget. Prints, per operation, whether any request got a 2xx.
+# with its own Redis key prefix, and runs Schemathesis with every check (no 5xx, responses
+# and status codes and content types as documented, ...) once per role, within a fixed time
+# budget. Prints, per operation, whether any request got a 2xx.
 # At the end (trap) it stops the server, drops the database and deletes only its own Redis
 # keys. Exits non-zero if Schemathesis found a failure.
 #
