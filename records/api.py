@@ -208,7 +208,9 @@ def record_download(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
 
 @router.get("/records/{record_id}/grants", response=list[GrantOut], auth=jwt_auth)
 def grant_list(request: AuthedRequest, record_id: UUID) -> list[AccessGrant]:
-    return list(selectors.record_grants(patient=request.auth, record_id=record_id))
+    return selectors.record_grants(
+        patient=request.auth, record_id=record_id, origin=_origin(request)
+    )
 
 
 @router.post(

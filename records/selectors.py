@@ -138,6 +138,10 @@ def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalReco
     return qs.none()
 
 
-def record_grants(*, patient: User, record_id: Any) -> QuerySet[AccessGrant]:
+def record_grants(*, patient: User, record_id: Any, origin: Origin) -> list[AccessGrant]:
     record = record_owned(patient=patient, record_id=record_id)
-    return AccessGrant.objects.filter(record=record, revoked_at__isnull=True).order_by("created_at")
+    grants = list(
+        AccessGrant.objects.filter(record=record, revoked_at__isnull=True).order_by("created_at")
+    )
+    audit(patient, "records.grants_viewed", record, origin)
+    return grants

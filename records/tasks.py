@@ -23,8 +23,8 @@ def scan_record(record_id: str) -> str:
     from records.services import scan_retry, scan_verdict_apply
 
     record = MedicalRecord.objects.filter(pk=record_id).first()
-    if record is None or record.status != ScanStatus.PENDING:
-        return "skipped"
+    if record is None or record.status != ScanStatus.PENDING or record.deleted_at is not None:
+        return "skipped"  # a deleted record's quarantined object goes with the purge
     try:
         with storage.open_stream(record.storage_key) as stream:
             verdict = scanner.scan(stream)

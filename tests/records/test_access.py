@@ -78,9 +78,13 @@ def test_patient_shares_with_a_doctor_and_revokes(api, clamd_on, patient, patien
     assert r.status_code == 204
     assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
     actions = set(AuditEvent.objects.filter(target_id=record_id).values_list("action", flat=True))
-    assert {"records.granted", "records.revoked", "records.viewed", "records.download_link"} <= (
-        actions
-    )
+    assert {
+        "records.granted",
+        "records.revoked",
+        "records.viewed",
+        "records.download_link",
+        "records.grants_viewed",
+    } <= (actions)
 
 
 def test_grant_to_a_non_doctor_is_refused(api, patient_headers):
@@ -196,3 +200,10 @@ def test_purge_loop_is_scheduled_once_and_reschedules_itself():
         task_path="records.tasks.records_housekeeping", status="READY"
     )
     assert waiting.count() == 2  # the first run and the next one it scheduled
+
+
+def test_a_record_deleted_before_its_scan_is_not_scanned(api, clamd_on, patient_headers):
+    record_id = _record(api, patient_headers)
+    api.delete(f"/api/v1/records/{record_id}", headers=patient_headers)
+    assert scan_record.call(record_id) == "skipped"
+    assert MedicalRecord.objects.get(id=record_id).status == "pending"

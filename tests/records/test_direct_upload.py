@@ -106,3 +106,21 @@ def test_direct_upload_needs_object_storage(api, patient_headers):
     r = _start(api, patient_headers)
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "records.direct_upload_unavailable"
+
+
+def test_abandoned_direct_upload_is_purged(api, s3, patient_headers, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from records.services import records_purge
+
+    started = _start(api, patient_headers).json()
+    _send(started["upload"], PDF)  # uploaded, never finalised
+    assert len(keys(s3)) == 1
+    assert records_purge() == 0  # its link has not expired yet
+    later = timezone.now() + timedelta(seconds=settings.RECORDS_DIRECT_UPLOAD_TTL, hours=2)
+    assert records_purge(now=later) == 1
+    assert keys(s3) == []
+    record = MedicalRecord.objects.get(id=started["record"]["id"])
+    assert record.deleted_at is not None and record.purged_at is not None
