@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import math
 import os
 import shlex
 import shutil
@@ -48,6 +47,8 @@ from pathlib import Path
 
 import http_baseline as hb  # bench/http_baseline.py: server start/stop, migrate, free ports
 import httpx
+from booking import log, pct  # bench/booking.py
+from booking import mint_tokens as mint_session_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "telemed_bench_records"
@@ -55,18 +56,6 @@ DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 PREFIX = f"telemed-bench-records-{uuid.uuid4().hex[:8]}"
 RECORDS = "/api/v1/records"
 MB = 1_000_000
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0-100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(1, min(len(ordered), math.ceil(q / 100 * len(ordered)))) - 1]
 
 
 def _dropdb() -> None:
@@ -84,11 +73,9 @@ def pdf_bytes(size: int) -> bytes:
 def mint_tokens(n: int) -> list[str]:
     """Patients and an access token each, made in this process the way the login endpoint
     makes them (see bench/booking.py) - allauth limits logins to 30 a minute per IP."""
-    import booking
-
     from tests.factories import make_user
 
-    return list(booking.mint_tokens([make_user() for _ in range(n)]))
+    return mint_session_tokens([make_user() for _ in range(n)])
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -343,11 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         import django
 
         django.setup()
+        from tests.conftest import delete_own_redis_keys
+
         log(f"creating database {DB_NAME}")
         _dropdb()
         subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
         stack.callback(_dropdb)
-        stack.callback(lambda: log(f"deleted {hb_delete_keys(args.redis_url)} Redis keys"))
+        stack.callback(delete_own_redis_keys)  # this run's prefix only
         hb.migrate(env, ROOT)
         tokens = mint_tokens(max(args.clients, args.big_clients))
 
@@ -411,19 +400,6 @@ def keep_logs(workdir: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for found in workdir.glob("*.log"):
         shutil.copy(found, target / found.name)
-
-
-def hb_delete_keys(redis_url: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
-        for start in range(0, len(keys), 1000):  # bounded by the keys found
-            client.delete(*keys[start : start + 1000])
-        return len(keys)
-    finally:
-        client.close()
 
 
 def _codes(codes: Sequence[int]) -> str:
