@@ -32,6 +32,7 @@ class ScanStatus(models.TextChoices):
     PENDING = "pending", _("Pending scan")
     CLEAN = "clean", _("Clean")
     INFECTED = "infected", _("Infected")
+    REJECTED = "rejected", _("Rejected")  # changed after its checks: deleted unscanned
 
 
 class MedicalRecord(models.Model):

@@ -15,6 +15,8 @@ from typing import IO, Any
 import clamd
 from django.conf import settings
 
+from records.filetypes import HEAD_BYTES
+
 CHUNK = 64 * 1024
 
 
@@ -66,12 +68,15 @@ class _HashingReader:
         self.stream = stream
         self.digest = hashlib.sha256()
         self.size = 0
+        self.head = b""
 
     def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n)
+        data = bytes(self.stream.read(n))
         self.digest.update(data)
         self.size += len(data)
-        return bytes(data)
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        return data
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class Verdict:
     signature: str
     sha256: str
     size: int
+    head: bytes  # the first bytes, to check the type of what was scanned
 
 
 def scan(stream: IO[bytes]) -> Verdict:
@@ -100,4 +106,5 @@ def scan(stream: IO[bytes]) -> Verdict:
         signature=(signature or "") if status == "FOUND" else "",
         sha256=reader.digest.hexdigest(),
         size=reader.size,
+        head=reader.head,
     )

@@ -220,23 +220,52 @@ def scan_retry(*, record_id: Any) -> timedelta:
     return delay
 
 
-def _render_infected(record: MedicalRecord, signature: str) -> Any:
+def _render_refused(record: MedicalRecord, reason: str) -> Any:
     def render(user: User) -> tuple[str, str]:
-        return (
-            _("A file you uploaded was refused"),
-            _(
+        day = record.created_at.date().isoformat()
+        if reason == ScanStatus.INFECTED:
+            body = _(
                 "The virus scan found %(signature)s in the file you uploaded on %(day)s. "
                 "It has been deleted; nobody can download it."
-            )
-            % {"signature": signature, "day": record.created_at.date().isoformat()},
-        )
+            ) % {"signature": record.signature, "day": day}
+        else:
+            body = _(
+                "The file you uploaded on %(day)s changed after it was checked. It has been "
+                "deleted; please upload it again."
+            ) % {"day": day}
+        return _("A file you uploaded was refused"), body
 
     return render
 
 
-def scan_verdict_apply(*, record_id: Any, verdict: Verdict) -> str:
-    """Make a clean file available (moved out of quarantine) or delete an infected one,
-    mark the record, tell the uploader, audit it. Only a pending record changes."""
+def _refuse(record: MedicalRecord, status: str, **data: Any) -> str:
+    """Delete the object, mark the record, tell the uploader, audit it."""
+    storage.delete(record.storage_key)
+    record.status, record.storage_key, record.scanned_at = status, "", timezone.now()
+    record.save(update_fields=["status", "signature", "storage_key", "scanned_at"])
+    notify(
+        users=[record.uploaded_by],
+        kind=f"records.{status}",
+        data={"record_id": str(record.pk), "status": status},
+        render=_render_refused(record, status),
+    )
+    audit(None, f"records.{status}", record, None, **data)
+    return status
+
+
+def _changed(record: MedicalRecord, verdict: Verdict) -> bool:
+    """What was scanned is not what was checked at upload (hash, type, size)."""
+    return bool(
+        (record.sha256 and record.sha256 != verdict.sha256)
+        or sniff(verdict.head) != record.content_type
+        or verdict.size > settings.RECORDS_MAX_UPLOAD_BYTES
+    )
+
+
+def scan_verdict_apply(*, record_id: Any, verdict: Verdict, version: str | None = None) -> str:
+    """Make a clean file available (moved out of quarantine, only if it is still the version
+    that was scanned) or delete an infected or changed one, telling the uploader. Only a
+    pending record changes."""
     with transaction.atomic():
         # Lock the record only: FOR UPDATE on the joined user row would block every insert
         # that references that user (its foreign key check) while we wait for the audit lock.
@@ -248,27 +277,18 @@ def scan_verdict_apply(*, record_id: Any, verdict: Verdict) -> str:
         )
         if record is None or record.status != ScanStatus.PENDING:
             return "skipped"
-        now = timezone.now()
         if verdict.infected:
-            storage.delete(record.storage_key)
-            record.status, record.signature = ScanStatus.INFECTED, verdict.signature[:200]
-            record.storage_key, record.scanned_at = "", now
-            record.save(update_fields=["status", "signature", "storage_key", "scanned_at"])
-            notify(
-                users=[record.uploaded_by],
-                kind="records.infected",
-                data={"record_id": str(record.pk), "status": ScanStatus.INFECTED},
-                render=_render_infected(record, record.signature),
-            )
-            audit(None, "records.infected", record, None, signature=record.signature)
-            return "infected"
-        if record.sha256 and record.sha256 != verdict.sha256:
-            # The stored bytes are not the bytes that were uploaded: trust neither.
-            logger.error("record object changed in quarantine", extra={"record": str(record.pk)})
-            return "hash mismatch"
+            record.signature = verdict.signature[:200]
+            return _refuse(record, ScanStatus.INFECTED, signature=record.signature)
+        if _changed(record, verdict):
+            return _refuse(record, ScanStatus.REJECTED)
         target = storage.clean_key(record.patient_id, record.pk)
-        storage.promote(record.storage_key, target)
-        record.status, record.storage_key, record.scanned_at = ScanStatus.CLEAN, target, now
+        storage.promote(record.storage_key, target, version=version)
+        record.status, record.storage_key, record.scanned_at = (
+            ScanStatus.CLEAN,
+            target,
+            timezone.now(),
+        )
         record.sha256, record.size = verdict.sha256, verdict.size
         record.save(update_fields=["status", "storage_key", "scanned_at", "sha256", "size"])
         audit(None, "records.clean", record, None)

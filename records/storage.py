@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -138,21 +137,28 @@ def open_stream(key: str) -> IO[bytes]:
     return open(storage().path(key), "rb")  # noqa: SIM115 - the caller closes it
 
 
-def iter_chunks(key: str) -> Iterator[bytes]:
-    with open_stream(key) as stream:
-        while chunk := stream.read(CHUNK):
-            yield chunk
+def open_versioned(key: str) -> tuple[IO[bytes], str | None]:
+    """A stream of the object and its version (the S3 ETag), so that a later move can insist
+    on the very bytes that were read (see :func:`promote`)."""
+    if is_s3():
+        obj = _s3_client().get_object(Bucket=_bucket(), Key=_s3_key(key))
+        return obj["Body"], str(obj["ETag"])
+    return open_stream(key), None
 
 
-def promote(source: str, target: str) -> None:
-    """Move an object from quarantine to its clean place."""
+def promote(source: str, target: str, *, version: str | None = None) -> None:
+    """Move an object from quarantine to its clean place. With ``version`` (an ETag) S3
+    copies only if the object is still that version: a file replaced after its scan (a
+    presigned POST stays usable until it expires) is not promoted, and the copy fails."""
     if is_s3():
         bucket = _bucket()
+        condition = {"CopySourceIfMatch": version} if version else {}
         _s3_client().copy_object(
             Bucket=bucket,
             Key=_s3_key(target),
             CopySource={"Bucket": bucket, "Key": _s3_key(source)},
             MetadataDirective="COPY",
+            **condition,
             **_sse(),
         )
         delete(source)

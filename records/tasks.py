@@ -26,9 +26,10 @@ def scan_record(record_id: str) -> str:
     if record is None or record.status != ScanStatus.PENDING or record.deleted_at is not None:
         return "skipped"  # a deleted record's quarantined object goes with the purge
     try:
-        with storage.open_stream(record.storage_key) as stream:
+        stream, version = storage.open_versioned(record.storage_key)
+        with stream:
             verdict = scanner.scan(stream)
-        return scan_verdict_apply(record_id=record_id, verdict=verdict)
+        return scan_verdict_apply(record_id=record_id, verdict=verdict, version=version)
     except scanner.ScannerUnavailable as exc:
         reason = str(exc)
     except Exception as exc:  # storage or database trouble: never leave a record stuck

@@ -39,6 +39,7 @@ AR = {
     "Clean": "سليم",
     "Infected": "مصاب",
     "A file you uploaded was refused": "تم رفض ملف قمت برفعه",
+    "The file you uploaded on %(day)s changed after it was checked. It has been deleted; please upload it again.": "تغيّر الملف الذي رفعته بتاريخ %(day)s بعد فحصه. تم حذفه؛ يرجى رفعه مرة أخرى.",
     "The virus scan found %(signature)s in the file you uploaded on %(day)s. It has been deleted; nobody can download it.": "عثر فحص الفيروسات على %(signature)s في الملف الذي رفعته بتاريخ %(day)s. تم حذفه ولا يمكن لأحد تنزيله.",
     "Your Telemed code is %(code)s. Do not share it with anyone.": "رمز Telemed الخاص بك هو %(code)s. لا تشاركه مع أي شخص.",
     "The password or confirmation you entered is not correct.": "كلمة المرور أو التأكيد الذي أدخلته غير صحيح.",

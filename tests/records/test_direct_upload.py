@@ -124,3 +124,46 @@ def test_abandoned_direct_upload_is_purged(api, s3, patient_headers, settings):
     assert keys(s3) == []
     record = MedicalRecord.objects.get(id=started["record"]["id"])
     assert record.deleted_at is not None and record.purged_at is not None
+
+
+def test_file_replaced_after_completion_is_rejected_not_served(
+    api, clamd_on, s3, patient, patient_headers
+):
+    from realtime.models import Notification
+
+    started = _start(api, patient_headers).json()
+    record_id = started["record"]["id"]
+    _send(started["upload"], PDF)
+    r = api.post(f"/api/v1/records/{record_id}/complete", headers=patient_headers)
+    assert r.status_code == 200
+    _send(started["upload"], EXE)  # the form is still valid: the object is swapped
+    assert scan_record.call(record_id) == "rejected"
+    assert keys(s3) == []
+    assert MedicalRecord.objects.get(id=record_id).status == "rejected"
+    assert Notification.objects.filter(user=patient, kind="records.rejected").exists()
+
+
+def test_the_move_out_of_quarantine_insists_on_the_scanned_version(
+    api, clamd_on, s3, patient_headers, monkeypatch
+):
+    """S3 refuses the copy when the object is no longer the version that was scanned
+    (``CopySourceIfMatch``). moto does not enforce that header, so this checks that the
+    condition sent is the ETag of the bytes clamd read."""
+    from records import storage
+
+    started = _start(api, patient_headers).json()
+    record_id = started["record"]["id"]
+    _send(started["upload"], PDF)
+    api.post(f"/api/v1/records/{record_id}/complete", headers=patient_headers)
+    etag = s3.head_object(Bucket=s3.bucket, Key=f"telemed/quarantine/{record_id}")["ETag"]
+    client = storage._s3_client()
+    copies = []
+    real_copy = client.copy_object
+
+    def spy(**kwargs):
+        copies.append(kwargs)
+        return real_copy(**kwargs)
+
+    monkeypatch.setattr(client, "copy_object", spy)
+    assert scan_record.call(record_id) == "clean"
+    assert [c["CopySourceIfMatch"] for c in copies] == [etag]
