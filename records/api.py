@@ -1,3 +1,242 @@
-from ninja import Router
+"""Medical files: upload (through the API, or straight to object storage), list, view,
+download, delete, share with a doctor, and staff break-glass access."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pydantic
+from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import ValidationError
+
+from accounts.auth import AuthedRequest, jwt_auth
+from audit.services import client_ip
+from core.pagination import paginate
+from records import downloads, selectors, services
+from records.errors import FileMissing, InvalidUpload
+from records.models import AccessGrant, MedicalRecord
+from records.schemas import (
+    BreakGlassIn,
+    BreakGlassOut,
+    DirectUploadIn,
+    DirectUploadOut,
+    DownloadOut,
+    GrantIn,
+    GrantOut,
+    RecordIn,
+    RecordOut,
+    RecordPage,
+)
+from records.uploads import FILE_FIELD, RecordUploadHandler
 
 router = Router(tags=["records"])
+
+
+def _origin(request: HttpRequest) -> selectors.Origin:
+    return selectors.Origin(
+        ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+    )
+
+
+def _fields(payload: RecordIn) -> services.RecordFields:
+    return services.RecordFields(
+        category=payload.category,
+        title=payload.title,
+        notes=payload.notes,
+        record_date=payload.record_date,
+    )
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "category", "title"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "category": {
+                            "type": "string",
+                            "enum": ["lab_result", "imaging", "prescription", "report", "other"],
+                        },
+                        "title": {"type": "string", "maxLength": 200},
+                        "notes": {"type": "string", "maxLength": 5000},
+                        "record_date": {"type": "string", "format": "date"},
+                        "patient_id": {"type": "string", "format": "uuid"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/records",
+    response={201: RecordOut},
+    auth=jwt_auth,
+    openapi_extra=_UPLOAD_BODY,
+    summary="Upload a medical file (multipart); it is scanned before anyone can download it",
+)
+def upload(request: AuthedRequest) -> Status:
+    # Set before the body is parsed: the file streams to a temporary file, hashed and capped.
+    request.upload_handlers = [RecordUploadHandler(request)]
+    if request.content_type != "multipart/form-data":
+        raise InvalidUpload()
+    try:
+        form, files = request.POST, request.FILES
+    except MultiPartParserError as exc:
+        raise InvalidUpload() from exc
+    file = files.get(FILE_FIELD)
+    if file is None:
+        raise FileMissing()
+    data = {k: v for k, v in form.items() if v != ""}
+    try:
+        payload = RecordIn.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationError([dict(e) for e in exc.errors()]) from exc
+    record = services.record_upload(
+        uploader=request.auth,
+        patient_id=payload.patient_id,
+        fields=_fields(payload),
+        upload=file,
+        origin=_origin(request),
+    )
+    return Status(201, record)
+
+
+@router.post(
+    "/records/uploads",
+    response={201: DirectUploadOut},
+    auth=jwt_auth,
+    summary="Start a direct upload to object storage (S3 only): a presigned POST form",
+)
+def direct_upload_start(request: AuthedRequest, payload: DirectUploadIn) -> Status:
+    record, form = services.direct_upload_start(
+        uploader=request.auth,
+        patient_id=payload.patient_id,
+        fields=_fields(payload),
+        file_name=payload.file_name,
+        origin=_origin(request),
+    )
+    return Status(201, {"record": record, "upload": form, "expires_at": record.upload_expires_at})
+
+
+@router.post(
+    "/records/break-glass",
+    response={201: BreakGlassOut},
+    auth=jwt_auth,
+    summary="Admins: emergency access to one patient's files, with a reason (audited)",
+)
+def break_glass(request: AuthedRequest, payload: BreakGlassIn) -> Status:
+    access = services.break_glass_open(
+        staff=request.auth,
+        patient_id=payload.patient_id,
+        reason=payload.reason,
+        origin=_origin(request),
+    )
+    return Status(201, access)
+
+
+@router.post(
+    "/records/{record_id}/complete",
+    response=RecordOut,
+    auth=jwt_auth,
+    summary="Finish a direct upload: the file is checked and queued for its scan",
+)
+def direct_upload_complete(request: AuthedRequest, record_id: UUID) -> MedicalRecord:
+    return services.direct_upload_complete(
+        uploader=request.auth, record_id=record_id, origin=_origin(request)
+    )
+
+
+class ListQuery(Schema):
+    patient: UUID | None = Field(None, description="Doctors and break-glass staff: whose")
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(20, ge=1, le=100)
+
+
+@router.get("/records", response=RecordPage, auth=jwt_auth, summary="Medical files I may see")
+def record_list(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
+    qs = selectors.record_list(viewer=request.auth, patient_id=q.patient)
+    items, next_cursor = paginate(qs, field="created_at", cursor=q.cursor, limit=q.limit)
+    selectors.audit(
+        request.auth,
+        "records.listed",
+        None,
+        _origin(request),
+        patient_id=str(q.patient or ""),
+        record_ids=[str(r.pk) for r in items],
+    )
+    return {"items": items, "next": next_cursor}
+
+
+@router.get("/records/files/{token}", url_name="records_file", summary="A signed download link")
+def record_file(request: HttpRequest, token: str) -> HttpResponseBase:
+    return downloads.download_open(token=token, origin=_origin(request))
+
+
+@router.get("/records/{record_id}", response=RecordOut, auth=jwt_auth, summary="One file's details")
+def record_detail(request: AuthedRequest, record_id: UUID) -> MedicalRecord:
+    return selectors.record_get(viewer=request.auth, record_id=record_id, origin=_origin(request))
+
+
+@router.delete("/records/{record_id}", response={204: None}, auth=jwt_auth, summary="Delete")
+def record_delete(request: AuthedRequest, record_id: UUID) -> Status:
+    services.record_delete(patient=request.auth, record_id=record_id, origin=_origin(request))
+    return Status(204, None)
+
+
+@router.get(
+    "/records/{record_id}/download",
+    response=DownloadOut,
+    auth=jwt_auth,
+    summary="A short-lived download URL (only for files the scan found clean)",
+)
+def record_download(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
+    url, expires_at = downloads.download_link(
+        viewer=request.auth, record_id=record_id, origin=_origin(request)
+    )
+    return {"url": request.build_absolute_uri(url), "expires_at": expires_at}
+
+
+@router.get("/records/{record_id}/grants", response=list[GrantOut], auth=jwt_auth)
+def grant_list(request: AuthedRequest, record_id: UUID) -> list[AccessGrant]:
+    return selectors.record_grants(
+        patient=request.auth, record_id=record_id, origin=_origin(request)
+    )
+
+
+@router.post(
+    "/records/{record_id}/grants",
+    response={201: GrantOut},
+    auth=jwt_auth,
+    summary="Share the file with a doctor",
+)
+def grant_create(request: AuthedRequest, record_id: UUID, payload: GrantIn) -> Status:
+    grant = services.grant_create(
+        patient=request.auth,
+        record_id=record_id,
+        doctor_id=payload.doctor_id,
+        origin=_origin(request),
+    )
+    return Status(201, grant)
+
+
+@router.delete(
+    "/records/{record_id}/grants/{grant_id}",
+    response={204: None},
+    auth=jwt_auth,
+    summary="Stop sharing the file with that doctor",
+)
+def grant_revoke(request: AuthedRequest, record_id: UUID, grant_id: UUID) -> Status:
+    services.grant_revoke(
+        patient=request.auth, record_id=record_id, grant_id=grant_id, origin=_origin(request)
+    )
+    return Status(204, None)

@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from core.bodylimit import BodyLimitMiddleware  # noqa: E402
 from realtime.auth import SocketAuthMiddleware  # noqa: E402
 from realtime.consumers import GatewayConsumer  # noqa: E402
 from realtime.security import origin_validator  # noqa: E402
@@ -21,7 +22,7 @@ websocket_urlpatterns = [path("ws/v1/", GatewayConsumer.as_asgi())]
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": origin_validator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

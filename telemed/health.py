@@ -20,6 +20,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from records.scanner import clamd_client
+
 
 def _database() -> str:
     with connection.cursor() as cursor:
@@ -60,16 +62,6 @@ def _storage() -> str:
         return "s3"
     settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
     return "local"
-
-
-def clamd_client() -> Any:
-    import clamd
-
-    if settings.CLAMD_SOCKET:
-        return clamd.ClamdUnixSocket(path=settings.CLAMD_SOCKET, timeout=settings.CLAMD_TIMEOUT)
-    return clamd.ClamdNetworkSocket(
-        host=settings.CLAMD_HOST, port=settings.CLAMD_PORT, timeout=settings.CLAMD_TIMEOUT
-    )
 
 
 def _clamd() -> str:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
+from core.bodylimit import body_limit
 from core.errors import (
     ApplicationError,
     MethodNotAllowed,
@@ -82,7 +83,7 @@ class ApiGuardMiddleware(MiddlewareMixin):
             declared = int(request.headers.get("Content-Length") or 0)
         except ValueError:
             declared = 0
-        if declared > settings.API_MAX_BODY_BYTES:
+        if declared > (body_limit(request.path) or settings.API_MAX_BODY_BYTES):
             return error_response(PayloadTooLarge())
         if request.method in _UNSAFE and declared > 0:
             content_type = (request.content_type or "").lower()

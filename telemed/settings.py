@@ -263,6 +263,17 @@ CLAMD_HOST = env.str("CLAMD_HOST", default="")
 CLAMD_PORT = env.int("CLAMD_PORT", default=3310)
 CLAMD_TIMEOUT = env.float("CLAMD_TIMEOUT", default=30.0)
 
+# --- Medical records -------------------------------------------------------------------
+RECORDS_MAX_UPLOAD_BYTES = env.int("RECORDS_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+RECORDS_RETENTION_DAYS = env.int("RECORDS_RETENTION_DAYS", default=30)
+# Presigned URLs (S3) and signed download links (local disk) live this long.
+RECORDS_DOWNLOAD_TTL = env.int("STORAGE_URL_TTL", default=300)
+RECORDS_DIRECT_UPLOAD_TTL = env.int("RECORDS_DIRECT_UPLOAD_TTL", default=900)
+RECORDS_SCAN_RETRY_MAX_SECONDS = env.int("RECORDS_SCAN_RETRY_MAX_SECONDS", default=3600)
+RECORDS_BREAK_GLASS_MINUTES = env.int("RECORDS_BREAK_GLASS_MINUTES", default=60)
+# Bodies larger than API_MAX_BODY_BYTES, by path prefix: the upload and its form fields.
+API_BODY_LIMITS = {"/api/v1/records": RECORDS_MAX_UPLOAD_BYTES + 64 * 1024}
+
 # --- Field encryption (protected health information) ----------------------------------
 # "kid:base64-32-byte-key,kid2:..." - the first key encrypts, all of them decrypt.
 FIELD_ENCRYPTION_KEYS = _required_in_production(

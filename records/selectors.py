@@ -1,0 +1,147 @@
+"""Reads of medical records, each knowing its viewer, each audited.
+
+Who sees a record: its patient; a doctor with an active grant on it, or in care with the
+patient (``bookings.selectors.in_care``); an admin during a break-glass access to the
+patient. Nobody sees a deleted record. Anyone else gets 404, never 403: a record's
+existence is itself private.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Role, User
+from audit.services import record as audit_record
+from bookings.selectors import in_care
+from records.errors import RecordNotFound
+from records.models import AccessGrant, BreakGlassAccess, MedicalRecord
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, for the audit trail."""
+
+    ip: str | None = None
+    user_agent: str = ""
+
+
+def audit(
+    actor: User | None,
+    action: str,
+    record: MedicalRecord | None,
+    origin: Origin | None,
+    **data: Any,
+) -> None:
+    """One audit event about a record (ids only: no title, notes or file name)."""
+    origin = origin or Origin()
+    if record is not None:
+        data.setdefault("patient_id", str(record.patient_id))
+    audit_record(
+        action=action,
+        actor_id=actor.pk if actor else None,
+        actor_role=actor.role if actor else "",
+        target_type="medical_record" if record is not None else "patient",
+        target_id=str(record.pk) if record is not None else str(data.get("patient_id", "")),
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+        data=data,
+    )
+
+
+def _live() -> QuerySet[MedicalRecord]:
+    return MedicalRecord.objects.filter(deleted_at__isnull=True)
+
+
+def _break_glass(staff: User, patient_id: Any) -> bool:
+    return BreakGlassAccess.objects.filter(
+        staff=staff, patient_id=patient_id, expires_at__gt=timezone.now()
+    ).exists()
+
+
+def can_view(viewer: User, record: MedicalRecord) -> bool:
+    if record.deleted_at is not None or not viewer.is_active:
+        return False
+    if record.patient_id == viewer.pk:
+        return True
+    if viewer.role == Role.DOCTOR:
+        granted = AccessGrant.objects.filter(
+            record=record, doctor=viewer, revoked_at__isnull=True
+        ).exists()
+        return granted or in_care(doctor_user=viewer, patient=record.patient)
+    if viewer.role == Role.ADMIN:
+        return _break_glass(viewer, record.patient_id)
+    return False
+
+
+def _valid_id(value: Any) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def record_visible(*, viewer: User, record_id: Any) -> MedicalRecord:
+    """The record if ``viewer`` may see it, else 404 (no audit: nothing was seen)."""
+    record = None
+    if _valid_id(record_id):
+        record = _live().select_related("patient").filter(pk=record_id).first()
+    if record is None or not can_view(viewer, record):
+        raise RecordNotFound()
+    return record
+
+
+def record_get(*, viewer: User, record_id: Any, origin: Origin) -> MedicalRecord:
+    record = record_visible(viewer=viewer, record_id=record_id)
+    audit(viewer, "records.viewed", record, origin)
+    return record
+
+
+def record_owned(*, patient: User, record_id: Any, lock: bool = False) -> MedicalRecord:
+    """The caller's own live record (for the owner's writes), else 404."""
+    qs = _live().filter(patient=patient)
+    if lock:
+        qs = qs.select_for_update()
+    record = qs.filter(pk=record_id).first() if _valid_id(record_id) else None
+    if record is None:
+        raise RecordNotFound()
+    return record
+
+
+def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalRecord]:
+    """The records ``viewer`` may see: their own (patients); a patient's, all of them while
+    in care, else those shared (doctors); without ``patient``, all shared with the doctor;
+    a patient's during a break-glass access (admins)."""
+    qs = _live().select_related("patient")
+    if patient_id is not None and not _valid_id(patient_id):
+        return qs.none()
+    if viewer.role == Role.PATIENT:
+        return qs.filter(patient=viewer)
+    shared = AccessGrant.objects.filter(doctor=viewer, revoked_at__isnull=True).values("record_id")
+    if viewer.role == Role.DOCTOR:
+        if patient_id is None:
+            return qs.filter(pk__in=shared)
+        patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first()
+        if patient is None:
+            return qs.none()
+        if in_care(doctor_user=viewer, patient=patient):
+            return qs.filter(patient=patient)
+        return qs.filter(patient=patient, pk__in=shared)
+    if viewer.role == Role.ADMIN and patient_id is not None and _break_glass(viewer, patient_id):
+        return qs.filter(patient_id=patient_id)
+    return qs.none()
+
+
+def record_grants(*, patient: User, record_id: Any, origin: Origin) -> list[AccessGrant]:
+    record = record_owned(patient=patient, record_id=record_id)
+    grants = list(
+        AccessGrant.objects.filter(record=record, revoked_at__isnull=True).order_by("created_at")
+    )
+    audit(patient, "records.grants_viewed", record, origin)
+    return grants

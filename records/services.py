@@ -1,0 +1,399 @@
+"""Writes of medical records: uploads (through the API or straight to storage), scan
+verdicts, deletion and purge, grants, break-glass access. Every one is audited."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+from django.utils.translation import gettext as _
+
+from accounts.errors import RoleRequired
+from accounts.models import Role, User
+from bookings.selectors import in_care
+from realtime.services import notify
+from records import storage
+from records.errors import (
+    DirectUploadUnavailable,
+    DoctorNotFound,
+    EmptyFile,
+    FileTooLarge,
+    FileTypeNotAllowed,
+    NotInCare,
+    ReasonRequired,
+    RecordNotFound,
+    UploadNotReceived,
+)
+from records.filetypes import HEAD_BYTES, sniff
+from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
+from records.scanner import Verdict
+from records.selectors import Origin, audit, record_owned
+
+logger = logging.getLogger(__name__)
+FILE_NAME_MAX = 120
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    category: str
+    title: str
+    notes: str = ""
+    record_date: date | None = None
+
+
+def sanitize_file_name(name: str) -> str:
+    """A name safe in a header and on any file system: no path, no control characters,
+    word characters (any script), dots, dashes and underscores only, at most 120 long."""
+    name = unicodedata.normalize("NFKC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    try:
+        name = get_valid_filename(name)
+    except Exception:  # SuspiciousFileOperation for "", "." and ".."
+        name = ""
+    name = name.lstrip(".")
+    if len(name) > FILE_NAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext[:16] if dot else ""
+        name = (stem or name)[: FILE_NAME_MAX - len(ext) - 1] + ("." + ext if ext else "")
+    return name or "file"
+
+
+def _patient_for(uploader: User, patient_id: Any) -> User:
+    """A patient uploads for themself; a doctor for a patient in their care."""
+    if uploader.role == Role.PATIENT:
+        if patient_id not in (None, "", uploader.pk, str(uploader.pk)):
+            raise NotInCare()
+        return uploader
+    if uploader.role != Role.DOCTOR:
+        raise RoleRequired()
+    patient = User.objects.filter(pk=patient_id, role=Role.PATIENT, is_active=True).first()
+    if patient is None or not in_care(doctor_user=uploader, patient=patient):
+        raise NotInCare()
+    return patient
+
+
+def _enqueue_scan(record: MedicalRecord, delay: timedelta | None = None) -> None:
+    from records.tasks import scan_record
+
+    task = scan_record.using(run_after=timezone.now() + delay) if delay else scan_record
+    task.enqueue(str(record.pk))
+
+
+def _new_record(
+    uploader: User, patient: User, fields: RecordFields, file_name: str, **extra: Any
+) -> MedicalRecord:
+    record = MedicalRecord(
+        patient=patient,
+        uploaded_by=uploader,
+        category=fields.category,
+        title=fields.title,
+        notes=fields.notes,
+        record_date=fields.record_date,
+        file_name=sanitize_file_name(file_name),
+        **extra,
+    )
+    record.storage_key = storage.quarantine_key(record.pk)
+    return record
+
+
+def record_upload(
+    *,
+    uploader: User,
+    patient_id: Any,
+    fields: RecordFields,
+    upload: Any,
+    origin: Origin,
+) -> MedicalRecord:
+    """Store an uploaded file in quarantine and enqueue its scan. ``upload`` comes from
+    :class:`records.uploads.RecordUploadHandler` (temporary file, ``sha256``, ``head``)."""
+    patient = _patient_for(uploader, patient_id)
+    if upload.size == 0:
+        raise EmptyFile()
+    if upload.size > settings.RECORDS_MAX_UPLOAD_BYTES:
+        raise FileTooLarge()
+    content_type = sniff(upload.head)
+    if content_type is None:
+        raise FileTypeNotAllowed()
+    record = _new_record(
+        uploader,
+        patient,
+        fields,
+        upload.name,
+        content_type=content_type,
+        size=upload.size,
+        sha256=upload.sha256,
+        status=ScanStatus.PENDING,
+    )
+    # The bytes go to storage outside the transaction: no row lock held during an upload.
+    storage.save(record.storage_key, upload, content_type)
+    try:
+        with transaction.atomic():
+            record.save(force_insert=True)
+            _enqueue_scan(record)
+            audit(uploader, "records.uploaded", record, origin, size=record.size)
+    except BaseException:
+        storage.delete(record.storage_key)
+        raise
+    return record
+
+
+def direct_upload_start(
+    *, uploader: User, patient_id: Any, fields: RecordFields, file_name: str, origin: Origin
+) -> tuple[MedicalRecord, dict[str, Any]]:
+    """A record waiting for its file, and a presigned POST that puts the file into its
+    quarantine key (size capped by the policy). The server never sees the bytes."""
+    if not storage.is_s3():
+        raise DirectUploadUnavailable()
+    patient = _patient_for(uploader, patient_id)
+    ttl = settings.RECORDS_DIRECT_UPLOAD_TTL
+    with transaction.atomic():
+        record = _new_record(
+            uploader,
+            patient,
+            fields,
+            file_name,
+            status=ScanStatus.AWAITING_UPLOAD,
+            upload_expires_at=timezone.now() + timedelta(seconds=ttl),
+        )
+        record.save(force_insert=True)
+        audit(uploader, "records.upload_started", record, origin)
+    form = storage.presigned_post(
+        record.storage_key, max_bytes=settings.RECORDS_MAX_UPLOAD_BYTES, ttl=ttl
+    )
+    return record, form
+
+
+def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) -> MedicalRecord:
+    """The client says its direct upload finished: check the object (size, type by its
+    first bytes) and enqueue the scan. A refused file is deleted; the link may be reused
+    until it expires."""
+    with transaction.atomic():
+        record = (
+            MedicalRecord.objects.select_for_update()
+            .filter(pk=record_id, uploaded_by=uploader, deleted_at__isnull=True)
+            .first()
+        )
+        if record is None:
+            raise RecordNotFound()
+        if record.status != ScanStatus.AWAITING_UPLOAD:
+            return record
+        if not storage.exists(record.storage_key):
+            raise UploadNotReceived()
+        size = storage.size(record.storage_key)
+        refusal: Exception | None = None
+        content_type = None
+        if size == 0:
+            refusal = EmptyFile()
+        elif size > settings.RECORDS_MAX_UPLOAD_BYTES:
+            refusal = FileTooLarge()
+        else:
+            content_type = sniff(storage.read_head(record.storage_key, HEAD_BYTES))
+            refusal = FileTypeNotAllowed() if content_type is None else None
+        if refusal is not None or content_type is None:
+            storage.delete(record.storage_key)
+            raise refusal or FileTypeNotAllowed()
+        record.size, record.content_type = size, content_type
+        record.status, record.upload_expires_at = ScanStatus.PENDING, None
+        record.save(update_fields=["size", "content_type", "status", "upload_expires_at"])
+        _enqueue_scan(record)
+        audit(uploader, "records.uploaded", record, origin, size=size, direct=True)
+    return record
+
+
+def scan_retry(*, record_id: Any) -> timedelta:
+    """The scanner could not answer: the record stays pending and is tried again later,
+    waiting twice as long each time (30 s, 1 min, 2 min, ... up to the configured cap)."""
+    with transaction.atomic():
+        record = MedicalRecord.objects.select_for_update().get(pk=record_id)
+        record.scan_attempts += 1
+        record.save(update_fields=["scan_attempts"])
+        exponent = min(record.scan_attempts - 1, 20)
+        delay = timedelta(seconds=min(30 * 2**exponent, settings.RECORDS_SCAN_RETRY_MAX_SECONDS))
+        _enqueue_scan(record, delay)
+    return delay
+
+
+def _render_refused(record: MedicalRecord, reason: str) -> Any:
+    def render(user: User) -> tuple[str, str]:
+        day = record.created_at.date().isoformat()
+        if reason == ScanStatus.INFECTED:
+            body = _(
+                "The virus scan found %(signature)s in the file you uploaded on %(day)s. "
+                "It has been deleted; nobody can download it."
+            ) % {"signature": record.signature, "day": day}
+        else:
+            body = _(
+                "The file you uploaded on %(day)s changed after it was checked. It has been "
+                "deleted; please upload it again."
+            ) % {"day": day}
+        return _("A file you uploaded was refused"), body
+
+    return render
+
+
+def _refuse(record: MedicalRecord, status: str, **data: Any) -> str:
+    """Delete the object, mark the record, tell the uploader, audit it."""
+    storage.delete(record.storage_key)
+    record.status, record.storage_key, record.scanned_at = status, "", timezone.now()
+    record.save(update_fields=["status", "signature", "storage_key", "scanned_at"])
+    notify(
+        users=[record.uploaded_by],
+        kind=f"records.{status}",
+        data={"record_id": str(record.pk), "status": status},
+        render=_render_refused(record, status),
+    )
+    audit(None, f"records.{status}", record, None, **data)
+    return status
+
+
+def _changed(record: MedicalRecord, verdict: Verdict) -> bool:
+    """What was scanned is not what was checked at upload (hash, type, size)."""
+    return bool(
+        (record.sha256 and record.sha256 != verdict.sha256)
+        or sniff(verdict.head) != record.content_type
+        or verdict.size > settings.RECORDS_MAX_UPLOAD_BYTES
+    )
+
+
+def scan_verdict_apply(*, record_id: Any, verdict: Verdict, version: str | None = None) -> str:
+    """Make a clean file available (moved out of quarantine, only if it is still the version
+    that was scanned) or delete an infected or changed one, telling the uploader. Only a
+    pending record changes."""
+    with transaction.atomic():
+        # Lock the record only: FOR UPDATE on the joined user row would block every insert
+        # that references that user (its foreign key check) while we wait for the audit lock.
+        record = (
+            MedicalRecord.objects.select_for_update(of=("self",))
+            .select_related("uploaded_by")
+            .filter(pk=record_id)
+            .first()
+        )
+        if record is None or record.status != ScanStatus.PENDING:
+            return "skipped"
+        if verdict.infected:
+            record.signature = verdict.signature[:200]
+            return _refuse(record, ScanStatus.INFECTED, signature=record.signature)
+        if _changed(record, verdict):
+            return _refuse(record, ScanStatus.REJECTED)
+        target = storage.clean_key(record.patient_id, record.pk)
+        storage.promote(record.storage_key, target, version=version)
+        record.status, record.storage_key, record.scanned_at = (
+            ScanStatus.CLEAN,
+            target,
+            timezone.now(),
+        )
+        record.sha256, record.size = verdict.sha256, verdict.size
+        record.save(update_fields=["status", "storage_key", "scanned_at", "sha256", "size"])
+        audit(None, "records.clean", record, None)
+        return "clean"
+
+
+def record_delete(*, patient: User, record_id: Any, origin: Origin) -> None:
+    """Soft delete by the owner: gone from every view at once; the stored object is removed
+    ``RECORDS_RETENTION_DAYS`` later by :func:`records_purge`."""
+    with transaction.atomic():
+        record = record_owned(patient=patient, record_id=record_id, lock=True)
+        record.deleted_at = timezone.now()
+        record.save(update_fields=["deleted_at"])
+        audit(patient, "records.deleted", record, origin)
+
+
+def records_purge(*, now: datetime | None = None) -> int:
+    """Remove the objects of records deleted longer ago than the retention time, and of
+    direct uploads never finalised. The rows stay (the audit trail points at them)."""
+    now = now or timezone.now()
+    retention = timedelta(days=settings.RECORDS_RETENTION_DAYS)
+    purged = 0
+    due = MedicalRecord.objects.filter(purged_at__isnull=True).filter(
+        deleted_at__lte=now - retention
+    ) | MedicalRecord.objects.filter(
+        purged_at__isnull=True,
+        status=ScanStatus.AWAITING_UPLOAD,
+        upload_expires_at__lte=now - timedelta(hours=1),
+    )
+    for record_id in due.values_list("pk", flat=True)[:500]:
+        with transaction.atomic():
+            record = MedicalRecord.objects.select_for_update().get(pk=record_id)
+            if record.storage_key:
+                storage.delete(record.storage_key)
+            record.storage_key, record.purged_at = "", now
+            record.deleted_at = record.deleted_at or now
+            record.save(update_fields=["storage_key", "purged_at", "deleted_at"])
+            audit(None, "records.purged", record, None)
+            purged += 1
+    return purged
+
+
+def grant_create(*, patient: User, record_id: Any, doctor_id: Any, origin: Origin) -> AccessGrant:
+    with transaction.atomic():
+        record = record_owned(patient=patient, record_id=record_id, lock=True)
+        doctor = User.objects.filter(pk=doctor_id, role=Role.DOCTOR, is_active=True).first()
+        if doctor is None:
+            raise DoctorNotFound()
+        existing = AccessGrant.objects.filter(
+            record=record, doctor=doctor, revoked_at__isnull=True
+        ).first()
+        if existing is not None:
+            return existing
+        try:
+            with transaction.atomic():
+                grant = AccessGrant.objects.create(record=record, doctor=doctor, granted_by=patient)
+        except IntegrityError:
+            return AccessGrant.objects.get(record=record, doctor=doctor, revoked_at__isnull=True)
+        audit(patient, "records.granted", record, origin, doctor_id=str(doctor.pk))
+    return grant
+
+
+def grant_revoke(*, patient: User, record_id: Any, grant_id: Any, origin: Origin) -> None:
+    with transaction.atomic():
+        record = record_owned(patient=patient, record_id=record_id, lock=True)
+        grant = (
+            AccessGrant.objects.select_for_update()
+            .filter(pk=grant_id, record=record, revoked_at__isnull=True)
+            .first()
+        )
+        if grant is None:
+            raise RecordNotFound()
+        grant.revoked_at = timezone.now()
+        grant.save(update_fields=["revoked_at"])
+        audit(patient, "records.revoked", record, origin, doctor_id=str(grant.doctor_id))
+
+
+def break_glass_open(
+    *, staff: User, patient_id: Any, reason: str, origin: Origin
+) -> BreakGlassAccess:
+    """An admin's emergency access to one patient's records, for a limited time, with the
+    reason in the audit trail. Admins have no access without it."""
+    if staff.role != Role.ADMIN:
+        raise RoleRequired()
+    reason = (reason or "").strip()
+    if len(reason) < 10:
+        raise ReasonRequired()
+    patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first()
+    if patient is None:
+        raise RecordNotFound()
+    minutes = settings.RECORDS_BREAK_GLASS_MINUTES
+    with transaction.atomic():
+        access = BreakGlassAccess.objects.create(
+            staff=staff,
+            patient=patient,
+            reason=reason,
+            expires_at=timezone.now() + timedelta(minutes=minutes),
+        )
+        audit(
+            staff,
+            "records.break_glass",
+            None,
+            origin,
+            patient_id=str(patient.pk),
+            reason=reason,
+            minutes=minutes,
+        )
+    return access

@@ -1,0 +1,205 @@
+"""Where record bytes live: Django's default storage (S3 in production, local disk for
+``make run``). Keys carry ids only, never file names.
+
+``quarantine/<record id>`` holds what has not been scanned yet; a clean file is moved to
+``records/<patient id>/<record id>``. On S3 a move is a server-side copy; on disk a rename.
+
+On S3 every call goes through one low-level boto3 client per storage (boto3 clients are
+thread-safe). django-storages keeps a boto3 session per thread, each loading the S3 service
+model (~15 MB), and Django runs each request's sync code in a thread of its own: ten
+concurrent direct uploads cost ~150 MB more with the per-thread sessions (bench/record_uploads.py).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from pathlib import Path
+from typing import IO, Any
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.utils.http import content_disposition_header
+
+CHUNK = 256 * 1024
+
+
+def storage() -> Any:
+    return storages["default"]
+
+
+def is_s3() -> bool:
+    return settings.STORAGE_BACKEND == "s3"
+
+
+def quarantine_key(record_id: Any) -> str:
+    return f"quarantine/{record_id}"
+
+
+def clean_key(patient_id: Any, record_id: Any) -> str:
+    return f"records/{patient_id}/{record_id}"
+
+
+def _s3_key(key: str) -> str:
+    return storage()._normalize_name(key)  # type: ignore[no-any-return]
+
+
+_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
+def _s3_client() -> Any:
+    current = storage()
+    with _clients_lock:
+        client = _clients.get(current)
+        if client is None:
+            client = _clients[current] = current.connection.meta.client
+    return client
+
+
+def _bucket() -> str:
+    return str(storage().bucket_name)
+
+
+def _sse() -> dict[str, str]:
+    sse = storage().object_parameters.get("ServerSideEncryption")
+    return {"ServerSideEncryption": sse} if sse else {}
+
+
+def save(key: str, content: Any, content_type: str) -> None:
+    """Store a file (a multipart upload on S3, a rename of the temporary file on disk)."""
+    if is_s3():  # a managed transfer: multipart above 8 MB, streamed from the file
+        content.seek(0)
+        _s3_client().upload_fileobj(
+            content,
+            _bucket(),
+            _s3_key(key),
+            ExtraArgs={"ContentType": content_type, **_sse()},
+        )
+        return
+    wrapped = content if isinstance(content, File) else File(content)
+    wrapped.content_type = content_type  # type: ignore[attr-defined]
+    saved = storage().save(key, wrapped)
+    if saved != key:  # keys are unique ids: a renamed key would be a bug, not a collision
+        storage().delete(saved)
+        raise RuntimeError("storage did not keep the key it was given")
+
+
+def delete(key: str) -> None:
+    if is_s3():
+        _s3_client().delete_object(Bucket=_bucket(), Key=_s3_key(key))
+        return
+    storage().delete(key)
+
+
+def _head(key: str) -> dict[str, Any] | None:
+    try:
+        return dict(_s3_client().head_object(Bucket=_bucket(), Key=_s3_key(key)))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise
+
+
+def exists(key: str) -> bool:
+    if is_s3():
+        return _head(key) is not None
+    return bool(storage().exists(key))
+
+
+def size(key: str) -> int:
+    if is_s3():
+        head = _head(key)
+        if head is None:
+            raise FileNotFoundError(key)
+        return int(head["ContentLength"])
+    return int(storage().size(key))
+
+
+def read_head(key: str, length: int) -> bytes:
+    if is_s3():
+        body = _s3_client().get_object(
+            Bucket=_bucket(), Key=_s3_key(key), Range=f"bytes=0-{length - 1}"
+        )["Body"]
+        return bytes(body.read())
+    with storage().open(key, "rb") as fh:
+        return bytes(fh.read(length))
+
+
+def open_stream(key: str) -> IO[bytes]:
+    """A readable stream of the object that never holds it whole in memory."""
+    if is_s3():
+        obj = _s3_client().get_object(Bucket=_bucket(), Key=_s3_key(key))
+        return obj["Body"]  # type: ignore[no-any-return]
+    return open(storage().path(key), "rb")  # noqa: SIM115 - the caller closes it
+
+
+def open_versioned(key: str) -> tuple[IO[bytes], str | None]:
+    """A stream of the object and its version (the S3 ETag), so that a later move can insist
+    on the very bytes that were read (see :func:`promote`)."""
+    if is_s3():
+        obj = _s3_client().get_object(Bucket=_bucket(), Key=_s3_key(key))
+        return obj["Body"], str(obj["ETag"])
+    return open_stream(key), None
+
+
+def promote(source: str, target: str, *, version: str | None = None) -> None:
+    """Move an object from quarantine to its clean place. With ``version`` (an ETag) S3
+    copies only if the object is still that version: a file replaced after its scan (a
+    presigned POST stays usable until it expires) is not promoted, and the copy fails."""
+    if is_s3():
+        bucket = _bucket()
+        condition = {"CopySourceIfMatch": version} if version else {}
+        _s3_client().copy_object(
+            Bucket=bucket,
+            Key=_s3_key(target),
+            CopySource={"Bucket": bucket, "Key": _s3_key(source)},
+            MetadataDirective="COPY",
+            **condition,
+            **_sse(),
+        )
+        delete(source)
+        return
+    src, dst = Path(storage().path(source)), Path(storage().path(target))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+
+
+def disposition(file_name: str) -> str:
+    return content_disposition_header(as_attachment=True, filename=file_name) or "attachment"
+
+
+def presigned_get(key: str, *, file_name: str, content_type: str, ttl: int) -> str:
+    return str(
+        _s3_client().generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": _bucket(),
+                "Key": _s3_key(key),
+                "ResponseContentDisposition": disposition(file_name),
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=ttl,
+        )
+    )
+
+
+def presigned_post(key: str, *, max_bytes: int, ttl: int) -> dict[str, Any]:
+    """A POST form straight to the bucket for one key, capped at ``max_bytes`` by the
+    policy (S3 refuses larger bodies), encrypted at rest."""
+    sse = _sse().get("ServerSideEncryption")
+    fields = {"x-amz-server-side-encryption": sse} if sse else {}
+    conditions: list[Any] = [["content-length-range", 1, max_bytes]]
+    conditions += [{name: value} for name, value in fields.items()]
+    return dict(
+        _s3_client().generate_presigned_post(
+            Bucket=_bucket(),
+            Key=_s3_key(key),
+            Fields=fields,
+            Conditions=conditions,
+            ExpiresIn=ttl,
+        )
+    )

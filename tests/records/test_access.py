@@ -1,0 +1,209 @@
+"""Who sees a record: owner, doctors with a grant or in care, admins only by break-glass.
+Everyone else gets 404. Every view, list and download is audited."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from bookings.models import Status
+from records.models import MedicalRecord
+from records.services import records_purge
+from records.tasks import scan_record
+from tests.doctors.factories import doctor
+from tests.factories import make_user
+from tests.records.conftest import PDF, headers_for, in_care_with, keys, upload
+
+pytestmark = pytest.mark.django_db
+
+
+def _record(api, headers, **fields):
+    r = upload(api, headers, PDF, **fields)
+    assert r.status_code == 201, r.json()
+    return r.json()["id"]
+
+
+def test_doctor_without_a_grant_gets_404_everywhere(api, patient, patient_headers):
+    record_id = _record(api, patient_headers)
+    stranger = headers_for(api, doctor().user)
+    for path in (f"/api/v1/records/{record_id}", f"/api/v1/records/{record_id}/download"):
+        r = api.get(path, headers=stranger)
+        assert r.status_code == 404, path
+        assert r.json()["error"]["code"] == "records.not_found"
+    r = api.get(f"/api/v1/records?patient={patient.id}", headers=stranger)
+    assert r.json() == {"items": [], "next": None}
+    assert api.delete(f"/api/v1/records/{record_id}", headers=stranger).status_code == 404
+    r = api.post(
+        f"/api/v1/records/{record_id}/grants",
+        {"doctor_id": str(uuid.uuid4())},
+        content_type="application/json",
+        headers=stranger,
+    )
+    assert r.status_code == 404
+    assert not AuditEvent.objects.filter(action="records.viewed").exists()
+
+
+def test_forged_and_unknown_ids_are_404(api, patient_headers):
+    assert api.get(f"/api/v1/records/{uuid.uuid4()}", headers=patient_headers).status_code == 404
+    r = api.get("/api/v1/records/not-a-uuid", headers=patient_headers)
+    assert r.status_code in (404, 422)
+
+
+def test_patient_shares_with_a_doctor_and_revokes(api, clamd_on, patient, patient_headers):
+    record_id = _record(api, patient_headers)
+    other_id = _record(api, patient_headers, title="Not shared")
+    scan_record.call(record_id)
+    profile = doctor()
+    doc = headers_for(api, profile.user)
+    r = api.post(
+        f"/api/v1/records/{record_id}/grants",
+        {"doctor_id": str(profile.user.id)},
+        content_type="application/json",
+        headers=patient_headers,
+    )
+    assert r.status_code == 201
+    grant_id = r.json()["id"]
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).json()["title"] == "Blood count"
+    assert api.get(f"/api/v1/records/{record_id}/download", headers=doc).status_code == 200
+    assert api.get(f"/api/v1/records/{other_id}", headers=doc).status_code == 404
+    listed = api.get("/api/v1/records", headers=doc).json()["items"]
+    assert [i["id"] for i in listed] == [record_id]
+    grants = api.get(f"/api/v1/records/{record_id}/grants", headers=patient_headers).json()
+    assert [g["doctor_id"] for g in grants] == [str(profile.user.id)]
+    r = api.delete(f"/api/v1/records/{record_id}/grants/{grant_id}", headers=patient_headers)
+    assert r.status_code == 204
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
+    actions = set(AuditEvent.objects.filter(target_id=record_id).values_list("action", flat=True))
+    assert {
+        "records.granted",
+        "records.revoked",
+        "records.viewed",
+        "records.download_link",
+        "records.grants_viewed",
+    } <= (actions)
+
+
+def test_grant_to_a_non_doctor_is_refused(api, patient_headers):
+    record_id = _record(api, patient_headers)
+    r = api.post(
+        f"/api/v1/records/{record_id}/grants",
+        {"doctor_id": str(make_user().id)},
+        content_type="application/json",
+        headers=patient_headers,
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "records.doctor_not_found"
+
+
+def test_care_relationship_implies_access_while_it_lasts(api, patient, patient_headers):
+    record_id = _record(api, patient_headers)
+    profile = doctor()
+    doc = headers_for(api, profile.user)
+    appointment = in_care_with(profile, patient)
+    r = api.get(f"/api/v1/records?patient={patient.id}", headers=doc)
+    assert [i["id"] for i in r.json()["items"]] == [record_id]
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 200
+    appointment.status = Status.CANCELLED
+    appointment.save()
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
+    assert api.get(f"/api/v1/records?patient={patient.id}", headers=doc).json()["items"] == []
+
+
+def _break_glass(api, headers, patient, reason):
+    body = {"patient_id": str(patient.id), "reason": reason}
+    return api.post(
+        "/api/v1/records/break-glass", body, content_type="application/json", headers=headers
+    )
+
+
+def test_admin_has_no_access_without_break_glass_and_break_glass_is_audited(
+    api, patient, patient_headers
+):
+    record_id = _record(api, patient_headers)
+    admin = make_user(role="admin")
+    headers = headers_for(api, admin)
+    assert api.get(f"/api/v1/records/{record_id}", headers=headers).status_code == 404
+    r = _break_glass(api, headers, patient, "short")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "records.reason_required"
+    reason = "Patient unconscious in the emergency room"
+    r = _break_glass(api, headers, patient, reason)
+    assert r.status_code == 201
+    event = AuditEvent.objects.get(action="records.break_glass")
+    assert (event.actor_id, event.data["reason"]) == (admin.id, reason)
+    assert api.get(f"/api/v1/records/{record_id}", headers=headers).status_code == 200
+    listed = api.get(f"/api/v1/records?patient={patient.id}", headers=headers).json()["items"]
+    assert [i["id"] for i in listed] == [record_id]
+    helper = headers_for(api, make_user(role="helper"))
+    r = _break_glass(api, helper, patient, reason)
+    assert r.status_code == 403
+
+
+def test_every_metadata_view_and_list_is_audited(api, patient, patient_headers):
+    record_id = _record(api, patient_headers)
+    api.get(f"/api/v1/records/{record_id}", headers=patient_headers)
+    api.get("/api/v1/records", headers=patient_headers)
+    viewed = AuditEvent.objects.get(action="records.viewed")
+    assert (viewed.actor_id, viewed.target_id) == (patient.id, record_id)
+    listed = AuditEvent.objects.get(action="records.listed")
+    assert listed.data["record_ids"] == [record_id]
+    assert "Blood" not in str(viewed.data) + str(listed.data)  # ids only, no health data
+
+
+def test_list_pages_with_a_cursor_and_a_fixed_number_of_queries(
+    api, patient_headers, django_assert_max_num_queries
+):
+    ids = [_record(api, patient_headers, title=f"t{i}") for i in range(5)]
+    r = api.get("/api/v1/records?limit=3", headers=patient_headers)
+    first = r.json()
+    assert [i["id"] for i in first["items"]] == ids[::-1][:3]
+    with django_assert_max_num_queries(12):
+        second = api.get(
+            f"/api/v1/records?limit=3&cursor={first['next']}", headers=patient_headers
+        ).json()
+    assert [i["id"] for i in second["items"]] == ids[::-1][3:]
+    assert second["next"] is None
+    r = api.get("/api/v1/records?cursor=forged", headers=patient_headers)
+    assert r.status_code == 400
+
+
+def test_deleted_record_disappears_and_its_object_is_purged_after_retention(
+    api, clamd_on, s3, patient_headers, settings
+):
+    record_id = _record(api, patient_headers)
+    scan_record.call(record_id)
+    assert len(keys(s3)) == 1
+    assert api.delete(f"/api/v1/records/{record_id}", headers=patient_headers).status_code == 204
+    assert api.get(f"/api/v1/records/{record_id}", headers=patient_headers).status_code == 404
+    assert api.get("/api/v1/records", headers=patient_headers).json()["items"] == []
+    assert records_purge() == 0  # kept for the retention time
+    assert len(keys(s3)) == 1
+    later = timezone.now() + timedelta(days=settings.RECORDS_RETENTION_DAYS, minutes=1)
+    assert records_purge(now=later) == 1
+    assert keys(s3) == []
+    record = MedicalRecord.objects.get(id=record_id)
+    assert record.purged_at is not None and record.storage_key == ""
+    assert AuditEvent.objects.filter(action="records.purged", target_id=record_id).exists()
+
+
+def test_purge_loop_is_scheduled_once_and_reschedules_itself():
+    from django_tasks_db.models import DBTaskResult
+
+    from records.tasks import ensure_records_housekeeping, records_housekeeping
+
+    assert ensure_records_housekeeping() is True
+    assert ensure_records_housekeeping() is False
+    assert records_housekeeping.call() == 0
+    waiting = DBTaskResult.objects.filter(
+        task_path="records.tasks.records_housekeeping", status="READY"
+    )
+    assert waiting.count() == 2  # the first run and the next one it scheduled
+
+
+def test_a_record_deleted_before_its_scan_is_not_scanned(api, clamd_on, patient_headers):
+    record_id = _record(api, patient_headers)
+    api.delete(f"/api/v1/records/{record_id}", headers=patient_headers)
+    assert scan_record.call(record_id) == "skipped"
+    assert MedicalRecord.objects.get(id=record_id).status == "pending"
