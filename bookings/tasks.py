@@ -12,6 +12,7 @@ from django_tasks import task
 
 from bookings.models import Appointment, ReminderDelivery, Status
 from core.idempotency import purge_expired
+from core.tasks import enqueue_unless_waiting
 
 # A reminder whose moment passed more than this long ago is dropped, not sent late.
 REMINDER_GRACE = timedelta(minutes=10)
@@ -117,11 +118,4 @@ def housekeeping() -> dict[str, int]:
 def ensure_housekeeping() -> bool:
     """Enqueue the housekeeping loop unless a run is already waiting (idempotent; called at
     start-up by ``manage.py schedule_housekeeping``)."""
-    from django_tasks_db.models import DBTaskResult
-
-    waiting = DBTaskResult.objects.filter(
-        task_path=housekeeping.module_path, status="READY"
-    ).exists()
-    if not waiting:
-        housekeeping.enqueue()
-    return not waiting
+    return enqueue_unless_waiting(housekeeping)
