@@ -14,7 +14,7 @@ from telemed.asgi import django_asgi_app
 
 def test_the_middleware_chain_is_synchronous():
     assert isinstance(django_asgi_app, SyncChainASGIHandler)
-    assert not iscoroutinefunction(django_asgi_app._middleware_chain)
+    assert not iscoroutinefunction(vars(django_asgi_app)["_middleware_chain"])
 
 
 @pytest.mark.django_db(transaction=True)
