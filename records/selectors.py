@@ -18,7 +18,7 @@ from accounts.models import Role, User
 from audit.services import record as audit_record
 from bookings.selectors import in_care
 from records.errors import RecordNotFound
-from records.models import AccessGrant, BreakGlassAccess, MedicalRecord
+from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,15 @@ def can_view(viewer: User, record: MedicalRecord) -> bool:
     if viewer.role == Role.ADMIN:
         return _break_glass(viewer, record.patient_id)
     return False
+
+
+def attachable(*, doctor: User, patient: User, record_ids: list[str]) -> set[str]:
+    """Of ``record_ids``, the clean files of ``patient`` that ``doctor`` may see: what may be
+    attached to a chat message between them (wired into chat at the composition root)."""
+    found = _live().filter(
+        pk__in=[i for i in record_ids if _valid_id(i)], patient=patient, status=ScanStatus.CLEAN
+    )
+    return {str(r.pk) for r in found.select_related("patient") if can_view(doctor, r)}
 
 
 def _valid_id(value: Any) -> bool:
