@@ -3,7 +3,7 @@ markers, closing, and the staff break-glass read. Socket handlers call the same 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from ninja import Field, Query, Router, Schema, Status
@@ -136,23 +136,16 @@ def read(request: AuthedRequest, conversation_id: UUID, payload: ReadIn) -> dict
 
 
 @router.post(
-    "/conversations/{conversation_id}/close",
+    "/conversations/{conversation_id}/{action}",
     response=ConversationOut,
     auth=jwt_auth,
-    summary="Doctors: close the conversation",
+    summary="Doctors: close or reopen the conversation",
 )
-def close(request: AuthedRequest, conversation_id: UUID) -> dict[str, Any]:
-    return services.conversation_close(user=request.auth, conversation_id=conversation_id)
-
-
-@router.post(
-    "/conversations/{conversation_id}/reopen",
-    response=ConversationOut,
-    auth=jwt_auth,
-    summary="Doctors: reopen the conversation",
-)
-def reopen(request: AuthedRequest, conversation_id: UUID) -> dict[str, Any]:
-    return services.conversation_reopen(user=request.auth, conversation_id=conversation_id)
+def close_or_reopen(
+    request: AuthedRequest, conversation_id: UUID, action: Literal["close", "reopen"]
+) -> dict[str, Any]:
+    change = services.conversation_close if action == "close" else services.conversation_reopen
+    return change(user=request.auth, conversation_id=conversation_id)
 
 
 @router.post(

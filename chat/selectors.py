@@ -4,7 +4,6 @@ service. Unread counts come from the database (a Redis cache of them can sit in 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
@@ -13,6 +12,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import User
 from chat.errors import ConversationNotFound, MessageNotFound
 from chat.models import Conversation, Message
+from core.ids import is_uuid
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor, paginate
 
 OLDER, NEWER = "older", "newer"
@@ -38,14 +38,6 @@ def message_data(message: Message) -> dict[str, Any]:
     }
 
 
-def _valid_id(value: Any) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
 def participating(viewer: User) -> Q:
     return Q(patient=viewer) | Q(doctor=viewer)
 
@@ -58,7 +50,7 @@ def conversation_for(*, viewer: User, conversation_id: Any, lock: bool = False) 
     if lock:
         qs = qs.select_for_update(of=("self",))
     found = None
-    if _valid_id(conversation_id):
+    if is_uuid(conversation_id):
         found = qs.filter(participating(viewer), pk=conversation_id).first()
     if found is None:
         raise ConversationNotFound()

@@ -45,6 +45,7 @@ from chat.errors import (
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core.errors import InvalidRequest
+from core.ids import is_uuid
 from realtime.services import notify, publish_on_commit
 
 # Wired at the composition root (chat does not import records): of these record ids, those
@@ -63,7 +64,7 @@ def conversation_open(*, user: User, other_id: Any) -> tuple[Conversation, bool]
     if other_role is None:
         raise RoleRequired()
     other = None
-    if selectors._valid_id(other_id):
+    if is_uuid(other_id):
         other = User.objects.filter(pk=other_id, role=other_role, is_active=True).first()
     if other is None:
         raise NotInCare()
@@ -128,7 +129,7 @@ def _checked_attachments(attachments: Any) -> list[str]:
             fields={"attachments": _("Attach at most %(n)d files.") % {"n": MAX_ATTACHMENTS}}
         )
     ids = [str(a) for a in attachments]
-    if not all(selectors._valid_id(a) for a in ids):
+    if not all(is_uuid(a) for a in ids):
         raise AttachmentNotAllowed()
     return list(dict.fromkeys(str(uuid.UUID(a)) for a in ids))
 
@@ -341,7 +342,7 @@ def break_glass_read(
     if len(reason) < 10:
         raise ReasonRequired()
     conversation = None
-    if selectors._valid_id(conversation_id):
+    if is_uuid(conversation_id):
         conversation = (
             Conversation.objects.select_related("patient", "doctor")
             .filter(pk=conversation_id)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from audit.services import record as audit_record
 from bookings.selectors import in_care
+from core.ids import is_uuid as _valid_id
 from records.errors import RecordNotFound
 from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 
@@ -84,16 +85,6 @@ def attachable(*, doctor: User, patient: User, record_ids: list[str]) -> set[str
         pk__in=[i for i in record_ids if _valid_id(i)], patient=patient, status=ScanStatus.CLEAN
     )
     return {str(r.pk) for r in found.select_related("patient") if can_view(doctor, r)}
-
-
-def _valid_id(value: Any) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def record_visible(*, viewer: User, record_id: Any) -> MedicalRecord:
