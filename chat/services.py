@@ -161,7 +161,7 @@ def message_send(
     """Send a message; the answer is the stored message (the acknowledgement, with its
     ``seq``). The same ``client_id`` sent again by the same sender in the same conversation
     stores nothing and answers the first acknowledgement again."""
-    record_ids = _checked_attachments(list(attachments))
+    record_ids = _checked_attachments(attachments)
     text = _checked_text(text, has_attachments=bool(record_ids))
     client_id = _checked_client_id(client_id)
     conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
@@ -220,7 +220,7 @@ def _render_unread(conversation: Conversation, sender: User) -> Callable[[User],
     def render(user: User) -> tuple[str, str]:
         name = sender.full_name
         title = _("New message from %(name)s") % {"name": name} if name else _("New message")
-        return title, _("Open the conversation to read your new messages.")
+        return title[:200], _("Open the conversation to read your new messages.")
 
     return render
 

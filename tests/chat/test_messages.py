@@ -8,6 +8,7 @@ from django.utils import timezone
 from chat import services
 from chat.models import Message
 from chat.selectors import message_data
+from core.errors import ApplicationError
 from realtime.models import Notification
 from tests.chat.conftest import send, url
 from tests.factories import make_user, post
@@ -224,3 +225,44 @@ def test_messages_end_when_care_ends(api, conversation, patient_h, settings):
     r = send(api, patient_h, conversation)
     assert r.status_code == 403 and r.json()["error"]["code"] == "chat.not_in_care"
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"text": None, "client_id": "a"},
+        {"text": "hi", "client_id": 5},
+        {"text": "hi", "client_id": "a", "attachments": None},
+        {"text": "hi", "client_id": "a", "attachments": "not a list"},
+    ],
+)
+def test_the_service_refuses_bad_plain_values_as_a_socket_would_send_them(
+    conversation, patient, call
+):
+    with pytest.raises(ApplicationError) as refused:
+        services.message_send(user=patient, conversation_id=str(conversation.pk), **call)
+    assert refused.value.code == "request.invalid" and refused.value.status == 422
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("seq", ["3", True, -1, None])
+def test_read_refuses_a_seq_that_is_not_a_whole_number(conversation, patient, seq):
+    with pytest.raises(ApplicationError) as refused:
+        services.read_up_to(user=patient, conversation_id=conversation.pk, seq=seq)
+    assert refused.value.code == "request.invalid"
+
+
+def test_a_long_sender_name_still_fits_the_notification_title(api, conversation, patient, doc):
+    doc.first_name, doc.last_name = "A" * 150, "B" * 150
+    doc.save(update_fields=["first_name", "last_name"])
+    services.message_send(user=doc, conversation_id=conversation.pk, text="hi", client_id="n")
+    assert len(Notification.objects.get(user=patient, kind="chat.unread").title) == 200
+
+
+def test_an_edit_to_nothing_is_refused(api, conversation, patient_h):
+    send(api, patient_h, conversation, "text")
+    r = api.patch(
+        url(conversation, "/messages/1"), {"text": "  "}, "application/json", headers=patient_h
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "chat.empty_text"
+    assert Message.objects.get().text == "text"
