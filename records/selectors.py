@@ -17,8 +17,9 @@ from django.utils import timezone
 from accounts.models import Role, User
 from audit.services import record as audit_record
 from bookings.selectors import in_care
+from core.ids import is_uuid as _valid_id
 from records.errors import RecordNotFound
-from records.models import AccessGrant, BreakGlassAccess, MedicalRecord
+from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,13 @@ def can_view(viewer: User, record: MedicalRecord) -> bool:
     return False
 
 
-def _valid_id(value: Any) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+def attachable(*, doctor: User, patient: User, record_ids: list[str]) -> set[str]:
+    """Of ``record_ids``, the clean files of ``patient`` that ``doctor`` may see: what may be
+    attached to a chat message between them (wired into chat at the composition root)."""
+    found = _live().filter(
+        pk__in=[i for i in record_ids if _valid_id(i)], patient=patient, status=ScanStatus.CLEAN
+    )
+    return {str(r.pk) for r in found.select_related("patient") if can_view(doctor, r)}
 
 
 def record_visible(*, viewer: User, record_id: Any) -> MedicalRecord:

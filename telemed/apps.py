@@ -12,11 +12,14 @@ class TelemedConfig(AppConfig):
         from accounts import services as accounts_services
         from accounts.models import Role
         from bookings import selectors as bookings_selectors
+        from chat import services as chat_services
         from doctors import selectors as doctors_selectors
         from doctors import services as doctors_services
         from realtime import services as realtime_services
+        from records import selectors as records_selectors
 
         doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
+        chat_services.ATTACHABLE = records_selectors.attachable
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),

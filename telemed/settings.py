@@ -326,6 +326,8 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "change_phone": "1/m/user",
     "reauthenticate": "10/m/user",
+    # Chat messages sent per user (allauth's limiter and rate syntax, see chat.services).
+    "chat_send": env.str("CHAT_SEND_RATE_LIMIT", default="30/10s/user,300/5m/user"),
 }
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app",)
@@ -425,6 +427,10 @@ GEOCODING_CACHE_SECONDS = env.int("GEOCODING_CACHE_SECONDS", default=30 * 86400)
 REMINDER_OFFSETS_MINUTES = env.list("REMINDER_OFFSETS_MINUTES", cast=int, default=[24 * 60, 60])
 AUTO_COMPLETE_AFTER_HOURS = env.int("AUTO_COMPLETE_AFTER_HOURS", default=6)
 CARE_RELATIONSHIP_DAYS = env.int("CARE_RELATIONSHIP_DAYS", default=90)
+
+# --- Chat -----------------------------------------------------------------------------
+CHAT_EDIT_WINDOW_SECONDS = env.int("CHAT_EDIT_WINDOW_SECONDS", default=900)
+CHAT_NOTIFY_INTERVAL_SECONDS = env.int("CHAT_NOTIFY_INTERVAL_SECONDS", default=300)
 
 # --- Audit ----------------------------------------------------------------------------
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)

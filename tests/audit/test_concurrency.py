@@ -1,11 +1,10 @@
-import threading
-
 import pytest
 from django.db import connection
 
 from audit.models import GENESIS_HASH, AuditEvent
 from audit.selectors import verify_chain
 from audit.services import record
+from tests.threads import run_together
 
 THREADS = 16
 EVENTS_PER_THREAD = 10
@@ -14,25 +13,12 @@ EVENTS_PER_THREAD = 10
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_keep_one_linear_chain():
     assert connection.vendor == "postgresql"
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for i in range(EVENTS_PER_THREAD):
-                record(action="record.viewed", target_id=f"{n}-{i}", data={"thread": n})
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
+        for i in range(EVENTS_PER_THREAD):
+            record(action="record.viewed", target_id=f"{n}-{i}", data={"thread": n})
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-
+    _, errors = run_together(THREADS, writer)
     assert errors == []
     total = THREADS * EVENTS_PER_THREAD
     assert verify_chain() == (True, None, total)

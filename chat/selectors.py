@@ -1,0 +1,211 @@
+"""Reads of chat, each knowing its viewer: only the two participants see a conversation
+(anyone else gets 404, never 403); staff read one only through the audited break-glass
+service. Unread counts come from the database (a Redis cache of them can sit in front)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
+
+from accounts.models import User
+from chat.errors import ConversationNotFound, MessageNotFound
+from chat.models import Conversation, Message
+from core.ids import is_uuid
+from core.pagination import InvalidCursor, decode_cursor, encode_cursor, paginate
+
+OLDER, NEWER = "older", "newer"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """A message as the API and the socket events show it (JSON-native: it crosses the
+    channel layer). A deleted message is a tombstone: no text, no attachments."""
+    return {
+        "conversation_id": str(message.conversation_id),
+        "seq": message.seq,
+        "client_id": message.client_id,
+        "sender_id": str(message.sender_id),
+        "text": message.text,
+        "attachments": list(message.attachments),
+        "created_at": _iso(message.created_at),
+        "edited_at": _iso(message.edited_at),
+        "deleted_at": _iso(message.deleted_at),
+    }
+
+
+def participating(viewer: User) -> Q:
+    return Q(patient=viewer) | Q(doctor=viewer)
+
+
+def conversation_for(*, viewer: User, conversation_id: Any, lock: bool = False) -> Conversation:
+    """The conversation if ``viewer`` is one of its two participants, else 404. With
+    ``lock``, the row stays locked until the caller's transaction ends (the participants'
+    user rows are read, not locked)."""
+    qs = Conversation.objects.select_related("patient", "doctor")
+    if lock:
+        qs = qs.select_for_update(of=("self",))
+    found = None
+    if is_uuid(conversation_id):
+        found = qs.filter(participating(viewer), pk=conversation_id).first()
+    if found is None:
+        raise ConversationNotFound()
+    return found
+
+
+def message_in(*, conversation: Conversation, seq: Any, lock: bool = False) -> Message:
+    qs = Message.objects.filter(conversation=conversation)
+    if lock:
+        qs = qs.select_for_update()
+    found = qs.filter(seq=seq).first() if isinstance(seq, int) and seq > 0 else None
+    if found is None:
+        raise MessageNotFound()
+    return found
+
+
+def _my_read_seq(viewer: User) -> Case:
+    return Case(
+        When(patient=viewer, then=F("patient_read_seq")),
+        default=F("doctor_read_seq"),
+        output_field=IntegerField(),
+    )
+
+
+def unread_messages(viewer_id: Any) -> QuerySet[Message]:
+    """The messages ``viewer_id`` has not read: the other side's, after the viewer's read
+    marker, not deleted."""
+    return Message.objects.filter(
+        Q(conversation__patient_id=viewer_id, seq__gt=F("conversation__patient_read_seq"))
+        | Q(conversation__doctor_id=viewer_id, seq__gt=F("conversation__doctor_read_seq")),
+        deleted_at__isnull=True,
+    ).exclude(sender_id=viewer_id)
+
+
+def unread_total(viewer_id: Any) -> int:
+    """Unread messages over all of the viewer's conversations, in one query (the query that
+    rebuilds a cached counter)."""
+    return unread_messages(viewer_id).count()
+
+
+def conversation_list(
+    *, viewer: User, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The viewer's conversations, most recent activity first, each with its last message
+    and the viewer's unread count: three queries whatever the page size."""
+    unread = (
+        Message.objects.filter(
+            conversation=OuterRef("pk"), seq__gt=OuterRef("my_read_seq"), deleted_at__isnull=True
+        )
+        .exclude(sender=viewer)
+        .values("conversation")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    last = Message.objects.filter(conversation=OuterRef("pk")).order_by("-seq").values("pk")[:1]
+    qs = (
+        Conversation.objects.filter(participating(viewer))
+        .select_related("patient", "doctor")
+        .annotate(
+            my_read_seq=_my_read_seq(viewer),
+            unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
+            last_message_pk=Subquery(last),
+        )
+    )
+    conversations, next_cursor = paginate(qs, field="last_activity_at", cursor=cursor, limit=limit)
+    last_messages = {
+        m.pk: m
+        for m in Message.objects.filter(
+            pk__in=[c.last_message_pk for c in conversations if c.last_message_pk]  # type: ignore[attr-defined]
+        )
+    }
+    items = []
+    for c in conversations:
+        message = last_messages.get(c.last_message_pk)  # type: ignore[attr-defined]
+        items.append(
+            conversation_data(
+                c,
+                viewer=viewer,
+                unread=c.unread,  # type: ignore[attr-defined]
+                last_message=message_data(message) if message else None,
+            )
+        )
+    return items, next_cursor
+
+
+def _person(user: User) -> dict[str, Any]:
+    return {"id": str(user.pk), "name": user.full_name}
+
+
+def conversation_data(
+    conversation: Conversation,
+    *,
+    viewer: User,
+    unread: int | None = None,
+    last_message: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if unread is None:
+        unread = unread_messages(viewer.pk).filter(conversation=conversation).count()
+    mine, other = (
+        ("patient", "doctor") if viewer.pk == conversation.patient_id else ("doctor", "patient")
+    )
+    return {
+        "id": str(conversation.pk),
+        "patient": _person(conversation.patient),
+        "doctor": _person(conversation.doctor),
+        "closed": conversation.closed_at is not None,
+        "closed_at": _iso(conversation.closed_at),
+        "created_at": _iso(conversation.created_at),
+        "last_activity_at": _iso(conversation.last_activity_at),
+        "last_seq": conversation.last_seq,
+        "read_seq": getattr(conversation, f"{mine}_read_seq"),
+        "other_read_seq": getattr(conversation, f"{other}_read_seq"),
+        "unread": unread,
+        "last_message": last_message,
+    }
+
+
+def _page_cursor(direction: str, seq: int) -> str:
+    return encode_cursor([direction, seq])
+
+
+def _from_cursor(cursor: str) -> tuple[str, int]:
+    direction, seq = decode_cursor(cursor)
+    if direction not in (OLDER, NEWER) or not isinstance(seq, int) or seq < 0:
+        raise InvalidCursor()
+    return direction, seq
+
+
+def message_page(
+    *,
+    conversation: Conversation,
+    cursor: str | None = None,
+    before_seq: int | None = None,
+    after_seq: int | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a conversation's messages, always in ascending ``seq`` order. Without a
+    position, the latest messages; ``before_seq`` pages back (older), ``after_seq`` forward
+    (newer: how a client fills a gap). ``next`` continues in the same direction, ``null``
+    at the end. The caller has checked that the viewer may read ``conversation``."""
+    if cursor:
+        direction, seq = _from_cursor(cursor)
+    elif after_seq is not None:
+        direction, seq = NEWER, after_seq
+    else:
+        direction, seq = OLDER, before_seq if before_seq is not None else conversation.last_seq + 1
+    qs = Message.objects.filter(conversation=conversation)
+    if direction == NEWER:
+        found = list(qs.filter(seq__gt=seq).order_by("seq")[: limit + 1])
+        more = len(found) > limit
+        found = found[:limit]
+        next_cursor = _page_cursor(NEWER, found[-1].seq) if more else None
+    else:
+        found = list(qs.filter(seq__lt=seq).order_by("-seq")[: limit + 1])
+        more = len(found) > limit
+        found = found[:limit][::-1]
+        next_cursor = _page_cursor(OLDER, found[0].seq) if more else None
+    return [message_data(m) for m in found], next_cursor

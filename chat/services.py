@@ -1,0 +1,371 @@
+"""Writes of chat. REST views call these and so will the socket handlers (``chat.send``,
+``chat.read``): each takes the user and plain values and returns the plain dict that answers
+the client (the acknowledgement), so that both transports say the same thing.
+
+Ordering: a message's ``seq`` is taken from its conversation's counter while the
+conversation row is locked, and the lock is held until commit, so sequence numbers are
+gap-free (a rolled-back send gives its number back) and messages commit, and are pushed,
+in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from allauth.core import ratelimit
+from allauth.core.internal.ratelimit import parse_rates
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.errors import RoleRequired
+from accounts.models import Role, User
+from audit.services import record as audit_record
+from bookings.selectors import in_care
+from chat import selectors
+from chat.errors import (
+    AttachmentNotAllowed,
+    ConversationClosed,
+    ConversationNotFound,
+    DoctorOnly,
+    EditWindowPassed,
+    EmptyText,
+    MessageDeleted,
+    NotInCare,
+    NotSender,
+    ReasonRequired,
+    SendRateLimited,
+    SeqOutOfRange,
+    TextTooLong,
+)
+from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
+from core.errors import InvalidRequest
+from core.ids import is_uuid
+from realtime.services import notify, publish_on_commit
+
+# Wired at the composition root (chat does not import records): of these record ids, those
+# that are clean files of ``patient`` that ``doctor`` may see.
+ATTACHABLE: Callable[..., set[str]] | None = None
+
+
+# --- Conversations ---------------------------------------------------------------------
+
+
+def conversation_open(*, user: User, other_id: Any) -> tuple[Conversation, bool]:
+    """The conversation between the caller and a doctor (for a patient) or a patient (for a
+    doctor) they are in care with, created if it does not exist yet."""
+    others: dict[str, str] = {Role.PATIENT: Role.DOCTOR, Role.DOCTOR: Role.PATIENT}
+    other_role = others.get(user.role)
+    if other_role is None:
+        raise RoleRequired()
+    other = None
+    if is_uuid(other_id):
+        other = User.objects.filter(pk=other_id, role=other_role, is_active=True).first()
+    if other is None:
+        raise NotInCare()
+    patient, doctor = (user, other) if user.role == Role.PATIENT else (other, user)
+    if not in_care(doctor_user=doctor, patient=patient):
+        raise NotInCare()
+    conversation, created = Conversation.objects.get_or_create(patient=patient, doctor=doctor)
+    return conversation, created
+
+
+def _set_closed(*, user: User, conversation_id: Any, closed: bool) -> dict[str, Any]:
+    with transaction.atomic():
+        conversation = selectors.conversation_for(
+            viewer=user, conversation_id=conversation_id, lock=True
+        )
+        if user.pk != conversation.doctor_id:
+            raise DoctorOnly()
+        if (conversation.closed_at is not None) != closed:
+            conversation.closed_at = timezone.now() if closed else None
+            conversation.save(update_fields=["closed_at"])
+            publish_on_commit(
+                user_ids=[conversation.patient_id, conversation.doctor_id],
+                event={
+                    "type": "chat.closed" if closed else "chat.reopened",
+                    "data": {"conversation_id": str(conversation.pk)},
+                },
+            )
+    return selectors.conversation_data(conversation, viewer=user)
+
+
+def conversation_close(*, user: User, conversation_id: Any) -> dict[str, Any]:
+    """The doctor closes the conversation: nobody can send until it is reopened."""
+    return _set_closed(user=user, conversation_id=conversation_id, closed=True)
+
+
+def conversation_reopen(*, user: User, conversation_id: Any) -> dict[str, Any]:
+    return _set_closed(user=user, conversation_id=conversation_id, closed=False)
+
+
+# --- Messages --------------------------------------------------------------------------
+
+
+def _checked_text(text: Any, *, has_attachments: bool) -> str:
+    if not isinstance(text, str):
+        raise InvalidRequest(fields={"text": _("Send the message as text.")})
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextTooLong(fields={"text": str(MAX_TEXT_CHARS)})
+    if not text.strip() and not has_attachments:
+        raise EmptyText()
+    return text
+
+
+def _checked_client_id(client_id: Any) -> str:
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64 or not client_id.strip():
+        raise InvalidRequest(fields={"client_id": _("Send a client id of 1 to 64 characters.")})
+    return client_id
+
+
+def _checked_attachments(attachments: Any) -> list[str]:
+    if not isinstance(attachments, list | tuple) or len(attachments) > MAX_ATTACHMENTS:
+        raise InvalidRequest(
+            fields={"attachments": _("Attach at most %(n)d files.") % {"n": MAX_ATTACHMENTS}}
+        )
+    ids = [str(a) for a in attachments]
+    if not all(is_uuid(a) for a in ids):
+        raise AttachmentNotAllowed()
+    return list(dict.fromkeys(str(uuid.UUID(a)) for a in ids))
+
+
+def _consume_send_quota(user: User) -> None:
+    """Per-user send rate, with allauth's limiter (the one that limits logins and codes) and
+    its rate syntax, configured as ``ACCOUNT_RATE_LIMITS["chat_send"]``."""
+    request = HttpRequest()
+    request.method = "POST"
+    if not ratelimit.consume(request, action="chat_send", user=user):
+        rates = parse_rates(settings.ACCOUNT_RATE_LIMITS.get("chat_send"))
+        raise SendRateLimited(retry_after=int(min((r.duration for r in rates), default=60)))
+
+
+def _sent_before(conversation: Conversation, user: User, client_id: str) -> Message | None:
+    return Message.objects.filter(
+        conversation=conversation, sender=user, client_id=client_id
+    ).first()
+
+
+def message_send(
+    *,
+    user: User,
+    conversation_id: Any,
+    text: Any,
+    client_id: Any,
+    attachments: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Send a message; the answer is the stored message (the acknowledgement, with its
+    ``seq``). The same ``client_id`` sent again by the same sender in the same conversation
+    stores nothing and answers the first acknowledgement again."""
+    record_ids = _checked_attachments(attachments)
+    text = _checked_text(text, has_attachments=bool(record_ids))
+    client_id = _checked_client_id(client_id)
+    conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
+    earlier = _sent_before(conversation, user, client_id)
+    if earlier is not None:
+        return selectors.message_data(earlier)
+    _consume_send_quota(user)
+    with transaction.atomic():
+        conversation = selectors.conversation_for(
+            viewer=user, conversation_id=conversation_id, lock=True
+        )
+        earlier = _sent_before(conversation, user, client_id)  # a retry that raced the first
+        if earlier is not None:
+            return selectors.message_data(earlier)
+        if conversation.closed_at is not None:
+            raise ConversationClosed()
+        if not in_care(doctor_user=conversation.doctor, patient=conversation.patient):
+            raise NotInCare()
+        if record_ids:
+            _check_attachable(conversation, record_ids)
+        now = timezone.now()
+        conversation.last_seq += 1
+        conversation.last_activity_at = now
+        message = Message.objects.create(
+            conversation=conversation,
+            seq=conversation.last_seq,
+            sender=user,
+            client_id=client_id,
+            text=text,
+            attachments=record_ids,
+            created_at=now,
+        )
+        changed = ["last_seq", "last_activity_at"]
+        changed += _tell_recipient(conversation, message, now)
+        conversation.save(update_fields=changed)
+        data = selectors.message_data(message)
+        _publish(conversation, {"type": "chat.message", "data": data})
+    return data
+
+
+def _check_attachable(conversation: Conversation, record_ids: list[str]) -> None:
+    if ATTACHABLE is None:
+        raise RuntimeError("chat.services.ATTACHABLE is wired in telemed/apps.py")
+    allowed = ATTACHABLE(
+        doctor=conversation.doctor, patient=conversation.patient, record_ids=record_ids
+    )
+    if not set(record_ids) <= allowed:
+        raise AttachmentNotAllowed()
+
+
+def _publish(conversation: Conversation, event: dict[str, Any]) -> None:
+    publish_on_commit(user_ids=[conversation.patient_id, conversation.doctor_id], event=event)
+
+
+def _render_unread(conversation: Conversation, sender: User) -> Callable[[User], tuple[str, str]]:
+    def render(user: User) -> tuple[str, str]:
+        name = sender.full_name
+        title = _("New message from %(name)s") % {"name": name} if name else _("New message")
+        return title[:200], _("Open the conversation to read your new messages.")
+
+    return render
+
+
+def _tell_recipient(conversation: Conversation, message: Message, now: Any) -> list[str]:
+    """A notification for the other participant, batched: only if they were not told of
+    this conversation in the last ``CHAT_NOTIFY_INTERVAL_SECONDS``, or have read up to what
+    they were last told of. The message text never goes into a notification. Returns the
+    conversation fields it changed."""
+    recipient = conversation.doctor if message.sender_id == conversation.patient_id else None
+    recipient = recipient or conversation.patient
+    side = conversation.side(recipient.pk)
+    told_at = getattr(conversation, f"{side}_notified_at")
+    told_seq = getattr(conversation, f"{side}_notified_seq")
+    read_seq = getattr(conversation, f"{side}_read_seq")
+    interval = timedelta(seconds=settings.CHAT_NOTIFY_INTERVAL_SECONDS)
+    if told_at is not None and told_seq > read_seq and told_at > now - interval:
+        return []
+    notify(
+        users=[recipient],
+        kind="chat.unread",
+        data={"conversation_id": str(conversation.pk), "seq": message.seq},
+        render=_render_unread(conversation, message.sender),  # type: ignore[arg-type]
+    )
+    setattr(conversation, f"{side}_notified_at", now)
+    setattr(conversation, f"{side}_notified_seq", message.seq)
+    return [f"{side}_notified_at", f"{side}_notified_seq"]
+
+
+def _own_message(user: User, conversation_id: Any, seq: Any) -> tuple[Conversation, Message]:
+    """Inside a transaction: the caller's message, locked."""
+    conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
+    message = selectors.message_in(conversation=conversation, seq=seq, lock=True)
+    if message.sender_id != user.pk:
+        raise NotSender()
+    return conversation, message
+
+
+@transaction.atomic
+def message_edit(*, user: User, conversation_id: Any, seq: Any, text: Any) -> dict[str, Any]:
+    """The sender changes a message's text within ``CHAT_EDIT_WINDOW_SECONDS`` of sending it;
+    both sides see the new version live (``chat.message`` with ``edited_at``)."""
+    conversation, message = _own_message(user, conversation_id, seq)
+    if message.deleted_at is not None:
+        raise MessageDeleted()
+    if conversation.closed_at is not None:
+        raise ConversationClosed()
+    now = timezone.now()
+    if now - message.created_at > timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS):
+        raise EditWindowPassed()
+    message.text = _checked_text(text, has_attachments=bool(message.attachments))
+    message.edited_at = now
+    message.save(update_fields=["text", "edited_at"])
+    data = selectors.message_data(message)
+    _publish(conversation, {"type": "chat.message", "data": data})
+    return data
+
+
+@transaction.atomic
+def message_delete(*, user: User, conversation_id: Any, seq: Any) -> dict[str, Any]:
+    """The sender deletes a message: it stays as a tombstone (its ``seq``, sender and times;
+    no text, no attachments), so the sequence keeps no hole."""
+    conversation, message = _own_message(user, conversation_id, seq)
+    if message.deleted_at is None:
+        message.text, message.attachments, message.deleted_at = "", [], timezone.now()
+        message.save(update_fields=["text", "attachments", "deleted_at"])
+        _publish(conversation, {"type": "chat.message", "data": selectors.message_data(message)})
+    return selectors.message_data(message)
+
+
+# --- Read markers ----------------------------------------------------------------------
+
+
+def read_up_to(*, user: User, conversation_id: Any, seq: Any) -> dict[str, Any]:
+    """Move the caller's read marker forward to ``seq`` (never back: an older ``seq`` changes
+    nothing). Both participants' devices are told live (``chat.read``)."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise InvalidRequest(fields={"seq": _("Send a whole number, 0 or more.")})
+    with transaction.atomic():
+        conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
+        field = f"{conversation.side(user.pk)}_read_seq"
+        moved = Conversation.objects.filter(
+            pk=conversation.pk, last_seq__gte=seq, **{f"{field}__lt": seq}
+        ).update(**{field: seq})
+        if not moved:
+            conversation.refresh_from_db(fields=["last_seq", field])
+            if seq > conversation.last_seq:
+                raise SeqOutOfRange(fields={"seq": str(conversation.last_seq)})
+        marker = seq if moved else getattr(conversation, field)
+        data = {
+            "conversation_id": str(conversation.pk),
+            "user_id": str(user.pk),
+            "seq": marker,
+        }
+        if moved:
+            _publish(conversation, {"type": "chat.read", "data": data})
+        unread = selectors.unread_messages(user.pk).filter(conversation=conversation).count()
+    return {**data, "unread": unread}
+
+
+# --- Staff -----------------------------------------------------------------------------
+
+
+def break_glass_read(
+    *,
+    staff: User,
+    conversation_id: Any,
+    reason: str,
+    before_seq: int | None = None,
+    limit: int = 50,
+    ip: str | None = None,
+    user_agent: str = "",
+) -> dict[str, Any]:
+    """An admin reads a conversation in an emergency, with a reason: every page read is in
+    the audit trail (ids, seq range and the reason; never the text). Nobody else may."""
+    if staff.role != Role.ADMIN:
+        raise RoleRequired()
+    reason = (reason or "").strip()
+    if len(reason) < 10:
+        raise ReasonRequired()
+    conversation = None
+    if is_uuid(conversation_id):
+        conversation = (
+            Conversation.objects.select_related("patient", "doctor")
+            .filter(pk=conversation_id)
+            .first()
+        )
+    if conversation is None:
+        raise ConversationNotFound()
+    items, next_cursor = selectors.message_page(
+        conversation=conversation, before_seq=before_seq, limit=limit
+    )
+    audit_record(
+        action="chat.break_glass_read",
+        actor_id=staff.pk,
+        actor_role=staff.role,
+        target_type="conversation",
+        target_id=str(conversation.pk),
+        ip=ip,
+        user_agent=user_agent,
+        data={
+            "patient_id": str(conversation.patient_id),
+            "doctor_id": str(conversation.doctor_id),
+            "reason": reason,
+            "seqs": [m["seq"] for m in items],
+        },
+    )
+    return {"items": items, "next": next_cursor}
