@@ -230,7 +230,8 @@ def in_process(points: Points, n: int, radius_km: float, budget_s: float) -> InP
         t = time.perf_counter()
         rows = list(  # the selector's candidate query (DirectoryEntry: a specialty is given)
             DirectoryEntry.objects.filter(
-                selectors._doctor_q(f, "doctor__"),
+                selectors._doctor_q(f, "doctor__", listing=False),
+                listed=True,
                 specialty_id=specialty_ids[code],
                 **{f"{geo.column_for(resolution)}__in": cells},
             ).values_list("doctor_id", "latitude", "longitude")
@@ -837,7 +838,7 @@ def report(
         "|---|---:|---:|---:|---:|",
         _row("`geo.covering` (cells of the disk)", local.covering),
         _row(
-            "candidate query (DirectoryEntry: specialty + H3 `IN`, listed doctors)",
+            "candidate query (DirectoryEntry: listed, specialty + H3 `IN`, no join)",
             local.clinic_sql,
         ),
         _row("page load (profiles, users, specialties, clinics: 3 queries)", local.page_load),
