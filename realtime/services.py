@@ -7,11 +7,14 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
-from django.utils import translation
+from django.db import connection, transaction
+from django.utils import timezone, translation
 
 from realtime.consumers import CLOSE_FORBIDDEN, user_group
-from realtime.models import Notification
+from realtime.deliveries import deliveries_schedule
+from realtime.errors import NotificationNotFound
+from realtime.models import EventCounter, Notification
+from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
 
 def publish_on_commit(*, user_ids: Iterable[Any], event: dict[str, Any]) -> None:
@@ -27,6 +30,22 @@ def publish_on_commit(*, user_ids: Iterable[Any], event: dict[str, Any]) -> None
     transaction.on_commit(send)
 
 
+def next_event_id(user_id: Any) -> int:
+    """The user's next event id, in the caller's transaction. The counter row stays locked
+    until that transaction ends, so a user's events commit in id order and a rolled-back id
+    is given again: a client that has seen event ``n`` has been able to see every earlier one
+    (what makes ``resume`` exact)."""
+    table = connection.ops.quote_name(EventCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, last) VALUES (%s, 1) "  # noqa: S608 (our table name)
+            f"ON CONFLICT (user_id) DO UPDATE SET last = {table}.last + 1 RETURNING last",
+            [user_id],
+        )
+        return int(cursor.fetchone()[0])
+
+
+@transaction.atomic(savepoint=False)
 def notify(
     *,
     users: Iterable[Any],
@@ -35,24 +54,47 @@ def notify(
     render: Callable[[Any], tuple[str, str]],
 ) -> list[Notification]:
     """One stored notification per recipient, its title and body rendered by ``render`` in
-    the recipient's language, each pushed to the recipient's sockets after commit."""
+    the recipient's language, its deliveries (e-mail, SMS, WhatsApp, by the recipient's
+    preferences) enqueued, each pushed to the recipient's sockets after commit.
+    Recipients are taken in a fixed order (their counters are locked until commit)."""
     created = []
-    for user in users:
+    for user in sorted(users, key=lambda u: str(u.pk)):
         with translation.override(getattr(user, "language", None) or "en"):
             title, body = render(user)
         notification = Notification.objects.create(
-            user=user, kind=kind, title=title, body=body, data=data
+            user=user,
+            seq=next_event_id(user.pk),
+            kind=kind,
+            title=title[:200],
+            body=body,
+            data=data,
         )
         created.append(notification)
-        publish_on_commit(
-            user_ids=[user.pk],
-            event={
-                "type": kind,
-                "id": notification.id,
-                "data": {**data, "title": title, "body": body},
-            },
-        )
+        deliveries_schedule(notification=notification, user=user)
+        unread_adjust_on_commit(user_id=user.pk, name="notifications", delta=1)
+        publish_on_commit(user_ids=[user.pk], event=notification.event())
     return created
+
+
+@transaction.atomic
+def notification_mark_read(*, user: Any, event_id: int) -> Notification:
+    notification = Notification.objects.select_for_update().filter(user=user, seq=event_id).first()
+    if notification is None:
+        raise NotificationNotFound()
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        notification.save(update_fields=["read_at"])
+        unread_adjust_on_commit(user_id=user.pk, name="notifications", delta=-1)
+    return notification
+
+
+@transaction.atomic
+def notifications_mark_all_read(*, user: Any) -> int:
+    updated = Notification.objects.filter(user=user, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+    unread_forget_on_commit(user_id=user.pk, name="notifications")
+    return updated
 
 
 def close_user_sockets(*, user_id: Any, code: int = CLOSE_FORBIDDEN) -> None:
