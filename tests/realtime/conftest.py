@@ -14,6 +14,8 @@ from django.test import Client
 
 from accounts.models import User
 from telemed.asgi import application
+from tests.accounts.test_twilio import twilio  # noqa: F401 (a fixture for these tests)
+from tests.bookings.conftest import doctor_with_hours  # noqa: F401 (a fixture)
 from tests.factories import bearer, login, post
 
 
