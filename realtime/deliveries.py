@@ -109,7 +109,8 @@ def _send(delivery: Delivery) -> str:
         )
         message.send()
         status = getattr(message, "anymail_status", None)  # set by django-anymail backends
-        return str(getattr(status, "message_id", None) or "")
+        message_id = getattr(status, "message_id", None)
+        return "" if message_id is None else str(message_id)
     text = f"{notification.title}: {notification.body}" if notification.body else notification.title
     callback = getattr(settings, "TWILIO_STATUS_CALLBACK_URL", "") or None
     sent = sms.send(

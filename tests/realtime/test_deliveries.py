@@ -182,3 +182,16 @@ def test_whatsapp_goes_through_twilio_with_whatsapp_numbers(twilio):
     assert message.form["To"] == [f"whatsapp:{PHONE}"]
     assert message.form["Body"] == ["Reminder: Soon."]
     assert reminder.deliveries.get().status == "sent"
+
+
+def test_an_anymail_provider_s_message_id_is_recorded(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    user = make_user()
+    [n] = notify(users=[user], kind="booking.confirmed", data={}, render=lambda u: ("t", "b"))
+    run_worker_batch()
+    delivery = n.deliveries.get()
+    assert delivery.status == "sent"
+    [message] = mail.outbox
+    # The test backend's message id (its outbox index), as a provider's would be.
+    assert message.anymail_status.message_id == 0
+    assert delivery.provider_id == "0"
