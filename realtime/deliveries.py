@@ -51,10 +51,10 @@ DEFAULT_CHANNELS: dict[str, list[str]] = {
 }
 
 
-def channels_for(user: Any, kind: str) -> list[str]:
-    """The channels the user wants for this kind and can be reached on."""
-    pref = DeliveryPreference.objects.filter(user=user, kind=kind).first()
-    wanted = pref.channels if pref is not None else DEFAULT_CHANNELS.get(kind, [])
+def channels_for(user: Any, kind: str, preference: list[str] | None = None) -> list[str]:
+    """The channels the user wants for this kind (``preference``: the user's saved choice,
+    if any) and can be reached on."""
+    wanted = preference if preference is not None else DEFAULT_CHANNELS.get(kind, [])
     reachable = {
         Channel.EMAIL: bool(getattr(user, "email", None)),
         Channel.SMS: bool(getattr(user, "phone", None) and getattr(user, "phone_verified", False)),
@@ -79,13 +79,25 @@ def preference_set(*, user: Any, kind: str, channels: list[str]) -> list[str]:
     return ordered
 
 
-def deliveries_schedule(*, notification: Notification, user: Any) -> list[Delivery]:
-    """In the caller's transaction: one delivery per wanted channel, each with its task."""
-    created = []
-    for channel in channels_for(user, notification.kind):
-        delivery = Delivery.objects.create(notification=notification, channel=channel)
+def deliveries_schedule(*, notifications: list[Notification]) -> list[Delivery]:
+    """In the caller's transaction: one delivery per wanted channel of each notification's
+    recipient, each with its task."""
+    if not notifications:
+        return []
+    saved = dict(
+        DeliveryPreference.objects.filter(
+            user__in=[n.user_id for n in notifications], kind=notifications[0].kind
+        ).values_list("user_id", "channels")
+    )
+    created = Delivery.objects.bulk_create(
+        [
+            Delivery(notification=n, channel=channel)
+            for n in notifications
+            for channel in channels_for(n.user, n.kind, saved.get(n.user_id))
+        ]
+    )
+    for delivery in created:
         send_delivery.enqueue(str(delivery.id))
-        created.append(delivery)
     return created
 
 

@@ -20,29 +20,54 @@ from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 def publish_on_commit(*, user_ids: Iterable[Any], event: dict[str, Any]) -> None:
     """After the current transaction commits, push ``event`` to every socket of each user.
     Only services call this, and they name the recipients."""
-    groups = [user_group(user_id) for user_id in user_ids]
+    publish_many_on_commit([(user_id, event) for user_id in user_ids])
 
-    def send() -> None:
+
+def publish_many_on_commit(pushes: list[tuple[Any, dict[str, Any]]]) -> None:
+    """After commit, push each ``(user id, event)``: all in one trip to the event loop."""
+    messages = [(user_group(user_id), {"type": "event.push", "event": e}) for user_id, e in pushes]
+
+    async def send_all() -> None:
         layer = get_channel_layer()
-        for group in groups:
-            async_to_sync(layer.group_send)(group, {"type": "event.push", "event": event})
+        for group, message in messages:
+            await layer.group_send(group, message)
 
-    transaction.on_commit(send)
+    transaction.on_commit(async_to_sync(send_all))
 
 
-def next_event_id(user_id: Any) -> int:
-    """The user's next event id, in the caller's transaction. The counter row stays locked
-    until that transaction ends, so a user's events commit in id order and a rolled-back id
-    is given again: a client that has seen event ``n`` has been able to see every earlier one
-    (what makes ``resume`` exact)."""
+def next_event_ids(user_ids: list[Any]) -> dict[Any, int]:
+    """Each user's next event id, in the caller's transaction. The counter rows stay locked
+    until that transaction ends (taken in id order, so two transactions cannot deadlock
+    here), so a user's events commit in id order and a rolled-back id is given again: a
+    client that has seen event ``n`` has been able to see every earlier one (what makes
+    ``resume`` exact). One statement on PostgreSQL, one per user elsewhere."""
     table = connection.ops.quote_name(EventCounter._meta.db_table)
+    upsert = f"ON CONFLICT (user_id) DO UPDATE SET last = {table}.last + 1 RETURNING user_id, last"
+    prep = EventCounter._meta.get_field("user").target_field.get_db_prep_value  # type: ignore[union-attr]
+    ordered = [prep(u, connection) for u in sorted(set(user_ids), key=str)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (user_id, last) VALUES (%s, 1) "  # noqa: S608 (our table name)
-            f"ON CONFLICT (user_id) DO UPDATE SET last = {table}.last + 1 RETURNING last",
-            [user_id],
-        )
-        return int(cursor.fetchone()[0])
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (user_id, last) "  # noqa: S608 (our own table name)
+                f"SELECT u, 1 FROM unnest(%s) AS u ORDER BY u {upsert}",
+                [ordered],
+            )
+            rows = cursor.fetchall()
+        else:
+            rows = []
+            for user_id in ordered:
+                cursor.execute(
+                    f"INSERT INTO {table} (user_id, last) VALUES (%s, 1) {upsert}",  # noqa: S608
+                    [user_id],
+                )
+                rows.append(cursor.fetchone())
+    last = {_plain(user_id): int(n) for user_id, n in rows}
+    return {user_id: last[_plain(user_id)] for user_id in user_ids}
+
+
+def _plain(value: Any) -> str:
+    """A user id as text in one form (SQLite returns UUIDs as 32 hex digits)."""
+    return str(value).replace("-", "")
 
 
 @transaction.atomic(savepoint=False)
@@ -55,24 +80,25 @@ def notify(
 ) -> list[Notification]:
     """One stored notification per recipient, its title and body rendered by ``render`` in
     the recipient's language, its deliveries (e-mail, SMS, WhatsApp, by the recipient's
-    preferences) enqueued, each pushed to the recipient's sockets after commit.
-    Recipients are taken in a fixed order (their counters are locked until commit)."""
+    preferences) enqueued, each pushed to the recipient's sockets after commit. A few
+    statements whatever the number of recipients (fan-out to many users stays fast)."""
+    recipients = list({user.pk: user for user in users}.values())
+    if not recipients:
+        return []
+    ids = next_event_ids([user.pk for user in recipients])
     created = []
-    for user in sorted(users, key=lambda u: str(u.pk)):
+    for user in recipients:
         with translation.override(getattr(user, "language", None) or "en"):
             title, body = render(user)
-        notification = Notification.objects.create(
-            user=user,
-            seq=next_event_id(user.pk),
-            kind=kind,
-            title=title[:200],
-            body=body,
-            data=data,
+        created.append(
+            Notification(
+                user=user, seq=ids[user.pk], kind=kind, title=title[:200], body=body, data=data
+            )
         )
-        created.append(notification)
-        deliveries_schedule(notification=notification, user=user)
-        unread_adjust_on_commit(user_id=user.pk, name="notifications", delta=1)
-        publish_on_commit(user_ids=[user.pk], event=notification.event())
+    Notification.objects.bulk_create(created)
+    deliveries_schedule(notifications=created)
+    publish_many_on_commit([(n.user_id, n.event()) for n in created])
+    unread_adjust_on_commit(user_ids=[n.user_id for n in created], name="notifications", delta=1)
     return created
 
 
@@ -84,7 +110,7 @@ def notification_mark_read(*, user: Any, event_id: int) -> Notification:
     if notification.read_at is None:
         notification.read_at = timezone.now()
         notification.save(update_fields=["read_at"])
-        unread_adjust_on_commit(user_id=user.pk, name="notifications", delta=-1)
+        unread_adjust_on_commit(user_ids=[user.pk], name="notifications", delta=-1)
     return notification
 
 

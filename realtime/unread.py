@@ -40,12 +40,13 @@ def unread_counts(*, user_id: Any) -> dict[str, int]:
     return counts
 
 
-def unread_adjust_on_commit(*, user_id: Any, name: str, delta: int) -> None:
+def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> None:
     def apply() -> None:
-        try:
-            cache.incr(_key(name, user_id), delta)
-        except ValueError:
-            pass  # not cached: the next read rebuilds it from the database
+        for user_id in user_ids:
+            try:
+                cache.incr(_key(name, user_id), delta)
+            except ValueError:
+                pass  # not cached: the next read rebuilds it from the database
 
     transaction.on_commit(apply)
 
