@@ -13,6 +13,7 @@ from django.utils import timezone, translation
 from realtime.consumers import CLOSE_FORBIDDEN, user_group
 from realtime.deliveries import deliveries_schedule
 from realtime.errors import NotificationNotFound
+from realtime.layers import group_send_many
 from realtime.models import EventCounter, Notification
 from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
@@ -28,9 +29,7 @@ def publish_many_on_commit(pushes: list[tuple[Any, dict[str, Any]]]) -> None:
     messages = [(user_group(user_id), {"type": "event.push", "event": e}) for user_id, e in pushes]
 
     async def send_all() -> None:
-        layer = get_channel_layer()
-        for group, message in messages:
-            await layer.group_send(group, message)
+        await group_send_many(get_channel_layer(), messages)
 
     transaction.on_commit(async_to_sync(send_all))
 

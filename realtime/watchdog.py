@@ -3,9 +3,11 @@
 The pub/sub layer drops whatever is published while its connection is down (redis-py
 reconnects and subscribes again, silently), so a socket that stayed open would miss events
 without knowing. A task per event loop asks each layer host for its ``run_id`` every
-``REALTIME_REDIS_CHECK_SECONDS``: if the host cannot be reached, or answers with another
-``run_id`` (it restarted), every socket of the process is closed with 1012 (service restart)
-and clients reconnect and ``resume`` from the database. Only for a Redis channel layer.
+``REALTIME_REDIS_CHECK_SECONDS``: if the host answers with another ``run_id`` (it
+restarted), or cannot be reached twice in a row (a busy event loop can make one check slow:
+that alone must not close thousands of sockets), every socket of the process is closed with
+1012 (service restart) and clients reconnect and ``resume`` from the database. Only for a
+Redis channel layer.
 """
 
 from __future__ import annotations
@@ -60,19 +62,26 @@ async def _watch(addresses: list[str]) -> None:
     import redis.asyncio as aioredis
 
     interval = float(getattr(settings, "REALTIME_REDIS_CHECK_SECONDS", 1.0))
+    timeout = max(2.0, 3 * interval)
     clients = [
-        aioredis.Redis.from_url(a, socket_connect_timeout=interval, socket_timeout=interval)
+        aioredis.Redis.from_url(a, socket_connect_timeout=timeout, socket_timeout=timeout)
         for a in addresses
     ]
     known: list[str | None] = [None] * len(clients)
+    failures = [0] * len(clients)
     try:
         while _sockets:
             for i, client in enumerate(clients):
                 try:
                     run_id = (await client.info("server"))["run_id"]
                 except Exception:
-                    run_id = None
-                if known[i] is not None and run_id != known[i] and _sockets:
+                    failures[i] += 1
+                    if failures[i] == 2 and known[i] is not None:
+                        known[i] = None
+                        await _close_all()
+                    continue
+                failures[i] = 0
+                if known[i] is not None and run_id != known[i]:
                     await _close_all()
                 known[i] = run_id
             await asyncio.sleep(interval)

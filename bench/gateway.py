@@ -1,7 +1,7 @@
 """Real-time gateway: sockets held, booking-to-alert latency, notification fan-out.
 
-    .venv/bin/python bench/realtime.py                  # ~4 minutes, seeding included
-    .venv/bin/python bench/realtime.py --help           # every option
+    .venv/bin/python bench/gateway.py                  # ~4 minutes, seeding included
+    .venv/bin/python bench/gateway.py --help           # every option
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379) on loopback.
 Creates its own database ``telemed_bench_realtime`` (dropped first if there, dropped at the
@@ -248,7 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join([".venv/bin/python", "bench/realtime.py", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "bench/gateway.py", *sys.argv[1:]])
     sys.path.insert(0, str(ROOT))
     import booking as bk  # bench/booking.py: database, seeding and token minting
     import http_baseline as hb
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             target=hold_sockets, args=(ws_url, tokens, child), daemon=True
         )
         holder.start()
+        child.close()  # so that the holder's death ends recv() here with EOFError
         stack.callback(lambda: holder.join(30) if holder.is_alive() else None)
         _, opened, open_s = parent.recv()
         log(f"{opened} sockets open in {open_s:.1f} s")
