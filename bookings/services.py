@@ -118,6 +118,52 @@ def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
     )
 
 
+def tell_each(*, appointment_ids: list[Any], kind: str, render: Any) -> None:
+    """``tell_both`` for each of these appointments (changed in bulk)."""
+    for appointment in Appointment.objects.filter(id__in=appointment_ids).select_related(
+        "doctor__user", "patient"
+    ):
+        tell_both(appointment, kind, render)
+
+
+def holds_release(*, qs: Any, now: datetime) -> list[Any]:
+    """Cancel the expired holds among ``qs`` (rows another transaction is releasing are
+    skipped), with their history; both sides are told ``booking.expired``."""
+    expired = list(
+        qs.select_for_update(skip_locked=True)
+        .filter(status=Status.HELD, hold_expires_at__lte=now)
+        .values_list("id", flat=True)
+    )
+    if not expired:
+        return []
+    Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED)
+    StatusChange.objects.bulk_create(
+        [
+            StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
+            for i in expired
+        ]
+    )
+    tell_each(
+        appointment_ids=expired,
+        kind="booking.expired",
+        render=lambda a, u: (
+            _("Hold expired"),
+            _("The slot held for %(when)s was released: it was not paid in time.")
+            % {"when": when(a, u)},
+        ),
+    )
+    return expired
+
+
+def told_marked(a: Appointment, u: User) -> tuple[str, str]:
+    """The message of ``booking.completed`` and ``booking.no_show``."""
+    return (
+        _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
+        _("The appointment on %(when)s is recorded as %(status)s.")
+        % {"when": when(a, u), "status": a.get_status_display()},
+    )
+
+
 def when(appointment: Appointment, user: User) -> str:
     from zoneinfo import ZoneInfo
 
@@ -158,9 +204,7 @@ def appointment_book(
         raise SlotUnavailable()
     policy = selectors.policy_for(doctor)
     # Expired holds stop blocking: release them lazily (a task also does it on a schedule).
-    Appointment.objects.filter(doctor=doctor, status=Status.HELD, hold_expires_at__lte=now).update(
-        status=Status.CANCELLED
-    )
+    holds_release(qs=Appointment.objects.filter(doctor=doctor), now=now)
     if policy.payment_required and mode != "in_person":
         status, hold = Status.HELD, now + timedelta(minutes=policy.hold_minutes)
     else:
@@ -317,15 +361,7 @@ def appointment_mark(
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, doctor_user)
     kind = "booking.completed" if appointment.status == Status.COMPLETED else "booking.no_show"
-    tell_both(
-        appointment,
-        kind,
-        lambda a, u: (
-            _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
-            _("The appointment on %(when)s is recorded as %(status)s.")
-            % {"when": when(a, u), "status": a.get_status_display()},
-        ),
-    )
+    tell_both(appointment, kind, told_marked)
     return appointment
 
 

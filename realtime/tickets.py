@@ -7,6 +7,8 @@ and it is never logged."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import secrets
 from typing import Any
 
@@ -38,3 +40,23 @@ def ticket_redeem(ticket: str) -> str | None:
     if user_id is None or not cache.delete(key):
         return None
     return str(user_id)
+
+
+_TICKET_IN_TEXT = re.compile(r"(ticket=)[^&\s\"']+")
+
+
+class RedactTickets(logging.Filter):
+    """ASGI servers log a socket's path with its query string (Uvicorn: ``"WebSocket
+    /ws/v1/?ticket=..." [accepted]``): the ticket is replaced before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and any("ticket=" in str(a) for a in record.args):
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(_TICKET_IN_TEXT.sub(r"\1[redacted]", str(a)) for a in args)
+        if isinstance(record.msg, str) and "ticket=" in record.msg:
+            record.msg = _TICKET_IN_TEXT.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+# The loggers that print request paths (the access log, off by default, too).
+PATH_LOGGERS = ("uvicorn.error", "uvicorn.access", "daphne.access", "django.channels.server")

@@ -113,6 +113,8 @@ AR = {
     "This notification was not found.": "لم يتم العثور على هذا الإشعار.",
     "There is no notification of this kind.": "لا يوجد نوع إشعار بهذا الاسم.",
     "The request signature is not valid.": "توقيع الطلب غير صالح.",
+    "Hold expired": "انتهت مدة الحجز المؤقت",
+    "The slot held for %(when)s was released: it was not paid in time.": "أُلغي حجز الموعد المؤقت في %(when)s لأنه لم يُدفع في الوقت المحدد.",
 }
 
 

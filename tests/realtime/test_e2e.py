@@ -131,3 +131,24 @@ def test_an_event_raised_through_one_server_reaches_a_socket_on_the_other(
         booked, event = asyncio.run(go())
     assert other.info["port"] != live_server_proc.info["port"]
     assert event["data"]["appointment_id"] == booked["id"]
+
+
+def test_uvicorn_never_logs_the_ticket(server_env, workdir):
+    user = make_user()
+    with procs.running(procs.start_server(workdir, server_env, kind="uvicorn")) as server:
+
+        async def go():
+            with httpx.Client(base_url=server.info["base"], timeout=10) as http:
+                ticket = server_ticket(http, server_login(http, user.email))
+            ws = await ws_open(server.info["ws"], ticket)
+            await ws.send(json.dumps({"type": "resume", "after": 0}))
+            done = await ws_receive_type(ws, "resume.done")
+            await ws.close()
+            return ticket, done
+
+        ticket, done = asyncio.run(go())
+        server.stop()
+        log = server.output()
+    assert done["type"] == "resume.done"
+    assert "WebSocket /ws/v1/?ticket=[redacted]" in log
+    assert ticket not in log
