@@ -209,7 +209,7 @@ async def bookings(
     return results, t0_wall
 
 
-async def fanouts(users: list[Any], count: int, rate: float) -> list[float]:
+async def fanouts(users: list[Any], count: int, rate: float) -> tuple[list[float], list[float]]:
     """Due times of ``count`` notify() calls to ``users``; the calls run in a thread, one
     after another, so a slow call makes the next one late (and that lateness is measured)."""
     from asgiref.sync import sync_to_async
@@ -217,6 +217,7 @@ async def fanouts(users: list[Any], count: int, rate: float) -> list[float]:
     from realtime.services import notify
 
     dues: list[float] = []
+    returned: list[float] = []
     t0_wall, t0 = time.time() + 0.5, time.monotonic() + 0.5
     for j in range(count):
         await asyncio.sleep(max(0.0, t0 + j / rate - time.monotonic()))
@@ -227,7 +228,8 @@ async def fanouts(users: list[Any], count: int, rate: float) -> list[float]:
             data={"fanout": j},
             render=lambda u: ("Clinic news", "The clinic is closed on Friday."),
         )
-    return dues
+        returned.append(time.time())  # stored, committed and published
+    return dues, returned
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -378,11 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         close_old_connections()
         cpu0 = cpu_seconds(pid)
         t_fan = time.monotonic()
-        dues = asyncio.run(fanouts(recipients, args.fanouts, args.fanout_rate))
+        dues, returned = asyncio.run(fanouts(recipients, args.fanouts, args.fanout_rate))
+        call_ms = [(r - d) * 1000 for r, d in zip(returned, dues, strict=True)]
         fan_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t_fan)
         time.sleep(args.drain)
         _, arrivals = request(parent, "take")
         fan_ms: list[float] = []
+        after_call_ms: list[float] = []
         got: set[tuple[int, int]] = set()
         for i, at, frame in arrivals:
             event = json.loads(frame)
@@ -391,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 if (i, j) not in got:
                     got.add((i, j))
                     fan_ms.append((at - dues[j]) * 1000)
+                    after_call_ms.append((at - returned[j]) * 1000)
         fan_lost = args.fanout * args.fanouts - len(got)
         _, open_at_end = request(parent, "count")
         request(parent, "stop")
@@ -438,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---:|---:|---:|---:|---:|",
             f"| `notification.created` on each recipient's socket | {len(fan_ms)} | "
             f"{summary(fan_ms)} |",
+            f"| of which: `notify()` returned (stored, committed, published) | {len(call_ms)} | "
+            f"{summary(call_ms)} |",
+            f"| of which: from `notify()`'s return to each arrival | {len(after_call_ms)} | "
+            f"{summary(after_call_ms)} |",
             "",
             f"Events lost: **{fan_lost}** of {args.fanout * args.fanouts}. Sockets still open "
             f"at the end (client): {open_at_end} of {opened}.",

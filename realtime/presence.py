@@ -37,6 +37,11 @@ def _client(url: str) -> redis.Redis:
     )
 
 
+def redis_client() -> redis.Redis:
+    """A pooled client of ``REDIS_URL`` (presence, counters)."""
+    return _client(settings.REDIS_URL)
+
+
 def _key(user_id: Any) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:presence:{user_id}"
 
@@ -57,7 +62,7 @@ def heartbeat(*, user_id: Any, device: str) -> bool:
             _local[str(user_id)] = devices
         return not was_online
     key = _key(user_id)
-    pipe = _client(settings.REDIS_URL).pipeline(transaction=True)
+    pipe = redis_client().pipeline(transaction=True)
     pipe.zremrangebyscore(key, "-inf", now)
     pipe.zcard(key)
     pipe.zadd(key, {device: expires})
@@ -76,7 +81,7 @@ def leave(*, user_id: Any, device: str) -> bool:
             left = [t for t in devices.values() if t > now]
         return removed and not left
     key = _key(user_id)
-    pipe = _client(settings.REDIS_URL).pipeline(transaction=True)
+    pipe = redis_client().pipeline(transaction=True)
     pipe.zrem(key, device)
     pipe.zremrangebyscore(key, "-inf", now)
     pipe.zcard(key)
@@ -90,7 +95,7 @@ def online(user_ids: Iterable[Any]) -> dict[str, bool]:
     if not settings.REDIS_URL:
         with _local_lock:
             return {u: any(t > now for t in _local.get(u, {}).values()) for u in ids}
-    pipe = _client(settings.REDIS_URL).pipeline(transaction=False)
+    pipe = redis_client().pipeline(transaction=False)
     for u in ids:
         pipe.zcount(_key(u), f"({now}", "+inf")
     return {u: n > 0 for u, n in zip(ids, pipe.execute(), strict=True)}

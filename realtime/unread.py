@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 
 COUNTERS: dict[str, Callable[[Any], int]] = {}
@@ -40,11 +41,23 @@ def unread_counts(*, user_id: Any) -> dict[str, int]:
     return counts
 
 
+# INCRBY each key that exists (a missing counter stays missing: its rebuild counts the rows).
+_ADJUST = "for i, key in ipairs(KEYS) do if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, ARGV[1]) end end"
+
+
 def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> None:
+    """After commit, add ``delta`` to these users' cached counters: one Redis call for any
+    number of users (a fan-out to 500 users would otherwise wait for 1,000 round trips)."""
+
     def apply() -> None:
-        for user_id in user_ids:
+        keys = [_key(name, user_id) for user_id in user_ids]
+        if isinstance(cache, RedisCache):  # the cache's own Redis client and key names
+            full = [cache.make_key(key) for key in keys]
+            cache._cache.get_client(write=True).eval(_ADJUST, len(full), *full, delta)
+            return
+        for key in keys:
             try:
-                cache.incr(_key(name, user_id), delta)
+                cache.incr(key, delta)
             except ValueError:
                 pass  # not cached: the next read rebuilds it from the database
 

@@ -3,7 +3,8 @@ can be resumed) in each one's language."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -22,6 +23,12 @@ from tests.bookings.conftest import next_slot
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
+
+
+def video_slot(profile) -> datetime:
+    """15:00 in three days, in the doctor's own zone (video hours live there)."""
+    day = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo(profile.time_zone)).date()
+    return datetime.combine(day, time(15), tzinfo=ZoneInfo(profile.time_zone))
 
 
 def kinds_for(user) -> list[str]:
@@ -86,12 +93,14 @@ def test_expired_holds_and_automatic_completion_are_told_too(doctor_with_hours):
     policy = BookingPolicy.objects.get(doctor=doctor_with_hours)
     policy.payment_required = True
     policy.save()
+    doctor_with_hours.offers_video = True
+    doctor_with_hours.save()
     patient = make_user()
     now = timezone.now()
     held = appointment_book(
         patient=patient,
         doctor_id=doctor_with_hours.id,
-        start=next_slot(hour=15),
+        start=video_slot(doctor_with_hours),
         mode="video",
         now=now - timedelta(hours=1),  # its hold ran out 45 minutes ago
     )
