@@ -19,7 +19,7 @@ frame's arrival (``time.time()``) and parses after the run; the load comes from 
    RSS before and after gives memory per connection; the server's own gauge
    (``telemed_websocket_connections`` on ``/metrics``) and the client count the open ones.
 2. **Booking to alert**: with every socket still open, ``POST /api/v1/appointments`` at
-   ``--rate``/s for ``--duration`` s (open loop: request ``i`` is due at ``t0 + i/rate``),
+   each ``--rate`` (a comma-separated list) for ``--duration`` s (open loop: request ``i`` is due at ``t0 + i/rate``),
    each by a different patient on a distinct free slot of one of ``--doctors`` doctors. The
    latency of an alert is from the request's *due* time to the arrival of ``booking.created``
    for that appointment on the doctor's socket; the patient's own copy is counted too. Lost =
@@ -237,8 +237,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sockets", type=int, default=2000, help="sockets held (one user each)")
     p.add_argument("--doctors", type=int, default=50)
     p.add_argument("--hold", type=float, default=30.0, help="seconds to hold before the load")
-    p.add_argument("--rate", type=float, default=50.0, help="bookings per second")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of bookings")
+    p.add_argument("--rate", default="50,30", help="bookings per second, one run per rate")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of bookings per rate")
+    p.add_argument("--quiet-wait", type=float, default=90.0, help="wait for a quiet machine")
     p.add_argument("--fanout", type=int, default=500, help="recipients of each fan-out")
     p.add_argument("--fanouts", type=int, default=20, help="fan-outs")
     p.add_argument("--fanout-rate", type=float, default=1.0, help="fan-outs per second")
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bk.DB_NAME, bk.DATABASE_URL, bk.PREFIX = DB_NAME, DATABASE_URL, PREFIX
     patients_n = args.sockets - args.doctors
-    bookings_n = int(args.rate * args.duration)
+    rates = [float(r) for r in args.rate.split(",")]
+    bookings_n = int(sum(rates) * args.duration)
     if bookings_n > patients_n or args.fanout > patients_n:
         raise SystemExit("more bookings or fan-out recipients than patients with a socket")
     out: list[str] = []
@@ -333,43 +335,70 @@ def main(argv: list[str] | None = None) -> int:
         rss_held = rss_kib(pid)
         request(parent, "take")  # presence events and the like
 
-        # 2. Booking to alert.
+        # 2. Booking to alert, at each rate.
         label = {str(u.pk): i for i, u in enumerate(users)}
-        plan = []
-        for i in range(bookings_n):
-            doctor = doctors[i % args.doctors]
-            start = slot_start(i // args.doctors).isoformat()
-            plan.append((str(doctor.id), str(doctor.user.pk), tokens[args.doctors + i], start))
-        log(f"booking at {args.rate:.0f}/s for {args.duration:.0f} s ({bookings_n} bookings)")
-        cpu0 = cpu_seconds(pid)
-        t_load = time.monotonic()
-        results, _ = asyncio.run(bookings(server.base, plan, args.rate))
-        book_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t_load)
-        time.sleep(args.drain)
-        _, arrivals = request(parent, "take")
-        seen: dict[tuple[int, str], float] = {}
-        for i, at, frame in arrivals:
-            event = json.loads(frame)
-            if event.get("type") == "booking.created":
-                seen.setdefault((i, event["data"]["appointment_id"]), at)
-        created = [r for r in results if r["status"] == 201]
-        alert: list[float] = []
-        patient_alert: list[float] = []
-        http_ms: list[float] = []
-        lost = 0
-        for r in created:
-            doctor_label = label[plan[r["i"]][1]]
-            patient_label = args.doctors + r["i"]
-            http_ms.append((r["answered"] - r["due"]) * 1000)
-            for lab, bucket in ((doctor_label, alert), (patient_label, patient_alert)):
-                at = seen.get((lab, r["id"]))
-                if at is None:
-                    lost += 1
-                else:
-                    bucket.append((at - r["due"]) * 1000)
-        statuses: dict[str, int] = {}
-        for r in results:
-            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+        booking_rows: list[str] = []
+        lost_total = 0
+        offset = 0
+        for rate in rates:
+            count = int(rate * args.duration)
+            plan = []
+            for i in range(offset, offset + count):
+                doctor = doctors[i % args.doctors]
+                start = slot_start(i // args.doctors).isoformat()
+                plan.append((str(doctor.id), str(doctor.user.pk), tokens[args.doctors + i], start))
+            quiet = asyncio.run(hb.wait_until_quiet(args.quiet_wait, 0.6))
+            log(
+                f"booking at {rate:.0f}/s for {args.duration:.0f} s (machine busy {quiet:.2f} cores)"
+            )
+            cpu0, busy0 = cpu_seconds(pid), hb._busy_seconds()
+            t_load = time.monotonic()
+            results, _ = asyncio.run(bookings(server.base, plan, rate))
+            took = time.monotonic() - t_load
+            book_cpu = (cpu_seconds(pid) - cpu0) / took
+            busy = (hb._busy_seconds() - busy0) / took
+            time.sleep(args.drain)
+            _, arrivals = request(parent, "take")
+            seen: dict[tuple[int, str], float] = {}
+            for i, at, frame in arrivals:
+                event = json.loads(frame)
+                if event.get("type") == "booking.created":
+                    seen.setdefault((i, event["data"]["appointment_id"]), at)
+            alert: list[float] = []
+            patient_alert: list[float] = []
+            http_ms: list[float] = []
+            after_http: list[float] = []
+            lost = 0
+            for r in results:
+                if r["status"] != 201:
+                    continue
+                doctor_label = label[plan[r["i"]][1]]
+                http_ms.append((r["answered"] - r["due"]) * 1000)
+                for lab, bucket in (
+                    (doctor_label, alert),
+                    (args.doctors + offset + r["i"], patient_alert),
+                ):
+                    at = seen.get((lab, r["id"]))
+                    if at is None:
+                        lost += 1
+                    else:
+                        bucket.append((at - r["due"]) * 1000)
+                        if lab == doctor_label:
+                            after_http.append((at - r["answered"]) * 1000)
+            statuses: dict[str, int] = {}
+            for r in results:
+                statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+            lost_total += lost
+            offset += count
+            booking_rows += [
+                f"| {rate:.0f}/s | `booking.created` on the doctor's socket | {len(alert)} | "
+                f"{summary(alert)} | {book_cpu * 100:.0f}% | {busy:.2f} | {statuses} | {lost} |",
+                f"| {rate:.0f}/s | `booking.created` on the patient's socket | {len(patient_alert)} "
+                f"| {summary(patient_alert)} | | | | |",
+                f"| {rate:.0f}/s | HTTP 201 answered | {len(http_ms)} | {summary(http_ms)} | | | | |",
+                f"| {rate:.0f}/s | doctor's alert, counted from the 201 instead | {len(after_http)} "
+                f"| {summary(after_http)} | | | | |",
+            ]
 
         # 3. Fan-out.
         recipients = patients[: args.fanout]
@@ -378,11 +407,14 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import close_old_connections
 
         close_old_connections()
-        cpu0 = cpu_seconds(pid)
+        fan_quiet = asyncio.run(hb.wait_until_quiet(args.quiet_wait, 0.6))
+        cpu0, busy0 = cpu_seconds(pid), hb._busy_seconds()
         t_fan = time.monotonic()
         dues, returned = asyncio.run(fanouts(recipients, args.fanouts, args.fanout_rate))
         call_ms = [(r - d) * 1000 for r, d in zip(returned, dues, strict=True)]
-        fan_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t_fan)
+        fan_took = time.monotonic() - t_fan
+        fan_cpu = (cpu_seconds(pid) - cpu0) / fan_took
+        fan_busy = (hb._busy_seconds() - busy0) / fan_took
         time.sleep(args.drain)
         _, arrivals = request(parent, "take")
         fan_ms: list[float] = []
@@ -422,22 +454,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{rss_before / 1024:.0f} MiB | {rss_open / 1024:.0f} MiB | {rss_held / 1024:.0f} MiB "
             f"| {per_conn:.1f} KiB |",
             "",
-            f"**Booking to alert** ({bookings_n} bookings due at {args.rate:.0f}/s over "
-            f"{args.duration:.0f} s, {args.doctors} doctors, every socket still open; "
-            f"server CPU {book_cpu * 100:.0f}% of one core)",
+            f"**Booking to alert** (bookings due at each rate for {args.duration:.0f} s, each by "
+            f"another patient on a distinct slot of {args.doctors} doctors, every socket open)",
             "",
-            "| latency from the due time (ms) | n | p50 | p95 | p99 | max |",
-            "|---|---:|---:|---:|---:|---:|",
-            f"| `booking.created` on the doctor's socket | {len(alert)} | {summary(alert)} |",
-            f"| `booking.created` on the patient's socket | {len(patient_alert)} | "
-            f"{summary(patient_alert)} |",
-            f"| HTTP 201 answered | {len(http_ms)} | {summary(http_ms)} |",
+            "| rate | latency from the due time (ms) | n | p50 | p95 | p99 | max | server CPU "
+            "(one core = 100%) | machine busy (cores) | statuses | events lost |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+            *booking_rows,
             "",
-            f"Statuses: {statuses}; events lost (a 201 without its event on either socket): "
-            f"**{lost}**.",
+            f"Events lost over all rates (a 201 without its `booking.created` on the doctor's or "
+            f"the patient's socket within {args.drain:.0f} s): **{lost_total}**.",
             "",
             f"**Fan-out** ({args.fanouts} x `notify()` to {args.fanout} online users at "
-            f"{args.fanout_rate}/s; server CPU {fan_cpu * 100:.0f}% of one core)",
+            f"{args.fanout_rate}/s; server CPU {fan_cpu * 100:.0f}% of one core; the machine "
+            f"was busy {fan_quiet:.2f} cores before and {fan_busy:.2f} cores during it)",
             "",
             "| latency from the due time (ms) | n | p50 | p95 | p99 | max |",
             "|---|---:|---:|---:|---:|---:|",
