@@ -126,3 +126,30 @@ async def test_a_flood_is_rate_limited_then_closed(settings):
         await ws.send_json_to({"type": "presence.ping"})
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
     await ws.disconnect()
+
+
+async def test_handlers_registered_by_domain_apps_answer_on_the_socket():
+    from realtime.consumers import HANDLERS
+    from realtime.errors import InvalidMessage
+
+    def echo(*, user, content):
+        if "text" not in content:
+            raise InvalidMessage(fields={"text": "required"})
+        return {"type": "test.echoed", "data": {"user": str(user.pk), "text": content["text"]}}
+
+    user = await database_sync_to_async(make_user)()
+    HANDLERS["test.echo"] = echo
+    try:
+        ws = await open_socket(user)
+        await ws.send_json_to({"type": "test.echo", "text": "hi"})
+        assert await ws.receive_json_from(timeout=5) == {
+            "type": "test.echoed",
+            "data": {"user": str(user.pk), "text": "hi"},
+        }
+        await ws.send_json_to({"type": "test.echo"})
+        reply = await ws.receive_json_from(timeout=5)
+        assert reply["error"]["code"] == "realtime.invalid"
+        assert reply["error"]["fields"] == {"text": "required"}
+        await ws.disconnect()
+    finally:
+        del HANDLERS["test.echo"]
