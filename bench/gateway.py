@@ -246,6 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for late events")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--out", default="", help="also write the markdown section to this file")
+    p.add_argument("--profile-server", default="", help="run Uvicorn under cProfile, to this file")
     return p.parse_args(argv)
 
 
@@ -304,6 +305,16 @@ def main(argv: list[str] | None = None) -> int:
             cursor.execute("ANALYZE")
         connections.close_all()
 
+        if args.profile_server:  # the same server under cProfile (written when it stops)
+            command_of = hb.server_command
+            hb.server_command = lambda kind, port: [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                args.profile_server,
+                *command_of(kind, port),
+            ]
         server = hb.Server("uvicorn", env, workdir / "uvicorn.log", ROOT)
         stack.callback(server.stop)
         server.wait_healthy()
