@@ -443,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         _, open_at_end = request(parent, "count")
         request(parent, "stop")
         holder.join(30)
+        if args.profile_server:  # let Uvicorn return, so that cProfile writes its file
+            import signal
+
+            server.popen.send_signal(signal.SIGINT)
+            server.popen.wait(60)
 
         per_conn = (rss_open - rss_before) / max(1, opened)
         out += [

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -111,6 +112,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
                 await self.presence_tell(online=False)
         except Exception:  # noqa: S110 - Redis is gone: presence runs out by its TTL
             pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own ``dispatch`` first closes stale database connections through a hop to
+        its one sync thread (``aclose_old_connections``), for every message: a fan-out to 500
+        sockets queued 500 hops on that thread (bench/RESULTS.md, real-time gateway). This
+        consumer reaches the database only through ``database_sync_to_async``, which closes
+        stale connections itself, so a pushed event costs no thread hop."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- events from the channel layer ---------------------------------------------------
 
