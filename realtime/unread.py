@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 
@@ -51,9 +51,10 @@ def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> No
 
     def apply() -> None:
         keys = [_key(name, user_id) for user_id in user_ids]
-        if isinstance(cache, RedisCache):  # the cache's own Redis client and key names
-            full = [cache.make_key(key) for key in keys]
-            cache._cache.get_client(write=True).eval(_ADJUST, len(full), *full, delta)
+        backend = caches["default"]  # ``cache`` is a proxy: isinstance needs the backend
+        if isinstance(backend, RedisCache):  # its own Redis client and key names
+            full = [backend.make_key(key) for key in keys]
+            backend._cache.get_client(write=True).eval(_ADJUST, len(full), *full, delta)
             return
         for key in keys:
             try:
