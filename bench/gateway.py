@@ -267,19 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     out: list[str] = []
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telemed-rt-")))
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "telemed.settings",
-            "DJANGO_ENV": "development",
-            "DEBUG": "false",
-            "DATABASE_URL": DATABASE_URL,
-            "REDIS_URL": args.redis_url,
-            "REDIS_KEY_PREFIX": PREFIX,
-            "TASK_WORKER_IN_PROCESS": "false",
-            "LOG_LEVEL": "WARNING",
-            "JWT_ACCESS_TOKEN_TTL": "7200",  # tokens outlive the run
-            "VAR_DIR": str(workdir / "var"),
-        }
+        # Access tokens outlive the run.
+        env = bk.bench_env(args.redis_url, workdir / "var", JWT_ACCESS_TOKEN_TTL="7200")
         os.environ.update(env)
         import django
 
