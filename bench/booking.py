@@ -156,6 +156,25 @@ def drop_database() -> None:
     log(f"dropped database {DB_NAME}")
 
 
+def bench_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of this process and of the server it starts: the benchmark's own
+    database and Redis prefix, production-like settings, no in-process task worker."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "telemed.settings",
+        "DJANGO_ENV": "development",
+        "DEBUG": "false",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": PREFIX,
+        "TASK_WORKER_IN_PROCESS": "false",
+        "LOG_LEVEL": "WARNING",
+        # Development secrets (SECRET_KEY, JWT key) shared by this process and the server.
+        "VAR_DIR": str(var_dir),
+        **extra,
+    }
+
+
 def delete_redis_keys(redis_url: str) -> int:
     """Only this run's keys (its own random prefix: cache, sessions, rate limits)."""
     import redis
@@ -1617,19 +1636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telemed-book-")))
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "telemed.settings",
-            "DJANGO_ENV": "development",
-            "DEBUG": "false",
-            "DATABASE_URL": DATABASE_URL,
-            "REDIS_URL": args.redis_url,
-            "REDIS_KEY_PREFIX": PREFIX,
-            "TASK_WORKER_IN_PROCESS": "false",
-            "LOG_LEVEL": "WARNING",
-            # Development secrets (SECRET_KEY, JWT key) shared by this process and the server.
-            "VAR_DIR": str(workdir / "var"),
-        }
+        env = bench_env(args.redis_url, workdir / "var")
         os.environ.update(env)
         import django
 

@@ -192,14 +192,24 @@ def in_care(*, doctor_user: User, patient: User, now: datetime | None = None) ->
     """The one answer to "are this doctor and this patient in care together?": a confirmed
     or completed appointment, upcoming or ended less than ``CARE_RELATIONSHIP_DAYS`` ago.
     Chat, records and presence ask this; nobody re-implements it."""
+    return _in_care(now).filter(doctor__user=doctor_user, patient=patient).exists()
+
+
+def _in_care(now: datetime | None) -> QuerySet[Appointment]:
     now = now or timezone.now()
     since = now - timedelta(days=getattr(settings, "CARE_RELATIONSHIP_DAYS", 90))
     return Appointment.objects.filter(
-        doctor__user=doctor_user,
-        patient=patient,
-        status__in=[Status.CONFIRMED, Status.COMPLETED],
-        end__gte=since,
-    ).exists()
+        status__in=[Status.CONFIRMED, Status.COMPLETED], end__gte=since
+    )
+
+
+def care_partner_ids(user_id: Any, now: datetime | None = None) -> list[Any]:
+    """Everyone in care with this user (by :func:`in_care`'s rule): a doctor's patients, a
+    patient's doctors. Presence is shared between them."""
+    qs = _in_care(now)
+    patients = qs.filter(doctor__user_id=user_id).values_list("patient_id", flat=True)
+    doctors = qs.filter(patient_id=user_id).values_list("doctor__user_id", flat=True)
+    return sorted(set(patients) | set(doctors), key=str)
 
 
 def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:

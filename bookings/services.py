@@ -119,6 +119,52 @@ def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
     )
 
 
+def tell_each(*, appointment_ids: list[Any], kind: str, render: Any) -> None:
+    """``tell_both`` for each of these appointments (changed in bulk)."""
+    for appointment in Appointment.objects.filter(id__in=appointment_ids).select_related(
+        "doctor__user", "patient"
+    ):
+        tell_both(appointment, kind, render)
+
+
+def holds_release(*, qs: Any, now: datetime) -> list[Any]:
+    """Cancel the expired holds among ``qs`` (rows another transaction is releasing are
+    skipped), with their history; both sides are told ``booking.expired``."""
+    expired = list(
+        qs.select_for_update(skip_locked=True)
+        .filter(status=Status.HELD, hold_expires_at__lte=now)
+        .values_list("id", flat=True)
+    )
+    if not expired:
+        return []
+    Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED)
+    StatusChange.objects.bulk_create(
+        [
+            StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
+            for i in expired
+        ]
+    )
+    tell_each(
+        appointment_ids=expired,
+        kind="booking.expired",
+        render=lambda a, u: (
+            _("Hold expired"),
+            _("The slot held for %(when)s was released: it was not paid in time.")
+            % {"when": when(a, u)},
+        ),
+    )
+    return expired
+
+
+def told_marked(a: Appointment, u: User) -> tuple[str, str]:
+    """The message of ``booking.completed`` and ``booking.no_show``."""
+    return (
+        _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
+        _("The appointment on %(when)s is recorded as %(status)s.")
+        % {"when": when(a, u), "status": a.get_status_display()},
+    )
+
+
 def when(appointment: Appointment, user: User) -> str:
     from zoneinfo import ZoneInfo
 
@@ -213,25 +259,18 @@ def _insert(appointment: Appointment, now: datetime) -> None:
 
 
 def _release_expired_holds(appointment: Appointment, now: datetime) -> int:
-    """Cancel the expired holds overlapping the appointment, of its doctor or its patient,
-    with their history rows (as the housekeeping task does)."""
-    expired = list(
-        Appointment.objects.select_for_update()
-        .filter(
-            Q(doctor_id=appointment.doctor_id) | Q(patient_id=appointment.patient_id),
-            status=Status.HELD,
-            hold_expires_at__lte=now,
-            start__lt=appointment.end,
-            end__gt=appointment.start,
+    """Release the expired holds overlapping the appointment, of its doctor or its patient
+    (as the housekeeping task does: history rows, both sides told)."""
+    return len(
+        holds_release(
+            qs=Appointment.objects.filter(
+                Q(doctor_id=appointment.doctor_id) | Q(patient_id=appointment.patient_id),
+                start__lt=appointment.end,
+                end__gt=appointment.start,
+            ),
+            now=now,
         )
-        .values_list("id", flat=True)
     )
-    Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED, updated_at=now)
-    StatusChange.objects.bulk_create(
-        StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
-        for i in expired
-    )
-    return len(expired)
 
 
 def _matching_slot(
@@ -344,15 +383,7 @@ def appointment_mark(
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, doctor_user)
     kind = "booking.completed" if appointment.status == Status.COMPLETED else "booking.no_show"
-    tell_both(
-        appointment,
-        kind,
-        lambda a, u: (
-            _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
-            _("The appointment on %(when)s is recorded as %(status)s.")
-            % {"when": when(a, u), "status": a.get_status_display()},
-        ),
-    )
+    tell_both(appointment, kind, told_marked)
     return appointment
 
 

@@ -79,23 +79,14 @@ def auto_complete_after() -> timedelta:
 @task()
 def housekeeping() -> dict[str, int]:
     """Release expired holds, complete what doctors left unmarked some hours after the end
-    and purge expired Idempotency-Key records; then schedule the next run (one pending run at a time: see ``ensure_housekeeping``)."""
+    and purge expired Idempotency-Key records; then schedule the next run (one pending run
+    at a time: see ``ensure_housekeeping``)."""
     from bookings.models import StatusChange
+    from bookings.services import holds_release, tell_each, told_marked
 
     now = timezone.now()
     with transaction.atomic():
-        expired = list(
-            Appointment.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.HELD, hold_expires_at__lte=now)
-            .values_list("id", flat=True)
-        )
-        Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED)
-        StatusChange.objects.bulk_create(
-            [
-                StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
-                for i in expired
-            ]
-        )
+        expired = holds_release(qs=Appointment.objects.all(), now=now)
         stale = list(
             Appointment.objects.select_for_update(skip_locked=True)
             .filter(status=Status.CONFIRMED, end__lte=now - auto_complete_after())
@@ -110,6 +101,7 @@ def housekeeping() -> dict[str, int]:
                 for i in stale
             ]
         )
+        tell_each(appointment_ids=stale, kind="booking.completed", render=told_marked)
         housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
     purged = purge_expired()  # Idempotency-Key records past their 24 h
     return {"holds_released": len(expired), "auto_completed": len(stale), "keys_purged": purged}

@@ -18,6 +18,7 @@ from typing import Any
 from allauth.core import ratelimit
 from allauth.core.internal.ratelimit import parse_rates
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -47,6 +48,7 @@ from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core.errors import InvalidRequest
 from core.ids import is_uuid
 from realtime.services import notify, publish_on_commit
+from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
 # Wired at the composition root (chat does not import records): of these record ids, those
 # that are clean files of ``patient`` that ``doctor`` may see.
@@ -199,6 +201,12 @@ def message_send(
         conversation.save(update_fields=changed)
         data = selectors.message_data(message)
         _publish(conversation, {"type": "chat.message", "data": data})
+        recipient = (
+            conversation.doctor_id
+            if user.pk == conversation.patient_id
+            else conversation.patient_id
+        )
+        unread_adjust_on_commit(user_ids=[recipient], name="chat", delta=1)
     return data
 
 
@@ -287,6 +295,8 @@ def message_delete(*, user: User, conversation_id: Any, seq: Any) -> dict[str, A
     if message.deleted_at is None:
         message.text, message.attachments, message.deleted_at = "", [], timezone.now()
         message.save(update_fields=["text", "attachments", "deleted_at"])
+        for participant in (conversation.patient_id, conversation.doctor_id):  # rebuilt on read
+            unread_forget_on_commit(user_id=participant, name="chat")
         _publish(conversation, {"type": "chat.message", "data": selectors.message_data(message)})
     return selectors.message_data(message)
 
@@ -317,8 +327,34 @@ def read_up_to(*, user: User, conversation_id: Any, seq: Any) -> dict[str, Any]:
         }
         if moved:
             _publish(conversation, {"type": "chat.read", "data": data})
+            unread_forget_on_commit(user_id=user.pk, name="chat")
         unread = selectors.unread_messages(user.pk).filter(conversation=conversation).count()
     return {**data, "unread": unread}
+
+
+# --- Typing --------------------------------------------------------------------------
+
+TYPING_SECONDS = 3
+
+
+def typing(*, user: User, conversation_id: Any) -> None:
+    """Tell the other participant that ``user`` is typing (``chat.typing``): ephemeral,
+    nothing stored, at most once every ``TYPING_SECONDS`` per user and conversation."""
+    conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
+    if conversation.closed_at is not None:
+        raise ConversationClosed()
+    if not cache.add(f"chat:typing:{conversation.pk}:{user.pk}", 1, TYPING_SECONDS):
+        return  # throttled
+    other = (
+        conversation.doctor_id if user.pk == conversation.patient_id else conversation.patient_id
+    )
+    publish_on_commit(
+        user_ids=[other],
+        event={
+            "type": "chat.typing",
+            "data": {"conversation_id": str(conversation.pk), "user_id": str(user.pk)},
+        },
+    )
 
 
 # --- Staff -----------------------------------------------------------------------------

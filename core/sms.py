@@ -25,7 +25,9 @@ class SentMessage:
 
 
 class SmsProvider(Protocol):
-    def send(self, *, to: str, body: str, channel: str = "sms") -> SentMessage: ...
+    def send(
+        self, *, to: str, body: str, channel: str = "sms", status_callback: str | None = None
+    ) -> SentMessage: ...
 
 
 class SmsError(Exception):
@@ -36,7 +38,9 @@ outbox: list[SentMessage] = []
 
 
 class CaptureProvider:
-    def send(self, *, to: str, body: str, channel: str = "sms") -> SentMessage:
+    def send(
+        self, *, to: str, body: str, channel: str = "sms", status_callback: str | None = None
+    ) -> SentMessage:
         message = SentMessage(
             to=to, body=body, channel=channel, provider_id=f"capture-{len(outbox) + 1}"
         )
@@ -45,7 +49,9 @@ class CaptureProvider:
 
 
 class ConsoleProvider:
-    def send(self, *, to: str, body: str, channel: str = "sms") -> SentMessage:
+    def send(
+        self, *, to: str, body: str, channel: str = "sms", status_callback: str | None = None
+    ) -> SentMessage:
         sys.stdout.write(f"[{channel} to {to}] {body}\n")
         sys.stdout.flush()
         return SentMessage(to=to, body=body, channel=channel, provider_id="console")
@@ -64,7 +70,9 @@ class TwilioProvider:
         if settings.TWILIO_API_BASE_URL:
             self.client.api.base_url = settings.TWILIO_API_BASE_URL
 
-    def send(self, *, to: str, body: str, channel: str = "sms") -> SentMessage:
+    def send(
+        self, *, to: str, body: str, channel: str = "sms", status_callback: str | None = None
+    ) -> SentMessage:
         import requests
         from twilio.base.exceptions import TwilioException
 
@@ -72,7 +80,8 @@ class TwilioProvider:
         if channel == "whatsapp":
             to, sender = f"whatsapp:{to}", f"whatsapp:{sender}"
         try:
-            message = self.client.messages.create(to=to, from_=sender, body=body)
+            extra = {"status_callback": status_callback} if status_callback else {}
+            message = self.client.messages.create(to=to, from_=sender, body=body, **extra)
         except (TwilioException, requests.RequestException) as exc:
             raise SmsError(type(exc).__name__) from exc
         return SentMessage(to=to, body=body, channel=channel, provider_id=str(message.sid))
@@ -94,5 +103,8 @@ def provider() -> SmsProvider:
     return _provider(settings.SMS_PROVIDER)
 
 
-def send(*, to: str, body: str, channel: str = "sms") -> SentMessage:
-    return provider().send(to=to, body=body, channel=channel)
+def send(
+    *, to: str, body: str, channel: str = "sms", status_callback: str | None = None
+) -> SentMessage:
+    """``status_callback``: the URL the provider posts delivery status changes to."""
+    return provider().send(to=to, body=body, channel=channel, status_callback=status_callback)

@@ -1,18 +1,23 @@
 """Socket authentication, before the consumer runs: sets ``scope["user"]``.
 
-Non-browser clients send ``Authorization: Bearer <access token>`` on the handshake; the token
+Browsers open ``/ws/v1/?ticket=<one-time ticket>`` (:mod:`realtime.tickets`). Non-browser
+clients may instead send ``Authorization: Bearer <access token>`` on the handshake; the token
 is checked exactly as for REST (allauth's stateful JWT validation: a logged-out session, a
-changed password or a deactivated account is refused). Browser tickets (``?ticket=``) plug in
-here too. A socket without a valid credential stays anonymous and the gateway closes it 4401.
+changed password or a deactivated account is refused). A socket without a valid credential
+stays anonymous and the gateway closes it 4401. Neither credential is ever logged.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+
+from realtime.tickets import ticket_redeem
 
 
 def _bearer(scope: dict[str, Any]) -> str | None:
@@ -22,6 +27,12 @@ def _bearer(scope: dict[str, Any]) -> str | None:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     return None
+
+
+def _ticket(scope: dict[str, Any]) -> str | None:
+    query = scope.get("query_string", b"").decode("latin1")
+    values = parse_qs(query).get("ticket")
+    return values[0] if values else None
 
 
 @database_sync_to_async
@@ -36,8 +47,20 @@ def _user_for_token(token: str) -> Any:
     return user
 
 
+@database_sync_to_async
+def _user_for_ticket(ticket: str) -> Any:
+    user_id = ticket_redeem(ticket)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return user or AnonymousUser()
+
+
 class SocketAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        token = _bearer(scope)
-        user = await _user_for_token(token) if token else AnonymousUser()
+        ticket, token = _ticket(scope), _bearer(scope)
+        if ticket is not None:
+            user = await _user_for_ticket(ticket)
+        elif token:
+            user = await _user_for_token(token)
+        else:
+            user = AnonymousUser()
         return await super().__call__(dict(scope, user=user), receive, send)

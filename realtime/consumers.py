@@ -2,19 +2,30 @@
 
 Authentication happens in :mod:`realtime.auth` before the consumer runs. A refused socket is
 accepted and then closed with 4401/4403 so that clients can read the code (a browser cannot
-see why an HTTP handshake was refused).
+see why an HTTP handshake was refused). Client messages: ``resume``, ``presence.ping``, and
+whatever the domain apps register in ``HANDLERS`` at the composition root (chat's
+``chat.*``). Bad input gets an ``error`` event and the socket stays open; a flood is
+rate-limited, then closed 4429.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.utils import translation
 
 from core.errors import ApplicationError
-from realtime.errors import MalformedFrame, UnknownType
+from realtime import presence, selectors, watchdog
+from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
 
 
@@ -25,6 +36,34 @@ def user_group(user_id: Any) -> str:
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_FLOOD = 4429
+
+# Socket message handlers of the domain apps, by message type, wired at the composition root:
+# ``handler(*, user, content) -> reply event | None``, run in a thread (they use the database);
+# an ApplicationError they raise becomes an ``error`` event.
+HANDLERS: dict[str, Callable[..., dict[str, Any] | None]] = {}
+
+
+def _setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+class _Bucket:
+    """Token bucket: ``rate`` messages a second on average, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class GatewayConsumer(AsyncJsonWebsocketConsumer):
@@ -39,33 +78,89 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         if not user.is_active:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.authenticated = True
+        self.user = user
+        self.user_id = str(user.pk)
         self.language = getattr(user, "language", "en")
         self.group = user_group(user.pk)
+        self.bucket = _Bucket(
+            _setting("REALTIME_MESSAGES_PER_SECOND", 10), _setting("REALTIME_MESSAGE_BURST", 30)
+        )
+        self.strikes = 0
+        # Stored events sent live since connecting, and the last one a resume replayed: what
+        # a resume (or a push queued behind it) must not send twice.
+        self.live_sent: deque[int] = deque(maxlen=_setting("REALTIME_RESUME_LIMIT", 500))
+        self.replayed_upto = 0
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.authenticated = True
         OPEN_SOCKETS.inc()
+        watchdog.watch(self)
+        await self.presence_beat()
 
     async def disconnect(self, code: int) -> None:
-        if self.authenticated:
+        if not self.authenticated:
+            return
+        self.authenticated = False
+        watchdog.forget(self)
+        OPEN_SOCKETS.dec()
+        SOCKET_CLOSES.labels(str(code)).inc()
+        try:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-            OPEN_SOCKETS.dec()
-            SOCKET_CLOSES.labels(str(code)).inc()
+            went_offline = await sync_to_async(presence.leave, thread_sensitive=False)(
+                user_id=self.user_id, device=self.channel_name
+            )
+            if went_offline:
+                await self.presence_tell(online=False)
+        except Exception:  # noqa: S110 - Redis is gone: presence runs out by its TTL
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own ``dispatch`` first closes stale database connections through a hop to
+        its one sync thread (``aclose_old_connections``), for every message: a fan-out to 500
+        sockets queued 500 hops on that thread (bench/RESULTS.md, real-time gateway). This
+        consumer reaches the database only through ``database_sync_to_async``, which closes
+        stale connections itself, so a pushed event costs no thread hop."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- events from the channel layer ---------------------------------------------------
 
     async def event_push(self, event: dict[str, Any]) -> None:
-        """A stored event for this user (``realtime.services.publish_on_commit``)."""
-        await self.send_json(event["event"])
+        """An event for this user (``realtime.services.publish_on_commit``), forwarded as is."""
+        body = event["event"]
+        event_id = body.get("id")
+        if isinstance(event_id, int):
+            if event_id <= self.replayed_upto:
+                return  # a resume already sent it
+            self.live_sent.append(event_id)
+        await self.send_json(body)
 
     async def session_close(self, event: dict[str, Any]) -> None:
         """The account was deactivated or deleted: end this socket now."""
         await self.close(code=int(event.get("code", CLOSE_FORBIDDEN)))
+
+    # --- client messages -----------------------------------------------------------------
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         if not self.authenticated:
             return
+        if not self.bucket.take():
+            self.strikes += 1
+            if self.strikes >= _setting("REALTIME_FLOOD_CLOSE_AFTER", 50):
+                await self.close(code=CLOSE_FLOOD)
+            elif self.strikes == 1:
+                await self.send_error(SlowDown())
+            return
+        self.strikes = 0
+        raw = text_data.encode() if text_data is not None else (bytes_data or b"")
+        if len(raw) > _setting("REALTIME_MAX_MESSAGE_BYTES", 16384):
+            await self.send_error(MessageTooLarge())
+            return
         try:
-            content = json.loads(text_data if text_data is not None else (bytes_data or b""))
+            content = json.loads(raw)
         except ValueError:
             await self.send_error(MalformedFrame())
             return
@@ -75,7 +170,59 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        await self.send_error(UnknownType(fields={"type": str(content.get("type", ""))[:64]}))
+        kind = content.get("type")
+        try:
+            if kind == "resume":
+                await self.resume(content)
+            elif kind == "presence.ping":
+                await self.presence_beat()
+            elif isinstance(kind, str) and kind in HANDLERS:
+                reply = await database_sync_to_async(HANDLERS[kind])(
+                    user=self.user, content=content
+                )
+                if reply is not None:
+                    await self.send_json(reply)
+            else:
+                raise UnknownType(fields={"type": str(kind or "")[:64]})
+        except ApplicationError as exc:
+            await self.send_error(exc)
+
+    async def resume(self, content: dict[str, Any]) -> None:
+        """Replay, in order, the stored events after ``after``; then ``resume.done``."""
+        after = content.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise InvalidMessage(fields={"after": "a whole number, 0 or more"})
+        events, more = await database_sync_to_async(selectors.events_after)(
+            user_id=self.user_id, after=after, limit=_setting("REALTIME_RESUME_LIMIT", 500)
+        )
+        already = set(self.live_sent)
+        last = after
+        for body in events:
+            last = body["id"]
+            if last not in already:
+                await self.send_json(body)
+        self.replayed_upto = max(self.replayed_upto, last)
+        await self.send_json({"type": "resume.done", "data": {"last": last, "more": more}})
+
+    # --- presence ------------------------------------------------------------------------
+
+    async def presence_beat(self) -> None:
+        came_online = await sync_to_async(presence.heartbeat, thread_sensitive=False)(
+            user_id=self.user_id, device=self.channel_name
+        )
+        if came_online:
+            await self.presence_tell(online=True)
+
+    async def presence_tell(self, *, online: bool) -> None:
+        watchers = await database_sync_to_async(presence.audience)(self.user_id)
+        event = {
+            "type": "presence.changed",
+            "data": {"user_id": self.user_id, "online": online},
+        }
+        for watcher in watchers:
+            await self.channel_layer.group_send(
+                user_group(watcher), {"type": "event.push", "event": event}
+            )
 
     async def send_error(self, exc: ApplicationError) -> None:
         with translation.override(self.language):

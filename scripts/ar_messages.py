@@ -155,6 +155,14 @@ AR = {
     "New review": "تقييم جديد",
     "A patient rated you %(rating)s of 5.": "قيّمك أحد المرضى بـ %(rating)s من 5.",
     "You already have an appointment at this time.": "لديك موعد آخر في هذا الوقت بالفعل.",
+    "This message is too large.": "هذه الرسالة كبيرة جدًا.",
+    "You are sending messages too fast. Please slow down.": "أنت ترسل الرسائل بسرعة كبيرة. يرجى التمهل.",
+    "This message is missing a field or has a wrong value.": "ينقص هذه الرسالة حقل أو فيها قيمة غير صحيحة.",
+    "This notification was not found.": "لم يتم العثور على هذا الإشعار.",
+    "There is no notification of this kind.": "لا يوجد نوع إشعار بهذا الاسم.",
+    "The request signature is not valid.": "توقيع الطلب غير صالح.",
+    "Hold expired": "انتهت مدة الحجز المؤقت",
+    "The slot held for %(when)s was released: it was not paid in time.": "أُلغي حجز الموعد المؤقت في %(when)s لأنه لم يُدفع في الوقت المحدد.",
 }
 
 

@@ -12,14 +12,24 @@ class TelemedConfig(AppConfig):
         from accounts import services as accounts_services
         from accounts.models import Role
         from bookings import selectors as bookings_selectors
+        from chat import consumers as chat_consumers
+        from chat import selectors as chat_selectors
         from chat import services as chat_services
         from doctors import selectors as doctors_selectors
         from doctors import services as doctors_services
+        from realtime import consumers as realtime_consumers
+        from realtime import presence as realtime_presence
         from realtime import services as realtime_services
+        from realtime import unread as realtime_unread
         from records import selectors as records_selectors
 
         doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
         chat_services.ATTACHABLE = records_selectors.attachable
+        # Chat's socket messages and its unread counter, served by the generic gateway.
+        realtime_consumers.HANDLERS.update(chat_consumers.HANDLERS)
+        realtime_unread.COUNTERS["chat"] = chat_selectors.unread_total
+        # Presence is shared by those in care together (bookings' one rule).
+        realtime_presence.AUDIENCE = bookings_selectors.care_partner_ids
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),

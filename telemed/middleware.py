@@ -28,6 +28,8 @@ access_log = logging.getLogger("telemed.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 API_PREFIX = "/api/"
 _BODY_TYPES = ("application/json", "multipart/form-data")
+# Provider callbacks that post forms (Twilio's status callback), each checked by signature.
+_FORM_PATHS = ("/api/v1/realtime/twilio/",)
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -87,7 +89,10 @@ class ApiGuardMiddleware(MiddlewareMixin):
             return error_response(PayloadTooLarge())
         if request.method in _UNSAFE and declared > 0:
             content_type = (request.content_type or "").lower()
-            if content_type not in _BODY_TYPES:
+            form_ok = content_type == "application/x-www-form-urlencoded" and (
+                request.path.startswith(_FORM_PATHS)
+            )
+            if content_type not in _BODY_TYPES and not form_ok:
                 return error_response(UnsupportedMediaType())
         return None
 

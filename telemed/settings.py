@@ -254,6 +254,11 @@ if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# EMAIL_BACKEND: any Django e-mail backend, e.g. a django-anymail provider's
+# ("anymail.backends.sendgrid.EmailBackend"), with its keys in ANYMAIL (JSON).
+if env.str("EMAIL_BACKEND", default=""):
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND")
+ANYMAIL = env.json("ANYMAIL", default={})
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Telemed <no-reply@telemed.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -376,6 +381,9 @@ TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")  # tests point the SDK at a stub
+# The public URL of /api/v1/realtime/twilio/status: sent with each message, and the URL
+# Twilio's signature is checked against (behind a proxy the request's own URL differs).
+TWILIO_STATUS_CALLBACK_URL = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
 
 # --- Internationalisation -------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -431,6 +439,20 @@ CARE_RELATIONSHIP_DAYS = env.int("CARE_RELATIONSHIP_DAYS", default=90)
 # --- Chat -----------------------------------------------------------------------------
 CHAT_EDIT_WINDOW_SECONDS = env.int("CHAT_EDIT_WINDOW_SECONDS", default=900)
 CHAT_NOTIFY_INTERVAL_SECONDS = env.int("CHAT_NOTIFY_INTERVAL_SECONDS", default=300)
+
+# --- Real-time gateway and notifications ---------------------------------------------
+REALTIME_TICKET_SECONDS = env.int("REALTIME_TICKET_SECONDS", default=30)
+REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=16384)
+REALTIME_MESSAGES_PER_SECOND = env.int("REALTIME_MESSAGES_PER_SECOND", default=10)
+REALTIME_MESSAGE_BURST = env.int("REALTIME_MESSAGE_BURST", default=30)
+REALTIME_FLOOD_CLOSE_AFTER = env.int("REALTIME_FLOOD_CLOSE_AFTER", default=50)
+REALTIME_RESUME_LIMIT = env.int("REALTIME_RESUME_LIMIT", default=500)
+REALTIME_REDIS_CHECK_SECONDS = env.float("REALTIME_REDIS_CHECK_SECONDS", default=1.0)
+PRESENCE_TTL_SECONDS = env.int("PRESENCE_TTL_SECONDS", default=60)
+UNREAD_CACHE_SECONDS = env.int("UNREAD_CACHE_SECONDS", default=3600)
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+DELIVERY_RETRY_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_BACKOFF_SECONDS", default=30)
+DELIVERY_RETRY_MAX_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_MAX_BACKOFF_SECONDS", default=3600)
 
 # --- Audit ----------------------------------------------------------------------------
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)

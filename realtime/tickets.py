@@ -1,0 +1,62 @@
+"""One-time socket tickets: a browser cannot set headers on a WebSocket handshake, so it asks
+``POST /api/v1/realtime/ticket`` (authenticated) for a ticket and opens
+``/ws/v1/?ticket=...``. A ticket is random, lives in the cache (Redis when configured) for
+``REALTIME_TICKET_SECONDS``, and is consumed by its first use. Only its hash is a cache key,
+and it is never logged."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+def ticket_seconds() -> int:
+    return int(getattr(settings, "REALTIME_TICKET_SECONDS", 30))
+
+
+def _key(ticket: str) -> str:
+    return "rt:ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def ticket_issue(*, user_id: Any) -> str:
+    ticket = secrets.token_urlsafe(32)
+    cache.set(_key(ticket), str(user_id), timeout=ticket_seconds())
+    return ticket
+
+
+def ticket_redeem(ticket: str) -> str | None:
+    """The user id the ticket was issued to, once: of two concurrent redeemers only the one
+    whose delete removed the key wins."""
+    if not ticket or len(ticket) > 200:
+        return None
+    key = _key(ticket)
+    user_id = cache.get(key)
+    if user_id is None or not cache.delete(key):
+        return None
+    return str(user_id)
+
+
+_TICKET_IN_TEXT = re.compile(r"(ticket=)[^&\s\"']+")
+
+
+class RedactTickets(logging.Filter):
+    """ASGI servers log a socket's path with its query string (Uvicorn: ``"WebSocket
+    /ws/v1/?ticket=..." [accepted]``): the ticket is replaced before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and any("ticket=" in str(a) for a in record.args):
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(_TICKET_IN_TEXT.sub(r"\1[redacted]", str(a)) for a in args)
+        if isinstance(record.msg, str) and "ticket=" in record.msg:
+            record.msg = _TICKET_IN_TEXT.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+# The loggers that print request paths (the access log, off by default, too).
+PATH_LOGGERS = ("uvicorn.error", "uvicorn.access", "daphne.access", "django.channels.server")

@@ -1,0 +1,129 @@
+"""Every booking event of the protocol reaches both the patient and the doctor, stored (so it
+can be resumed) in each one's language."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from bookings.models import Appointment, BookingPolicy, Status
+from bookings.services import (
+    appointment_book,
+    appointment_cancel,
+    appointment_decide,
+    appointment_mark,
+    appointment_reschedule,
+)
+from bookings.tasks import housekeeping, send_reminder
+from realtime.models import Notification
+from tests.bookings.conftest import next_slot
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def video_slot(profile) -> datetime:
+    """15:00 in three days, in the doctor's own zone (video hours live there)."""
+    day = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo(profile.time_zone)).date()
+    return datetime.combine(day, time(15), tzinfo=ZoneInfo(profile.time_zone))
+
+
+def kinds_for(user) -> list[str]:
+    return list(
+        Notification.objects.filter(user=user).order_by("seq").values_list("kind", flat=True)
+    )
+
+
+def test_each_transition_tells_both_sides(doctor_with_hours):
+    doctor = doctor_with_hours.user
+    patient = make_user(language="ar")
+    policy = BookingPolicy.objects.get(doctor=doctor_with_hours)
+    policy.requires_approval = True
+    policy.save()
+    a = appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(hour=9), mode="in_person"
+    )
+    appointment_decide(doctor_user=doctor, appointment_id=a.id, accept=True)
+    moved = appointment_reschedule(user=patient, appointment_id=a.id, start=next_slot(hour=11))
+    assert send_reminder.call(str(moved.id), 60) == "sent"
+    appointment_cancel(user=doctor, appointment_id=moved.id)
+    b = appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(hour=10), mode="in_person"
+    )
+    appointment_decide(doctor_user=doctor, appointment_id=b.id, accept=False)
+    policy.requires_approval = False
+    policy.save()
+    start = next_slot(hour=12)
+    for outcome in (Status.COMPLETED, Status.NO_SHOW):
+        c = appointment_book(
+            patient=patient,
+            doctor_id=doctor_with_hours.id,
+            start=start,
+            mode="in_person",
+            now=start - timedelta(days=1),
+        )
+        appointment_mark(
+            doctor_user=doctor, appointment_id=c.id, outcome=outcome, now=start + timedelta(hours=1)
+        )
+        Appointment.objects.filter(id=c.id).update(status=Status.CANCELLED)  # free the slot
+    expected = [
+        "booking.created",
+        "booking.confirmed",
+        "booking.rescheduled",
+        "booking.reminder",
+        "booking.cancelled",
+        "booking.created",
+        "booking.rejected",
+        "booking.created",
+        "booking.completed",
+        "booking.created",
+        "booking.no_show",
+    ]
+    assert kinds_for(patient) == expected
+    assert kinds_for(doctor) == expected
+    assert Notification.objects.get(user=patient, kind="booking.rejected").title != (
+        Notification.objects.get(user=doctor, kind="booking.rejected").title
+    )  # Arabic for the patient, English for the doctor
+
+
+def test_expired_holds_and_automatic_completion_are_told_too(doctor_with_hours):
+    policy = BookingPolicy.objects.get(doctor=doctor_with_hours)
+    policy.payment_required = True
+    policy.save()
+    doctor_with_hours.offers_video = True
+    doctor_with_hours.save()
+    patient = make_user()
+    now = timezone.now()
+    held = appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=video_slot(doctor_with_hours),
+        mode="video",
+        now=now - timedelta(hours=1),  # its hold ran out 45 minutes ago
+    )
+    assert held.status == Status.HELD
+    start = next_slot(days=-2, hour=10)
+    done = appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=start,
+        mode="in_person",
+        now=start - timedelta(days=1),
+    )
+    assert done.status == Status.CONFIRMED
+
+    assert housekeeping.call() == {"holds_released": 1, "auto_completed": 1, "keys_purged": 0}
+
+    for user in (patient, doctor_with_hours.user):
+        kinds = kinds_for(user)
+        assert kinds.count("booking.expired") == 1
+        assert kinds[-2:] in (
+            ["booking.expired", "booking.completed"],
+            ["booking.completed", "booking.expired"],
+        )
+    expired = Notification.objects.get(user=patient, kind="booking.expired")
+    assert expired.data["appointment_id"] == str(held.id)
+    assert expired.title == "Hold expired"

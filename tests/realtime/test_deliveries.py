@@ -1,0 +1,197 @@
+"""Deliveries beyond the app: e-mail and SMS/WhatsApp (the Twilio SDK against a local stub of
+Twilio's REST API), tracked, retried with backoff, never sent twice, status callbacks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+from twilio.request_validator import RequestValidator
+
+from bookings.services import appointment_book
+from realtime.deliveries import send_delivery
+from realtime.models import Delivery, DeliveryPreference
+from realtime.services import notify
+from tests.accounts.test_twilio import AUTH_TOKEN, PHONE
+from tests.bookings.conftest import next_slot
+from tests.factories import bearer, login, make_user
+from tests.platform.test_tasks import run_worker_batch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CALLBACK = "http://testserver/api/v1/realtime/twilio/status"
+
+
+def reminder_for(user) -> Delivery:
+    [notification] = notify(
+        users=[user],
+        kind="booking.reminder",
+        data={},
+        render=lambda u: ("Appointment reminder", "Your appointment is tomorrow."),
+    )
+    return Delivery.objects.get(notification=notification, channel="sms")
+
+
+def sms_user():
+    return make_user(phone=PHONE, phone_verified=True)
+
+
+def test_a_booking_emails_both_sides_each_in_their_language(doctor_with_hours):
+    doctor_with_hours.user.language = "ar"
+    doctor_with_hours.user.save()
+    patient = make_user(first_name="Mona")
+    appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+    )
+    deliveries = Delivery.objects.filter(notification__kind="booking.created")
+    assert sorted(d.channel for d in deliveries) == ["email", "email"]
+    assert {d.status for d in deliveries} == {"queued"}  # sent off the request path
+
+    run_worker_batch()
+
+    by_recipient = {str(m.to[0]): m for m in mail.outbox}
+    assert by_recipient[str(doctor_with_hours.user.email)].subject == "موعد جديد"
+    assert by_recipient[str(patient.email)].subject == "New appointment"
+    assert len(mail.outbox) == 2
+    assert [(d.status, d.attempts) for d in Delivery.objects.all()] == [("sent", 1)] * 2
+
+
+def test_preferences_choose_the_channels(api):
+    user = make_user()
+    auth = bearer(login(api, user.email)["access"])
+    r = api.put(
+        "/api/v1/notifications/preferences/booking.confirmed",
+        {"channels": ["whatsapp", "email"]},
+        content_type="application/json",
+        headers=auth,
+    )
+    assert r.json() == {"kind": "booking.confirmed", "channels": ["email", "whatsapp"]}
+    items = {
+        p["kind"]: p["channels"]
+        for p in api.get("/api/v1/notifications/preferences", headers=auth).json()["items"]
+    }
+    assert items["booking.confirmed"] == ["email", "whatsapp"]
+    assert items["booking.reminder"] == ["email", "sms"]  # the default
+    bad_kind = api.put(
+        "/api/v1/notifications/preferences/no.such",
+        {"channels": []},
+        content_type="application/json",
+        headers=auth,
+    )
+    assert bad_kind.status_code == 404
+    assert bad_kind.json()["error"]["code"] == "realtime.unknown_kind"
+    bad_channel = api.put(
+        "/api/v1/notifications/preferences/booking.confirmed",
+        {"channels": ["pigeon"]},
+        content_type="application/json",
+        headers=auth,
+    )
+    assert bad_channel.status_code == 422
+    # WhatsApp needs a verified phone: this user has none, so only e-mail is sent.
+    [n] = notify(users=[user], kind="booking.confirmed", data={}, render=lambda u: ("t", "b"))
+    assert list(n.deliveries.values_list("channel", flat=True)) == ["email"]
+
+
+def test_a_failing_sms_is_retried_up_to_the_limit_then_recorded_failed(twilio, settings):
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    settings.DELIVERY_RETRY_BACKOFF_SECONDS = 0
+    twilio.fail_with = 500
+    delivery = reminder_for(sms_user())
+
+    run_worker_batch()
+
+    delivery.refresh_from_db()
+    assert len(twilio.messages) == 3
+    assert (delivery.status, delivery.attempts) == ("failed", 3)
+    assert delivery.error == "SmsError"
+    assert delivery.provider_id == ""
+
+
+def test_a_retry_waits_for_its_backoff(twilio, settings):
+    settings.DELIVERY_RETRY_BACKOFF_SECONDS = 30
+    twilio.fail_with = 500
+    delivery = reminder_for(sms_user())
+    run_worker_batch()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, len(twilio.messages)) == ("queued", 1, 1)
+    waiting = DBTaskResult.objects.filter(status="READY").get()
+    assert waiting.run_after > timezone.now() + timedelta(seconds=25)
+
+
+def test_a_retried_task_does_not_send_a_second_sms(twilio, settings):
+    settings.TWILIO_STATUS_CALLBACK_URL = CALLBACK
+    delivery = reminder_for(sms_user())
+    run_worker_batch()
+    send_delivery.enqueue(str(delivery.id))  # the same task again (a retry, a second worker)
+    run_worker_batch()
+
+    [message] = twilio.messages
+    assert message.form["StatusCallback"] == [CALLBACK]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert delivery.provider_id == twilio.sids[0]
+    assert DBTaskResult.objects.filter(return_value="skipped: not queued").count() == 1
+
+
+def test_twilio_status_callbacks_update_the_delivery_and_bad_signatures_are_refused(
+    api, twilio, settings
+):
+    delivery = reminder_for(sms_user())
+    run_worker_batch()
+    delivery.refresh_from_db()
+    params = {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"}
+    good = RequestValidator(AUTH_TOKEN).compute_signature(CALLBACK, params)
+
+    def callback(data, signature):
+        headers = {"X-Twilio-Signature": signature} if signature is not None else {}
+        return api.post("/api/v1/realtime/twilio/status", data, headers=headers)
+
+    for signature in (
+        "bad",
+        None,
+        RequestValidator("other-token").compute_signature(CALLBACK, params),
+    ):
+        r = callback(params, signature)
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "realtime.bad_signature"
+    tampered = {**params, "MessageStatus": "failed"}
+    assert callback(tampered, good).status_code == 403
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
+
+    assert callback(params, good).status_code == 204
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    late = {"MessageSid": delivery.provider_id, "MessageStatus": "sent"}
+    sig = RequestValidator(AUTH_TOKEN).compute_signature(CALLBACK, late)
+    assert callback(late, sig).status_code == 204
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"  # a late "sent" does not move it back
+
+
+def test_whatsapp_goes_through_twilio_with_whatsapp_numbers(twilio):
+    user = sms_user()
+    DeliveryPreference.objects.create(user=user, kind="booking.reminder", channels=["whatsapp"])
+    reminder = notify(
+        users=[user], kind="booking.reminder", data={}, render=lambda u: ("Reminder", "Soon.")
+    )[0]
+    run_worker_batch()
+    [message] = twilio.messages
+    assert message.form["To"] == [f"whatsapp:{PHONE}"]
+    assert message.form["Body"] == ["Reminder: Soon."]
+    assert reminder.deliveries.get().status == "sent"
+
+
+def test_an_anymail_provider_s_message_id_is_recorded(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    user = make_user()
+    [n] = notify(users=[user], kind="booking.confirmed", data={}, render=lambda u: ("t", "b"))
+    run_worker_batch()
+    delivery = n.deliveries.get()
+    assert delivery.status == "sent"
+    [message] = mail.outbox
+    # The test backend's message id (its outbox index), as a provider's would be.
+    assert message.anymail_status.message_id == 0
+    assert delivery.provider_id == "0"
