@@ -57,6 +57,24 @@ def conversation_for(*, viewer: User, conversation_id: Any, lock: bool = False) 
     return found
 
 
+def messages_after(
+    *, viewer: User, marks: dict[str, int], limit: int
+) -> tuple[list[Message], bool]:
+    """What a reconnecting client missed: the messages after the last ``seq`` it saw in each
+    of these conversations (``{conversation id: seq}``), of the ones ``viewer`` is in, in
+    ``(conversation, seq)`` order, at most ``limit``; and whether there are more (page the
+    rest with ``GET .../messages?after_seq=``). Unknown conversations are skipped."""
+    wanted = Q(pk__in=[])
+    for conversation_id, seq in marks.items():
+        wanted |= Q(conversation_id=conversation_id, seq__gt=seq)
+    found = list(
+        Message.objects.filter(wanted)
+        .filter(conversation__in=Conversation.objects.filter(participating(viewer)))
+        .order_by("conversation_id", "seq")[: limit + 1]
+    )
+    return found[:limit], len(found) > limit
+
+
 def message_in(*, conversation: Conversation, seq: Any, lock: bool = False) -> Message:
     qs = Message.objects.filter(conversation=conversation)
     if lock:

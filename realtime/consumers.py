@@ -42,6 +42,10 @@ CLOSE_FLOOD = 4429
 # ``handler(*, user, content) -> reply event | None``, run in a thread (they use the database);
 # an ApplicationError they raise becomes an ``error`` event.
 HANDLERS: dict[str, Callable[..., dict[str, Any] | None]] = {}
+# What else a ``resume`` replays, by name, wired at the composition root:
+# ``resumer(*, user, content) -> events`` (run in a thread), sent after the stored events and
+# before ``resume.done`` (chat's missed messages, by the last ``seq`` seen per conversation).
+RESUMERS: dict[str, Callable[..., list[dict[str, Any]]]] = {}
 
 
 def _setting(name: str, default: int) -> int:
@@ -202,6 +206,9 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             if last not in already:
                 await self.send_json(body)
         self.replayed_upto = max(self.replayed_upto, last)
+        for resumer in RESUMERS.values():
+            for event in await database_sync_to_async(resumer)(user=self.user, content=content):
+                await self.send_json(event)
         await self.send_json({"type": "resume.done", "data": {"last": last, "more": more}})
 
     # --- presence ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class TelemedConfig(AppConfig):
         chat_services.ATTACHABLE = records_selectors.attachable
         # Chat's socket messages and its unread counter, served by the generic gateway.
         realtime_consumers.HANDLERS.update(chat_consumers.HANDLERS)
+        realtime_consumers.RESUMERS.update(chat_consumers.RESUMERS)
         realtime_unread.COUNTERS["chat"] = chat_selectors.unread_total
         # Presence is shared by those in care together (bookings' one rule).
         realtime_presence.AUDIENCE = bookings_selectors.care_partner_ids

@@ -156,3 +156,58 @@ async def test_typing_reaches_the_other_side_throttled_and_is_not_stored():
     finally:
         for ws in (phone, doctor_ws):
             await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_reconnect_and_resume_returns_exactly_the_missed_messages_in_order():
+    from chat import services
+
+    patient, doc, conversation, patient_token, doc_token = await database_sync_to_async(_setup)()
+    cid = str(conversation.pk)
+    (phone,) = await _connected(patient_token)
+    await phone.send_json_to(
+        {"type": "chat.send", "conversation_id": cid, "text": "hello", "client_id": "p1"}
+    )
+    assert (await _next_of(phone, "chat.ack"))["data"]["seq"] == 1
+    await phone.disconnect()
+    missed = []
+    for n in range(3):  # the doctor writes while the patient is away
+        ack = await database_sync_to_async(services.message_send)(
+            user=doc, conversation_id=cid, text=f"reply {n}", client_id=f"d{n}"
+        )
+        missed.append(ack)
+    (phone,) = await _connected(patient_token)
+    try:
+        after = await database_sync_to_async(_last_event_id)(patient)
+        await phone.send_json_to({"type": "resume", "after": after, "chat": {cid: 1}})
+        got = []
+        while True:
+            event = await phone.receive_json_from(timeout=5)
+            if event["type"] == "resume.done":
+                break
+            got.append(event)
+        chat = [e for e in got if e["type"].startswith("chat.")]
+        assert chat == [{"type": "chat.message", "data": m} for m in missed] + [
+            {"type": "chat.resume.done", "data": {"more": False}}
+        ]
+        # a bad map is an error event; the socket stays open
+        await phone.send_json_to({"type": "resume", "after": after, "chat": {"x": "1"}})
+        event = await phone.receive_json_from(timeout=5)
+        assert event["type"] == "error" and event["error"]["fields"].keys() == {"chat"}
+        await phone.send_json_to({"type": "resume", "after": after, "chat": {cid: 4}})
+        tail = [await phone.receive_json_from(timeout=5) for _ in range(2)]
+        assert [e["type"] for e in tail] == ["chat.resume.done", "resume.done"]
+    finally:
+        await phone.disconnect()
+
+
+def _last_event_id(user: Any) -> int:
+    from realtime.models import Notification
+
+    return (
+        Notification.objects.filter(user=user)
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+        or 0
+    )
