@@ -47,6 +47,7 @@ from chat.errors import (
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core.errors import InvalidRequest
 from core.ids import is_uuid
+from realtime.presence import online
 from realtime.services import notify, publish_on_commit
 from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
@@ -234,12 +235,15 @@ def _render_unread(conversation: Conversation, sender: User) -> Callable[[User],
 
 
 def _tell_recipient(conversation: Conversation, message: Message, now: Any) -> list[str]:
-    """A notification for the other participant, batched: only if they were not told of
-    this conversation in the last ``CHAT_NOTIFY_INTERVAL_SECONDS``, or have read up to what
-    they were last told of. The message text never goes into a notification. Returns the
-    conversation fields it changed."""
+    """A notification for the other participant when they have no open socket (an online
+    device gets the message live), batched: only if they were not told of this conversation
+    in the last ``CHAT_NOTIFY_INTERVAL_SECONDS``, or have read up to what they were last told
+    of. The message text never goes into a notification. Returns the conversation fields it
+    changed."""
     recipient = conversation.doctor if message.sender_id == conversation.patient_id else None
     recipient = recipient or conversation.patient
+    if online([recipient.pk]).get(str(recipient.pk)):
+        return []
     side = conversation.side(recipient.pk)
     told_at = getattr(conversation, f"{side}_notified_at")
     told_seq = getattr(conversation, f"{side}_notified_seq")

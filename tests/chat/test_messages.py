@@ -138,6 +138,20 @@ def test_a_burst_is_one_notification_until_it_is_read(
     assert notices.count() == 2
 
 
+def test_a_recipient_with_an_open_socket_gets_no_notification(api, conversation, patient, doc_h):
+    from realtime import presence
+
+    presence.heartbeat(user_id=patient.pk, device="phone")  # what an open socket does
+    try:
+        send(api, doc_h, conversation, "seen live")
+        assert not Notification.objects.filter(user=patient, kind="chat.unread").exists()
+    finally:
+        presence.leave(user_id=patient.pk, device="phone")
+    send(api, doc_h, conversation, "now away")
+    notice = Notification.objects.get(user=patient, kind="chat.unread")
+    assert notice.data["seq"] == 2
+
+
 def test_notification_is_in_the_recipients_language(api, conversation, patient, doc_h):
     patient.language = "ar"
     patient.save(update_fields=["language"])
