@@ -69,6 +69,11 @@ class ConversationOut(Schema):
     other_read_seq: int = Field(..., description="The other participant's read marker")
     unread: int = Field(..., description="Messages from the other side after the caller's marker")
     last_message: MessageOut | None
+    other_online: bool | None = Field(
+        None,
+        description="In the list: whether the other side has an open socket (null when you "
+        "are no longer in care together, or outside the list)",
+    )
 
 
 class ConversationPage(Schema):

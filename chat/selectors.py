@@ -14,6 +14,7 @@ from chat.errors import ConversationNotFound, MessageNotFound
 from chat.models import Conversation, Message
 from core.ids import is_uuid
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor, paginate
+from realtime.presence import audience, online
 
 OLDER, NEWER = "older", "newer"
 
@@ -140,8 +141,12 @@ def conversation_list(
             pk__in=[c.last_message_pk for c in conversations if c.last_message_pk]  # type: ignore[attr-defined]
         )
     }
+    # The other side's presence, as the gateway shows it: only to those in care together.
+    others = [c.doctor_id if c.patient_id == viewer.pk else c.patient_id for c in conversations]
+    visible = set(audience(viewer.pk)) & {str(o) for o in others}
+    status = online(visible) if visible else {}
     items = []
-    for c in conversations:
+    for c, other in zip(conversations, others, strict=True):
         message = last_messages.get(c.last_message_pk)  # type: ignore[attr-defined]
         items.append(
             conversation_data(
@@ -149,6 +154,7 @@ def conversation_list(
                 viewer=viewer,
                 unread=c.unread,  # type: ignore[attr-defined]
                 last_message=message_data(message) if message else None,
+                other_online=status.get(str(other)),
             )
         )
     return items, next_cursor
@@ -164,6 +170,7 @@ def conversation_data(
     viewer: User,
     unread: int | None = None,
     last_message: dict[str, Any] | None = None,
+    other_online: bool | None = None,
 ) -> dict[str, Any]:
     if unread is None:
         unread = unread_messages(viewer.pk).filter(conversation=conversation).count()
@@ -183,6 +190,7 @@ def conversation_data(
         "other_read_seq": getattr(conversation, f"{other}_read_seq"),
         "unread": unread,
         "last_message": last_message,
+        "other_online": other_online,
     }
 
 

@@ -48,8 +48,13 @@ def test_list_has_last_message_unread_counts_and_total_in_few_queries(
     assert send(api, patient_h, conversation, "mine").status_code == 201
 
     api.get("/api/v1/conversations", headers=patient_h)  # warm the token's session cache
-    with django_assert_num_queries(4):
+    from realtime import presence
+
+    presence.heartbeat(user_id=doc.pk, device="laptop")  # the first doctor has a socket open
+    # 4 + 2: who is in care with the caller (presence is shown only to them)
+    with django_assert_num_queries(6):
         r = api.get("/api/v1/conversations", headers=patient_h)
+    presence.leave(user_id=doc.pk, device="laptop")
     assert r.status_code == 200
     page = r.json()
     by_id = {c["id"]: c for c in page["items"]}
@@ -58,6 +63,8 @@ def test_list_has_last_message_unread_counts_and_total_in_few_queries(
     assert by_id[str(conversation.pk)]["last_message"]["text"] == "mine"
     assert by_id[second["id"]]["unread"] == 1
     assert page["unread_total"] == 4 and page["next"] is None
+    assert by_id[str(conversation.pk)]["other_online"] is True
+    assert by_id[second["id"]]["other_online"] is False
 
     doctor_view = api.get("/api/v1/conversations", headers=doc_h).json()
     assert [c["unread"] for c in doctor_view["items"]] == [1]
