@@ -195,3 +195,18 @@ def test_an_anymail_provider_s_message_id_is_recorded(settings):
     # The test backend's message id (its outbox index), as a provider's would be.
     assert message.anymail_status.message_id == 0
     assert delivery.provider_id == "0"
+
+
+def test_a_callback_body_that_is_not_a_form_is_422_not_500(api):
+    """Found by the API fuzz run: a multipart content type without a boundary."""
+    r = api.generic(
+        "POST",
+        "/api/v1/realtime/twilio/status",
+        b"MessageSid=SM1",
+        content_type="multipart/form-data",
+        headers={"X-Twilio-Signature": "x", "Accept-Language": "ar"},
+    )
+    assert r.status_code == 422
+    body = r.json()["error"]
+    assert body["code"] == "request.invalid" and body["fields"].keys() == {"body"}
+    assert body["fields"]["body"] != "The request body is not valid form data."  # in Arabic
