@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -32,7 +32,7 @@ from bookings.schemas import (
 from core.idempotency import run_once
 from core.pagination import paginate
 from core.responses import json_response
-from core.schemas import InputSchema, IsoDatetime, TimeZoneName
+from core.schemas import InputSchema, IsoDate, IsoDatetime, TimeZoneName
 from doctors.models import DoctorProfile, Verification
 
 router = Router(tags=["appointments"])
@@ -40,8 +40,8 @@ MAX_RANGE_DAYS = 62
 
 
 class SlotsQuery(Schema):
-    from_: date = Field(..., alias="from")
-    to: date
+    from_: IsoDate = Field(..., alias="from")
+    to: IsoDate
     tz: TimeZoneName | None = None
 
 

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import datetime, time
 from uuid import UUID
 
 from ninja import Field, Schema
 
 from bookings.models import Status
-from core.schemas import InputSchema, IsoDatetime
+from core.schemas import InputSchema, IsoDate, IsoDatetime
 from doctors.models import Mode
 
 
@@ -79,7 +79,7 @@ class RuleIn(HoursIn):
 
 
 class ExtraHoursIn(HoursIn):
-    date: date
+    date: IsoDate
 
 
 class ExtraHoursOut(ExtraHoursIn):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
@@ -18,6 +17,7 @@ from ninja import Field, Query, Router, Schema, Status
 from accounts.auth import AuthedRequest, jwt_auth
 from core.pagination import paginate
 from core.responses import dumps
+from core.schemas import IsoDate
 from doctors import selectors, services
 from doctors.errors import InvalidLocation
 from doctors.models import DoctorProfile, Mode, Verification
@@ -98,7 +98,7 @@ class SearchQuery(Schema):
     near: str | None = Field(None, max_length=200, description="A place name or address, geocoded")
     radius_km: float = Field(10, ge=0, le=500)
     sort: Literal["distance", "rating", "fee", "name", "next_available"] | None = None
-    available_on: date | None = Field(
+    available_on: IsoDate | None = Field(
         None, description="Only doctors with a free slot that day (their zone)"
     )
     cursor: str | None = Field(None, max_length=500)

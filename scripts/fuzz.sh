@@ -21,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN="$PWD/.venv/bin"
+CONFIG="$PWD/scripts/schemathesis.toml"
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 RUN_ID=$$
 DB_NAME="telemed_fuzz_${RUN_ID}"
@@ -154,7 +155,7 @@ for role in "${ROLES[@]}"; do
   [ -z "${FUZZ_SEED:-}" ] || seed=(--seed "$FUZZ_SEED")
   echo "fuzz: role $role, ${per_role}s"
   # From $WORK: Schemathesis keeps its replay cache in ./.schemathesis, not in the work tree.
-  if ! (cd "$WORK" && "$BIN/schemathesis" run "$BASE/api/v1/openapi.json" \
+  if ! (cd "$WORK" && "$BIN/schemathesis" --config-file "$CONFIG" run "$BASE/api/v1/openapi.json" \
     --checks all \
     --exclude-checks positive_data_acceptance \
     --max-time "$per_role" \

@@ -48,6 +48,7 @@ def test_slots_in_the_viewers_time_zone(api, doctor_with_hours):
         "from=2026-01-01&to=2027-01-01",
         "from=2026-01-01&to=2026-01-02&tz=Mars/Base",
         "from=x&to=2026-01-01",
+        "from=0&to=0",
     ],
 )
 def test_bad_slot_queries_are_422(api, doctor_with_hours, query):
