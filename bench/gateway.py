@@ -46,6 +46,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,29 @@ def log(message: str) -> None:
 # --- The socket holder (its own process) ---------------------------------------------------
 
 
+async def open_sockets(
+    ws_url: str, labelled: list[tuple[int, str]], opened: Callable[[int, Any], None]
+) -> float:
+    """One socket per ``(label, access token)`` (``Authorization: Bearer``), 100 at a time;
+    ``opened(label, socket)`` for each. Returns the seconds it took."""
+    import websockets
+
+    async def open_one(label: int, token: str) -> None:
+        ws = await websockets.connect(
+            ws_url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            open_timeout=60,
+            ping_interval=None,
+            max_queue=None,
+        )
+        opened(label, ws)
+
+    started = time.monotonic()
+    for first in range(0, len(labelled), 100):
+        await asyncio.gather(*(open_one(i, t) for i, t in labelled[first : first + 100]))
+    return time.monotonic() - started
+
+
 async def _hold(ws_url: str, tokens: list[str], conn: Any) -> None:
     import websockets
 
@@ -79,23 +103,12 @@ async def _hold(ws_url: str, tokens: list[str], conn: Any) -> None:
             pass
         closed.append(i)
 
-    async def open_one(i: int, token: str) -> None:
-        ws = await websockets.connect(
-            ws_url,
-            additional_headers={"Authorization": f"Bearer {token}"},
-            open_timeout=60,
-            ping_interval=None,
-            max_queue=None,
-        )
+    def opened(i: int, ws: Any) -> None:
         sockets.append(ws)
         asyncio.get_running_loop().create_task(reader(i, ws))
 
-    started = time.monotonic()
-    for first in range(0, len(tokens), 100):
-        await asyncio.gather(
-            *(open_one(i, t) for i, t in enumerate(tokens[first : first + 100], start=first))
-        )
-    conn.send(("opened", len(sockets), time.monotonic() - started))
+    took = await open_sockets(ws_url, list(enumerate(tokens)), opened)
+    conn.send(("opened", len(sockets), took))
     loop = asyncio.get_running_loop()
     while True:
         command = await loop.run_in_executor(None, conn.recv)
@@ -167,6 +180,43 @@ def slot_start(k: int) -> dt.datetime:
 def request(holder: Any, command: str) -> Any:
     holder.send(command)
     return holder.recv()
+
+
+def prepare(
+    stack: contextlib.ExitStack, redis_url: str, workdir: Path, **extra: str
+) -> dict[str, str]:
+    """The benchmark's environment (``booking.bench_env``, with ``extra``) in this process too,
+    Django set up, its database created and migrated; dropped (and its Redis keys deleted) when
+    ``stack`` closes. Set ``booking.DB_NAME``, ``DATABASE_URL`` and ``PREFIX`` first."""
+    import booking as bk
+    import http_baseline as hb
+
+    env = bk.bench_env(redis_url, workdir / "var", **extra)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    log(f"creating database {bk.DB_NAME}")
+    bk.create_database()
+    stack.callback(bk.drop_database)
+    stack.callback(lambda: log(f"deleted {bk.delete_redis_keys(redis_url)} Redis keys"))
+    hb.migrate(env, ROOT)
+    return env
+
+
+def start_server(
+    stack: contextlib.ExitStack, env: dict[str, str], workdir: Path
+) -> tuple[Any, int]:
+    """One Uvicorn process, stopped when ``stack`` closes, warmed up; and its RSS then (KiB)."""
+    import http_baseline as hb
+
+    server = hb.Server("uvicorn", env, workdir / "uvicorn.log", ROOT)
+    stack.callback(server.stop)
+    server.wait_healthy()
+    for _ in range(20):  # warm the app (imports, pools) before the RSS baseline
+        urllib.request.urlopen(server.base + "/api/v1/info", timeout=10).read()
+    time.sleep(1)
+    return server, rss_kib(server.popen.pid)
 
 
 # --- Phases ----------------------------------------------------------------------------------
@@ -245,10 +295,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fanouts", type=int, default=20, help="fan-outs")
     p.add_argument("--fanout-rate", type=float, default=1.0, help="fan-outs per second")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for late events")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--out", default="", help="also write the markdown section to this file")
+    common_options(p)
     p.add_argument("--profile-server", default="", help="run Uvicorn under cProfile, to this file")
     return p.parse_args(argv)
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    """Options of every benchmark that uses :func:`prepare`."""
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--out", default="", help="also write the markdown section to this file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,20 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telemed-rt-")))
         # Access tokens outlive the run.
-        env = bk.bench_env(args.redis_url, workdir / "var", JWT_ACCESS_TOKEN_TTL="7200")
-        os.environ.update(env)
-        import django
-
-        django.setup()
+        env = prepare(stack, args.redis_url, workdir, JWT_ACCESS_TOKEN_TTL="7200")
         from django.contrib.auth.hashers import make_password
 
         from accounts.models import Role
 
-        log(f"creating database {DB_NAME}")
-        bk.create_database()
-        stack.callback(bk.drop_database)
-        stack.callback(lambda: log(f"deleted {bk.delete_redis_keys(args.redis_url)} Redis keys"))
-        hb.migrate(env, ROOT)
         log("seeding")
         password_hash = make_password("Bench-realtime-2026-pw")
         doctors = [d for d, _ in bk.seed_simple_doctors(args.doctors, "rtdoctor", password_hash)]
@@ -305,14 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.profile_server,
                 *command_of(kind, port),
             ]
-        server = hb.Server("uvicorn", env, workdir / "uvicorn.log", ROOT)
-        stack.callback(server.stop)
-        server.wait_healthy()
+        server, rss_before = start_server(stack, env, workdir)
         pid = server.popen.pid
-        for _ in range(20):  # warm the app (imports, pools) before the RSS baseline
-            urllib.request.urlopen(server.base + "/api/v1/info", timeout=10).read()
-        time.sleep(1)
-        rss_before = rss_kib(pid)
 
         # 1. Sockets held.
         parent, child = mp.get_context("spawn").Pipe()
@@ -444,12 +484,7 @@ def main(argv: list[str] | None = None) -> int:
 
         per_conn = (rss_open - rss_before) / max(1, opened)
         out += [
-            f"### Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-            "",
-            "```",
-            command,
-            "```",
-            "",
+            *run_header(command),
             f"{os.cpu_count()} cores (shared: the socket-holding client, this load generator, "
             f"Uvicorn, PostgreSQL and Redis all on them; other engineers' test runs were on "
             f"the machine too), Python {platform.python_version()}, one Uvicorn process.",
@@ -491,10 +526,19 @@ def main(argv: list[str] | None = None) -> int:
             f"at the end (client): {open_at_end} of {opened}.",
             "",
         ]
-    text = "\n".join(out)
+    return emit("\n".join(out), args.out)
+
+
+def run_header(command: str) -> list[str]:
+    """A run's heading (its UTC time) and its exact command, as markdown lines."""
+    return [f"### Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "", "```", command, "```", ""]
+
+
+def emit(text: str, out: str) -> int:
+    """The markdown section on stdout (and to ``out`` if given); the exit status."""
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if out:
+        Path(out).write_text(text)
     return 0
 
 
