@@ -10,6 +10,7 @@ in ``seq`` order.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -185,30 +186,64 @@ def message_send(
             raise NotInCare()
         if record_ids:
             _check_attachable(conversation, record_ids)
-        now = timezone.now()
-        conversation.last_seq += 1
-        conversation.last_activity_at = now
-        message = Message.objects.create(
-            conversation=conversation,
-            seq=conversation.last_seq,
-            sender=user,
-            client_id=client_id,
-            text=text,
-            attachments=record_ids,
-            created_at=now,
-        )
-        changed = ["last_seq", "last_activity_at"]
-        changed += _tell_recipient(conversation, message, now)
-        conversation.save(update_fields=changed)
-        data = selectors.message_data(message)
-        _publish(conversation, {"type": "chat.message", "data": data})
-        recipient = (
-            conversation.doctor_id
-            if user.pk == conversation.patient_id
-            else conversation.patient_id
-        )
-        unread_adjust_on_commit(user_ids=[recipient], name="chat", delta=1)
+        release = _hold_push_order(conversation.pk)
+        try:
+            data = _append(user, conversation, text, client_id, record_ids)
+        except BaseException:
+            release()
+            raise
+        transaction.on_commit(release)  # runs after the push, registered before it
     return data
+
+
+def _append(
+    user: User, conversation: Conversation, text: str, client_id: str, record_ids: list[str]
+) -> dict[str, Any]:
+    """The insert of :func:`message_send`, under the conversation's row lock: the next
+    ``seq``, the recipient's notice and unread counter, the push to both participants."""
+    now = timezone.now()
+    conversation.last_seq += 1
+    conversation.last_activity_at = now
+    message = Message.objects.create(
+        conversation=conversation,
+        seq=conversation.last_seq,
+        sender=user,
+        client_id=client_id,
+        text=text,
+        attachments=record_ids,
+        created_at=now,
+    )
+    changed = ["last_seq", "last_activity_at"]
+    changed += _tell_recipient(conversation, message, now)
+    conversation.save(update_fields=changed)
+    data = selectors.message_data(message)
+    _publish(conversation, {"type": "chat.message", "data": data})
+    recipient = (
+        conversation.doctor_id if user.pk == conversation.patient_id else conversation.patient_id
+    )
+    unread_adjust_on_commit(user_ids=[recipient], name="chat", delta=1)
+    return data
+
+
+PUSH_ORDER_SECONDS = 2.0
+
+
+def _hold_push_order(conversation_id: Any) -> Callable[[], None]:
+    """Pushes of one conversation leave in ``seq`` order. Commits already come in that order
+    (the row lock), but each sender pushes after its own commit, and the next sender, let in
+    by that commit, could push first (a test saw it). So a sender takes the conversation's
+    push turn (a cache key) before its commit and gives it back after its push; the next
+    sender waits for it (about one push, only when two send at once). A holder that died
+    frees it after ``PUSH_ORDER_SECONDS``. Answers the function that gives the turn back."""
+    key = f"chat:push-order:{conversation_id}"
+    deadline = time.monotonic() + PUSH_ORDER_SECONDS
+    while not cache.add(key, 1, PUSH_ORDER_SECONDS) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+    def release() -> None:
+        cache.delete(key)
+
+    return release
 
 
 def _check_attachable(conversation: Conversation, record_ids: list[str]) -> None:

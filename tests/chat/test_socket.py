@@ -211,3 +211,40 @@ def _last_event_id(user: Any) -> int:
         .first()
         or 0
     )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_concurrent_senders_pushes_arrive_in_seq_order(settings):
+    """8 threads x 10 messages into one conversation: every socket sees seq 1..80 in order
+    (commits are in seq order; the pushes after them must not overtake each other)."""
+    from chat import services
+    from tests.threads import run_together
+
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "chat_send": "10000/m/user"}
+    patient, doc, conversation, patient_token, doc_token = await database_sync_to_async(_setup)()
+    phone, doctor_ws = await _connected(patient_token, doc_token)
+
+    def send_all() -> list[BaseException]:
+        def sender(n: int) -> None:
+            for i in range(10):
+                services.message_send(
+                    user=patient if n % 2 else doc,
+                    conversation_id=conversation.pk,
+                    text=f"{n}-{i}",
+                    client_id=f"{n}-{i}",
+                )
+
+        return run_together(8, sender)[1]
+
+    try:
+        assert await database_sync_to_async(send_all)() == []
+        for ws in (phone, doctor_ws):
+            seqs: list[int] = []
+            while len(seqs) < 80:
+                event = await _next_chat_event(ws)
+                if event["type"] == "chat.message":
+                    seqs.append(event["data"]["seq"])
+            assert seqs == list(range(1, 81))
+    finally:
+        for ws in (phone, doctor_ws):
+            await ws.disconnect()
