@@ -539,10 +539,8 @@ PROFILED = [
     ("query.py", "_fetch_all", "Django querysets evaluated (ORM included)"),
     ("utils.py", "_execute", "of which SQL round trips (`CursorWrapper._execute`)"),
     ("slots.py", "free_slots", "`slots.free_slots`"),
-    ("slots.py", "_candidates", "`_candidates` (generating the slots of every source)"),
-    ("slots.py", "wall_to_utc", "`wall_to_utc` (zone conversions, per slot and per window end)"),
-    ("slots.py", "_window_end", "`_window_end` (recomputed for every slot)"),
-    ("slots.py", "_overlaps", "`_overlaps` (linear scan of every busy interval, per slot)"),
+    ("slots.py", "_day_slots", "`_day_slots` (a day's grid of one source; memoised)"),
+    ("slots.py", "wall_to_utc", "`wall_to_utc` (zone conversions, days with a clock change)"),
 ]
 
 

@@ -64,9 +64,11 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
     doctor-level filters (all but specialty and location), on ``DoctorProfile`` itself or,
     with ``prefix="doctor__"``, on a row that points at one."""
     p = prefix
-    q = Q(**{f"{p}verification": Verification.VERIFIED, f"{p}user__is_active": True})
-    if not listing:
-        q = Q()
+    q = (
+        Q(**{f"{p}verification": Verification.VERIFIED, f"{p}user__is_active": True})
+        if listing
+        else Q()
+    )
     if f.city:
         q &= Q(
             Exists(
