@@ -1,29 +1,87 @@
-"""Django's ASGI handler with the middleware chain run synchronously, one thread hop a request.
+"""Django's ASGI handler with the whole synchronous part of a request in one thread hop.
 
 Every view here is synchronous (the ORM), yet Django's ASGI handler builds an asynchronous
 middleware chain: each ``MiddlewareMixin`` middleware then runs its ``process_request`` and
 ``process_response`` through ``sync_to_async``, a thread hop each, and the sync-only WhiteNoise
 adds two more (about 20 hops a request, ~3 ms of CPU: more than a whole trivial request
-needs). Built as for WSGI and entered once, the chain does the same work in one hop. The
-request still runs in its own thread-sensitive context (Django's ``ASGIHandler.handle``), so
-the request signals and the database connection stay on that one thread.
+needs). Built as for WSGI, the chain does the same work in one call.
+
+Django also starts a **new thread for every request** (``ThreadSensitiveContext``: a
+one-thread executor per request) and hops to it three times: the ``request_started`` signal,
+the response, ``response.close()`` (``request_finished``). Here a request's synchronous work,
+the two signals included, runs in one call on a thread of a bounded pool
+(``ASGI_THREADS``): the request, its database connection (thread-local) and the signals that
+hand that connection back to the pool stay on one thread, as under WSGI. The pool also bounds
+how many requests run their synchronous part at once (Django's per-request threads do not).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import django
 from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import close_old_connections
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
 
 
 class SyncChainASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.executor = ThreadPoolExecutor(
+            max_workers=int(getattr(settings, "ASGI_THREADS", 20)), thread_name_prefix="http"
+        )
+
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
-    async def get_response_async(self, request: Any) -> Any:
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            response = await sync_to_async(
+                self.respond, thread_sensitive=False, executor=self.executor
+            )(scope, body_file)
+            try:
+                await self.send_response(response, send)
+            finally:
+                if response.streaming:
+                    await sync_to_async(
+                        response.close, thread_sensitive=False, executor=self.executor
+                    )()
+        finally:
+            body_file.close()
+
+    def respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """The synchronous part of a request, on one thread: ``request_started``, the
+        middleware chain and the view, and (for a response already in memory)
+        ``response.close()``, whose ``request_finished`` hands the database connection back.
+        A streaming response is closed after it is sent; the connection goes back now."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error = self.create_request(scope, body_file)
+        if request is None:  # a body that does not decode, or too large: Django's answer
+            response = cast(HttpResponseBase, error)
+        else:
+            response = self.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        if response.streaming:
+            close_old_connections()
+        else:
+            response.close()
+        return response
 
 
 def get_asgi_application() -> SyncChainASGIHandler:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -52,20 +52,39 @@ def run_once(
 
 
 def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:
-    """The new record for the key, or ``None`` if the key is taken. A record past its 24 h
-    is deleted when its key comes back, or by :func:`purge_expired`."""
+    """The new record for the key, or ``None`` if the key is taken. One statement, no
+    savepoint: ``ON CONFLICT DO NOTHING`` waits on a concurrent insert of the same key (the
+    unique index) and then does nothing if that transaction committed. A record past its
+    24 h is deleted when its key comes back, or by :func:`purge_expired`."""
+    table = connection.ops.quote_name(IdempotencyRecord._meta.db_table)
+    now = timezone.now()
+    params = [
+        IdempotencyRecord._meta.get_field("user").get_db_prep_value(user.pk, connection),
+        key,
+        digest,
+        connection.ops.adapt_datetimefield_value(now),
+    ]
     for retry in (False, True):
-        try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(user=user, key=key, request_hash=digest)
-        except IntegrityError:
-            if (
-                retry
-                or not IdempotencyRecord.objects.filter(
-                    user=user, key=key, created_at__lt=timezone.now() - TTL
-                ).delete()[0]
-            ):
-                return None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO {table} ("user_id", "key", "request_hash", "created_at") '  # noqa: S608
+                'VALUES (%s, %s, %s, %s) ON CONFLICT ("user_id", "key") DO NOTHING RETURNING "id"',
+                params,
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            record = IdempotencyRecord(
+                id=row[0], user=user, key=key, request_hash=digest, created_at=now
+            )
+            record._state.adding = False
+            return record
+        if (
+            retry
+            or not IdempotencyRecord.objects.filter(
+                user=user, key=key, created_at__lt=now - TTL
+            ).delete()[0]
+        ):
+            return None
     return None  # unreachable: the loop returns
 
 

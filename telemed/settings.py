@@ -203,6 +203,10 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Threads that run the synchronous part of HTTP requests (core/asgi.py), per process: at most
+# this many requests are in their view at once; the rest wait their turn on the event loop.
+ASGI_THREADS = env.int("ASGI_THREADS", default=20)
+
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # With the in-memory channel layer a worker in another process could not reach sockets,

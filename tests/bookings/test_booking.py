@@ -295,6 +295,24 @@ def test_same_key_with_another_body_is_422(api, doctor_with_hours):
     assert r.status_code == 422 and r.json()["error"]["code"] == "request.idempotency_mismatch"
 
 
+def test_a_failed_request_leaves_its_idempotency_key_free(api, doctor_with_hours):
+    """The key's claim is rolled back with the failed booking: the retry runs afresh (here
+    with another body, which a used key would refuse with 422)."""
+    from core.models import IdempotencyRecord
+
+    start = next_slot()
+    assert book(api, make_user(), doctor_with_hours, start).status_code == 201
+    patient = make_user()
+    taken = book(api, patient, doctor_with_hours, start, **{"Idempotency-Key": "k"})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "booking.slot_taken"
+    assert not IdempotencyRecord.objects.filter(user=patient).exists()
+    retry = book(api, patient, doctor_with_hours, next_slot(hour=11), **{"Idempotency-Key": "k"})
+    assert retry.status_code == 201
+    again = book(api, patient, doctor_with_hours, next_slot(hour=11), **{"Idempotency-Key": "k"})
+    assert again.status_code == 201 and again.json()["id"] == retry.json()["id"]
+    assert Appointment.objects.filter(patient=patient).count() == 1
+
+
 def test_care_relationship(doctor_with_hours):
     from bookings.selectors import in_care
 
