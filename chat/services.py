@@ -168,18 +168,16 @@ def message_send(
     record_ids = _checked_attachments(attachments)
     text = _checked_text(text, has_attachments=bool(record_ids))
     client_id = _checked_client_id(client_id)
-    conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
-    earlier = _sent_before(conversation, user, client_id)
-    if earlier is not None:
-        return selectors.message_data(earlier)
-    _consume_send_quota(user)
     with transaction.atomic():
+        # Read once, under the conversation's row lock: a retry that raced its first send
+        # finds it here. The quota is taken after that check, so a retry costs none.
         conversation = selectors.conversation_for(
             viewer=user, conversation_id=conversation_id, lock=True
         )
-        earlier = _sent_before(conversation, user, client_id)  # a retry that raced the first
+        earlier = _sent_before(conversation, user, client_id)
         if earlier is not None:
             return selectors.message_data(earlier)
+        _consume_send_quota(user)
         if conversation.closed_at is not None:
             raise ConversationClosed()
         if not in_care(doctor_user=conversation.doctor, patient=conversation.patient):

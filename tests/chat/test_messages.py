@@ -280,3 +280,26 @@ def test_an_edit_to_nothing_is_refused(api, conversation, patient_h):
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "chat.empty_text"
     assert Message.objects.get().text == "text"
+
+
+def test_a_send_reads_the_conversation_once_under_its_lock(conversation, patient):
+    """The conversation and the client id are read once, under the row lock (not again
+    before it): lock, client id, care check, insert, conversation update; a retry of the
+    same client id stops after the first two."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    services.message_send(user=patient, conversation_id=conversation.pk, text="a", client_id="x")
+    with CaptureQueriesContext(connection) as first:
+        services.message_send(
+            user=patient, conversation_id=conversation.pk, text="b", client_id="y"
+        )
+    sql = [q["sql"] for q in first.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "SELECT", "INSERT", "UPDATE"]
+    assert "FOR UPDATE" in sql[0] and "chat_message" in sql[1]
+    with CaptureQueriesContext(connection) as retry:
+        services.message_send(
+            user=patient, conversation_id=conversation.pk, text="b", client_id="y"
+        )
+    again = [q["sql"] for q in retry.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert [s.split()[0] for s in again] == ["SELECT", "SELECT"]
