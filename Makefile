@@ -33,14 +33,12 @@ run: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py schedule_housekeeping
-	$(BIN)/python manage.py schedule_records_housekeeping
 	@echo "API docs: http://$(HOST):$(PORT)/api/v1/docs"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null telemed.asgi:application
 
 ## A separate task worker (only when REDIS_URL is set; otherwise it runs inside `make run`).
 worker: setup
 	$(BIN)/python manage.py schedule_housekeeping
-	$(BIN)/python manage.py schedule_records_housekeeping
 	$(BIN)/python manage.py db_worker --queue-name '*'
 
 ## Set up and run the whole suite against real PostgreSQL, Redis, clamd and an S3 endpoint.

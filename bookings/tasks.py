@@ -12,7 +12,6 @@ from django_tasks import task
 
 from bookings.models import Appointment, ReminderDelivery, Status
 from core.idempotency import purge_expired
-from core.tasks import enqueue_unless_waiting
 
 # A reminder whose moment passed more than this long ago is dropped, not sent late.
 REMINDER_GRACE = timedelta(minutes=10)
@@ -80,7 +79,7 @@ def auto_complete_after() -> timedelta:
 def housekeeping() -> dict[str, int]:
     """Release expired holds, complete what doctors left unmarked some hours after the end
     and purge expired Idempotency-Key records; then schedule the next run (one pending run
-    at a time: see ``ensure_housekeeping``)."""
+    at a time: ``manage.py schedule_housekeeping``)."""
     from bookings.models import StatusChange
     from bookings.services import holds_release, tell_each, told_marked
 
@@ -105,9 +104,3 @@ def housekeeping() -> dict[str, int]:
         housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
     purged = purge_expired()  # Idempotency-Key records past their 24 h
     return {"holds_released": len(expired), "auto_completed": len(stale), "keys_purged": purged}
-
-
-def ensure_housekeeping() -> bool:
-    """Enqueue the housekeeping loop unless a run is already waiting (idempotent; called at
-    start-up by ``manage.py schedule_housekeeping``)."""
-    return enqueue_unless_waiting(housekeeping)

@@ -6,7 +6,9 @@ transaction (database task backend), so a crash loses neither and a rollback sen
 ``(notification, channel)`` is the delivery key. A task claims its delivery (``queued`` ->
 ``sending``) in a committed transaction before calling the provider, so a retried or
 duplicated task never sends twice: at most once, and a crash mid-send leaves the delivery
-visibly ``sending``. A provider failure is retried with bounded exponential backoff up to
+visibly ``sending``, until the housekeeping loop records it ``failed`` ("interrupted") after
+``DELIVERY_SENDING_TIMEOUT_SECONDS``: whether the provider got it is unknown, and sending it
+again could send it twice. A provider failure is retried with bounded exponential backoff up to
 ``DELIVERY_MAX_ATTEMPTS``, then recorded ``failed``. Provider status callbacks (Twilio's)
 move ``sent`` to ``delivered`` or ``failed``.
 """
@@ -168,6 +170,33 @@ def send_delivery(delivery_id: str) -> str:
     delivery.status, delivery.provider_id, delivery.error = DeliveryStatus.SENT, provider_id, ""
     delivery.save(update_fields=["status", "provider_id", "error", "updated_at"])
     return "sent"
+
+
+HOUSEKEEPING_EVERY = timedelta(minutes=1)
+INTERRUPTED = "interrupted: the sender stopped mid-send; not sent again"
+
+
+def sending_timeout() -> timedelta:
+    return timedelta(seconds=int(getattr(settings, "DELIVERY_SENDING_TIMEOUT_SECONDS", 600)))
+
+
+@task()
+def deliveries_housekeeping() -> int:
+    """Record as ``failed`` the deliveries left ``sending`` longer than the timeout (their
+    worker died between the claim and the provider's answer), then schedule the next run.
+    Rows another transaction holds are left for the next run."""
+    now = timezone.now()
+    with transaction.atomic():
+        stuck = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.SENDING, updated_at__lte=now - sending_timeout())
+            .values_list("id", flat=True)
+        )
+        Delivery.objects.filter(id__in=stuck).update(
+            status=DeliveryStatus.FAILED, error=INTERRUPTED, updated_at=now
+        )
+        deliveries_housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
+    return len(stuck)
 
 
 # Twilio's MessageStatus values that we record; the others (queued, sending...) say nothing new.

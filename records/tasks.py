@@ -9,7 +9,6 @@ from datetime import timedelta
 from django.utils import timezone
 from django_tasks import task
 
-from core.tasks import enqueue_unless_waiting
 from records import scanner, storage
 from records.models import MedicalRecord, ScanStatus
 
@@ -54,8 +53,3 @@ def records_housekeeping() -> int:
     purged = records_purge()
     records_housekeeping.using(run_after=timezone.now() + HOUSEKEEPING_EVERY).enqueue()
     return purged
-
-
-def ensure_records_housekeeping() -> bool:
-    """Enqueue the purge loop unless a run is already waiting (idempotent)."""
-    return enqueue_unless_waiting(records_housekeeping)

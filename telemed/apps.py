@@ -12,16 +12,20 @@ class TelemedConfig(AppConfig):
         from accounts import services as accounts_services
         from accounts.models import Role
         from bookings import selectors as bookings_selectors
+        from bookings import tasks as bookings_tasks
         from chat import consumers as chat_consumers
         from chat import selectors as chat_selectors
         from chat import services as chat_services
+        from core import tasks as core_tasks
         from doctors import selectors as doctors_selectors
         from doctors import services as doctors_services
         from realtime import consumers as realtime_consumers
+        from realtime import deliveries as realtime_deliveries
         from realtime import presence as realtime_presence
         from realtime import services as realtime_services
         from realtime import unread as realtime_unread
         from records import selectors as records_selectors
+        from records import tasks as records_tasks
 
         doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
         chat_services.ATTACHABLE = records_selectors.attachable
@@ -31,6 +35,12 @@ class TelemedConfig(AppConfig):
         realtime_unread.COUNTERS["chat"] = chat_selectors.unread_total
         # Presence is shared by those in care together (bookings' one rule).
         realtime_presence.AUDIENCE = bookings_selectors.care_partner_ids
+        # One start-up command starts every app's housekeeping loop.
+        core_tasks.HOUSEKEEPING_LOOPS[:] = [
+            bookings_tasks.housekeeping,
+            records_tasks.records_housekeeping,
+            realtime_deliveries.deliveries_housekeeping,
+        ]
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),

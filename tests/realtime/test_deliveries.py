@@ -210,3 +210,60 @@ def test_a_callback_body_that_is_not_a_form_is_422_not_500(api):
     body = r.json()["error"]
     assert body["code"] == "request.invalid" and body["fields"].keys() == {"body"}
     assert body["fields"]["body"] != "The request body is not valid form data."  # in Arabic
+
+
+def test_a_delivery_left_sending_by_a_dead_worker_is_recorded_failed_not_sent_again(settings):
+    """A worker that claimed a delivery and died mid-send leaves it ``sending``: after the
+    timeout, housekeeping records it ``failed`` (interrupted) and nothing sends it again; a
+    recent claim and a queued delivery are left alone."""
+    from realtime.deliveries import INTERRUPTED, deliveries_housekeeping
+
+    settings.DELIVERY_SENDING_TIMEOUT_SECONDS = 600
+    notifications = notify(
+        users=[make_user() for _ in range(3)],
+        kind="booking.reminder",
+        data={},
+        render=lambda u: ("Appointment reminder", "Your appointment is tomorrow."),
+    )
+    stuck, recent, queued = (Delivery.objects.get(notification=n) for n in notifications)
+    long_ago = timezone.now() - timedelta(minutes=11)
+    Delivery.objects.filter(id=stuck.id).update(status="sending", attempts=1, updated_at=long_ago)
+    Delivery.objects.filter(id=recent.id).update(status="sending", attempts=1)
+    DBTaskResult.objects.all().delete()  # no send task left: only housekeeping may touch them
+
+    assert deliveries_housekeeping.call() == 1
+    assert deliveries_housekeeping.call() == 0
+    statuses = dict(Delivery.objects.values_list("id", "status"))
+    assert (statuses[stuck.id], statuses[recent.id], statuses[queued.id]) == (
+        "failed",
+        "sending",
+        "queued",
+    )
+    stuck.refresh_from_db()
+    assert stuck.error == INTERRUPTED and stuck.attempts == 1
+    # Each run scheduled the next one; the worker runs those and sends nothing.
+    assert DBTaskResult.objects.filter(
+        task_path="realtime.deliveries.deliveries_housekeeping", status="READY"
+    ).exists()
+    run_worker_batch()
+    assert mail.outbox == []
+    assert Delivery.objects.get(id=stuck.id).status == "failed"
+
+
+def test_one_command_starts_every_housekeeping_loop_once():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("schedule_housekeeping", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert sorted(lines) == [
+        "bookings.tasks.housekeeping: scheduled",
+        "realtime.deliveries.deliveries_housekeeping: scheduled",
+        "records.tasks.records_housekeeping: scheduled",
+    ]
+    again = StringIO()
+    call_command("schedule_housekeeping", stdout=again)
+    assert all(line.endswith(": already scheduled") for line in again.getvalue().splitlines())
+    assert DBTaskResult.objects.filter(status="READY").count() == 3

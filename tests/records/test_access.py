@@ -191,10 +191,12 @@ def test_deleted_record_disappears_and_its_object_is_purged_after_retention(
 def test_purge_loop_is_scheduled_once_and_reschedules_itself():
     from django_tasks_db.models import DBTaskResult
 
-    from records.tasks import ensure_records_housekeeping, records_housekeeping
+    from core.tasks import ensure_housekeeping
+    from records.tasks import records_housekeeping
 
-    assert ensure_records_housekeeping() is True
-    assert ensure_records_housekeeping() is False
+    path = "records.tasks.records_housekeeping"
+    assert ensure_housekeeping()[path] is True
+    assert ensure_housekeeping()[path] is False
     assert records_housekeeping.call() == 0
     waiting = DBTaskResult.objects.filter(
         task_path="records.tasks.records_housekeeping", status="READY"
