@@ -10,8 +10,11 @@ rate-limited, then closed 4429.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +30,8 @@ from core.errors import ApplicationError
 from realtime import presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
+
+logger = logging.getLogger(__name__)
 
 
 def user_group(user_id: Any) -> str:
@@ -98,6 +103,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         self.authenticated = True
         OPEN_SOCKETS.inc()
         watchdog.watch(self)
+        _start_presence_sweep(self)
         await self.presence_beat()
 
     async def disconnect(self, code: int) -> None:
@@ -105,6 +111,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             return
         self.authenticated = False
         watchdog.forget(self)
+        _open.discard(self)
         OPEN_SOCKETS.dec()
         SOCKET_CLOSES.labels(str(code)).inc()
         try:
@@ -222,17 +229,52 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             await self.presence_tell(online=True)
 
     async def presence_tell(self, *, online: bool) -> None:
-        watchers = await database_sync_to_async(presence.audience)(self.user_id)
-        event = {
-            "type": "presence.changed",
-            "data": {"user_id": self.user_id, "online": online},
-        }
-        for watcher in watchers:
-            await self.channel_layer.group_send(
-                user_group(watcher), {"type": "event.push", "event": event}
-            )
+        await tell_presence(self.user_id, online=online)
 
     async def send_error(self, exc: ApplicationError) -> None:
         with translation.override(self.language):
             body = exc.envelope()
         await self.send_json({"type": "error", **body})
+
+
+async def tell_presence(user_id: str, *, online: bool) -> None:
+    """``presence.changed`` to those who may see this user's presence."""
+    from channels.layers import get_channel_layer
+
+    watchers = await database_sync_to_async(presence.audience)(user_id)
+    event = {"type": "presence.changed", "data": {"user_id": user_id, "online": online}}
+    layer = get_channel_layer()
+    for watcher in watchers:
+        await layer.group_send(user_group(watcher), {"type": "event.push", "event": event})
+
+
+# Per event loop: the sockets it serves, and its presence sweep (see ``_sweep_presence``).
+_open: weakref.WeakSet[GatewayConsumer] = weakref.WeakSet()
+_sweeps: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _start_presence_sweep(consumer: GatewayConsumer) -> None:
+    _open.add(consumer)
+    loop = asyncio.get_running_loop()
+    task = _sweeps.get(loop)
+    if task is None or task.done():
+        _sweeps[loop] = loop.create_task(_sweep_presence())
+
+
+async def _sweep_presence() -> None:
+    """Tell the audience of users whose last device ran out without closing (its process
+    died, its client stopped pinging): ``presence.expired`` names each such user once, to
+    whichever process asks first. Runs while this loop serves sockets."""
+    interval = float(
+        getattr(settings, "PRESENCE_SWEEP_SECONDS", 0) or max(1, presence.ttl_seconds() / 4)
+    )
+    while _open:
+        await asyncio.sleep(interval)
+        try:
+            gone = await sync_to_async(presence.expired, thread_sensitive=False)()
+            for user_id in gone:
+                await tell_presence(user_id, online=False)
+        except Exception:  # Redis or the database away: the next round tries again
+            logger.warning("presence sweep failed", exc_info=True)

@@ -1,7 +1,10 @@
 """Presence in Redis: one sorted set per user, a member per open socket (device), scored by
 the moment its heartbeat runs out. A user is online while any member's score is in the
 future. Heartbeats (``presence.ping``, and connecting) renew a member; closing a socket
-removes it. Nothing here is the truth: after a Redis flush a user looks offline until the
+removes it (that socket's process tells the audience). A device that stops without closing
+(its process died, its client stopped pinging) runs out instead: :func:`expired` finds the
+users whose last device ran out, once each, so that the audience is told then too (an index
+sorted set holds each user's latest expiry). Nothing here is the truth: after a Redis flush a user looks offline until the
 next heartbeat, which brings the presence back (and tells the audience again).
 
 Who may see whose presence is not realtime's business: ``AUDIENCE`` is wired by the
@@ -46,6 +49,10 @@ def _key(user_id: Any) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:presence:{user_id}"
 
 
+def _index_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:presence-index"
+
+
 _local: dict[str, dict[str, float]] = {}
 _local_lock = threading.Lock()
 
@@ -66,8 +73,9 @@ def heartbeat(*, user_id: Any, device: str) -> bool:
     pipe.zremrangebyscore(key, "-inf", now)
     pipe.zcard(key)
     pipe.zadd(key, {device: expires})
-    pipe.expire(key, ttl_seconds())
-    _, before, _, _ = pipe.execute()
+    pipe.expire(key, ttl_seconds() * 2)  # kept past the run-out, for :func:`expired`
+    pipe.zadd(_index_key(), {str(user_id): expires}, gt=True)
+    _, before, _, _, _ = pipe.execute()
     return before == 0
 
 
@@ -87,6 +95,46 @@ def leave(*, user_id: Any, device: str) -> bool:
     pipe.zcard(key)
     removed, _, left = pipe.execute()
     return bool(removed) and left == 0
+
+
+# Users due in the index: drop their run-out devices; a user left with none whose devices ran
+# out (rather than left: ``leave`` already told) is returned once, and leaves the index; a
+# user with a live device gets its latest expiry back as its score.
+_EXPIRED = """
+local gone = {}
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, user in ipairs(due) do
+  local key = ARGV[2] .. user
+  local ran_out = redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #last == 0 then
+    redis.call('ZREM', KEYS[1], user)
+    if ran_out > 0 then table.insert(gone, user) end
+  else
+    redis.call('ZADD', KEYS[1], last[2], user)
+  end
+end
+return gone
+"""
+
+
+def expired(*, limit: int = 1000) -> list[str]:
+    """The users whose last device ran out since the last call, each returned once (to one
+    caller, whichever process asks first): they are offline and nobody was told."""
+    now = time.time()
+    if not settings.REDIS_URL:
+        with _local_lock:
+            gone = [
+                u
+                for u, devices in _local.items()
+                if devices and all(t <= now for t in devices.values())
+            ][:limit]
+            for u in gone:
+                del _local[u]
+        return gone
+    prefix = f"{settings.REDIS_KEY_PREFIX}:presence:"
+    found = redis_client().eval(_EXPIRED, 1, _index_key(), now, prefix, limit)
+    return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
 
 
 def online(user_ids: Iterable[Any]) -> dict[str, bool]:

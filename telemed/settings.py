@@ -453,6 +453,8 @@ REALTIME_FLOOD_CLOSE_AFTER = env.int("REALTIME_FLOOD_CLOSE_AFTER", default=50)
 REALTIME_RESUME_LIMIT = env.int("REALTIME_RESUME_LIMIT", default=500)
 REALTIME_REDIS_CHECK_SECONDS = env.float("REALTIME_REDIS_CHECK_SECONDS", default=1.0)
 PRESENCE_TTL_SECONDS = env.int("PRESENCE_TTL_SECONDS", default=60)
+# How often each server looks for users whose devices ran out (0: a quarter of the TTL).
+PRESENCE_SWEEP_SECONDS = env.float("PRESENCE_SWEEP_SECONDS", default=0)
 UNREAD_CACHE_SECONDS = env.int("UNREAD_CACHE_SECONDS", default=3600)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 # A delivery still `sending` after this long lost its worker mid-send: recorded `failed`.

@@ -54,6 +54,23 @@ async def test_presence_changes_reach_only_those_in_care(doctor_with_hours):
     await stranger_ws.disconnect()
 
 
+async def test_a_device_that_runs_out_without_closing_is_told_offline_once(
+    doctor_with_hours, settings
+):
+    """A device whose process died (its socket never closed) runs out: the sweep of a
+    server that is still up tells those in care that the user went offline, once."""
+    settings.PRESENCE_TTL_SECONDS = 1
+    settings.PRESENCE_SWEEP_SECONDS = 0.2
+    patient = await database_sync_to_async(in_care)(doctor_with_hours)
+    doctor_ws = await open_socket(doctor_with_hours.user)
+    # A heartbeat from a device on another process that then died without a word.
+    await database_sync_to_async(presence.heartbeat)(user_id=str(patient.pk), device="dead")
+    offline = await receive_type(doctor_ws, "presence.changed", timeout=5)
+    assert offline["data"] == {"user_id": str(patient.pk), "online": False}
+    assert await doctor_ws.receive_nothing(timeout=1.0)  # told once
+    await doctor_ws.disconnect()
+
+
 async def test_presence_recovers_with_the_next_heartbeat_after_a_redis_flush(
     doctor_with_hours, private_redis, settings
 ):
@@ -73,3 +90,38 @@ async def test_presence_recovers_with_the_next_heartbeat_after_a_redis_flush(
     assert presence.online([patient.pk]) == {str(patient.pk): True}
     await patient_ws.disconnect()
     await doctor_ws.disconnect()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+def test_a_user_whose_last_device_ran_out_is_reported_once(backend, settings, monkeypatch):
+    """Devices that stop without closing run out: ``expired`` names their user once (to one
+    caller), and only when no device is left; a user who left cleanly (already told) or
+    still has a live device is not named."""
+    if backend == "memory":
+        settings.REDIS_URL = ""
+    clock = [1_000_000.0]
+    monkeypatch.setattr(presence.time, "time", lambda: clock[0])
+    settings.PRESENCE_TTL_SECONDS = 60
+    presence.heartbeat(user_id="gone", device="phone")
+    presence.heartbeat(user_id="gone", device="laptop")
+    presence.heartbeat(user_id="left", device="phone")
+    presence.heartbeat(user_id="stays", device="phone")
+    clock[0] += 30
+    presence.heartbeat(user_id="stays", device="laptop")  # renewed: lives until +90
+    assert presence.leave(user_id="left", device="phone") is True  # told by its socket
+    assert presence.expired() == []
+    clock[0] += 31  # +61: the first heartbeats ran out
+    assert sorted(presence.expired()) == ["gone"]
+    assert presence.expired() == []
+    assert presence.online(["gone", "left", "stays"]) == {
+        "gone": False,
+        "left": False,
+        "stays": True,
+    }
+    clock[0] += 30  # +91: the renewed device ran out too
+    assert presence.expired() == ["stays"]
+    assert presence.expired() == []
+    # Back online, then gone again: named again.
+    presence.heartbeat(user_id="gone", device="phone")
+    clock[0] += 61
+    assert presence.expired() == ["gone"]
