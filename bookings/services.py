@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -236,26 +238,45 @@ def appointment_book(
 
 
 def _insert(appointment: Appointment, now: datetime) -> None:
-    """Insert, letting the database decide conflicts. Two conflicting inserts checked at the
-    same instant may deadlock on the exclusion constraint (PostgreSQL reports 40P01 for the
-    loser): that is a lost race too, not a server error. A hold past its expiry still in the
-    way is released (lazily: a task also does it on a schedule) and the insert tried again."""
+    """Insert, letting the database decide conflicts: ``INSERT ... ON CONFLICT DO NOTHING``
+    meets the exclusion constraints without an error, so no savepoint is needed around it.
+    Two conflicting inserts checked at the same instant may deadlock on the constraint
+    (PostgreSQL reports 40P01 for the loser): that is a lost race too, not a server error. A
+    hold past its expiry still in the way is released (lazily: a task also does it on a
+    schedule) and the insert tried again."""
     for retry in (False, True):
         try:
-            with transaction.atomic():
-                appointment.save()
-            return
-        except IntegrityError as exc:
-            if not retry and _release_expired_holds(appointment, now):
-                continue
-            constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "")
-            if constraint == "appt_patient_no_overlap":
-                raise PatientBusy() from exc
-            raise SlotTaken() from exc
+            if _insert_unless_conflict(appointment):
+                return
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", "") == "40P01":
                 raise SlotTaken() from exc
             raise
+        if not retry and _release_expired_holds(appointment, now):
+            continue
+        patient_busy = Appointment.objects.filter(
+            patient_id=appointment.patient_id,
+            status__in=ACTIVE,
+            start__lt=appointment.end,
+            end__gt=appointment.start,
+        ).exists()
+        raise PatientBusy() if patient_busy else SlotTaken()
+
+
+def _insert_unless_conflict(appointment: Appointment) -> bool:
+    """One ``INSERT ... ON CONFLICT DO NOTHING`` of the new appointment (the statement
+    ``save()`` would send, with that clause): True if it was stored."""
+    query = InsertQuery(Appointment, on_conflict=OnConflict.IGNORE)
+    query.insert_values(
+        [f for f in Appointment._meta.local_concrete_fields if not f.generated], [appointment]
+    )
+    with connection.cursor() as cursor:
+        for sql, params in query.get_compiler(connection=connection).as_sql():
+            cursor.execute(sql, params)
+        stored = cursor.rowcount == 1
+    if stored:
+        appointment._state.adding, appointment._state.db = False, connection.alias
+    return stored
 
 
 def _release_expired_holds(appointment: Appointment, now: datetime) -> int:
