@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -10,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tasks import task
 
-from bookings.models import Appointment, ReminderDelivery, Status
+from bookings.models import ACTIVE, Appointment, ReminderDelivery, Status
 from core.idempotency import purge_expired
 
 # A reminder whose moment passed more than this long ago is dropped, not sent late.
@@ -22,20 +23,31 @@ def reminder_offsets() -> list[int]:
 
 
 def schedule_reminders(appointment: Appointment) -> None:
-    """Enqueue one reminder per offset, in the caller's transaction (so a rolled-back booking
-    schedules nothing). Offsets already in the past are skipped."""
-    now = timezone.now()
-    for offset in reminder_offsets():
-        due = appointment.start - timedelta(minutes=offset)
-        if due > now:
-            send_reminder.using(run_after=due).enqueue(str(appointment.id), offset)
+    """Enqueue the first reminder still ahead, in the caller's transaction (so a rolled-back
+    booking schedules nothing). One task per appointment at a time: each reminder, when it
+    runs, enqueues the next offset (``send_reminder``)."""
+    _enqueue_next_reminder(appointment, after=timezone.now())
+
+
+def _enqueue_next_reminder(appointment: Appointment, *, after: Any) -> None:
+    """Enqueue the reminder of the nearest offset due after ``after``, if any."""
+    ahead = sorted(
+        (appointment.start - timedelta(minutes=offset), offset)
+        for offset in set(reminder_offsets())
+        if appointment.start - timedelta(minutes=offset) > after
+    )
+    if ahead:
+        due, offset = ahead[0]
+        send_reminder.using(run_after=due).enqueue(str(appointment.id), offset)
 
 
 @task()
 def send_reminder(appointment_id: str, offset_minutes: int) -> str:
     """Exactly once per appointment and offset: the delivery row's unique key decides, so a
-    second worker or a retry of this task sends nothing. Cancelled, moved or past-due
-    appointments get no reminder."""
+    second worker or a retry of this task sends nothing. Only confirmed appointments are
+    reminded, never late; then the next offset is enqueued, unless the appointment has
+    ended its life (cancelled, rejected, done) or this reminder was sent already (whoever
+    sent it enqueued the next)."""
     from bookings.services import tell_both, when
 
     now = timezone.now()
@@ -45,10 +57,14 @@ def send_reminder(appointment_id: str, offset_minutes: int) -> str:
             .filter(id=appointment_id)
             .first()
         )
-        if appointment is None or appointment.status != Status.CONFIRMED:
+        if appointment is None or appointment.status not in ACTIVE:
             return "skipped: not confirmed"
         due = appointment.start - timedelta(minutes=offset_minutes)
+        if appointment.status != Status.CONFIRMED:  # a request or a hold: maybe later
+            _enqueue_next_reminder(appointment, after=due)
+            return "skipped: not confirmed"
         if now > due + REMINDER_GRACE or now >= appointment.start:
+            _enqueue_next_reminder(appointment, after=due)
             return "skipped: past due"
         try:
             with transaction.atomic():
@@ -65,6 +81,7 @@ def send_reminder(appointment_id: str, offset_minutes: int) -> str:
                 _("Your appointment is on %(when)s.") % {"when": when(a, user)},
             ),
         )
+        _enqueue_next_reminder(appointment, after=due)
     return "sent"
 
 

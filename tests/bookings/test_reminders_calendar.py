@@ -60,12 +60,35 @@ def test_booking_schedules_reminders_in_its_transaction(api, doctor_with_hours):
         {"doctor_id": str(doctor_with_hours.id), "start": start.isoformat(), "mode": "in_person"},
         **bearer(token),
     )
-    due = sorted(
-        DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder").values_list(
-            "run_after", flat=True
+
+    def due() -> list:
+        return sorted(
+            DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder").values_list(
+                "run_after", flat=True
+            )
         )
-    )
-    assert due == [start - timedelta(days=1), start - timedelta(hours=1)]
+
+    # One task at a time: the first reminder; sending it enqueues the next.
+    assert due() == [start - timedelta(days=1)]
+    [appointment] = Appointment.objects.filter(patient=patient)
+    assert send_reminder.call(str(appointment.id), 24 * 60) == "sent"
+    assert due() == [start - timedelta(days=1), start - timedelta(hours=1)]
+    assert send_reminder.call(str(appointment.id), 60) == "sent"
+    assert len(due()) == 2  # the last one enqueues nothing
+
+
+def test_a_request_approved_late_still_gets_its_later_reminders(doctor_with_hours):
+    """A reminder that finds the appointment still a request skips, but keeps the chain: the
+    next offset comes; a cancelled appointment ends it."""
+    start = datetime.now(UTC) + timedelta(hours=30)
+    pending = _confirmed(doctor_with_hours, make_user(), start)
+    Appointment.objects.filter(id=pending.id).update(status="pending")
+    assert send_reminder.call(str(pending.id), 24 * 60) == "skipped: not confirmed"
+    [next_one] = DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder")
+    assert next_one.args_kwargs["args"] == [str(pending.id), 60]
+    Appointment.objects.filter(id=pending.id).update(status="cancelled")
+    assert send_reminder.call(str(pending.id), 60) == "skipped: not confirmed"
+    assert DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
