@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone, translation
 
-from realtime.consumers import CLOSE_FORBIDDEN, user_group
+from realtime import fanout
+from realtime.consumers import CLOSE_FORBIDDEN
 from realtime.deliveries import deliveries_schedule
 from realtime.errors import NotificationNotFound
-from realtime.layers import group_send_many
 from realtime.models import EventCounter, Notification
 from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
@@ -27,13 +26,14 @@ def publish_on_commit(*, user_ids: Iterable[Any], event: dict[str, Any]) -> None
 
 
 def publish_many_on_commit(pushes: list[tuple[Any, dict[str, Any]]]) -> None:
-    """After commit, push each ``(user id, event)``: all in one trip to the event loop."""
-    messages = [(user_group(user_id), {"type": "event.push", "event": e}) for user_id, e in pushes]
+    """After commit, push each ``(user id, event)``: one channel-layer message for the lot
+    (cut if very large), which each server process hands to its own sockets."""
+    _publish_on_commit(fanout.event_batches(pushes))
 
-    async def send_all() -> None:
-        await group_send_many(get_channel_layer(), messages)
 
-    transaction.on_commit(async_to_sync(send_all))
+def _publish_on_commit(messages: list[dict[str, Any]]) -> None:
+    if messages:
+        transaction.on_commit(lambda: async_to_sync(fanout.publish)(messages))
 
 
 def next_event_ids(user_ids: list[Any]) -> dict[Any, int]:
@@ -161,10 +161,4 @@ def notifications_mark_all_read(*, user: Any) -> int:
 
 def close_user_sockets(*, user_id: Any, code: int = CLOSE_FORBIDDEN) -> None:
     """After the current transaction commits, close every open socket of the user."""
-
-    def send() -> None:
-        async_to_sync(get_channel_layer().group_send)(
-            user_group(user_id), {"type": "session.close", "code": code}
-        )
-
-    transaction.on_commit(send)
+    _publish_on_commit(fanout.close_batches([user_id], code))
