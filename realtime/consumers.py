@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -22,22 +23,18 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import translation
 
 from core.errors import ApplicationError
-from realtime import presence, selectors, watchdog
+from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
 
 logger = logging.getLogger(__name__)
-
-
-def user_group(user_id: Any) -> str:
-    """Every socket of a user joins this group, so all of the user's devices get each event."""
-    return f"user.{user_id}"
-
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -78,6 +75,23 @@ class _Bucket:
 class GatewayConsumer(AsyncJsonWebsocketConsumer):
     authenticated = False
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' own, without the channel of the layer that it opens for each consumer
+        (a Redis subscription per socket): what reaches this socket from elsewhere comes
+        through this process's registry (:mod:`realtime.fanout`) into ``inbox``, read in
+        turn with the client's frames."""
+        self.scope = scope
+        self.channel_layer = None
+        self.device = uuid.uuid4().hex  # this socket, in presence
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self.inbox.get], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            await fanout.leave(self)  # also when a handler failed
+
     async def connect(self) -> None:
         await self.accept()
         user = self.scope.get("user")
@@ -90,7 +104,6 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.user_id = str(user.pk)
         self.language = getattr(user, "language", "en")
-        self.group = user_group(user.pk)
         self.bucket = _Bucket(
             _setting("REALTIME_MESSAGES_PER_SECOND", 10), _setting("REALTIME_MESSAGE_BURST", 30)
         )
@@ -99,25 +112,23 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         # a resume (or a push queued behind it) must not send twice.
         self.live_sent: deque[int] = deque(maxlen=_setting("REALTIME_RESUME_LIMIT", 500))
         self.replayed_upto = 0
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await fanout.join(self)
         self.authenticated = True
         OPEN_SOCKETS.inc()
-        watchdog.watch(self)
-        _start_presence_sweep(self)
+        watchdog.watch()
+        _start_presence_sweep()
         await self.presence_beat()
 
     async def disconnect(self, code: int) -> None:
         if not self.authenticated:
             return
         self.authenticated = False
-        watchdog.forget(self)
-        _open.discard(self)
         OPEN_SOCKETS.dec()
         SOCKET_CLOSES.labels(str(code)).inc()
+        await fanout.leave(self)
         try:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
             went_offline = await sync_to_async(presence.leave, thread_sensitive=False)(
-                user_id=self.user_id, device=self.channel_name
+                user_id=self.user_id, device=self.device
             )
             if went_offline:
                 await self.presence_tell(online=False)
@@ -135,17 +146,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    # --- events from the channel layer ---------------------------------------------------
+    # --- events from the registry (realtime.fanout) ---------------------------------------
 
-    async def event_push(self, event: dict[str, Any]) -> None:
-        """An event for this user (``realtime.services.publish_on_commit``), forwarded as is."""
-        body = event["event"]
-        event_id = body.get("id")
+    async def event_push(self, push: dict[str, Any]) -> None:
+        """An event for this user (``realtime.services.publish_on_commit``), already JSON,
+        forwarded as is."""
+        event_id = push["id"]
         if isinstance(event_id, int):
             if event_id <= self.replayed_upto:
                 return  # a resume already sent it
             self.live_sent.append(event_id)
-        await self.send_json(body)
+        await self.send(text_data=push["text"])
 
     async def session_close(self, event: dict[str, Any]) -> None:
         """The account was deactivated or deleted: end this socket now."""
@@ -223,7 +234,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
 
     async def presence_beat(self) -> None:
         came_online = await sync_to_async(presence.heartbeat, thread_sensitive=False)(
-            user_id=self.user_id, device=self.channel_name
+            user_id=self.user_id, device=self.device
         )
         if came_online:
             await self.presence_tell(online=True)
@@ -239,24 +250,18 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
 
 async def tell_presence(user_id: str, *, online: bool) -> None:
     """``presence.changed`` to those who may see this user's presence."""
-    from channels.layers import get_channel_layer
-
     watchers = await database_sync_to_async(presence.audience)(user_id)
     event = {"type": "presence.changed", "data": {"user_id": user_id, "online": online}}
-    layer = get_channel_layer()
-    for watcher in watchers:
-        await layer.group_send(user_group(watcher), {"type": "event.push", "event": event})
+    await fanout.publish(fanout.event_batches([(watcher, event) for watcher in watchers]))
 
 
-# Per event loop: the sockets it serves, and its presence sweep (see ``_sweep_presence``).
-_open: weakref.WeakSet[GatewayConsumer] = weakref.WeakSet()
+# Per event loop: its presence sweep (see ``_sweep_presence``).
 _sweeps: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _start_presence_sweep(consumer: GatewayConsumer) -> None:
-    _open.add(consumer)
+def _start_presence_sweep() -> None:
     loop = asyncio.get_running_loop()
     task = _sweeps.get(loop)
     if task is None or task.done():
@@ -270,7 +275,7 @@ async def _sweep_presence() -> None:
     interval = float(
         getattr(settings, "PRESENCE_SWEEP_SECONDS", 0) or max(1, presence.ttl_seconds() / 4)
     )
-    while _open:
+    while fanout.local_sockets():
         await asyncio.sleep(interval)
         try:
             gone = await sync_to_async(presence.expired, thread_sensitive=False)()

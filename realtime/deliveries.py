@@ -57,6 +57,8 @@ def channels_for(user: Any, kind: str, preference: list[str] | None = None) -> l
     """The channels the user wants for this kind (``preference``: the user's saved choice,
     if any) and can be reached on."""
     wanted = preference if preference is not None else DEFAULT_CHANNELS.get(kind, [])
+    if not wanted:
+        return []
     reachable = {
         Channel.EMAIL: bool(getattr(user, "email", None)),
         Channel.SMS: bool(getattr(user, "phone", None) and getattr(user, "phone_verified", False)),
@@ -81,16 +83,21 @@ def preference_set(*, user: Any, kind: str, channels: list[str]) -> list[str]:
     return ordered
 
 
-def deliveries_schedule(*, notifications: list[Notification]) -> list[Delivery]:
+def deliveries_schedule(
+    *, notifications: list[Notification], preferences: dict[Any, list[str]] | None = None
+) -> list[Delivery]:
     """In the caller's transaction: one delivery per wanted channel of each notification's
-    recipient, each with its task."""
+    recipient, each with its task. ``preferences``: the recipients' saved channels for this
+    kind, by user id, when the caller has read them already (else they are read here)."""
     if not notifications:
         return []
-    saved = dict(
-        DeliveryPreference.objects.filter(
-            user__in=[n.user_id for n in notifications], kind=notifications[0].kind
-        ).values_list("user_id", "channels")
-    )
+    saved = preferences
+    if saved is None:
+        saved = dict(
+            DeliveryPreference.objects.filter(
+                user__in=[n.user_id for n in notifications], kind=notifications[0].kind
+            ).values_list("user_id", "channels")
+        )
     created = Delivery.objects.bulk_create(
         [
             Delivery(notification=n, channel=channel)

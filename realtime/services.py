@@ -7,16 +7,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone, translation
 
-from realtime.consumers import CLOSE_FORBIDDEN, user_group
+from realtime import fanout
+from realtime.consumers import CLOSE_FORBIDDEN
 from realtime.deliveries import deliveries_schedule
 from realtime.errors import NotificationNotFound
-from realtime.layers import group_send_many
-from realtime.models import EventCounter, Notification
+from realtime.models import DeliveryPreference, EventCounter, Notification
 from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
 
@@ -27,13 +26,14 @@ def publish_on_commit(*, user_ids: Iterable[Any], event: dict[str, Any]) -> None
 
 
 def publish_many_on_commit(pushes: list[tuple[Any, dict[str, Any]]]) -> None:
-    """After commit, push each ``(user id, event)``: all in one trip to the event loop."""
-    messages = [(user_group(user_id), {"type": "event.push", "event": e}) for user_id, e in pushes]
+    """After commit, push each ``(user id, event)``: one channel-layer message for the lot
+    (cut if very large), which each server process hands to its own sockets."""
+    _publish_on_commit(fanout.event_batches(pushes))
 
-    async def send_all() -> None:
-        await group_send_many(get_channel_layer(), messages)
 
-    transaction.on_commit(async_to_sync(send_all))
+def _publish_on_commit(messages: list[dict[str, Any]]) -> None:
+    if messages:
+        transaction.on_commit(lambda: async_to_sync(fanout.publish)(messages))
 
 
 def next_event_ids(user_ids: list[Any]) -> dict[Any, int]:
@@ -71,38 +71,61 @@ def _plain(value: Any) -> str:
     return str(value).replace("-", "")
 
 
-def _store_postgresql(notifications: list[Notification]) -> None:
+def _render(
+    recipients: list[Any], render: Callable[[Any], tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Each recipient's title and body, rendered in the recipient's language (one switch of
+    the active language per language, not per recipient)."""
+    by_language: dict[str, list[int]] = {}
+    for i, user in enumerate(recipients):
+        by_language.setdefault(getattr(user, "language", None) or "en", []).append(i)
+    texts: list[tuple[str, str]] = [("", "")] * len(recipients)
+    for language, indexes in by_language.items():
+        with translation.override(language):
+            for i in indexes:
+                title, body = render(recipients[i])
+                texts[i] = (title[:200], body)
+    return texts
+
+
+def _store_postgresql(
+    *, recipients: list[Any], texts: list[tuple[str, str]], kind: str, data: dict[str, Any]
+) -> tuple[list[Notification], dict[Any, list[str]]]:
     """Event ids and rows in one statement (what ``next_event_ids`` and ``bulk_create`` do,
-    without building a 500-row INSERT in Python: a fan-out's cost is mostly this)."""
+    without building a 500-row INSERT in Python: a fan-out's cost is mostly this), which also
+    answers the recipients' delivery preferences for ``kind``. The rows travel as one JSON
+    parameter: as arrays, psycopg quoted each of their 1,500 items in Python (~4 ms under
+    cProfile for 500 rows)."""
     counter = connection.ops.quote_name(EventCounter._meta.db_table)
     table = connection.ops.quote_name(Notification._meta.db_table)
+    preference = connection.ops.quote_name(DeliveryPreference._meta.db_table)
     user_type = EventCounter._meta.get_field("user").target_field.db_type(connection)  # type: ignore[union-attr]
-    first, now = notifications[0], timezone.now()
+    rows = [{"u": str(u.pk), "t": t, "b": b} for u, (t, b) in zip(recipients, texts, strict=True)]
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH ids AS (INSERT INTO {counter} (user_id, last) "  # noqa: S608 (our tables)
-            f"SELECT u, 1 FROM unnest(%s::{user_type}[]) AS u ORDER BY u "
+            f"WITH t AS (SELECT * FROM json_to_recordset(%s::json) "  # noqa: S608 (our tables)
+            f"AS t(u {user_type}, t text, b text)), "
+            f"ids AS (INSERT INTO {counter} (user_id, last) SELECT u, 1 FROM t ORDER BY u "
             f"ON CONFLICT (user_id) DO UPDATE SET last = {counter}.last + 1 "
-            f"RETURNING user_id, last) "
-            f"INSERT INTO {table} (user_id, seq, kind, title, body, data, created_at) "
-            f"SELECT ids.user_id, ids.last, %s, t.title, t.body, %s::jsonb, %s FROM ids JOIN "
-            f"unnest(%s::{user_type}[], %s::text[], %s::text[]) AS t(user_id, title, body) "
-            f"ON t.user_id = ids.user_id RETURNING id, user_id, seq",
-            [
-                sorted({n.user_id for n in notifications}, key=str),
-                first.kind,
-                json.dumps(first.data, cls=DjangoJSONEncoder),
-                now,
-                [n.user_id for n in notifications],
-                [n.title for n in notifications],
-                [n.body for n in notifications],
-            ],
+            f"RETURNING user_id, last), "
+            f"stored AS (INSERT INTO {table} (user_id, seq, kind, title, body, data, created_at) "
+            f"SELECT ids.user_id, ids.last, %s, t.t, t.b, %s::jsonb, %s "
+            f"FROM ids JOIN t ON t.u = ids.user_id RETURNING id, user_id, seq) "
+            f"SELECT stored.id, stored.user_id, stored.seq, p.channels::text FROM stored "
+            f"LEFT JOIN {preference} p ON p.user_id = stored.user_id AND p.kind = %s",
+            [json.dumps(rows), kind, json.dumps(data, cls=DjangoJSONEncoder), now, kind],
         )
-        stored = {str(user_id): (pk, seq) for pk, user_id, seq in cursor.fetchall()}
-    for n in notifications:
-        n.pk, n.seq = stored[str(n.user_id)]
-        n.created_at = now
-        n._state.adding = False
+        stored = {str(user_id): (pk, seq, ch) for pk, user_id, seq, ch in cursor.fetchall()}
+    created, preferences = [], {}
+    for user, (title, body) in zip(recipients, texts, strict=True):
+        pk, seq, channels = stored[str(user.pk)]
+        n = Notification(user=user, seq=seq, kind=kind, title=title, body=body, data=data)
+        n.pk, n.created_at, n._state.adding = pk, now, False
+        created.append(n)
+        if channels is not None:
+            preferences[user.pk] = json.loads(channels)
+    return created, preferences
 
 
 @transaction.atomic(savepoint=False)
@@ -120,19 +143,20 @@ def notify(
     recipients = list({user.pk: user for user in users}.values())
     if not recipients:
         return []
-    created = []
-    for user in recipients:
-        with translation.override(getattr(user, "language", None) or "en"):
-            title, body = render(user)
-        created.append(Notification(user=user, kind=kind, title=title[:200], body=body, data=data))
+    texts = _render(recipients, render)
     if connection.vendor == "postgresql":
-        _store_postgresql(created)
+        created, preferences = _store_postgresql(
+            recipients=recipients, texts=texts, kind=kind, data=data
+        )
+        deliveries_schedule(notifications=created, preferences=preferences)
     else:
         ids = next_event_ids([user.pk for user in recipients])
-        for n in created:
-            n.seq = ids[n.user_id]
+        created = [
+            Notification(user=user, seq=ids[user.pk], kind=kind, title=t, body=b, data=data)
+            for user, (t, b) in zip(recipients, texts, strict=True)
+        ]
         Notification.objects.bulk_create(created)
-    deliveries_schedule(notifications=created)
+        deliveries_schedule(notifications=created)
     publish_many_on_commit([(n.user_id, n.event()) for n in created])
     unread_adjust_on_commit(user_ids=[n.user_id for n in created], name="notifications", delta=1)
     return created
@@ -161,10 +185,4 @@ def notifications_mark_all_read(*, user: Any) -> int:
 
 def close_user_sockets(*, user_id: Any, code: int = CLOSE_FORBIDDEN) -> None:
     """After the current transaction commits, close every open socket of the user."""
-
-    def send() -> None:
-        async_to_sync(get_channel_layer().group_send)(
-            user_group(user_id), {"type": "session.close", "code": code}
-        )
-
-    transaction.on_commit(send)
+    _publish_on_commit(fanout.close_batches([user_id], code))

@@ -7,23 +7,20 @@ without knowing. A task per event loop asks each layer host for its ``run_id`` e
 restarted), or cannot be reached twice in a row (a busy event loop can make one check slow:
 that alone must not close thousands of sockets), every socket of the process is closed with
 1012 (service restart) and clients reconnect and ``resume`` from the database. Only for a
-Redis channel layer.
+Redis channel layer. The sockets are those of :mod:`realtime.fanout`'s registry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from typing import Any
 
 from django.conf import settings
 
-logger = logging.getLogger(__name__)
-CLOSE_SERVICE_RESTART = 1012
+from realtime import fanout
 
-_sockets: weakref.WeakSet[Any] = weakref.WeakSet()
 _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
     weakref.WeakKeyDictionary()
 )
@@ -37,25 +34,15 @@ def _layer_addresses() -> list[str]:
     return [h["address"] if isinstance(h, dict) else str(h) for h in hosts]
 
 
-def watch(consumer: Any) -> None:
-    """Register an open socket; start this loop's watch if it is not running."""
+def watch() -> None:
+    """Start this loop's watch if it is not running (a socket has just joined the registry)."""
     addresses = _layer_addresses()
     if not addresses:
         return
-    _sockets.add(consumer)
     loop = asyncio.get_running_loop()
     task = _tasks.get(loop)
     if task is None or task.done():
         _tasks[loop] = loop.create_task(_watch(addresses))
-
-
-async def _close_all() -> None:
-    sockets = list(_sockets)
-    logger.warning("channel layer lost its Redis connection: closing %d sockets", len(sockets))
-    for consumer in sockets:
-        _sockets.discard(consumer)
-        with contextlib.suppress(Exception):
-            await consumer.close(code=CLOSE_SERVICE_RESTART)
 
 
 async def _watch(addresses: list[str]) -> None:
@@ -70,7 +57,7 @@ async def _watch(addresses: list[str]) -> None:
     known: list[str | None] = [None] * len(clients)
     failures = [0] * len(clients)
     try:
-        while _sockets:
+        while fanout.local_sockets():
             for i, client in enumerate(clients):
                 try:
                     run_id = (await client.info("server"))["run_id"]
@@ -78,18 +65,14 @@ async def _watch(addresses: list[str]) -> None:
                     failures[i] += 1
                     if failures[i] == 2 and known[i] is not None:
                         known[i] = None
-                        await _close_all()
+                        await fanout.close_all(fanout.CLOSE_SERVICE_RESTART)
                     continue
                 failures[i] = 0
                 if known[i] is not None and run_id != known[i]:
-                    await _close_all()
+                    await fanout.close_all(fanout.CLOSE_SERVICE_RESTART)
                 known[i] = run_id
             await asyncio.sleep(interval)
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-
-def forget(consumer: Any) -> None:
-    _sockets.discard(consumer)

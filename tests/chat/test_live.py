@@ -50,7 +50,7 @@ async def test_both_devices_of_the_patient_and_the_doctor_see_the_reply_and_the_
     phone, laptop, doctor_ws = _socket(patient_token), _socket(patient_token), _socket(doc_token)
     for ws in (phone, laptop, doctor_ws):
         assert (await ws.connect())[0]
-    await asyncio.sleep(0.2)  # let the group subscriptions reach Redis
+    await asyncio.sleep(0.2)  # the sockets join the fan-out registry after accepting
     try:
         ack = await database_sync_to_async(services.message_send)(
             user=doc, conversation_id=conversation.pk, text="Take it twice a day", client_id="r1"

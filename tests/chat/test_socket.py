@@ -21,7 +21,7 @@ async def _connected(*tokens: str) -> list[WebsocketCommunicator]:
     sockets = [_socket(token) for token in tokens]
     for ws in sockets:
         assert (await ws.connect())[0]
-    await asyncio.sleep(0.2)  # let the group subscriptions reach Redis
+    await asyncio.sleep(0.2)  # the sockets join the fan-out registry after accepting
     return sockets
 
 

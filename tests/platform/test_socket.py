@@ -104,7 +104,7 @@ async def test_deactivating_a_user_closes_their_open_sockets():
     ]
     for ws in sockets:
         assert (await ws.connect())[0]
-    await asyncio.sleep(0.2)  # let the group subscriptions reach Redis
+    await asyncio.sleep(0.2)  # the sockets join the fan-out registry after accepting
     await database_sync_to_async(user_set_active)(actor=admin, user=user, active=False)
     for ws in sockets:
         assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}

@@ -36,12 +36,12 @@ def ticket_for(user: User, client: Any = None) -> str:
 
 
 async def open_socket(user: User, *, settle: float = 0.2) -> WebsocketCommunicator:
-    """An authenticated in-process socket (ticket auth), subscribed to the user's group."""
+    """An authenticated in-process socket (ticket auth), registered with the process's fan-out."""
     ticket = await database_sync_to_async(ticket_for)(user)
     ws = WebsocketCommunicator(application, f"/ws/v1/?ticket={ticket}")
     connected, _ = await ws.connect()
     assert connected
-    await asyncio.sleep(settle)  # let the group subscription reach Redis
+    await asyncio.sleep(settle)  # the socket joins the fan-out registry after accepting
     return ws
 
 
@@ -67,5 +67,5 @@ async def ws_receive_type(ws: Any, kind: str, timeout: float = 10) -> dict:
 
 async def ws_open(base_ws: str, ticket: str) -> Any:
     ws = await websockets.connect(f"{base_ws}/ws/v1/?ticket={ticket}")
-    await asyncio.sleep(0.3)  # the server subscribes the socket's group
+    await asyncio.sleep(0.3)  # the server registers the socket after accepting
     return ws

@@ -12,7 +12,7 @@ from django_tasks_db.models import DBTaskResult
 from twilio.request_validator import RequestValidator
 
 from bookings.services import appointment_book
-from realtime.deliveries import send_delivery
+from realtime.deliveries import preference_set, send_delivery
 from realtime.models import Delivery, DeliveryPreference
 from realtime.services import notify
 from tests.accounts.test_twilio import AUTH_TOKEN, PHONE
@@ -267,3 +267,21 @@ def test_one_command_starts_every_housekeeping_loop_once():
     call_command("schedule_housekeeping", stdout=again)
     assert all(line.endswith(": already scheduled") for line in again.getvalue().splitlines())
     assert DBTaskResult.objects.filter(status="READY").count() == 3
+
+
+def test_a_fan_out_follows_each_recipients_saved_channels_with_one_statement_for_rows_and_choices(
+    django_assert_num_queries,
+):
+    users = [make_user() for _ in range(4)]
+    preference_set(user=users[1], kind="booking.confirmed", channels=[])  # no e-mail
+    preference_set(user=users[2], kind="booking.cancelled", channels=[])  # another kind
+    # BEGIN, the rows with the choices, the deliveries, one task per delivery, COMMIT.
+    with django_assert_num_queries(1 + 1 + 1 + 3 + 1):
+        created = notify(users=users, kind="booking.confirmed", data={}, render=lambda u: ("t", ""))
+    sent = {n.user_id: list(n.deliveries.values_list("channel", flat=True)) for n in created}
+    assert sent == {
+        users[0].pk: ["email"],
+        users[1].pk: [],
+        users[2].pk: ["email"],
+        users[3].pk: ["email"],
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 from django.core.cache import cache
+from django.utils import translation
 
 from realtime.models import Notification
 from realtime.services import notify
@@ -111,3 +112,21 @@ def test_unread_counts_come_back_correct_after_redis_is_flushed(
         Notification.objects.filter(user=user, seq=1).update(read_at="2026-01-01T00:00Z")
     assert unread_counts(user_id=user.pk)["notifications"] == 6  # rebuilt from the database
     assert cache.get(f"rt:unread:notifications:{user.pk}") == 6
+
+
+def test_each_recipient_is_rendered_in_their_language_and_answered_in_the_order_given(
+    django_assert_num_queries,
+):
+    users = [make_user(language=language) for language in ("en", "ar", "en", "ar")]
+    created = notify(
+        users=users,
+        kind="notification.created",
+        data={"n": 1},
+        render=lambda u: (translation.get_language(), u.email),
+    )
+    with django_assert_num_queries(0):  # answered complete, as stored
+        answered = [(n.user.pk, n.title, n.body, n.read_at, n.event()["id"]) for n in created]
+    assert answered == [(u.pk, u.language, u.email, None, 1) for u in users]
+    stored = Notification.objects.filter(user__in=users).values_list("user", "title", "body")
+    assert sorted(stored) == sorted((u.pk, u.language, u.email) for u in users)
+    assert [n.pk for n in created] == [Notification.objects.get(user=u, seq=1).pk for u in users]
