@@ -3,7 +3,8 @@ providers), SMS and WhatsApp (``core.sms``: the Twilio SDK, console or capture).
 
 A notification's deliveries are created, and their tasks enqueued, in the notification's own
 transaction (database task backend), so a crash loses neither and a rollback sends nothing.
-``(notification, channel)`` is the delivery key. A task claims its delivery (``queued`` ->
+``(notification, channel)`` is the delivery key. One task sends up to ``DELIVERY_BATCH`` of them,
+one after the other; it claims each delivery (``queued`` ->
 ``sending``) in a committed transaction before calling the provider, so a retried or
 duplicated task never sends twice: at most once, and a crash mid-send leaves the delivery
 visibly ``sending``, until the housekeeping loop records it ``failed`` ("interrupted") after
@@ -87,7 +88,7 @@ def deliveries_schedule(
     *, notifications: list[Notification], preferences: dict[Any, list[str]] | None = None
 ) -> list[Delivery]:
     """In the caller's transaction: one delivery per wanted channel of each notification's
-    recipient, each with its task. ``preferences``: the recipients' saved channels for this
+    recipient, sent by one task per ``DELIVERY_BATCH`` deliveries. ``preferences``: the recipients' saved channels for this
     kind, by user id, when the caller has read them already (else they are read here)."""
     if not notifications:
         return []
@@ -105,8 +106,10 @@ def deliveries_schedule(
             for channel in channels_for(n.user, n.kind, saved.get(n.user_id))
         ]
     )
-    for delivery in created:
-        send_delivery.enqueue(str(delivery.id))
+    ids = [str(d.id) for d in created]
+    step = max(1, int(getattr(settings, "DELIVERY_BATCH", 25)))
+    for start in range(0, len(ids), step):
+        send_deliveries.enqueue(ids[start : start + step])
     return created
 
 
@@ -157,7 +160,13 @@ def _claim(delivery_id: str) -> Delivery | None:
 
 
 @task()
-def send_delivery(delivery_id: str) -> str:
+def send_deliveries(delivery_ids: list[str]) -> list[str]:
+    """Each delivery in turn, each claimed on its own: a failure is retried alone (a task of
+    its own, after the backoff) and the others go on; each one's outcome, in order."""
+    return [_deliver(delivery_id) for delivery_id in delivery_ids]
+
+
+def _deliver(delivery_id: str) -> str:
     delivery = _claim(delivery_id)
     if delivery is None:
         return "skipped: not queued"
@@ -171,7 +180,7 @@ def send_delivery(delivery_id: str) -> str:
             else:
                 delivery.status = DeliveryStatus.QUEUED
                 due = timezone.now() + backoff(delivery.attempts)
-                send_delivery.using(run_after=due).enqueue(str(delivery.id))
+                send_deliveries.using(run_after=due).enqueue([str(delivery.id)])
             delivery.save(update_fields=["status", "error", "updated_at"])
         return delivery.status
     delivery.status, delivery.provider_id, delivery.error = DeliveryStatus.SENT, provider_id, ""

@@ -457,6 +457,8 @@ PRESENCE_TTL_SECONDS = env.int("PRESENCE_TTL_SECONDS", default=60)
 PRESENCE_SWEEP_SECONDS = env.float("PRESENCE_SWEEP_SECONDS", default=0)
 UNREAD_CACHE_SECONDS = env.int("UNREAD_CACHE_SECONDS", default=3600)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+# Deliveries sent by one task (a fan-out to 500 users is 20 task rows, not 500).
+DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=25)
 # A delivery still `sending` after this long lost its worker mid-send: recorded `failed`.
 DELIVERY_SENDING_TIMEOUT_SECONDS = env.int("DELIVERY_SENDING_TIMEOUT_SECONDS", default=600)
 DELIVERY_RETRY_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_BACKOFF_SECONDS", default=30)

@@ -12,7 +12,7 @@ from django_tasks_db.models import DBTaskResult
 from twilio.request_validator import RequestValidator
 
 from bookings.services import appointment_book
-from realtime.deliveries import preference_set, send_delivery
+from realtime.deliveries import preference_set, send_deliveries
 from realtime.models import Delivery, DeliveryPreference
 from realtime.services import notify
 from tests.accounts.test_twilio import AUTH_TOKEN, PHONE
@@ -120,11 +120,37 @@ def test_a_retry_waits_for_its_backoff(twilio, settings):
     assert waiting.run_after > timezone.now() + timedelta(seconds=25)
 
 
+def test_one_task_sends_a_fan_outs_deliveries_and_a_failure_is_retried_alone(twilio, settings):
+    """A notification's deliveries go out through one task (per ``DELIVERY_BATCH``); the SMS
+    that fails is retried by a task of its own, the e-mails in the same batch are sent."""
+    settings.DELIVERY_RETRY_BACKOFF_SECONDS = 30
+    settings.DELIVERY_BATCH = 25
+    twilio.fail_with = 500
+    created = notify(
+        users=[sms_user(), make_user(), make_user()],
+        kind="booking.reminder",
+        data={},
+        render=lambda u: ("Appointment reminder", "Your appointment is tomorrow."),
+    )
+    deliveries = Delivery.objects.filter(notification__in=created)
+    assert sorted(d.channel for d in deliveries) == ["email", "email", "email", "sms"]
+    [batch] = DBTaskResult.objects.filter(status="READY")
+    assert sorted(batch.args_kwargs["args"][0]) == sorted(str(d.id) for d in deliveries)
+
+    run_worker_batch()
+
+    assert len(mail.outbox) == 3 and len(twilio.messages) == 1
+    assert sorted(d.status for d in deliveries.all()) == ["queued", "sent", "sent", "sent"]
+    sms = deliveries.get(channel="sms")
+    retry = DBTaskResult.objects.get(status="READY")
+    assert retry.args_kwargs["args"] == [[str(sms.id)]]
+
+
 def test_a_retried_task_does_not_send_a_second_sms(twilio, settings):
     settings.TWILIO_STATUS_CALLBACK_URL = CALLBACK
     delivery = reminder_for(sms_user())
     run_worker_batch()
-    send_delivery.enqueue(str(delivery.id))  # the same task again (a retry, a second worker)
+    send_deliveries.enqueue([str(delivery.id)])  # the same again (a retry, a second worker)
     run_worker_batch()
 
     [message] = twilio.messages
@@ -132,7 +158,7 @@ def test_a_retried_task_does_not_send_a_second_sms(twilio, settings):
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("sent", 1)
     assert delivery.provider_id == twilio.sids[0]
-    assert DBTaskResult.objects.filter(return_value="skipped: not queued").count() == 1
+    assert DBTaskResult.objects.filter(return_value=["skipped: not queued"]).count() == 1
 
 
 def test_twilio_status_callbacks_update_the_delivery_and_bad_signatures_are_refused(
@@ -275,8 +301,8 @@ def test_a_fan_out_follows_each_recipients_saved_channels_with_one_statement_for
     users = [make_user() for _ in range(4)]
     preference_set(user=users[1], kind="booking.confirmed", channels=[])  # no e-mail
     preference_set(user=users[2], kind="booking.cancelled", channels=[])  # another kind
-    # BEGIN, the rows with the choices, the deliveries, one task per delivery, COMMIT.
-    with django_assert_num_queries(1 + 1 + 1 + 3 + 1):
+    # BEGIN, the rows with the choices, the deliveries, one task for them, COMMIT.
+    with django_assert_num_queries(1 + 1 + 1 + 1 + 1):
         created = notify(users=users, kind="booking.confirmed", data={}, render=lambda u: ("t", ""))
     sent = {n.user_id: list(n.deliveries.values_list("channel", flat=True)) for n in created}
     assert sent == {
