@@ -1,6 +1,7 @@
 """The Redis cache backend shares one client per connection pool."""
 
 import threading
+from typing import Any
 
 from django.core.cache import cache, caches
 
@@ -32,3 +33,31 @@ def test_one_client_per_pool_and_the_cache_still_works():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_backends_of_other_threads_share_the_pool_and_its_connections():
+    """Django keeps a backend per thread (a request's, under ASGI): they must not each open
+    their own connections to Redis."""
+
+    def client() -> Any:
+        backend = caches["default"]
+        assert isinstance(backend, SharedClientRedisCache)
+        return backend._cache.get_client(write=True)
+
+    cache.set("shared-warm", 1, 30)
+    mine = client()
+    connections = len(mine.connection_pool._available_connections)
+    backend = caches["default"]
+    theirs: list[Any] = []
+
+    def work() -> None:
+        assert caches["default"] is not backend  # another backend object...
+        theirs.append(client())
+        cache.get("shared-warm")
+
+    for _ in range(5):  # one after the other: each reuses the idle connection
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    assert len(theirs) == 5 and all(c is mine for c in theirs)  # ...with the same client
+    assert len(mine.connection_pool._available_connections) == connections
