@@ -117,7 +117,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     @property
     def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
+        return full_name(self.first_name, self.last_name)
+
+
+def full_name(first_name: str, last_name: str) -> str:
+    """How a user's name is shown (also to cards built from plain rows)."""
+    return f"{first_name} {last_name}".strip()
 
 
 class Sex(models.TextChoices):

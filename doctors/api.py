@@ -37,42 +37,48 @@ router = Router(tags=["directory"])
 CACHE_SECONDS = 300
 
 
-def _doctor_out(profile: DoctorProfile, language: str) -> dict[str, Any]:
+def _card_out(card: selectors.Card, language: str) -> dict[str, Any]:
     """A directory card, ready for JSON (the shape of ``DoctorOut``, built directly: pydantic's
-    validation of Django objects cost more than the rest of a page; a test holds the two equal)."""
-    user = profile.user
+    validation cost more than the rest of a page; a test holds the two equal)."""
+    arabic = language == "ar"
     return {
-        "id": profile.id,
-        "name": user.full_name,
-        "designation": profile.designation,
-        "bio": (profile.bio_ar or profile.bio_en)
-        if language == "ar"
-        else (profile.bio_en or profile.bio_ar),
+        "id": card.id,
+        "name": card.name,
+        "designation": card.designation,
+        "bio": (card.bio_ar or card.bio_en) if arabic else (card.bio_en or card.bio_ar),
         "specialties": [
-            {"code": code, "name": ar if language == "ar" else en}
-            for code, en, ar in profile.card_specialties  # type: ignore[attr-defined]
+            {"code": code, "name": ar if arabic else en} for code, en, ar in card.specialties
         ],
-        "languages": profile.language_codes,
-        "fee": {"amount": f"{Decimal(profile.fee_minor) / 100:.2f}", "currency": profile.currency},
-        "modes": profile.modes,
-        "years_experience": profile.years_experience,
-        "rating": profile.rating,
-        "rating_count": profile.rating_count,
-        "clinics": profile.card_clinics,  # type: ignore[attr-defined]
-        "distance_km": getattr(profile, "distance_km", None),
-        "next_available": getattr(profile, "next_available", None),
+        "languages": card.languages,
+        "fee": {"amount": f"{Decimal(card.fee_minor) / 100:.2f}", "currency": card.currency},
+        "modes": card.modes,
+        "years_experience": card.years_experience,
+        "rating": card.rating,
+        "rating_count": card.rating_count,
+        "clinics": card.clinics,
+        "distance_km": card.distance_km,
+        "next_available": card.next_available,
     }
 
 
 def _cached_json(request: HttpRequest, key_parts: dict[str, Any], build: Any) -> HttpResponse:
-    """A public answer served from the cache (keyed by the directory's version, so any change
-    invalidates it) with a strong ETag; ``If-None-Match`` gets 304."""
+    """A public answer served from the cache with a strong ETag; ``If-None-Match`` gets 304.
+
+    An answer is stored with the directory's version at the time; it is served only while
+    that is still the version, so any change invalidates it. One round trip reads both (a
+    miss adds the one that stores the answer)."""
     raw = json.dumps({**key_parts, "lang": get_language()}, sort_keys=True, default=str)
-    key = f"directory:{services.directory_version()}:{hashlib.sha256(raw.encode()).hexdigest()}"
-    body = cache.get(key)
-    if body is None:
+    key = f"directory:page:{hashlib.sha256(raw.encode()).hexdigest()}"
+    found = cache.get_many([services.CACHE_VERSION_KEY, key])
+    version = found.get(services.CACHE_VERSION_KEY)
+    if version is None:
+        version = services.directory_version()
+    stored = found.get(key)
+    if stored is not None and stored[0] == version:
+        body = stored[1]
+    else:
         body = dumps(build())
-        cache.set(key, body, CACHE_SECONDS)
+        cache.set(key, (version, body), CACHE_SECONDS)
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         response: HttpResponse = HttpResponseNotModified()
@@ -140,14 +146,11 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
     )
 
     def build() -> dict[str, Any]:
-        items, next_cursor = selectors.doctor_search(
+        found, next_cursor = selectors.doctor_search(
             filters=filters, cursor=q.cursor, limit=q.limit
         )
         language = get_language() or "en"
-        return {
-            "items": [_doctor_out(p, language) for p in items],
-            "next": next_cursor,
-        }
+        return {"items": [_card_out(card, language) for card in found], "next": next_cursor}
 
     return _cached_json(
         request, {"search": filters.__dict__, "cursor": q.cursor, "limit": q.limit}, build
@@ -159,8 +162,8 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
 )
 def doctor(request: HttpRequest, doctor_id: UUID) -> HttpResponse:
     def build() -> dict[str, Any]:
-        profile = selectors.doctor_public(doctor_id=doctor_id)
-        return _doctor_out(profile, get_language() or "en")
+        card = selectors.doctor_public(doctor_id=doctor_id)
+        return _card_out(card, get_language() or "en")
 
     return _cached_json(request, {"doctor": str(doctor_id)}, build)
 
@@ -176,9 +179,10 @@ def specialties(request: HttpRequest) -> list[dict[str, str]]:
 
 
 # --- the calling doctor -----------------------------------------------------------------
-def _own_out(profile: DoctorProfile) -> dict[str, Any]:
+def _own_out(profile: DoctorProfile, card: selectors.Card | None = None) -> dict[str, Any]:
+    card = card or selectors.cards([profile.id])[0]
     return {
-        **_doctor_out(profile, get_language() or "en"),
+        **_card_out(card, get_language() or "en"),
         "bio_en": profile.bio_en,
         "bio_ar": profile.bio_ar,
         "time_zone": profile.time_zone,
@@ -264,8 +268,12 @@ class QueuePage(Schema):
 def verification_queue(request: AuthedRequest, q: Query[QueueQuery]) -> dict[str, Any]:
     qs = selectors.verification_queue(viewer=request.auth, status=q.status)
     items, next_cursor = paginate(qs, field="updated_at", cursor=q.cursor, limit=q.limit)
+    found = selectors.cards([p.id for p in items])
     return {
-        "items": [{**_own_out(p), "email": p.user.email} for p in selectors.with_cards(items)],
+        "items": [
+            {**_own_out(p, card), "email": p.user.email}
+            for p, card in zip(items, found, strict=True)
+        ],
         "next": next_cursor,
     }
 

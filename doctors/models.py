@@ -85,20 +85,29 @@ class DoctorProfile(models.Model):
 
     @property
     def rating(self) -> float | None:
-        return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+        return average_rating(self.rating_sum, self.rating_count)
 
     @property
     def language_codes(self) -> list[str]:
-        return [code for code in self.languages.split(",") if code]
+        return language_codes(self.languages)
 
     @property
     def modes(self) -> list[str]:
-        offered = (
-            (Mode.IN_PERSON, self.offers_in_person),
-            (Mode.VIDEO, self.offers_video),
-            (Mode.CHAT, self.offers_chat),
-        )
-        return [str(mode) for mode, on in offered if on]
+        return offered_modes(self.offers_in_person, self.offers_video, self.offers_chat)
+
+
+# What a profile's properties derive from its columns, also for cards built from plain rows.
+def average_rating(rating_sum: int, rating_count: int) -> float | None:
+    return round(rating_sum / rating_count, 2) if rating_count else None
+
+
+def language_codes(languages: str) -> list[str]:
+    return [code for code in languages.split(",") if code]
+
+
+def offered_modes(in_person: bool, video: bool, chat: bool) -> list[str]:
+    offered = ((Mode.IN_PERSON, in_person), (Mode.VIDEO, video), (Mode.CHAT, chat))
+    return [str(mode) for mode, on in offered if on]
 
 
 class Clinic(models.Model):

@@ -3,23 +3,33 @@ queue. Only verified doctors with active accounts are ever listed publicly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, full_name
 from accounts.permissions import require_permission
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from doctors import geo
+from doctors import geo, queries
 from doctors.errors import DoctorNotFound, InvalidLocation, UnknownSpecialty
 from doctors.index import listed_doctors
-from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Specialty, Verification
+from doctors.models import (
+    Clinic,
+    DirectoryEntry,
+    DoctorProfile,
+    Specialty,
+    Verification,
+    average_rating,
+    language_codes,
+    offered_modes,
+)
 
 
 @dataclass(frozen=True)
@@ -123,22 +133,20 @@ _ORDER = {
 
 def doctor_search(
     *, filters: SearchFilters, cursor: str | None, limit: int
-) -> tuple[list[DoctorProfile], str | None]:
-    """One page of matching doctors, each with ``distance_km`` set when a location is given
-    (the distance to their nearest clinic), and the cursor of the next page.
+) -> tuple[list[Card], str | None]:
+    """One page of matching doctors' cards, each with ``distance_km`` set when a location is
+    given (the distance to their nearest clinic), and the cursor of the next page.
 
     With a location the H3 index narrows the clinics to a few cells (an indexed ``IN``), the
     exact great-circle distance then filters and orders them: never a scan of all clinics.
     """
-    profiles, next_cursor = _search_page(filters, _offset(cursor), limit)
-    if not profiles:
+    page, next_cursor = _search_page(filters, _offset(cursor), limit)
+    if not page:
         _check_specialty(filters)
-    return profiles, next_cursor
+    return page, next_cursor
 
 
-def _search_page(
-    filters: SearchFilters, offset: int, limit: int
-) -> tuple[list[DoctorProfile], str | None]:
+def _search_page(filters: SearchFilters, offset: int, limit: int) -> tuple[list[Card], str | None]:
     located = filters.latitude is not None and filters.longitude is not None
     if filters.available_on is not None or filters.sort == "next_available":
         return _by_availability(filters, offset, limit, located)
@@ -150,12 +158,11 @@ def _search_page(
                 *_ORDER[sort]
             )
             distances = dict(ranked)
-            ranked = [(i, distances[i]) for i in order.values_list("id", flat=True)]
+            ranked = [(str(i), distances[str(i)]) for i in order.values_list("id", flat=True)]
         page = ranked[offset : offset + limit + 1]
-        ids = [i for i, _ in page[:limit]]
-        profiles = _load(ids)
-        for profile, (_, distance) in zip(profiles, page, strict=False):
-            profile.distance_km = round(distance, 3)  # type: ignore[attr-defined]
+        found = cards([i for i, _ in page[:limit]])
+        for card, (_, distance) in zip(found, page, strict=False):
+            card.distance_km = round(distance, 3)
         more = len(page) > limit
     else:
         sort = filters.sort if filters.sort in _ORDER else "rating"
@@ -165,8 +172,8 @@ def _search_page(
             .values_list("id", flat=True)[offset : offset + limit + 1]
         )
         more = len(ids) > limit
-        profiles = _load(ids[:limit])
-    return profiles, encode_cursor([offset + limit, ""]) if more else None
+        found = cards(ids[:limit])
+    return found, encode_cursor([offset + limit, ""]) if more else None
 
 
 def _offset(cursor: str | None) -> int:
@@ -178,7 +185,7 @@ def _offset(cursor: str | None) -> int:
     return offset
 
 
-def _nearby(f: SearchFilters) -> list[tuple[Any, float]]:
+def _nearby(f: SearchFilters) -> list[tuple[str, float]]:
     """``[(doctor id, distance km to their nearest matching clinic)]`` within the radius,
     nearest first. With a specialty the candidates come from :class:`DirectoryEntry` (one
     index range per cell, specialty included); without, from the clinics' own cell columns."""
@@ -187,20 +194,25 @@ def _nearby(f: SearchFilters) -> list[tuple[Any, float]]:
         resolution, cells = geo.covering(f.latitude, f.longitude, f.radius_km)
     except ValueError as exc:
         raise InvalidLocation() from exc
-    column = geo.column_for(resolution)
-    if f.specialty:  # the entries say whether the doctor is listed: no join without filters
-        source: QuerySet[Any] = DirectoryEntry.objects.filter(
-            _doctor_q(f, "doctor__", listing=False), listed=True, specialty__code=f.specialty
-        )
+    doctor_filters = _doctor_q(f, "doctor__", listing=False)
+    rows: Iterable[tuple[Any, float, float]]
+    if f.specialty and not doctor_filters and connection.vendor == "postgresql":
+        rows = queries.entries(specialty=f.specialty, resolution=resolution, cells=list(cells))
     else:
-        source = Clinic.objects.filter(_doctor_q(f, "doctor__"))
-    rows = source.filter(**{f"{column}__in": cells}).values_list(
-        "doctor_id", "latitude", "longitude"
-    )
-    nearest: dict[Any, float] = {}
+        if f.specialty:  # the entries say whether the doctor is listed: no join for that
+            source: QuerySet[Any] = DirectoryEntry.objects.filter(
+                doctor_filters, listed=True, specialty__code=f.specialty
+            )
+        else:
+            source = Clinic.objects.filter(_doctor_q(f, "doctor__"))
+        rows = source.filter(**{f"{geo.column_for(resolution)}__in": cells}).values_list(
+            "doctor_id", "latitude", "longitude"
+        )
+    nearest: dict[str, float] = {}
+    # In nearest_first's order: distance, then id (a UUID orders as its text does).
     for doctor_id, distance in geo.nearest_first((f.latitude, f.longitude), rows, f.radius_km):
-        nearest.setdefault(doctor_id, distance)
-    return sorted(nearest.items(), key=lambda item: (item[1], str(item[0])))
+        nearest.setdefault(str(doctor_id), distance)
+    return list(nearest.items())
 
 
 CARD_CLINIC_FIELDS = (
@@ -213,48 +225,125 @@ CARD_CLINIC_FIELDS = (
     "longitude",
     "time_zone",
 )
+# A card's own columns, in the order of doctors.queries' card statement.
+_CARD_COLUMNS = (
+    "id",
+    "user__first_name",
+    "user__last_name",
+    "designation",
+    "bio_en",
+    "bio_ar",
+    "languages",
+    "fee_minor",
+    "currency",
+    "offers_in_person",
+    "offers_video",
+    "offers_chat",
+    "years_experience",
+    "rating_sum",
+    "rating_count",
+)
 
 
-def with_cards(profiles: list[DoctorProfile]) -> list[DoctorProfile]:
-    """Give each profile what its public card shows beyond its own row, in two queries for any
-    number of profiles: ``card_specialties`` ``[(code, name_en, name_ar)]`` and
-    ``card_clinics`` ``[{field: value}]``. (Plain rows: ``prefetch_related`` built a manager
-    and cloned querysets per profile, more work than the rest of a search page.)"""
-    by_id = {p.id: p for p in profiles}
-    for p in profiles:
-        p.card_specialties = []  # type: ignore[attr-defined]
-        p.card_clinics = []  # type: ignore[attr-defined]
-    if not by_id:
-        return profiles
+@dataclass(slots=True)
+class Card:
+    """What a doctor's public card shows, from plain rows (the API turns it into DoctorOut)."""
+
+    id: str
+    name: str
+    designation: str
+    bio_en: str
+    bio_ar: str
+    languages: list[str]
+    fee_minor: int
+    currency: str
+    modes: list[str]
+    years_experience: int
+    rating: float | None
+    rating_count: int
+    specialties: list[Sequence[str]]  # (code, name_en, name_ar), by code
+    clinics: list[dict[str, Any]]  # CARD_CLINIC_FIELDS, by name then id
+    distance_km: float | None = None
+    next_available: datetime | None = None
+
+
+def cards(ids: Iterable[Any]) -> list[Card]:
+    """The cards of these doctors, in this order (ids of no doctor left out), whatever their
+    listing: one statement on PostgreSQL (:mod:`doctors.queries`), three elsewhere."""
+    wanted = [str(i) for i in ids]
+    if not wanted:
+        return []
+    rows = queries.card_rows(wanted) if connection.vendor == "postgresql" else _card_rows(wanted)
+    by_id = {row[0]: _card(*row) for row in rows}
+    return [by_id[i] for i in wanted if i in by_id]
+
+
+def _card_rows(ids: list[Any]) -> list[tuple[Any, ...]]:
+    """:func:`doctors.queries.card_rows` through the ORM, for the other databases."""
+    rows: dict[str, list[Any]] = {
+        str(row[0]): [str(row[0]), *row[1:], [], []]
+        for row in DoctorProfile.objects.filter(id__in=ids).values_list(*_CARD_COLUMNS)
+    }
     through = DoctorProfile.specialties.through
     for doctor_id, *specialty in (
-        through.objects.filter(doctorprofile_id__in=by_id)
+        through.objects.filter(doctorprofile_id__in=ids)
         .order_by("specialty__code")
         .values_list(
             "doctorprofile_id", "specialty__code", "specialty__name_en", "specialty__name_ar"
         )
     ):
-        by_id[doctor_id].card_specialties.append(tuple(specialty))  # type: ignore[attr-defined]
-    for row in (
-        Clinic.objects.filter(doctor_id__in=by_id)
+        rows[str(doctor_id)][-2].append(specialty)
+    for doctor_id, clinic_id, *clinic in (
+        Clinic.objects.filter(doctor_id__in=ids)
         .order_by("name", "id")
-        .values("doctor_id", *CARD_CLINIC_FIELDS)
+        .values_list("doctor_id", *CARD_CLINIC_FIELDS)
     ):
-        by_id[row.pop("doctor_id")].card_clinics.append(row)  # type: ignore[attr-defined]
-    return profiles
+        rows[str(doctor_id)][-1].append([str(clinic_id), *clinic])
+    return [tuple(row) for row in rows.values()]
 
 
-def _load(ids: list[Any]) -> list[DoctorProfile]:
-    """The profiles of a page, in the page's order, with their cards, in three queries."""
-    found = {p.id: p for p in DoctorProfile.objects.filter(id__in=ids).select_related("user")}
-    return with_cards([found[i] for i in ids if i in found])
+def _card(
+    id: str,  # noqa: A002 - the column's name
+    first_name: str,
+    last_name: str,
+    designation: str,
+    bio_en: str,
+    bio_ar: str,
+    languages: str,
+    fee_minor: int,
+    currency: str,
+    in_person: bool,
+    video: bool,
+    chat: bool,
+    years_experience: int,
+    rating_sum: int,
+    rating_count: int,
+    specialties: list[Sequence[str]],
+    clinics: list[Sequence[Any]],
+) -> Card:
+    return Card(
+        id=id,
+        name=full_name(first_name, last_name),
+        designation=designation,
+        bio_en=bio_en,
+        bio_ar=bio_ar,
+        languages=language_codes(languages),
+        fee_minor=fee_minor,
+        currency=currency,
+        modes=offered_modes(in_person, video, chat),
+        years_experience=years_experience,
+        rating=average_rating(rating_sum, rating_count),
+        rating_count=rating_count,
+        specialties=specialties,
+        clinics=[dict(zip(CARD_CLINIC_FIELDS, clinic, strict=True)) for clinic in clinics],
+    )
 
 
-def doctor_public(*, doctor_id: Any) -> DoctorProfile:
-    profiles = _load([doctor_id]) if listed().filter(id=doctor_id).exists() else []
-    if not profiles:
+def doctor_public(*, doctor_id: Any) -> Card:
+    found = cards([doctor_id]) if listed().filter(id=doctor_id).exists() else []
+    if not found:
         raise DoctorNotFound()
-    return profiles[0]
+    return found[0]
 
 
 def doctor_own(*, user: User) -> DoctorProfile:
@@ -262,7 +351,7 @@ def doctor_own(*, user: User) -> DoctorProfile:
     profile = DoctorProfile.objects.filter(user=user).select_related("user").first()
     if profile is None:
         raise DoctorNotFound()
-    return with_cards([profile])[0]
+    return profile
 
 
 def verification_queue(
@@ -278,24 +367,25 @@ def specialties() -> QuerySet[Specialty]:
 
 def _by_availability(
     f: SearchFilters, offset: int, limit: int, located: bool
-) -> tuple[list[DoctorProfile], str | None]:
+) -> tuple[list[Card], str | None]:
     """Searches that need free slots: the first candidates in distance (or rating) order,
     kept if they have a free slot on the date, ordered by their next free slot if asked."""
     if AVAILABILITY is None:
         raise RuntimeError("doctors.selectors.AVAILABILITY is wired in telemed/apps.py")
-    ranked: list[tuple[Any, float | None]]
+    ranked: list[tuple[str, float | None]]
     if located:
         ranked = list(_nearby(f)[:AVAILABILITY_CANDIDATES])
     else:
         ids = _with_rating(_filtered(f)).order_by(*_ORDER["rating"]).values_list("id", flat=True)
-        ranked = [(i, None) for i in ids[:AVAILABILITY_CANDIDATES]]
-    free = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now())
+        ranked = [(str(i), None) for i in ids[:AVAILABILITY_CANDIDATES]]
+    slots = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now())
+    free = {str(doctor_id): start for doctor_id, start in slots.items()}
     kept = [(i, d) for i, d in ranked if i in free]
     if f.sort == "next_available":
-        kept.sort(key=lambda item: (free[item[0]], str(item[0])))
+        kept.sort(key=lambda item: (free[item[0]], item[0]))
     page = kept[offset : offset + limit + 1]
-    profiles = _load([i for i, _ in page[:limit]])
-    for profile, (_, distance) in zip(profiles, page, strict=False):
-        profile.distance_km = round(distance, 3) if distance is not None else None  # type: ignore[attr-defined]
-        profile.next_available = free[profile.id]  # type: ignore[attr-defined]
-    return profiles, encode_cursor([offset + limit, ""]) if len(page) > limit else None
+    found = cards([i for i, _ in page[:limit]])
+    for card, (_, distance) in zip(found, page, strict=False):
+        card.distance_km = round(distance, 3) if distance is not None else None
+        card.next_available = free[card.id]
+    return found, encode_cursor([offset + limit, ""]) if len(page) > limit else None
