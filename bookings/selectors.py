@@ -188,10 +188,11 @@ def appointment_get(*, viewer: User, appointment_id: Any) -> Appointment:
     return found
 
 
-def in_care(*, doctor_user: User, patient: User, now: datetime | None = None) -> bool:
+def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> bool:
     """The one answer to "are this doctor and this patient in care together?": a confirmed
     or completed appointment, upcoming or ended less than ``CARE_RELATIONSHIP_DAYS`` ago.
-    Chat, records and presence ask this; nobody re-implements it."""
+    Chat, records and presence ask this; nobody re-implements it. The two are users or their
+    ids."""
     return _in_care(now).filter(doctor__user=doctor_user, patient=patient).exists()
 
 

@@ -149,9 +149,8 @@ def _consume_send_quota(user: User) -> None:
 
 
 def _sent_before(conversation: Conversation, user: User, client_id: str) -> Message | None:
-    return Message.objects.filter(
-        conversation=conversation, sender=user, client_id=client_id
-    ).first()
+    found = Message.objects.filter(conversation=conversation, sender=user, client_id=client_id)
+    return next(iter(found[:1]), None)  # at most one (a unique key): no ORDER BY
 
 
 def message_send(
@@ -172,7 +171,7 @@ def message_send(
         # Read once, under the conversation's row lock: a retry that raced its first send
         # finds it here. The quota is taken after that check, so a retry costs none.
         conversation = selectors.conversation_for(
-            viewer=user, conversation_id=conversation_id, lock=True
+            viewer=user, conversation_id=conversation_id, lock=True, people=False
         )
         earlier = _sent_before(conversation, user, client_id)
         if earlier is not None:
@@ -180,7 +179,7 @@ def message_send(
         _consume_send_quota(user)
         if conversation.closed_at is not None:
             raise ConversationClosed()
-        if not in_care(doctor_user=conversation.doctor, patient=conversation.patient):
+        if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
             raise NotInCare()
         if record_ids:
             _check_attachable(conversation, record_ids)
@@ -273,17 +272,21 @@ def _tell_recipient(conversation: Conversation, message: Message, now: Any) -> l
     in the last ``CHAT_NOTIFY_INTERVAL_SECONDS``, or have read up to what they were last told
     of. The message text never goes into a notification. Returns the conversation fields it
     changed."""
-    recipient = conversation.doctor if message.sender_id == conversation.patient_id else None
-    recipient = recipient or conversation.patient
-    if online([recipient.pk]).get(str(recipient.pk)):
+    recipient_id = (
+        conversation.doctor_id
+        if message.sender_id == conversation.patient_id
+        else conversation.patient_id
+    )
+    if online([recipient_id]).get(str(recipient_id)):
         return []
-    side = conversation.side(recipient.pk)
+    side = conversation.side(recipient_id)
     told_at = getattr(conversation, f"{side}_notified_at")
     told_seq = getattr(conversation, f"{side}_notified_seq")
     read_seq = getattr(conversation, f"{side}_read_seq")
     interval = timedelta(seconds=settings.CHAT_NOTIFY_INTERVAL_SECONDS)
     if told_at is not None and told_seq > read_seq and told_at > now - interval:
         return []
+    recipient = conversation.doctor if side == "doctor" else conversation.patient
     notify(
         users=[recipient],
         kind="chat.unread",
