@@ -26,8 +26,9 @@ frame's arrival (``time.time()``) and parses after the run; the load comes from 
    a 201 whose event did not arrive within ``--drain`` s.
 3. **Fan-out**: ``realtime.services.notify`` (the service every app calls) to ``--fanout``
    online users, ``--fanouts`` times at ``--fanout-rate``/s (open loop, from this process on
-   the same database and Redis), after one unmeasured warm-up fan-out; latency from each
-   call's due time to each arrival.
+   the same database and Redis), after one unmeasured warm-up fan-out and with this process's
+   heap frozen (``gc.freeze()``: its full collections would land inside measured calls);
+   latency from each call's due time to each arrival.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -46,7 +48,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -351,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.profile_server,
                 *command_of(kind, port),
             ]
-        server, rss_before = start_server(stack, env, workdir)
+        # The server reports its long garbage collections (bench/gcprobe/sitecustomize.py).
+        gc_log = workdir / "server-gc.log"
+        path = os.pathsep.join(filter(None, [str(ROOT / "bench/gcprobe"), env.get("PYTHONPATH")]))
+        probed = {**env, "PYTHONPATH": path, "BENCH_GC_LOG": str(gc_log)}
+        server, rss_before = start_server(stack, probed, workdir)
         pid = server.popen.pid
 
         # 1. Sockets held.
@@ -449,12 +455,18 @@ def main(argv: list[str] | None = None) -> int:
 
         close_old_connections()
         asyncio.run(fanouts(recipients, 1, 1.0))  # warm-up (connections, code paths), unmeasured
+        # notify() runs in this process, whose heap holds the whole run (users, sessions,
+        # results): one full collection of it took ~100 ms inside a measured call. Frozen,
+        # the collector skips it; what it still does during the fan-out is reported.
+        gc.collect()
+        gc.freeze()
         time.sleep(2)
         request(parent, "take")
         fan_quiet = asyncio.run(hb.wait_until_quiet(args.quiet_wait, 0.6))
         cpu0, busy0 = cpu_seconds(pid), hb._busy_seconds()
         t_fan = time.monotonic()
-        dues, returned = asyncio.run(fanouts(recipients, args.fanouts, args.fanout_rate))
+        with gc_pauses() as pauses:
+            dues, returned = asyncio.run(fanouts(recipients, args.fanouts, args.fanout_rate))
         call_ms = [(r - d) * 1000 for r, d in zip(returned, dues, strict=True)]
         fan_took = time.monotonic() - t_fan
         fan_cpu = (cpu_seconds(pid) - cpu0) / fan_took
@@ -473,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
                     fan_ms.append((at - dues[j]) * 1000)
                     after_call_ms.append((at - returned[j]) * 1000)
         fan_lost = args.fanout * args.fanouts - len(got)
+        server_gcs = server_collections(gc_log, dues[0], returned[-1] + args.drain)
         _, open_at_end = request(parent, "count")
         request(parent, "stop")
         holder.join(30)
@@ -523,10 +536,45 @@ def main(argv: list[str] | None = None) -> int:
             f"{summary(after_call_ms)} |",
             "",
             f"Events lost: **{fan_lost}** of {args.fanout * args.fanouts}. Sockets still open "
-            f"at the end (client): {open_at_end} of {opened}.",
+            f"at the end (client): {open_at_end} of {opened}. Each `notify()` in call order, "
+            f"due to return (ms): {', '.join(f'{ms:.0f}' for ms in call_ms)}. Garbage "
+            f"collections in this load generator meanwhile: {len(pauses)}, the longest "
+            f"{max(pauses, default=0):.1f} ms. Full collections in the server from the first "
+            f"due time to the end of the drain: "
+            f"{', '.join(f'{ms:.0f} ms at +{at - dues[0]:.1f} s' for at, ms in server_gcs) or 'none'}.",
             "",
         ]
     return emit("\n".join(out), args.out)
+
+
+@contextlib.contextmanager
+def gc_pauses() -> Iterator[list[float]]:
+    """The duration (ms) of each garbage collection of this process meanwhile."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(timed)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(timed)
+
+
+def server_collections(log: Path, start: float, end: float) -> list[tuple[float, float]]:
+    """(wall time it ended, ms) of each full collection the server logged in ``[start, end]``."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in log.read_text().splitlines():
+            generation, ms, at = line.split()
+            if generation == "2" and start <= float(at) <= end:
+                found.append((float(at), float(ms)))
+    return found
 
 
 def run_header(command: str) -> list[str]:
