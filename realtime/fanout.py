@@ -81,8 +81,7 @@ class _Hub:
         the group. Under the lock, so a listener starting next subscribes after this."""
         if self.listener is not None:
             self.listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self.listener
+            await asyncio.wait({self.listener})  # its end, without raising it here
             self.listener = None
         if self.channel:
             with contextlib.suppress(Exception):  # Redis may be gone: nothing to leave then
