@@ -30,6 +30,11 @@ application = ProtocolTypeRouter(
 # Everything loaded so far lives as long as the process: keep it out of the garbage
 # collector's full passes, whose pauses set the p99 (see bench/RESULTS.md, HTTP baseline).
 gc.freeze()
+# Young collections every GC_GEN0_THRESHOLD allocations (Python's default, 700, unless set):
+# rarer young collections promote fewer objects that are only in flight (a request's, a
+# frame's) to the old generation, so the full collections that stop every socket of the
+# process come less often (bench/RESULTS.md, real-time gateway).
+gc.set_threshold(settings.GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 if settings.TASK_WORKER_IN_PROCESS:
     from telemed.worker import start_in_process_worker

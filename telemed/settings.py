@@ -206,6 +206,8 @@ else:
 # Threads that run the synchronous part of HTTP requests (core/asgi.py), per process: at most
 # this many requests are in their view at once; the rest wait their turn on the event loop.
 ASGI_THREADS = env.int("ASGI_THREADS", default=20)
+# The server's young-generation collection threshold (telemed/asgi.py).
+GC_GEN0_THRESHOLD = env.int("GC_GEN0_THRESHOLD", default=700)
 
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
