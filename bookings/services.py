@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -35,6 +33,7 @@ from bookings.models import (
     TimeOff,
 )
 from bookings.tasks import schedule_reminders
+from core.db import insert_unless_conflict
 from doctors.models import DoctorProfile, Verification
 from realtime.services import notify
 
@@ -246,7 +245,7 @@ def _insert(appointment: Appointment, now: datetime) -> None:
     schedule) and the insert tried again."""
     for retry in (False, True):
         try:
-            if _insert_unless_conflict(appointment):
+            if insert_unless_conflict(appointment):
                 return
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", "") == "40P01":
@@ -261,22 +260,6 @@ def _insert(appointment: Appointment, now: datetime) -> None:
             end__gt=appointment.start,
         ).exists()
         raise PatientBusy() if patient_busy else SlotTaken()
-
-
-def _insert_unless_conflict(appointment: Appointment) -> bool:
-    """One ``INSERT ... ON CONFLICT DO NOTHING`` of the new appointment (the statement
-    ``save()`` would send, with that clause): True if it was stored."""
-    query = InsertQuery(Appointment, on_conflict=OnConflict.IGNORE)
-    query.insert_values(
-        [f for f in Appointment._meta.local_concrete_fields if not f.generated], [appointment]
-    )
-    with connection.cursor() as cursor:
-        for sql, params in query.get_compiler(connection=connection).as_sql():
-            cursor.execute(sql, params)
-        stored = cursor.rowcount == 1
-    if stored:
-        appointment._state.adding, appointment._state.db = False, connection.alias
-    return stored
 
 
 def _release_expired_holds(appointment: Appointment, now: datetime) -> int:

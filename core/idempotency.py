@@ -15,10 +15,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.db import insert_unless_conflict
 from core.errors import ApplicationError
 from core.models import IdempotencyRecord
 
@@ -39,53 +40,34 @@ def run_once(
         return action()
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     with transaction.atomic():
-        record = _claim(user, key, digest)
-        if record is None:
+        if not _claim(user, key, digest):
             existing = IdempotencyRecord.objects.get(user=user, key=key)
             if existing.request_hash != digest:
                 raise IdempotencyMismatch() from None
             return existing.status or 200, existing.body
         status, body = action()
-        record.status, record.body = status, json.loads(json.dumps(body, default=str))
-        record.save(update_fields=["status", "body"])
-        return status, record.body
+        body = json.loads(json.dumps(body, default=str))
+        IdempotencyRecord.objects.filter(user=user, key=key).update(status=status, body=body)
+        return status, body
 
 
-def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:
-    """The new record for the key, or ``None`` if the key is taken. One statement, no
-    savepoint: ``ON CONFLICT DO NOTHING`` waits on a concurrent insert of the same key (the
-    unique index) and then does nothing if that transaction committed. A record past its
-    24 h is deleted when its key comes back, or by :func:`purge_expired`."""
-    table = connection.ops.quote_name(IdempotencyRecord._meta.db_table)
-    now = timezone.now()
-    params = [
-        IdempotencyRecord._meta.get_field("user").get_db_prep_value(user.pk, connection),
-        key,
-        digest,
-        connection.ops.adapt_datetimefield_value(now),
-    ]
+def _claim(user: Any, key: str, digest: str) -> bool:
+    """Claim the key (one statement, no savepoint: a concurrent claim of the same key is
+    waited for, then this one is refused if that transaction committed); False if it is
+    taken. A record past its 24 h is deleted when its key comes back, or by
+    :func:`purge_expired`."""
+    record = IdempotencyRecord(user=user, key=key, request_hash=digest)
     for retry in (False, True):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO {table} ("user_id", "key", "request_hash", "created_at") '  # noqa: S608
-                'VALUES (%s, %s, %s, %s) ON CONFLICT ("user_id", "key") DO NOTHING RETURNING "id"',
-                params,
-            )
-            row = cursor.fetchone()
-        if row is not None:
-            record = IdempotencyRecord(
-                id=row[0], user=user, key=key, request_hash=digest, created_at=now
-            )
-            record._state.adding = False
-            return record
+        if insert_unless_conflict(record):
+            return True
         if (
             retry
             or not IdempotencyRecord.objects.filter(
-                user=user, key=key, created_at__lt=now - TTL
+                user=user, key=key, created_at__lt=timezone.now() - TTL
             ).delete()[0]
         ):
-            return None
-    return None  # unreachable: the loop returns
+            return False
+    return False  # unreachable: the loop returns
 
 
 def purge_expired() -> int:

@@ -540,7 +540,7 @@ def test_a_deadlock_on_the_constraint_is_a_lost_race_not_a_500(doctor_with_hours
         cause = psycopg.errors.DeadlockDetected("deadlock detected")
         raise OperationalError("deadlock detected") from cause
 
-    monkeypatch.setattr(services, "_insert_unless_conflict", deadlock)
+    monkeypatch.setattr(services, "insert_unless_conflict", deadlock)
     with pytest.raises(SlotTaken):
         services.appointment_book(
             patient=make_user(), doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
