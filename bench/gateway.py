@@ -356,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         # The server reports its long garbage collections (bench/gcprobe/sitecustomize.py).
         gc_log = workdir / "server-gc.log"
         path = os.pathsep.join(filter(None, [str(ROOT / "bench/gcprobe"), env.get("PYTHONPATH")]))
-        probed = {**env, "PYTHONPATH": path, "BENCH_GC_LOG": str(gc_log)}
+        stall_log = workdir / "server-stalls.log"
+        probed = {
+            **env,
+            "PYTHONPATH": path,
+            "BENCH_GC_LOG": str(gc_log),
+            "BENCH_STALL_LOG": str(stall_log),
+        }
         server, rss_before = start_server(stack, probed, workdir)
         pid = server.popen.pid
 
@@ -399,8 +405,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"booking at {rate:.0f}/s for {args.duration:.0f} s (machine busy {quiet:.2f} cores)"
             )
             cpu0, busy0 = cpu_seconds(pid), hb._busy_seconds()
-            t_load = time.monotonic()
+            t_load, wall0 = time.monotonic(), time.time()
             results, _ = asyncio.run(bookings(server.base, plan, rate))
+            book_gcs = server_collections(gc_log, wall0, time.time())
+            book_stalls = server_stalls(stall_log, wall0, time.time())
             took = time.monotonic() - t_load
             book_cpu = (cpu_seconds(pid) - cpu0) / took
             busy = (hb._busy_seconds() - busy0) / took
@@ -437,14 +445,17 @@ def main(argv: list[str] | None = None) -> int:
                 statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
             lost_total += lost
             offset += count
+            gcs = ", ".join(f"{ms:.0f} ms at +{at - wall0:.1f} s" for at, ms in book_gcs) or "none"
+            gcs += f"; {stalls_text(book_stalls)}"
             booking_rows += [
                 f"| {rate:.0f}/s | `booking.created` on the doctor's socket | {len(alert)} | "
-                f"{summary(alert)} | {book_cpu * 100:.0f}% | {busy:.2f} | {statuses} | {lost} |",
+                f"{summary(alert)} | {book_cpu * 100:.0f}% | {busy:.2f} | {statuses} | {lost} "
+                f"| {gcs} |",
                 f"| {rate:.0f}/s | `booking.created` on the patient's socket | {len(patient_alert)} "
-                f"| {summary(patient_alert)} | | | | |",
-                f"| {rate:.0f}/s | HTTP 201 answered | {len(http_ms)} | {summary(http_ms)} | | | | |",
+                f"| {summary(patient_alert)} | | | | | |",
+                f"| {rate:.0f}/s | HTTP 201 answered | {len(http_ms)} | {summary(http_ms)} | | | | | |",
                 f"| {rate:.0f}/s | doctor's alert, counted from the 201 instead | {len(after_http)} "
-                f"| {summary(after_http)} | | | | |",
+                f"| {summary(after_http)} | | | | | |",
             ]
 
         # 3. Fan-out.
@@ -486,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
                     after_call_ms.append((at - returned[j]) * 1000)
         fan_lost = args.fanout * args.fanouts - len(got)
         server_gcs = server_collections(gc_log, dues[0], returned[-1] + args.drain)
+        fan_stalls = server_stalls(stall_log, dues[0], returned[-1] + args.drain)
         _, open_at_end = request(parent, "count")
         request(parent, "stop")
         holder.join(30)
@@ -515,8 +527,9 @@ def main(argv: list[str] | None = None) -> int:
             f"another patient on a distinct slot of {args.doctors} doctors, every socket open)",
             "",
             "| rate | latency from the due time (ms) | n | p50 | p95 | p99 | max | server CPU "
-            "(one core = 100%) | machine busy (cores) | statuses | events lost |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+            "(one core = 100%) | machine busy (cores) | statuses | events lost "
+            "| server's full collections; stalls |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
             *booking_rows,
             "",
             f"Events lost over all rates (a 201 without its `booking.created` on the doctor's or "
@@ -541,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             f"collections in this load generator meanwhile: {len(pauses)}, the longest "
             f"{max(pauses, default=0):.1f} ms. Full collections in the server from the first "
             f"due time to the end of the drain: "
-            f"{', '.join(f'{ms:.0f} ms at +{at - dues[0]:.1f} s' for at, ms in server_gcs) or 'none'}.",
+            f"{', '.join(f'{ms:.0f} ms at +{at - dues[0]:.1f} s' for at, ms in server_gcs) or 'none'}"
+            f"; {stalls_text(fan_stalls)}.",
             "",
         ]
     return emit("\n".join(out), args.out)
@@ -571,10 +585,28 @@ def server_collections(log: Path, start: float, end: float) -> list[tuple[float,
     found = []
     with contextlib.suppress(FileNotFoundError):
         for line in log.read_text().splitlines():
-            generation, ms, at = line.split()
+            generation, ms, at = line.split()[:3]
             if generation == "2" and start <= float(at) <= end:
                 found.append((float(at), float(ms)))
     return found
+
+
+def server_stalls(log: Path, start: float, end: float) -> list[float]:
+    """Lengths (ms) of the stalls the server's probe thread logged in ``[start, end]``: times
+    it woke 30 ms or more late, the interpreter being held by something else meanwhile."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in log.read_text().splitlines():
+            at, _, ms, _ = line.split()
+            if start <= float(at) <= end:
+                found.append(float(ms))
+    return found
+
+
+def stalls_text(stalls: list[float]) -> str:
+    if not stalls:
+        return "no stall of 30 ms or more"
+    return f"{len(stalls)} stalls of 30 ms or more, the longest {max(stalls):.0f} ms"
 
 
 def run_header(command: str) -> list[str]:

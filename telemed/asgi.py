@@ -14,6 +14,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from core.bodylimit import BodyLimitMiddleware  # noqa: E402
+from core.collector import start as start_collector  # noqa: E402
 from realtime.auth import SocketAuthMiddleware  # noqa: E402
 from realtime.consumers import GatewayConsumer  # noqa: E402
 from realtime.security import origin_validator  # noqa: E402
@@ -28,13 +29,10 @@ application = ProtocolTypeRouter(
 )
 
 # Everything loaded so far lives as long as the process: keep it out of the garbage
-# collector's full passes, whose pauses set the p99 (see bench/RESULTS.md, HTTP baseline).
+# collector's full passes, whose pauses stop every socket of the process; from here on, the
+# survivors of each GC_FREEZE_SECONDS are frozen the same way (core/collector.py).
 gc.freeze()
-# Young collections every GC_GEN0_THRESHOLD allocations (Python's default, 700, unless set):
-# rarer young collections promote fewer objects that are only in flight (a request's, a
-# frame's) to the old generation, so the full collections that stop every socket of the
-# process come less often (bench/RESULTS.md, real-time gateway).
-gc.set_threshold(settings.GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+start_collector(settings.GC_FREEZE_SECONDS)
 
 if settings.TASK_WORKER_IN_PROCESS:
     from telemed.worker import start_in_process_worker

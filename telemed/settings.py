@@ -206,8 +206,10 @@ else:
 # Threads that run the synchronous part of HTTP requests (core/asgi.py), per process: at most
 # this many requests are in their view at once; the rest wait their turn on the event loop.
 ASGI_THREADS = env.int("ASGI_THREADS", default=20)
-# The server's young-generation collection threshold (telemed/asgi.py).
-GC_GEN0_THRESHOLD = env.int("GC_GEN0_THRESHOLD", default=700)
+# Every this many seconds the server collects what is new and freezes what survived, so that
+# no collection pauses for the whole heap at a rate set by traffic (core/collector.py); 0
+# leaves Python's own collector alone.
+GC_FREEZE_SECONDS = env.float("GC_FREEZE_SECONDS", default=5.0)
 
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

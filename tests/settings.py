@@ -29,6 +29,10 @@ from telemed.settings import *  # noqa: E402,F403
 # Hashing strength is not under test here; Argon2 at production cost would dominate the run.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S303
 
+# Tests that watch an object die (weak references after gc.collect()) must not race a thread
+# that freezes it; tests/platform/test_collector.py runs the rounds itself.
+GC_FREEZE_SECONDS = 0.0
+
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 
 # A database of this run's own, so that concurrent runs on one machine never collide.

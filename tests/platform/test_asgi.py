@@ -108,18 +108,3 @@ def test_request_signals_run_on_the_request_thread_and_streams_are_closed(monkey
     assert len({ident for _, ident in events[:3]}) == 1
     assert stream.content == b"a" * 70_000 + b"b"
     assert closed == [True]
-
-
-def test_the_server_applies_its_garbage_collection_threshold(settings):
-    import gc
-    import importlib
-
-    import telemed.asgi
-
-    before = gc.get_threshold()
-    settings.GC_GEN0_THRESHOLD = 12345
-    try:
-        importlib.reload(telemed.asgi)
-        assert gc.get_threshold() == (12345, *before[1:])
-    finally:
-        gc.set_threshold(*before)

@@ -1,0 +1,94 @@
+"""The server's garbage-collection policy: pauses that follow what is new, not the whole heap.
+
+CPython's cyclic collector stops the whole process while it runs. A full collection scans
+every object the process tracks; with 2,000 sockets held that is ~350k objects and ~250 ms
+(``bench/RESULTS.md``, real-time gateway), during which no socket is served and no request
+answered. Python runs one whenever the objects promoted to the old generation since the last
+one reach a quarter of it, whether they are still alive or long freed: under 50 bookings/s that
+was every 9-30 s.
+
+What a socket server holds is mostly long-lived (sockets, their users, the loaded code), and
+what it allocates mostly dies young. So every ``GC_FREEZE_SECONDS`` a thread of the server:
+
+1. runs a full collection, which finds every cycle of garbage made since the last round and
+   costs in proportion to that (the older objects are *frozen*: the collector skips them);
+2. freezes what survived (``gc.freeze()``), so that the next rounds skip it too.
+
+Frozen objects freed by their reference count are freed as usual, but a frozen cycle that
+becomes garbage (a closed socket's tasks and protocol objects) stays until a **reclaim**: when
+the heap (the interpreter's allocated blocks, a count it keeps for free) has grown to
+``growth`` times its size after the last reclaim (or the first round), the round unfreezes
+everything and collects the whole heap: the pause Python would otherwise take every few seconds
+under load, now taken when the live heap grows (sockets opening) or dead cycles pile up.
+(``gc.get_freeze_count()`` is not used: it walks the whole frozen list, ~65 ms with 2,000
+sockets, holding the interpreter.)"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    """One round at a time (``tick``); ``start`` runs the rounds in a daemon thread."""
+
+    def __init__(self, growth: float = 1.5) -> None:
+        self.growth = growth
+        self.base = 0  # the heap's size after the last reclaim; the first round sets it
+        self.reclaims = 0
+
+    def tick(self) -> str:
+        """One round: ``"reclaim"`` if it collected the whole heap, else ``"round"``."""
+        heap = sys.getallocatedblocks()
+        if self.base and heap > self.growth * self.base:
+            started = time.perf_counter()
+            gc.unfreeze()
+            found = gc.collect()
+            gc.freeze()
+            self.base = sys.getallocatedblocks()
+            self.reclaims += 1
+            log.info(
+                "gc reclaim: heap %d -> %d blocks, %d garbage objects, %.0f ms",
+                heap,
+                self.base,
+                found,
+                (time.perf_counter() - started) * 1000,
+            )
+            return "reclaim"
+        gc.collect()
+        gc.freeze()
+        self.base = self.base or sys.getallocatedblocks()
+        return "round"
+
+
+_started: list[threading.Thread] = []
+
+
+def start(every_seconds: float) -> Collector | None:
+    """Run a collector's rounds every ``every_seconds`` in a daemon thread (once per process;
+    the first call wins). 0 leaves Python's own collector alone, as does an interpreter that
+    does not count its blocks (``PYTHONMALLOC=malloc``): there the reclaim could never come."""
+    if every_seconds <= 0 or _started:
+        return None
+    if not sys.getallocatedblocks():
+        log.warning("GC_FREEZE_SECONDS ignored: this interpreter does not count its blocks")
+        return None
+    collector = Collector()
+
+    def run() -> None:
+        while True:
+            time.sleep(every_seconds)
+            try:
+                collector.tick()
+            except Exception:  # a failed round must not end the rounds
+                log.exception("gc round failed")
+
+    thread = threading.Thread(target=run, name="gc-freezer", daemon=True)
+    _started.append(thread)
+    thread.start()
+    return collector
