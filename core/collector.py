@@ -15,11 +15,12 @@ what it allocates mostly dies young. So every ``GC_FREEZE_SECONDS`` a thread of 
 2. freezes what survived (``gc.freeze()``), so that the next rounds skip it too.
 
 Frozen objects freed by their reference count are freed as usual, but a frozen cycle that
-becomes garbage (a closed socket's tasks and protocol objects) stays until a **reclaim**: when
-the heap (the interpreter's allocated blocks, a count it keeps for free) has grown to
-``growth`` times its size after the last reclaim (or the first round), the round unfreezes
-everything and collects the whole heap: the pause Python would otherwise take every few seconds
-under load, now taken when the live heap grows (sockets opening) or dead cycles pile up.
+becomes garbage (a closed socket's tasks and protocol objects) stays until a **reclaim**: the
+round unfreezes everything and collects the whole heap, the pause Python would otherwise take
+every few seconds under load. It comes when the heap (the interpreter's allocated blocks, a
+count it keeps for free) has grown by half since the last reclaim (or the first round), at
+the first round that finds the process quiet (under ``QUIET_LOAD`` of a core since the last
+round), so that the pause lands between bursts of traffic; or at once if the heap has tripled.
 (``gc.get_freeze_count()`` is not used: it walks the whole frozen list, ~65 ms with 2,000
 sockets, holding the interpreter.)"""
 
@@ -37,15 +38,24 @@ log = logging.getLogger(__name__)
 class Collector:
     """One round at a time (``tick``); ``start`` runs the rounds in a daemon thread."""
 
-    def __init__(self, growth: float = 1.5) -> None:
-        self.growth = growth
+    QUIET_LOAD = 0.25  # cores the process used on average since the last round
+
+    def __init__(self, growth: float = 1.5, limit: float = 3.0) -> None:
+        self.growth, self.limit = growth, limit
         self.base = 0  # the heap's size after the last reclaim; the first round sets it
         self.reclaims = 0
 
-    def tick(self) -> str:
-        """One round: ``"reclaim"`` if it collected the whole heap, else ``"round"``."""
+    def due(self, heap: int, load: float) -> bool:
+        """Whether a round should reclaim, for this heap size and the process's load."""
+        if not self.base or heap <= self.growth * self.base:
+            return False
+        return load < self.QUIET_LOAD or heap > self.limit * self.base
+
+    def tick(self, load: float = 0.0) -> str:
+        """One round: ``"reclaim"`` if it collected the whole heap, else ``"round"``.
+        ``load``: the cores the process used since the last round (``start`` measures it)."""
         heap = sys.getallocatedblocks()
-        if self.base and heap > self.growth * self.base:
+        if self.due(heap, load):
             started = time.perf_counter()
             gc.unfreeze()
             found = gc.collect()
@@ -81,10 +91,13 @@ def start(every_seconds: float) -> Collector | None:
     collector = Collector()
 
     def run() -> None:
+        cpu, wall = time.process_time(), time.monotonic()
         while True:
             time.sleep(every_seconds)
+            load = (time.process_time() - cpu) / max(1e-3, time.monotonic() - wall)
+            cpu, wall = time.process_time(), time.monotonic()
             try:
-                collector.tick()
+                collector.tick(load)
             except Exception:  # a failed round must not end the rounds
                 log.exception("gc round failed")
 

@@ -57,6 +57,31 @@ def test_a_frozen_cycle_waits_for_the_reclaim_when_the_frozen_set_grows(clean_gc
     assert collector.base > heap * 0.9  # the next reclaim waits for the heap to grow again
 
 
+def test_a_reclaim_waits_for_a_quiet_process_unless_the_heap_has_tripled():
+    collector = Collector(growth=1.5, limit=3.0)
+    busy, quiet = 0.9, Collector.QUIET_LOAD / 2
+    assert not collector.due(1000, quiet)  # no base yet: the first round sets it
+    collector.base = 1000
+    assert not collector.due(1400, quiet)  # grown by less than half
+    assert not collector.due(2000, busy)  # grown, but the process is serving traffic
+    assert collector.due(2000, quiet)
+    assert collector.due(3100, busy)  # tripled: now, whatever the load
+
+
+def test_a_busy_round_defers_the_reclaim(clean_gc):
+    collector = Collector(growth=1.5)
+    node = Node()
+    dead = weakref.ref(node)
+    collector.tick(load=0.0)
+    del node
+    collector.base = sys.getallocatedblocks() // 2
+
+    assert collector.tick(load=0.9) == "round"
+    assert dead() is not None
+    assert collector.tick(load=0.0) == "reclaim"
+    assert dead() is None
+
+
 def test_the_server_starts_the_rounds_when_configured(settings):
     import telemed.asgi
 
