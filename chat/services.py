@@ -16,12 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from allauth.core import ratelimit
-from allauth.core.internal.ratelimit import parse_rates
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -46,6 +43,7 @@ from chat.errors import (
     TextTooLong,
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
+from core import ratelimit
 from core.errors import InvalidRequest
 from core.ids import is_uuid
 from realtime.presence import online
@@ -139,13 +137,11 @@ def _checked_attachments(attachments: Any) -> list[str]:
 
 
 def _consume_send_quota(user: User) -> None:
-    """Per-user send rate, with allauth's limiter (the one that limits logins and codes) and
-    its rate syntax, configured as ``ACCOUNT_RATE_LIMITS["chat_send"]``."""
-    request = HttpRequest()
-    request.method = "POST"
-    if not ratelimit.consume(request, action="chat_send", user=user):
-        rates = parse_rates(settings.ACCOUNT_RATE_LIMITS.get("chat_send"))
-        raise SendRateLimited(retry_after=int(min((r.duration for r in rates), default=60)))
+    """Per-user send rate, configured as ``ACCOUNT_RATE_LIMITS["chat_send"]`` (allauth's
+    syntax, :mod:`core.ratelimit`)."""
+    wait = ratelimit.consume("chat_send", user.pk, settings.ACCOUNT_RATE_LIMITS.get("chat_send"))
+    if wait:
+        raise SendRateLimited(retry_after=wait)
 
 
 def _sent_before(conversation: Conversation, user: User, client_id: str) -> Message | None:

@@ -1,0 +1,44 @@
+"""core/ratelimit.py: one round trip per check, a sliding-window estimate over fixed windows."""
+
+import uuid
+
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+
+from core.ratelimit import consume
+
+
+def action() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def test_the_tests_count_in_redis():
+    assert isinstance(caches["default"], RedisCache)  # the production path, not the fallback
+
+
+def test_the_rate_is_allowed_then_the_next_hit_waits_for_the_window():
+    name, t = action(), 1_000_040.0  # 20 s into a minute window (1,000,020 = 60 x 16,667)
+    assert [consume(name, "u1", "3/m/user", now=t + i) for i in range(3)] == [0, 0, 0]
+    wait = consume(name, "u1", "3/m/user", now=t + 3)
+    assert 1 <= wait <= 60
+    assert consume(name, "u2", "3/m/user", now=t + 3) == 0  # each key has its own count
+
+
+def test_no_burst_across_a_window_edge():
+    """Three hits at the end of one window: the start of the next still sees them (a fixed
+    window would allow three more at once)."""
+    name = action()
+    edge = 1_000_080.0  # a multiple of 60: a window starts there
+    assert [consume(name, "u", "3/m/user", now=edge - 1) for _ in range(3)] == [0, 0, 0]
+    assert consume(name, "u", "3/m/user", now=edge + 1) > 0  # 1 + 3 x 59/60 > 3
+    # Half-way through the window after: 1 + 2 (the last window's) x 1/2 = 2: allowed.
+    assert consume(name, "u", "3/m/user", now=edge + 90) == 0
+
+
+def test_every_rate_of_a_list_applies():
+    name, t = action(), 2_000_000.0
+    rates = "2/10s/user,3/m/user"
+    assert [consume(name, "u", rates, now=t + i) for i in (0, 1)] == [0, 0]
+    assert consume(name, "u", rates, now=t + 2) > 0  # the 10-second rate
+    assert consume(name, "u", rates, now=t + 25) > 0  # the minute's: 4 hits counted
+    assert consume(name, "u", None) == 0  # no rate configured: never limited
