@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -29,6 +30,28 @@ def delete_own_redis_keys() -> None:
 def _redis_cleanup() -> Iterator[None]:
     yield
     delete_own_redis_keys()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's, and before it drops the test database: end the sessions still on it
+    (a server or worker process of a test, or a thread's connection, not yet gone), which
+    would make the drop fail and leave the database behind. Each is named on stderr."""
+    yield
+    import sys
+
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            return
+        cursor.execute(
+            "SELECT pid, application_name, state, left(query, 80), "
+            "pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for row in cursor.fetchall():
+            print(f"ended a session left on the test database: {row[:4]}", file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)
