@@ -580,27 +580,24 @@ def gc_pauses() -> Iterator[list[float]]:
         gc.callbacks.remove(timed)
 
 
+def _logged(log: Path, start: float, end: float, at: int) -> list[list[str]]:
+    """The fields of each line of a ``bench/gcprobe`` log whose wall time (field ``at``) lies
+    in ``[start, end]``."""
+    with contextlib.suppress(FileNotFoundError):
+        rows = [line.split() for line in log.read_text().splitlines()]
+        return [row for row in rows if start <= float(row[at]) <= end]
+    return []
+
+
 def server_collections(log: Path, start: float, end: float) -> list[tuple[float, float]]:
     """(wall time it ended, ms) of each full collection the server logged in ``[start, end]``."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for line in log.read_text().splitlines():
-            generation, ms, at = line.split()[:3]
-            if generation == "2" and start <= float(at) <= end:
-                found.append((float(at), float(ms)))
-    return found
+    return [(float(at), float(ms)) for gen, ms, at in _logged(log, start, end, 2) if gen == "2"]
 
 
 def server_stalls(log: Path, start: float, end: float) -> list[float]:
     """Lengths (ms) of the stalls the server's probe thread logged in ``[start, end]``: times
     it woke 30 ms or more late, the interpreter being held by something else meanwhile."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for line in log.read_text().splitlines():
-            at, _, ms, _ = line.split()
-            if start <= float(at) <= end:
-                found.append(float(ms))
-    return found
+    return [float(row[2]) for row in _logged(log, start, end, 0)]
 
 
 def stalls_text(stalls: list[float]) -> str:

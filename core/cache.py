@@ -16,8 +16,10 @@ from the pool), so there is one per pool.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _POOLS: dict[tuple[str, str], Any] = {}
@@ -56,3 +58,13 @@ class SharedClientRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _SharedClient
+
+
+def default_redis() -> tuple[Any, Callable[[str], str]] | None:
+    """The default cache's own Redis client and its key maker (prefix, version), for the few
+    writes the cache API cannot do in one round trip (scripts, pipelines); None when the
+    default cache is not Redis (the embedded default), where callers use the cache API."""
+    backend = caches["default"]  # ``cache`` is a proxy: isinstance needs the backend
+    if not isinstance(backend, RedisCache):
+        return None
+    return backend._cache.get_client(write=True), backend.make_key

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from allauth.core.internal.ratelimit import parse_rates
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
+
+from core.cache import default_redis
 
 
 def consume(action: str, key: Any, rates: str | None, *, now: float | None = None) -> int:
@@ -42,13 +43,14 @@ def consume(action: str, key: Any, rates: str | None, *, now: float | None = Non
 
 def _hit(keys: list[tuple[str, str, int]]) -> list[tuple[int, int]]:
     """Add one to each ``this`` window and read each ``last``: (this, last) per rate."""
-    backend = caches["default"]  # ``cache`` is a proxy: isinstance needs the backend
-    if isinstance(backend, RedisCache):
-        pipe = backend._cache.get_client(write=True).pipeline(transaction=False)
+    redis = default_redis()
+    if redis is not None:
+        client, make_key = redis
+        pipe = client.pipeline(transaction=False)
         for this, last, duration in keys:
-            pipe.incr(backend.make_key(this))
-            pipe.expire(backend.make_key(this), 2 * duration + 1, nx=True)
-            pipe.get(backend.make_key(last))
+            pipe.incr(make_key(this))
+            pipe.expire(make_key(this), 2 * duration + 1, nx=True)
+            pipe.get(make_key(last))
         answers = pipe.execute()
         return [(int(answers[i]), int(answers[i + 2] or 0)) for i in range(0, len(answers), 3)]
     counts = []

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
 from django.db import transaction
+
+from core.cache import default_redis
 
 COUNTERS: dict[str, Callable[[Any], int]] = {}
 
@@ -51,10 +52,11 @@ def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> No
 
     def apply() -> None:
         keys = [_key(name, user_id) for user_id in user_ids]
-        backend = caches["default"]  # ``cache`` is a proxy: isinstance needs the backend
-        if isinstance(backend, RedisCache):  # its own Redis client and key names
-            full = [backend.make_key(key) for key in keys]
-            backend._cache.get_client(write=True).eval(_ADJUST, len(full), *full, delta)
+        redis = default_redis()
+        if redis is not None:
+            client, make_key = redis
+            full = [make_key(key) for key in keys]
+            client.eval(_ADJUST, len(full), *full, delta)
             return
         for key in keys:
             try:

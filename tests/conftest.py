@@ -42,9 +42,9 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
 
     from django.db import connection
 
+    if connection.vendor != "postgresql":
+        return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            return
         cursor.execute(
             "SELECT pid, application_name, state, left(query, 80), "
             "pg_terminate_backend(pid) FROM pg_stat_activity "

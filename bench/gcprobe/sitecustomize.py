@@ -1,7 +1,13 @@
-"""Imported by the server that ``bench/gateway.py`` starts (on its ``PYTHONPATH``): with
-``BENCH_GC_LOG`` set, each garbage collection of 10 ms or more is appended to that file as
-``<generation> <ms> <wall time it ended>``. A full collection stops the whole event loop, so
-the benchmark can tell its pauses from the code it measures."""
+"""Imported by the server that ``bench/gateway.py`` starts (on its ``PYTHONPATH``), to tell the
+server's pauses from the code the benchmark measures. Each part runs only if its variable is
+set to a file:
+
+- ``BENCH_GC_LOG``: each garbage collection of 10 ms or more, as
+  ``<generation> <ms> <wall time it ended>`` (a full collection stops the whole event loop);
+- ``BENCH_STALL_LOG``: each time a probe thread woke 30 ms or more late, as
+  ``<wall time> late <ms> ms`` (the interpreter was held by something else meanwhile);
+- ``BENCH_GC_CENSUS``: on ``SIGUSR2``, the 80 commonest types among the tracked objects (what a
+  full collection would scan), e.g. ``kill -USR2 <server pid>`` while the sockets are held."""
 
 import gc
 import os
@@ -10,21 +16,16 @@ import time
 _LOG = os.environ.get("BENCH_GC_LOG", "")
 
 if _LOG:
-    _started = [0.0, 0]
+    _started = [0.0]
 
     def _timed(phase: str, info: dict) -> None:
         if phase == "start":
-            if info["generation"] == 2 and os.environ.get("BENCH_GC_SIZES"):
-                _started[1] = len(gc.get_objects(generation=2))
             _started[0] = time.perf_counter()
             return
         ms = (time.perf_counter() - _started[0]) * 1000
         if ms >= 10:
             with open(_LOG, "a") as log:
-                log.write(
-                    f"{info['generation']} {ms:.1f} {time.time():.3f} "
-                    f"{info['collected']} {_started[1]}\n"
-                )
+                log.write(f"{info['generation']} {ms:.1f} {time.time():.3f}\n")
 
     gc.callbacks.append(_timed)
 

@@ -42,3 +42,14 @@ def test_every_rate_of_a_list_applies():
     assert consume(name, "u", rates, now=t + 2) > 0  # the 10-second rate
     assert consume(name, "u", rates, now=t + 25) > 0  # the minute's: 4 hits counted
     assert consume(name, "u", None) == 0  # no rate configured: never limited
+
+
+def test_the_embedded_cache_counts_the_same_way(settings):
+    """Without Redis (``make run``'s local-memory cache) the cache API counts instead."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert not isinstance(caches["default"], RedisCache)
+    name, t = action(), 1_000_040.0
+    assert [consume(name, "u", "2/m/user", now=t + i) for i in range(2)] == [0, 0]
+    assert 1 <= consume(name, "u", "2/m/user", now=t + 2) <= 60
+    # 50 s into the next window: 1 + 3 (the last window's, the refused hit too) x 10/60 = 1.5.
+    assert consume(name, "u", "2/m/user", now=t + 90) == 0
