@@ -39,16 +39,18 @@ class AuthSnapshot:
     must_change_password: bool
 
 
-def _snapshot(user_id: str) -> AuthSnapshot | None:
+def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
+    """The user's snapshot, and the user row if it had to be read to build it (so that the
+    request's lazy user does not read it a second time)."""
     from accounts.models import User
 
     key = snapshot_key(user_id)
     found = cache.get(key)
     if found is not None:
-        return AuthSnapshot(*found)
+        return AuthSnapshot(*found), None
     user = User.objects.filter(pk=user_id).first()
     if user is None:
-        return None
+        return None, None
     snap = AuthSnapshot(
         str(user.pk),
         user.is_active,
@@ -58,7 +60,7 @@ def _snapshot(user_id: str) -> AuthSnapshot | None:
         user.must_change_password,
     )
     cache.set(key, tuple(snap.__dict__.values()), SNAPSHOT_SECONDS)
-    return snap
+    return snap, user
 
 
 def validate_access_token(token: str) -> tuple[Any, AuthSnapshot] | None:
@@ -72,7 +74,7 @@ def validate_access_token(token: str) -> tuple[Any, AuthSnapshot] | None:
     user_id = session.get(SESSION_KEY)
     if user_id is None or str(user_id) != payload["sub"]:
         return None
-    snap = _snapshot(str(user_id))
+    snap, loaded = _snapshot(str(user_id))
     if snap is None or not snap.is_active:
         return None
     session_hash = session.get(HASH_SESSION_KEY)
@@ -82,7 +84,7 @@ def validate_access_token(token: str) -> tuple[Any, AuthSnapshot] | None:
     def load() -> Any:
         from accounts.models import User
 
-        return User.objects.get(pk=user_id)
+        return loaded if loaded is not None else User.objects.get(pk=user_id)
 
     return _LazyUser(load), snap
 

@@ -163,6 +163,58 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def cpu_sampler(pid: int, every: float = 1.0) -> Iterator[list[tuple[float, float]]]:
+    """``(wall time, the process's CPU seconds)`` every ``every`` s while the block runs."""
+    import threading
+
+    series: list[tuple[float, float]] = [(time.time(), cpu_seconds(pid))]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            series.append((time.time(), cpu_seconds(pid)))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield series
+    finally:
+        stop.set()
+        thread.join()
+
+
+def late_seconds(
+    alerts: list[tuple[float, float]], cpu: list[tuple[float, float]], over: float = 100.0
+) -> str:
+    """The seconds (by due time, from the first due) whose alerts had a p99 over ``over`` ms,
+    each with the server's CPU in that second: where an overload episode starts and ends."""
+    if not alerts:
+        return "no alerts"
+    first = min(due for due, _ in alerts)
+    by_second: dict[int, list[float]] = {}
+    for due, ms in alerts:
+        by_second.setdefault(int(due - first), []).append(ms)
+
+    def cpu_in(second: int) -> float:
+        start, end = first + second, first + second + 1
+        inside = [(t, c) for t, c in cpu if start - 0.5 <= t <= end + 0.5]
+        if len(inside) < 2:
+            return float("nan")
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 100
+
+    late = [
+        f"+{k} s: p99 {pct(v, 99):.0f} ms, CPU {cpu_in(k):.0f}%"
+        for k, v in sorted(by_second.items())
+        if pct(v, 99) > over
+    ]
+    busiest = max((cpu_in(k) for k in by_second if cpu_in(k) == cpu_in(k)), default=float("nan"))
+    return (
+        f"seconds with an alert p99 over {over:.0f} ms: {'; '.join(late) or 'none'} "
+        f"(busiest second of the server: {busiest:.0f}%)"
+    )
+
+
 def summary(values: list[float]) -> str:
     return (
         f"{pct(values, 50):.1f} | {pct(values, 95):.1f} | {pct(values, 99):.1f} | "
@@ -406,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             cpu0, busy0 = cpu_seconds(pid), hb._busy_seconds()
             t_load, wall0 = time.monotonic(), time.time()
-            results, _ = asyncio.run(bookings(server.base, plan, rate))
+            with cpu_sampler(pid) as cpu_series:
+                results, _ = asyncio.run(bookings(server.base, plan, rate))
             book_gcs = server_collections(gc_log, wall0, time.time())
             book_stalls = server_stalls(stall_log, wall0, time.time())
             took = time.monotonic() - t_load
@@ -421,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                     seen.setdefault((i, event["data"]["appointment_id"]), at)
             alert: list[float] = []
             patient_alert: list[float] = []
+            alert_at: list[tuple[float, float]] = []  # (due, latency) of the doctor's alerts
             http_ms: list[float] = []
             after_http: list[float] = []
             lost = 0
@@ -440,13 +494,14 @@ def main(argv: list[str] | None = None) -> int:
                         bucket.append((at - r["due"]) * 1000)
                         if lab == doctor_label:
                             after_http.append((at - r["answered"]) * 1000)
+                            alert_at.append((r["due"], (at - r["due"]) * 1000))
             statuses: dict[str, int] = {}
             for r in results:
                 statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
             lost_total += lost
             offset += count
             gcs = ", ".join(f"{ms:.0f} ms at +{at - wall0:.1f} s" for at, ms in book_gcs) or "none"
-            gcs += f"; {stalls_text(book_stalls)}"
+            gcs += f"; {stalls_text(book_stalls)}; {late_seconds(alert_at, cpu_series)}"
             booking_rows += [
                 f"| {rate:.0f}/s | `booking.created` on the doctor's socket | {len(alert)} | "
                 f"{summary(alert)} | {book_cpu * 100:.0f}% | {busy:.2f} | {statuses} | {lost} "

@@ -182,3 +182,25 @@ def test_whoami_needs_no_database_query_and_deactivation_still_applies_at_once(
     user.is_active = False
     user.save()
     assert api.get("/api/v1/whoami", headers=headers).status_code == 401
+
+
+def test_a_request_that_rebuilds_the_snapshot_reads_the_user_row_once(api):
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.tokens_validation import snapshot_key
+
+    user = make_user()
+    headers = bearer(login(api, user.email)["access"])
+
+    def user_reads() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            r = api.get("/api/v1/me", headers=headers)  # uses the full user row
+        assert r.status_code == 200 and r.json()["email"] == user.email
+        return sum('FROM "accounts_user"' in q["sql"] for q in queries.captured_queries)
+
+    cache.delete(snapshot_key(user.pk))
+    assert user_reads() == 1  # the snapshot's rebuild and the view share one read
+    assert cache.get(snapshot_key(user.pk)) is not None
+    assert user_reads() == 1  # snapshot cached: the lazy user reads the row itself
