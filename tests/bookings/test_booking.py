@@ -585,3 +585,48 @@ def test_an_expired_hold_in_the_way_is_released_at_booking(api, doctor_with_hour
     assert r.status_code == 201, r.content
     mine.refresh_from_db()
     assert mine.status == "cancelled"
+
+
+def test_in_care_gives_the_same_answers_as_the_rule_as_a_queryset(db):
+    """``in_care`` is hand-written SQL; ``_in_care`` is the rule as a queryset (the lists use
+    it). Every status, ends on both sides of the care window, the wrong doctor, the wrong
+    patient: the same answer from both."""
+    from bookings.selectors import _in_care, in_care
+    from tests.doctors.factories import doctor
+
+    now = datetime.now(UTC)
+    window = timedelta(days=90)
+    ends = (
+        now + timedelta(days=2),
+        now - window + timedelta(seconds=1),
+        now - window,
+        now - window - timedelta(seconds=1),
+    )
+    doctors, patients = [], []
+    for status in ("held", "pending", "confirmed", "completed", "cancelled", "rejected", "no_show"):
+        doctors.append(doctor())  # one each: active ones may not overlap
+        for end in ends:
+            patients.append(make_user())
+            Appointment.objects.create(
+                doctor=doctors[-1],
+                patient=patients[-1],
+                mode="video",
+                status=status,
+                start=end - timedelta(seconds=1),
+                end=end,
+            )
+    answers = []
+    for patient in patients:
+        for who in doctors[2:4]:  # confirmed and completed: the others' answers are all False
+            for as_ids in (False, True):
+                got = in_care(
+                    doctor_user=who.user_id if as_ids else who.user,
+                    patient=patient.pk if as_ids else patient,
+                    now=now,
+                )
+                rule = _in_care(now).filter(doctor__user=who.user, patient=patient).exists()
+                assert got == rule, (patient, who, as_ids)
+                answers.append(got)
+    for patient in patients[:8]:  # held and pending
+        assert not in_care(doctor_user=doctors[patients.index(patient) // 4].user, patient=patient)
+    assert answers.count(True) == 2 * 3 * 2  # two statuses, three ends inside, users and ids
