@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone, translation
@@ -33,7 +32,7 @@ def publish_many_on_commit(pushes: list[tuple[Any, dict[str, Any]]]) -> None:
 
 def _publish_on_commit(messages: list[dict[str, Any]]) -> None:
     if messages:
-        transaction.on_commit(lambda: async_to_sync(fanout.publish)(messages))
+        transaction.on_commit(lambda: fanout.publish_from_thread(messages))
 
 
 def next_event_ids(user_ids: list[Any]) -> dict[Any, int]:

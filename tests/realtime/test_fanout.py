@@ -63,16 +63,15 @@ async def assert_notified(ws, user) -> None:
 
 
 def _count_layer_messages(monkeypatch) -> list[dict]:
-    """Every message sent to the channel layer's groups from now on (still sent)."""
-    layer = get_channel_layer()
+    """Every message published to the server processes from now on (still sent)."""
     sent: list[dict] = []
-    original = layer.group_send
+    original = fanout.publish_from_thread
 
-    async def spy(group, message):
-        sent.append(message)
-        await original(group, message)
+    def spy(messages, layer=None):
+        sent.extend(messages)
+        original(messages, layer)
 
-    monkeypatch.setattr(layer, "group_send", spy)
+    monkeypatch.setattr(fanout, "publish_from_thread", spy)
     return sent
 
 
@@ -187,3 +186,25 @@ async def test_the_in_memory_layer_of_make_run_delivers_too(settings):
     assert await sockets[1].receive_nothing(timeout=0.3)
     for ws in sockets:
         await ws.disconnect()
+
+
+async def test_a_publish_from_a_thread_is_one_redis_publish_that_the_layer_receives():
+    """Services publish after commit from a thread, without a hop to the event loop: with the
+    Redis pub/sub layer it is a PUBLISH on the group's channel, which the layer's subscribers
+    (every process's listener) receive as if ``group_send`` had sent it."""
+    import asyncio
+
+    from channels.layers import InMemoryChannelLayer
+
+    layer = get_channel_layer()
+    assert callable(fanout._sync_sender(layer))
+    assert fanout._sync_sender(InMemoryChannelLayer()) is False
+    channel = await layer.new_channel()
+    await layer.group_add(fanout.GROUP, channel)
+    try:
+        message = {"type": "fanout.events", "events": [[["nobody"], 7, '{"type": "x"}']]}
+        await asyncio.to_thread(fanout.publish_from_thread, [message, {**message, "n": 2}])
+        assert await asyncio.wait_for(layer.receive(channel), 5) == message
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 2  # in order
+    finally:
+        await layer.group_discard(fanout.GROUP, channel)
