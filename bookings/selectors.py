@@ -30,7 +30,12 @@ from doctors.models import DoctorProfile
 
 
 def policy_for(doctor: DoctorProfile) -> BookingPolicy:
-    return BookingPolicy.objects.get_or_create(doctor=doctor)[0]
+    """The doctor's policy (created with the platform defaults on first use); no query when
+    the doctor was read with ``select_related("booking_policy")``."""
+    try:
+        return doctor.booking_policy  # type: ignore[no-any-return]
+    except BookingPolicy.DoesNotExist:
+        return BookingPolicy.objects.get_or_create(doctor=doctor)[0]
 
 
 Schedule = tuple[BookingPolicy, list["Hours"]]
@@ -52,7 +57,9 @@ def schedule_of(doctor: DoctorProfile, *, fresh: bool = False) -> Schedule:
         found = cache.get(key)
         if found is not None:
             return found  # type: ignore[no-any-return]
-    schedule = (policy_for(doctor), hours_of(doctor))
+    policy = policy_for(doctor)
+    policy._state.fields_cache.clear()  # the cache keeps the policy's fields, not its doctor
+    schedule = (policy, hours_of(doctor))
     cache.set(key, schedule, SCHEDULE_SECONDS)
     return schedule
 

@@ -193,7 +193,7 @@ def appointment_book(
         DoctorProfile.objects.filter(
             id=doctor_id, verification=Verification.VERIFIED, user__is_active=True
         )
-        .select_related("user")
+        .select_related("user", "booking_policy")
         .first()
     )
     if doctor is None:

@@ -630,3 +630,26 @@ def test_in_care_gives_the_same_answers_as_the_rule_as_a_queryset(db):
     for patient in patients[:8]:  # held and pending
         assert not in_care(doctor_user=doctors[patients.index(patient) // 4].user, patient=patient)
     assert answers.count(True) == 2 * 3 * 2  # two statuses, three ends inside, users and ids
+
+
+def test_a_booking_reads_the_policy_with_the_doctor_and_a_doctor_without_one_gets_defaults(
+    api, doctor_with_hours
+):
+    from django.test.utils import CaptureQueriesContext
+
+    patient = make_user()
+    token = login(api, patient.email)["access"]
+    body = {"doctor_id": str(doctor_with_hours.id), "start": next_slot(hour=11).isoformat()}
+    body["mode"] = "in_person"
+    with CaptureQueriesContext(connection) as queries:
+        r = post(api, "/api/v1/appointments", body, **bearer(token))
+    assert r.status_code == 201, r.json()
+    policy_reads = [
+        q["sql"] for q in queries.captured_queries if "bookings_bookingpolicy" in q["sql"]
+    ]
+    assert len(policy_reads) == 1 and "doctors_doctorprofile" in policy_reads[0]  # one join
+
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).delete()
+    r = book(api, make_user(), doctor_with_hours, next_slot(hour=12))
+    assert r.status_code == 201, r.json()
+    assert BookingPolicy.objects.get(doctor=doctor_with_hours).min_notice_minutes == 60  # default
