@@ -1355,7 +1355,7 @@ def report(
         f"(seeding {res.seed_s:.0f} s)",
         f"- machine: {len(os.sched_getaffinity(0))} cores (nproc), {platform.machine()}, "
         f"{platform.system()} {platform.release()}; the load generator, the server, PostgreSQL "
-        "and Redis share them",
+        f"and Redis share them; CPU speed: {hb.cpu_speed()}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         f"- application: {revision}",
         "- server: one Uvicorn process (`.venv/bin/uvicorn --host 127.0.0.1 --port P "

@@ -751,7 +751,8 @@ def report(
         f"- command: `{command}`",
         f"- date: {started:%Y-%m-%d %H:%M} UTC; measuring took {took:.0f} s",
         f"- machine: {cores} cores (nproc), {platform.machine()}, {platform.system()} "
-        f"{platform.release()}; load generator, server, PostgreSQL and Redis share them",
+        f"{platform.release()}; load generator, server, PostgreSQL and Redis share them; "
+        f"CPU speed: {hb.cpu_speed()}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         f"- application: the work tree at commit {_head()} (uncommitted edits included)",
         f"- data: {', '.join(f'{k} {v}' for k, v in size.items())}; {seeding}",

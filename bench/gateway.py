@@ -662,8 +662,20 @@ def stalls_text(stalls: list[float]) -> str:
 
 
 def run_header(command: str) -> list[str]:
-    """A run's heading (its UTC time) and its exact command, as markdown lines."""
-    return [f"### Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "", "```", command, "```", ""]
+    """A run's heading (its UTC time), its exact command and the machine's CPU speed, as
+    markdown lines."""
+    import http_baseline as hb
+
+    return [
+        f"### Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"CPU speed: {hb.cpu_speed()}.",
+        "",
+    ]
 
 
 def emit(text: str, out: str) -> int:
