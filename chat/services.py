@@ -44,7 +44,7 @@ from chat.errors import (
     TextTooLong,
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
-from core import ratelimit
+from core import db, ratelimit
 from core.db import db_value, names, select_sql
 from core.errors import InvalidRequest
 from core.ids import is_uuid
@@ -211,7 +211,7 @@ def _append(
     now = timezone.now()
     conversation.last_seq += 1
     conversation.last_activity_at = now
-    message = Message.objects.create(
+    message = Message(
         conversation=conversation,
         seq=conversation.last_seq,
         sender=user,
@@ -220,9 +220,10 @@ def _append(
         attachments=record_ids,
         created_at=now,
     )
+    db.insert(message)  # the statements save() sends, not rebuilt by the ORM for each message
     changed = ["last_seq", "last_activity_at"]
     changed += _tell_recipient(conversation, message, now)
-    conversation.save(update_fields=changed)
+    db.update(conversation, changed)
     data = selectors.message_data(message)
     _publish(conversation, {"type": "chat.message", "data": data})
     recipient = (

@@ -43,6 +43,9 @@ again = services.message_send(user=patient, conversation_id=cid, text="hello", c
 second = services.message_send(user=doc.user, conversation_id=cid, text="hi", client_id="a")
 assert first == again and first["seq"] == 1 and second["seq"] == 2, (first, again, second)
 assert first["created_at"].endswith("+00:00"), first  # the values were converted as the ORM does
+from chat.models import Message
+stored = list(Message.objects.filter(conversation=conversation).order_by("seq"))
+assert [(m.seq, m.text) for m in stored] == [(1, "hello"), (2, "hi")], stored  # core.db.insert
 found = selectors.conversation_for(viewer=patient, conversation_id=cid, people=False)
 assert found.last_seq == 2 and found.patient_id == patient.pk and found.created_at.tzinfo
 assert services.read_up_to(user=doc.user, conversation_id=cid, seq=1)["seq"] == 1
