@@ -33,7 +33,7 @@ from bookings.models import (
     TimeOff,
 )
 from bookings.tasks import schedule_reminders
-from core.db import insert_unless_conflict
+from core import db
 from doctors.models import DoctorProfile, Verification
 from realtime.services import notify
 
@@ -102,8 +102,10 @@ def time_off_create(*, user: User, start: datetime, end: datetime, reason: str =
 
 
 def _history(appointment: Appointment, actor: User | None, reason: str = "") -> None:
-    StatusChange.objects.create(
-        appointment=appointment, status=appointment.status, actor=actor, reason=reason[:500]
+    db.insert(
+        StatusChange(
+            appointment=appointment, status=appointment.status, actor=actor, reason=reason[:500]
+        )
     )
 
 
@@ -245,7 +247,7 @@ def _insert(appointment: Appointment, now: datetime) -> None:
     schedule) and the insert tried again."""
     for retry in (False, True):
         try:
-            if insert_unless_conflict(appointment):
+            if db.insert(appointment, ignore_conflicts=True):
                 return
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", "") == "40P01":

@@ -9,30 +9,6 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model
 from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
-
-
-def insert_unless_conflict(obj: Model) -> bool:
-    """One ``INSERT ... ON CONFLICT DO NOTHING`` of a new instance (the statement ``save()``
-    would send, with that clause): True if it was stored. A unique or exclusion constraint in
-    the way answers False instead of an error, so no savepoint is needed around it; a
-    concurrent insert of the same key is waited for first. A key the database generates is
-    not read back."""
-    meta = type(obj)._meta
-    fields = [
-        f
-        for f in meta.local_concrete_fields
-        if not f.generated and not (f is meta.auto_field and obj.pk is None)
-    ]
-    query = InsertQuery(type(obj), on_conflict=OnConflict.IGNORE)
-    query.insert_values(fields, [obj])
-    with connection.cursor() as cursor:
-        for sql, params in query.get_compiler(connection=connection).as_sql():
-            cursor.execute(sql, params)
-        stored = cursor.rowcount == 1
-    if stored:
-        obj._state.adding, obj._state.db = False, connection.alias
-    return stored
 
 
 def db_value(model: type[Model], field_name: str, value: Any) -> Any:
@@ -61,34 +37,52 @@ def select_sql(model: type[Model], where: str, *, lock: bool = False) -> str:
     return sql + " FOR UPDATE" if lock and connection.features.has_select_for_update else sql
 
 
-def insert(obj: Model) -> None:
-    """The ``INSERT`` that ``obj.save()`` sends for a new row (a generated key is read back),
-    without the ORM building it again for every row: for the few inserts on a hot path
-    (each chat message). Sends no ``pre_save``/``post_save`` signals: only for models that
-    have no receivers."""
-    fields, sql, returning = _insert_sql(type(obj), connection.vendor)
+def insert(obj: Model, *, ignore_conflicts: bool = False) -> bool:
+    """The ``INSERT`` that ``obj.save()`` sends for a new row (a key the database generates is
+    read back), built once per model instead of by the ORM for every row: for inserts on hot
+    paths (each chat message, each booking). True if the row was stored.
+
+    With ``ignore_conflicts`` the statement is ``INSERT ... ON CONFLICT DO NOTHING``
+    (``INSERT OR IGNORE`` on SQLite): a unique or exclusion constraint in the way answers
+    False instead of an error, so no savepoint is needed around it, and a concurrent insert
+    of the same key is waited for first. Sends no ``pre_save``/``post_save`` signals: only for
+    models that have no receivers."""
+    fields, sql, returning = _insert_sql(type(obj), ignore_conflicts, connection.vendor)
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     auto = obj._meta.auto_field
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if auto is not None:
-            if returning:
-                pk = cursor.fetchone()[0]
-            else:
-                pk = connection.ops.last_insert_id(cursor, obj._meta.db_table, str(auto.column))
+        if returning:  # the row's key, or no row if a conflict was ignored
+            row = cursor.fetchone()
+            stored = row is not None
+        else:  # (SQLite counts rows of an INSERT ... RETURNING only once they are read)
+            stored = cursor.rowcount == 1
+        if stored and auto is not None:
+            pk = (
+                row[0]
+                if returning
+                else connection.ops.last_insert_id(cursor, obj._meta.db_table, str(auto.column))
+            )
             setattr(obj, auto.attname, pk)
-    obj._state.adding, obj._state.db = False, connection.alias
+    if stored:
+        obj._state.adding, obj._state.db = False, connection.alias
+    return stored
 
 
 @functools.cache
-def _insert_sql(model: type[Model], vendor: str) -> tuple[list[Any], str, bool]:
+def _insert_sql(
+    model: type[Model], ignore_conflicts: bool, vendor: str
+) -> tuple[list[Any], str, bool]:
     meta = model._meta
-    quote = connection.ops.quote_name
+    ops, quote = connection.ops, connection.ops.quote_name
     fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "  # noqa: S608
+        f"{ops.insert_statement(on_conflict=on_conflict)} {quote(meta.db_table)} "
+        f"({', '.join(quote(str(f.column)) for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
+    sql += ops.on_conflict_suffix_sql(fields, on_conflict, None, None) or ""
     returning = meta.auto_field is not None and connection.features.can_return_columns_from_insert
     if returning:
         sql += f" RETURNING {quote(str(meta.auto_field.column))}"  # type: ignore[union-attr]

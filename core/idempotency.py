@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from core.db import insert_unless_conflict
+from core import db
 from core.errors import ApplicationError
 from core.models import IdempotencyRecord
 
@@ -58,7 +58,7 @@ def _claim(user: Any, key: str, digest: str) -> bool:
     :func:`purge_expired`."""
     record = IdempotencyRecord(user=user, key=key, request_hash=digest)
     for retry in (False, True):
-        if insert_unless_conflict(record):
+        if db.insert(record, ignore_conflicts=True):
             return True
         if (
             retry

@@ -536,11 +536,11 @@ def test_a_deadlock_on_the_constraint_is_a_lost_race_not_a_500(doctor_with_hours
     from bookings import services
     from bookings.errors import SlotTaken
 
-    def deadlock(appointment):
+    def deadlock(appointment, **options):
         cause = psycopg.errors.DeadlockDetected("deadlock detected")
         raise OperationalError("deadlock detected") from cause
 
-    monkeypatch.setattr(services, "insert_unless_conflict", deadlock)
+    monkeypatch.setattr(services.db, "insert", deadlock)
     with pytest.raises(SlotTaken):
         services.appointment_book(
             patient=make_user(), doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"

@@ -46,6 +46,10 @@ assert first["created_at"].endswith("+00:00"), first  # the values were converte
 from chat.models import Message
 stored = list(Message.objects.filter(conversation=conversation).order_by("seq"))
 assert [(m.seq, m.text) for m in stored] == [(1, "hello"), (2, "hi")], stored  # core.db.insert
+from core import db
+taken = Message(conversation=conversation, seq=1, sender=patient, client_id="b",
+                created_at=timezone.now())
+assert db.insert(taken, ignore_conflicts=True) is False and taken.pk is None  # INSERT OR IGNORE
 found = selectors.conversation_for(viewer=patient, conversation_id=cid, people=False)
 assert found.last_seq == 2 and found.patient_id == patient.pk and found.created_at.tzinfo
 assert services.read_up_to(user=doc.user, conversation_id=cid, seq=1)["seq"] == 1

@@ -51,3 +51,13 @@ def test_update_changes_only_the_named_fields_in_one_statement(conversation):
     assert len(queries.captured_queries) == 1
     stored = Conversation.objects.get(pk=conversation.pk)
     assert (stored.last_seq, stored.last_activity_at, stored.doctor_read_seq) == (42, at, 7)
+
+
+def test_insert_ignoring_conflicts_answers_false_and_stores_nothing(conversation, patient):
+    at = datetime(2026, 5, 3, tzinfo=UTC)
+    first = Message(conversation=conversation, seq=5, sender=patient, client_id="x", created_at=at)
+    assert db.insert(first, ignore_conflicts=True) and first.pk is not None
+    again = Message(conversation=conversation, seq=5, sender=patient, client_id="y", created_at=at)
+    assert db.insert(again, ignore_conflicts=True) is False  # (conversation, seq) is taken
+    assert again.pk is None and again._state.adding
+    assert list(Message.objects.values_list("client_id", flat=True)) == ["x"]
