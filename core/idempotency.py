@@ -40,34 +40,35 @@ def run_once(
         return action()
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     with transaction.atomic():
-        if not _claim(user, key, digest):
+        record = _claim(user, key, digest)
+        if record is None:
             existing = IdempotencyRecord.objects.get(user=user, key=key)
             if existing.request_hash != digest:
                 raise IdempotencyMismatch() from None
             return existing.status or 200, existing.body
         status, body = action()
-        body = json.loads(json.dumps(body, default=str))
-        IdempotencyRecord.objects.filter(user=user, key=key).update(status=status, body=body)
-        return status, body
+        record.status, record.body = status, json.loads(json.dumps(body, default=str))
+        db.update(record, ["status", "body"])
+        return status, record.body
 
 
-def _claim(user: Any, key: str, digest: str) -> bool:
+def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:
     """Claim the key (one statement, no savepoint: a concurrent claim of the same key is
-    waited for, then this one is refused if that transaction committed); False if it is
-    taken. A record past its 24 h is deleted when its key comes back, or by
-    :func:`purge_expired`."""
+    waited for, then this one is refused if that transaction committed): the new record, or
+    None if the key is taken. A record past its 24 h is deleted when its key comes back, or
+    by :func:`purge_expired`."""
     record = IdempotencyRecord(user=user, key=key, request_hash=digest)
     for retry in (False, True):
         if db.insert(record, ignore_conflicts=True):
-            return True
+            return record
         if (
             retry
             or not IdempotencyRecord.objects.filter(
                 user=user, key=key, created_at__lt=timezone.now() - TTL
             ).delete()[0]
         ):
-            return False
-    return False  # unreachable: the loop returns
+            return None
+    return None  # unreachable: the loop returns
 
 
 def purge_expired() -> int:
