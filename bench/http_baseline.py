@@ -235,7 +235,9 @@ def cpu_speed() -> str:
             total += i
 
     def objects() -> None:
-        rows = [{"id": i, "name": f"n{i}", "tags": [i % 7, i % 11]} for i in range(20_000)]
+        rows: list[dict[str, Any]] = [
+            {"id": i, "name": f"n{i}", "tags": [i % 7, i % 11]} for i in range(20_000)
+        ]
         rows.sort(key=lambda row: (row["tags"][1], row["name"]))
         json.loads(json.dumps(rows))
 
