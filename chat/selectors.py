@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import User
 from chat.errors import ConversationNotFound, MessageNotFound
 from chat.models import Conversation, Message
-from core.db import db_value, names, select_sql
+from core.db import db_value, fetch, names, select_sql
 from core.ids import is_uuid
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor, paginate
 from realtime.presence import audience, online
@@ -66,8 +66,8 @@ def conversation_for(
     else:
         viewer_id = db_value(Conversation, "patient", viewer.pk)
         params = [db_value(Conversation, "id", conversation_id), viewer_id, viewer_id]
-        rows = Conversation.objects.raw(_conversation_sql(connection.vendor, lock), params)
-        found = next(iter(rows), None)
+        rows = fetch(Conversation, _conversation_sql(connection.vendor, lock), params)
+        found = rows[0] if rows else None
     if found is None:
         raise ConversationNotFound()
     return found

@@ -154,7 +154,8 @@ def _sent_before(conversation: Conversation, user: User, client_id: str) -> Mess
         db_value(Message, "sender", user.pk),
         client_id,
     ]
-    return next(iter(Message.objects.raw(_sent_before_sql(connection.vendor), params)), None)
+    found = db.fetch(Message, _sent_before_sql(connection.vendor), params)
+    return found[0] if found else None
 
 
 @functools.cache

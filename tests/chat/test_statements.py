@@ -1,5 +1,6 @@
-"""``core.db.insert`` and ``core.db.update``: the statements ``save()`` would send, built once
-per model (chat sends them for every message). What they store is what the ORM reads back."""
+"""``core.db.insert``, ``update`` and ``fetch``: the statements ``save()`` would send and a
+row read, built once per model (chat sends them for every message). What they store is what
+the ORM reads back, and what ``fetch`` reads is what the ORM reads."""
 
 from __future__ import annotations
 
@@ -15,18 +16,23 @@ from core import db
 pytestmark = pytest.mark.django_db
 
 
-def test_insert_stores_what_save_would_and_reads_back_the_generated_key(conversation, patient):
-    at = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+def _stored(conversation, patient, seq: int, text: str, attachments: list, at) -> Message:
     message = Message(
         conversation=conversation,
-        seq=1,
+        seq=seq,
         sender=patient,
-        client_id="c-1",
-        text="صداع منذ يومين",  # encrypted at rest by its field
-        attachments=["a", {"b": 1}],
+        client_id=f"c-{seq}",
+        text=text,  # encrypted at rest by its field
+        attachments=attachments,
         created_at=at,
     )
-    db.insert(message)
+    assert db.insert(message)
+    return message
+
+
+def test_insert_stores_what_save_would_and_reads_back_the_generated_key(conversation, patient):
+    at = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+    message = _stored(conversation, patient, 1, "صداع منذ يومين", ["a", {"b": 1}], at)
     assert message.pk is not None and not message._state.adding
     stored = Message.objects.get(pk=message.pk)
     assert (stored.seq, stored.sender_id, stored.client_id) == (1, patient.pk, "c-1")
@@ -61,3 +67,15 @@ def test_insert_ignoring_conflicts_answers_false_and_stores_nothing(conversation
     assert db.insert(again, ignore_conflicts=True) is False  # (conversation, seq) is taken
     assert again.pk is None and again._state.adding
     assert list(Message.objects.values_list("client_id", flat=True)) == ["x"]
+
+
+def test_fetch_reads_rows_as_the_orm_does(conversation, patient):
+    at = datetime(2026, 5, 4, 9, 15, tzinfo=UTC)
+    message = _stored(conversation, patient, 9, "ألم في الصدر", [{"id": "r1"}], at)
+    _, pk = db.names(Message, "id")
+    (found,) = db.fetch(Message, db.select_sql(Message, f"{pk} = %s"), [message.pk])
+    orm = Message.objects.get(pk=message.pk)
+    fields = [f.attname for f in Message._meta.concrete_fields]
+    assert [getattr(found, f) for f in fields] == [getattr(orm, f) for f in fields]
+    assert found.text == "ألم في الصدر" and found.created_at == at and not found._state.adding
+    assert db.fetch(Message, db.select_sql(Message, f"{pk} = %s"), [-1]) == []
