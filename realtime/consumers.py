@@ -18,6 +18,7 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -52,6 +53,22 @@ RESUMERS: dict[str, Callable[..., list[dict[str, Any]]]] = {}
 
 def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
+
+
+_HANDLER_THREADS: list[ThreadPoolExecutor] = []
+
+
+def _handler_threads() -> ThreadPoolExecutor | None:
+    """The threads that run the registered handlers: ``SOCKET_THREADS`` of them, or with 0
+    the event loop's default executor (``min(32, cores + 4)`` threads). Fewer threads mean
+    fewer sends competing for the interpreter once a backlog forms (measured in
+    ``bench/RESULTS.md``, chat, fifth session)."""
+    threads = _setting("SOCKET_THREADS", 0)
+    if threads <= 0:
+        return None
+    if not _HANDLER_THREADS:
+        _HANDLER_THREADS.append(ThreadPoolExecutor(threads, thread_name_prefix="socket"))
+    return _HANDLER_THREADS[0]
 
 
 class _Bucket:
@@ -201,7 +218,9 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             elif isinstance(kind, str) and kind in HANDLERS:
                 # Not thread-sensitive: by default every handler of the process would queue
                 # on one shared thread (a chat send is ~12 ms of SQL: ~86/s per process).
-                handler = database_sync_to_async(HANDLERS[kind], thread_sensitive=False)
+                handler = database_sync_to_async(
+                    HANDLERS[kind], thread_sensitive=False, executor=_handler_threads()
+                )
                 reply = await handler(user=self.user, content=content)
                 if reply is not None:
                     await self.send_json(reply)

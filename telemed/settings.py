@@ -206,6 +206,9 @@ else:
 # Threads that run the synchronous part of HTTP requests (core/asgi.py), per process: at most
 # this many requests are in their view at once; the rest wait their turn on the event loop.
 ASGI_THREADS = env.int("ASGI_THREADS", default=20)
+# Threads per process that run socket handlers (chat.send, chat.read, ...); 0: the event
+# loop's default executor (min(32, cores + 4) threads).
+SOCKET_THREADS = env.int("SOCKET_THREADS", default=0)
 # Every this many seconds the server collects what is new and freezes what survived, so that
 # no collection pauses for the whole heap at a rate set by traffic (core/collector.py); 0
 # leaves Python's own collector alone.

@@ -153,3 +153,30 @@ async def test_handlers_registered_by_domain_apps_answer_on_the_socket():
         await ws.disconnect()
     finally:
         del HANDLERS["test.echo"]
+
+
+async def test_socket_threads_run_the_handlers_when_set(settings, monkeypatch):
+    """``SOCKET_THREADS``: the registered handlers run on that many threads of their own."""
+    import threading
+
+    from realtime import consumers
+
+    monkeypatch.setattr(consumers, "_HANDLER_THREADS", [])
+    settings.SOCKET_THREADS = 1
+
+    def where(*, user, content):
+        return {"type": "test.where", "data": {"thread": threading.current_thread().name}}
+
+    user = await database_sync_to_async(make_user)()
+    consumers.HANDLERS["test.where"] = where
+    try:
+        ws = await open_socket(user)
+        for _ in range(2):
+            await ws.send_json_to({"type": "test.where"})
+            reply = await ws.receive_json_from(timeout=5)
+            assert reply["data"]["thread"].startswith("socket_"), reply
+        await ws.disconnect()
+    finally:
+        del consumers.HANDLERS["test.where"]
+        for pool in consumers._HANDLER_THREADS:
+            pool.shutdown(wait=False)
