@@ -39,6 +39,7 @@ import contextlib
 import datetime as dt
 import gc
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -203,12 +204,14 @@ def late_seconds(
             return float("nan")
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 100
 
+    cpu_by_second = {k: cpu_in(k) for k in by_second}
     late = [
-        f"+{k} s: p99 {pct(v, 99):.0f} ms, CPU {cpu_in(k):.0f}%"
+        f"+{k} s: p99 {pct(v, 99):.0f} ms, CPU {cpu_by_second[k]:.0f}%"
         for k, v in sorted(by_second.items())
         if pct(v, 99) > over
     ]
-    busiest = max((cpu_in(k) for k in by_second if cpu_in(k) == cpu_in(k)), default=float("nan"))
+    measured = [c for c in cpu_by_second.values() if not math.isnan(c)]
+    busiest = max(measured, default=float("nan"))
     return (
         f"seconds with an alert p99 over {over:.0f} ms: {'; '.join(late) or 'none'} "
         f"(busiest second of the server: {busiest:.0f}%)"

@@ -45,7 +45,6 @@ from chat.errors import (
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core import db, ratelimit
-from core.db import db_value, names, select_sql
 from core.errors import InvalidRequest
 from core.ids import is_uuid
 from realtime.presence import online
@@ -150,8 +149,8 @@ def _sent_before(conversation: Conversation, user: User, client_id: str) -> Mess
     """The message this sender already sent with this client id (at most one: a unique key).
     Asked for every message: one hand-written statement, as for the conversation's lock."""
     params = [
-        db_value(Message, "conversation", conversation.pk),
-        db_value(Message, "sender", user.pk),
+        db.db_value(Message, "conversation", conversation.pk),
+        db.db_value(Message, "sender", user.pk),
         client_id,
     ]
     found = db.fetch(Message, _sent_before_sql(connection.vendor), params)
@@ -160,8 +159,8 @@ def _sent_before(conversation: Conversation, user: User, client_id: str) -> Mess
 
 @functools.cache
 def _sent_before_sql(vendor: str) -> str:
-    _, conversation, sender, client_id = names(Message, "conversation", "sender", "client_id")
-    return select_sql(Message, f"{conversation} = %s AND {sender} = %s AND {client_id} = %s")
+    _, conversation, sender, client_id = db.names(Message, "conversation", "sender", "client_id")
+    return db.select_sql(Message, f"{conversation} = %s AND {sender} = %s AND {client_id} = %s")
 
 
 def message_send(

@@ -11,6 +11,7 @@ rate-limited, then closed 4429.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -55,20 +56,18 @@ def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
 
 
-_HANDLER_THREADS: list[ThreadPoolExecutor] = []
-
-
 def _handler_threads() -> ThreadPoolExecutor | None:
     """The threads that run the registered handlers: ``SOCKET_THREADS`` of them, or with 0
     the event loop's default executor (``min(32, cores + 4)`` threads). Fewer threads mean
     fewer sends competing for the interpreter once a backlog forms (measured in
     ``bench/RESULTS.md``, chat, fifth session)."""
     threads = _setting("SOCKET_THREADS", 0)
-    if threads <= 0:
-        return None
-    if not _HANDLER_THREADS:
-        _HANDLER_THREADS.append(ThreadPoolExecutor(threads, thread_name_prefix="socket"))
-    return _HANDLER_THREADS[0]
+    return _handler_pool(threads) if threads > 0 else None
+
+
+@functools.cache
+def _handler_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="socket")
 
 
 class _Bucket:

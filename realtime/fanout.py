@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import weakref
@@ -226,25 +227,21 @@ def publish_from_thread(messages: list[dict[str, Any]], layer: Any = None) -> No
     instead hand the call to the event loop and wait for it (two thread hand-offs, a task and
     the asyncio client: ~0.3 ms of CPU per publish here, and the loop's time is the sockets').
     Any other layer goes through :func:`publish`."""
-    layer = layer or get_channel_layer()
-    send = _sync_senders.get(id(layer))
+    send = _sync_sender(layer or get_channel_layer())
     if send is None:
-        send = _sync_senders[id(layer)] = _sync_sender(layer)
-    if send is False:
         async_to_sync(publish)(messages)
         return
     for message in messages:
         send(message)
 
 
-_sync_senders: dict[int, Any] = {}
-
-
+@functools.cache
 def _sync_sender(layer: Any) -> Any:
     """``PUBLISH`` of one message to :data:`GROUP` for ``channels_redis``'s pub/sub layer
     (4.x: the group's Redis channel is ``<prefix>__group__<group>``, the message serialised
     by the layer; ``tests/realtime/test_fanout.py`` checks a real subscriber receives it),
-    or False for any other layer, or several Redis servers (sharded) or a Sentinel."""
+    or None for any other layer, or several Redis servers (sharded) or a Sentinel. One per
+    layer (the layer is the cache's key: a process has one)."""
     import inspect
 
     import redis
@@ -252,11 +249,11 @@ def _sync_sender(layer: Any) -> Any:
     from channels_redis.utils import decode_hosts
 
     if not isinstance(layer, RedisPubSubChannelLayer):
-        return False
+        return None
     config = inspect.signature(RedisPubSubLoopLayer).bind_partial(*layer._args, **layer._kwargs)
     hosts = decode_hosts(config.arguments.get("hosts"))
     if len(hosts) != 1 or "address" not in hosts[0]:
-        return False
+        return None
     options = {k: v for k, v in hosts[0].items() if k != "address"}
     client = redis.Redis.from_url(hosts[0]["address"], **options)
     channel = f"{config.arguments.get('prefix', 'asgi')}__group__{GROUP}"

@@ -198,7 +198,7 @@ async def test_a_publish_from_a_thread_is_one_redis_publish_that_the_layer_recei
 
     layer = get_channel_layer()
     assert callable(fanout._sync_sender(layer))
-    assert fanout._sync_sender(InMemoryChannelLayer()) is False
+    assert fanout._sync_sender(InMemoryChannelLayer()) is None
     channel = await layer.new_channel()
     await layer.group_add(fanout.GROUP, channel)
     try:

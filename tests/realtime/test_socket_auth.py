@@ -155,13 +155,12 @@ async def test_handlers_registered_by_domain_apps_answer_on_the_socket():
         del HANDLERS["test.echo"]
 
 
-async def test_socket_threads_run_the_handlers_when_set(settings, monkeypatch):
+async def test_socket_threads_run_the_handlers_when_set(settings):
     """``SOCKET_THREADS``: the registered handlers run on that many threads of their own."""
     import threading
 
     from realtime import consumers
 
-    monkeypatch.setattr(consumers, "_HANDLER_THREADS", [])
     settings.SOCKET_THREADS = 1
 
     def where(*, user, content):
@@ -178,5 +177,5 @@ async def test_socket_threads_run_the_handlers_when_set(settings, monkeypatch):
         await ws.disconnect()
     finally:
         del consumers.HANDLERS["test.where"]
-        for pool in consumers._HANDLER_THREADS:
-            pool.shutdown(wait=False)
+        consumers._handler_pool(1).shutdown(wait=False)
+        consumers._handler_pool.cache_clear()
