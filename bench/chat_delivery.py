@@ -227,6 +227,14 @@ class Phase:
     echo: list[float] = field(default_factory=list)  # the sender's own socket
     ack: list[float] = field(default_factory=list)
     send_lag: list[float] = field(default_factory=list)
+    # (due time, delivery latency in ms) and the server's (time, CPU seconds) samples: which
+    # seconds of the phase were late, and how busy the server was in each.
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    # The server's pauses in the phase (bench/gcprobe): full collections (wall time, ms) and
+    # times its probe thread woke 30 ms or more late (ms).
+    collections: list[tuple[float, float]] = field(default_factory=list)
+    stalls: list[float] = field(default_factory=list)
     # Deliveries missing at the end ("other side", "echo") and acknowledgements ("ack").
     missing: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -286,6 +294,8 @@ def analyse(
                 phase.missing["other side" if label == recipient else "echo"] += 1
             else:
                 bucket.append((when - due[i]) * 1000)
+                if label == recipient:
+                    phase.timeline.append((due[i], (when - due[i]) * 1000))
         if i in acked:
             phase.ack.append((acked[i] - due[i]) * 1000)
         else:
@@ -321,9 +331,10 @@ def run_phase(
     ccpu0 = sum(gw.cpu_seconds(p) for p in client_pids)
     wall0 = time.monotonic()
     t0 = time.time() + 0.5
-    ask(clients, ("run", first, phase.count, t0, phase.rate))
     end = t0 + phase.count / phase.rate
-    time.sleep(max(0.0, end - time.time()))
+    with gw.cpu_sampler(server_pid) as phase.cpu:
+        ask(clients, ("run", first, phase.count, t0, phase.rate))
+        time.sleep(max(0.0, end - time.time()))
     expected = before[0] + 2 * phase.count
     took = time.monotonic() - wall0
     phase.cores["server"] = (gw.cpu_seconds(server_pid) - cpu0) / took
@@ -342,6 +353,8 @@ def run_phase(
             break
         time.sleep(0.25)
     time.sleep(0.5)  # anything duplicated right behind the last delivery
+    phase.collections = gw.server_collections(args.gc_log, t0, time.time())
+    phase.stalls = gw.server_stalls(args.stall_log, t0, time.time())
     arrivals: list[tuple[int, float, str]] = []
     sent: list[tuple[int, float]] = []
     for _, a, s in ask(clients, ("take",)):
@@ -352,6 +365,18 @@ def run_phase(
         f"  p50 {gw.pct(phase.latency, 50):.1f} ms, p99 {gw.pct(phase.latency, 99):.1f} ms, "
         f"missing {dict(phase.missing)}, errors {dict(phase.errors)}, "
         f"server CPU {phase.cores['server'] * 100:.0f}%, machine {phase.cores['during']:.2f} cores"
+        f"; {pauses(phase)}"
+    )
+
+
+def pauses(phase: Phase) -> str:
+    """The phase's late seconds, full collections and stalls, in words."""
+    import gateway as gw
+
+    gcs = ", ".join(f"{ms:.0f} ms at +{at - phase.cpu[0][0]:.1f} s" for at, ms in phase.collections)
+    return (
+        f"{gw.late_seconds(phase.timeline, phase.cpu)}; full collections of 10 ms or more: "
+        f"{gcs or 'none'}; {gw.stalls_text(phase.stalls)}"
     )
 
 
@@ -425,6 +450,11 @@ def report(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
             *(phase_row(p) for p in phases),
             "",
+            "Pauses: the late seconds (by due time from the phase's start), with the server's CPU "
+            "in each; the server's full collections and stalls (`bench/gcprobe`):",
+            "",
+            *(f"- {p.name} ({p.rate:g}/s): {pauses(p)}" for p in phases),
+            "",
             f"Integrity over all phases, counted on every participant's socket ({total} "
             f"deliveries expected): lost **{lost}**, duplicated **{state.duplicated}**, "
             f"out of order **{state.out_of_order}**, misrouted **{state.misrouted}**, "
@@ -497,6 +527,15 @@ def main(argv: list[str] | None = None) -> int:
             cursor.execute("ANALYZE")
         connections.close_all()
 
+        # The server reports its long collections and stalls (bench/gcprobe/sitecustomize.py).
+        args.gc_log, args.stall_log = workdir / "server-gc.log", workdir / "server-stalls.log"
+        probe = os.pathsep.join(filter(None, [str(ROOT / "bench/gcprobe"), env.get("PYTHONPATH")]))
+        env = {
+            **env,
+            "PYTHONPATH": probe,
+            "BENCH_GC_LOG": str(args.gc_log),
+            "BENCH_STALL_LOG": str(args.stall_log),
+        }
         server, rss_before = gw.start_server(stack, env, workdir)
         pid = server.popen.pid
 
