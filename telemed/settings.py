@@ -9,6 +9,7 @@ Each name is documented in the README's configuration table.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -144,10 +145,17 @@ if env.str("DATABASE_URL", default=""):
         and env.int("DB_POOL_MAX_SIZE", default=20) > 0
     ):
         # psycopg's connection pool: under ASGI each request may run on another thread, so
-        # persistent per-thread connections (CONN_MAX_AGE) are not reused; a pool is.
+        # persistent per-thread connections (CONN_MAX_AGE) are not reused; a pool is. It
+        # keeps open at least a connection for each thread of the event loop's executor
+        # (Python's default: cores + 4), where requests and socket handlers run: a pool that
+        # grew only on demand connected inside the first second of a burst, in front of the
+        # requests waiting for it (bench/RESULTS.md, gateway, sixth session).
+        pool_max = env.int("DB_POOL_MAX_SIZE", default=20)
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
-            "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+            "min_size": env.int(
+                "DB_POOL_MIN_SIZE", default=min(pool_max, (os.cpu_count() or 1) + 4)
+            ),
+            "max_size": pool_max,
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
     else:
