@@ -10,7 +10,6 @@ in ``seq`` order.
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -45,7 +44,7 @@ from chat.errors import (
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core import db, ratelimit
-from core.errors import InvalidRequest
+from core.errors import ApplicationError, InvalidRequest
 from core.ids import is_uuid
 from realtime.presence import online
 from realtime.services import notify, publish_on_commit
@@ -146,21 +145,10 @@ def _consume_send_quota(user: User) -> None:
 
 
 def _sent_before(conversation: Conversation, user: User, client_id: str) -> Message | None:
-    """The message this sender already sent with this client id (at most one: a unique key).
-    Asked for every message: one hand-written statement, as for the conversation's lock."""
-    params = [
-        db.db_value(Message, "conversation", conversation.pk),
-        db.db_value(Message, "sender", user.pk),
-        client_id,
-    ]
-    found = db.fetch(Message, _sent_before_sql(connection.vendor), params)
-    return found[0] if found else None
-
-
-@functools.cache
-def _sent_before_sql(vendor: str) -> str:
-    _, conversation, sender, client_id = db.names(Message, "conversation", "sender", "client_id")
-    return db.select_sql(Message, f"{conversation} = %s AND {sender} = %s AND {client_id} = %s")
+    """The message this sender already sent with this client id (at most one: a unique key)."""
+    return Message.objects.filter(
+        conversation=conversation, sender=user, client_id=client_id
+    ).first()
 
 
 def message_send(
@@ -173,54 +161,68 @@ def message_send(
 ) -> dict[str, Any]:
     """Send a message; the answer is the stored message (the acknowledgement, with its
     ``seq``). The same ``client_id`` sent again by the same sender in the same conversation
-    stores nothing and answers the first acknowledgement again."""
+    stores nothing and answers the first acknowledgement again, even once the conversation
+    is closed or the care has ended, and costs no send quota."""
     record_ids = _checked_attachments(attachments)
     text = _checked_text(text, has_attachments=bool(record_ids))
     client_id = _checked_client_id(client_id)
     with transaction.atomic():
-        # Read once, under the conversation's row lock: a retry that raced its first send
-        # finds it here. The quota is taken after that check, so a retry costs none.
+        # Under the conversation's row lock: a retry that raced its first send finds it here.
         conversation = selectors.conversation_for(
             viewer=user, conversation_id=conversation_id, lock=True, people=False
         )
-        earlier = _sent_before(conversation, user, client_id)
-        if earlier is not None:
+        try:
+            if conversation.closed_at is not None:
+                raise ConversationClosed()
+            if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
+                raise NotInCare()
+            if record_ids:
+                _check_attachable(conversation, record_ids)
+        except ApplicationError:
+            earlier = _sent_before(conversation, user, client_id)
+            if earlier is None:
+                raise
             return selectors.message_data(earlier)
-        _consume_send_quota(user)
-        if conversation.closed_at is not None:
-            raise ConversationClosed()
-        if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
-            raise NotInCare()
-        if record_ids:
-            _check_attachable(conversation, record_ids)
         release = _hold_push_order(conversation.pk)
         try:
             data = _append(user, conversation, text, client_id, record_ids)
         except BaseException:
             release()
             raise
+        if data is None:  # sent before: its client id is taken
+            release()
+            earlier = _sent_before(conversation, user, client_id)
+            if earlier is None:  # SQLite's INSERT OR IGNORE skips other violations too
+                raise RuntimeError("a chat message insert was refused, not by its client id")
+            return selectors.message_data(earlier)
         transaction.on_commit(release)  # runs after the push, registered before it
     return data
 
 
 def _append(
     user: User, conversation: Conversation, text: str, client_id: str, record_ids: list[str]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The insert of :func:`message_send`, under the conversation's row lock: the next
-    ``seq``, the recipient's notice and unread counter, the push to both participants."""
+    ``seq``, the recipient's notice and unread counter, the push to both participants.
+    None, and nothing changed, if this sender already used ``client_id`` here: the insert
+    is tried first (``ON CONFLICT DO NOTHING`` on the client-id key), so that a first send,
+    nearly every send, asks the database nothing more."""
     now = timezone.now()
-    conversation.last_seq += 1
-    conversation.last_activity_at = now
     message = Message(
         conversation=conversation,
-        seq=conversation.last_seq,
+        seq=conversation.last_seq + 1,
         sender=user,
         client_id=client_id,
         text=text,
         attachments=record_ids,
         created_at=now,
     )
-    db.insert(message)  # the statements save() sends, not rebuilt by the ORM for each message
+    if not db.insert(message, ignore_conflicts=True):
+        return None
+    # After the insert, so that a retry costs no quota; a refusal rolls the insert back.
+    _consume_send_quota(user)
+    conversation.last_seq = message.seq
+    conversation.last_activity_at = now
     changed = ["last_seq", "last_activity_at"]
     changed += _tell_recipient(conversation, message, now)
     db.update(conversation, changed)

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from chat import services
+from chat.errors import ConversationClosed
 from chat.models import Message
 from chat.selectors import message_data
 from core.errors import ApplicationError
@@ -177,6 +178,32 @@ def test_a_retry_of_a_sent_message_is_not_rate_limited(api, conversation, patien
     assert send(api, patient_h, conversation, "x", client_id="k").json() == first
 
 
+def test_a_refused_send_stores_nothing_and_takes_no_seq(api, conversation, patient_h, settings):
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "chat_send": "1/m/user"}
+    assert send(api, patient_h, conversation, "x", client_id="k1").status_code == 201
+    refused = send(api, patient_h, conversation, "y", client_id="k2")
+    assert refused.status_code == 429, refused.json()
+    assert refused.json()["error"]["code"] == "chat.rate_limited"
+    assert list(Message.objects.values_list("client_id", "seq")) == [("k1", 1)]
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 1
+
+
+def test_a_retry_is_answered_after_the_conversation_closed(conversation, doc, patient):
+    first = services.message_send(
+        user=patient, conversation_id=str(conversation.pk), text="x", client_id="k"
+    )
+    services.conversation_close(user=doc, conversation_id=str(conversation.pk))
+    again = services.message_send(
+        user=patient, conversation_id=str(conversation.pk), text="x", client_id="k"
+    )
+    assert again == first and Message.objects.count() == 1
+    with pytest.raises(ConversationClosed):
+        services.message_send(
+            user=patient, conversation_id=str(conversation.pk), text="x", client_id="new"
+        )
+
+
 def test_the_service_answers_a_socket_style_call_with_the_ack(conversation, doc):
     ack = services.message_send(
         user=doc, conversation_id=str(conversation.pk), text="hi", client_id="sock-1"
@@ -283,9 +310,9 @@ def test_an_edit_to_nothing_is_refused(api, conversation, patient_h):
 
 
 def test_a_send_reads_the_conversation_once_under_its_lock(conversation, patient):
-    """The conversation and the client id are read once, under the row lock (not again
-    before it): lock, client id, care check, insert, conversation update; a retry of the
-    same client id stops after the first two."""
+    """The conversation is read once, under the row lock (not again before it): lock, care
+    check, insert, conversation update. The client id is not looked up first: the insert
+    ignores a taken one, and only then is the first send read back, for the retry's ack."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -295,11 +322,12 @@ def test_a_send_reads_the_conversation_once_under_its_lock(conversation, patient
             user=patient, conversation_id=conversation.pk, text="b", client_id="y"
         )
     sql = [q["sql"] for q in first.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "SELECT", "INSERT", "UPDATE"]
-    assert "FOR UPDATE" in sql[0] and "chat_message" in sql[1]
+    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "INSERT", "UPDATE"]
+    assert "FOR UPDATE" in sql[0] and "ON CONFLICT DO NOTHING" in sql[2]
     with CaptureQueriesContext(connection) as retry:
-        services.message_send(
+        again_ack = services.message_send(
             user=patient, conversation_id=conversation.pk, text="b", client_id="y"
         )
     again = [q["sql"] for q in retry.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert [s.split()[0] for s in again] == ["SELECT", "SELECT"]
+    assert [s.split()[0] for s in again] == ["SELECT", "SELECT", "INSERT", "SELECT"]
+    assert "chat_message" in again[3] and again_ack["seq"] == 2

@@ -1,6 +1,7 @@
 """The hand-written statements of the chat and care paths (``bookings.selectors.in_care``,
-``chat.selectors.conversation_for(people=False)``, ``chat.services._sent_before``) run on
-SQLite too: ``make run``'s embedded defaults, in a process of their own with a fresh database."""
+``chat.selectors.conversation_for(people=False)``, the message insert that ignores a client
+id used before) run on SQLite too: ``make run``'s embedded defaults, in a process of their own
+with a fresh database."""
 
 from __future__ import annotations
 
