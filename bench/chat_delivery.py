@@ -18,7 +18,10 @@ care together (a confirmed video appointment yesterday) with one conversation
 (``chat.services.conversation_open``). Every user holds one authenticated socket
 (``Authorization: Bearer``) in ``--clients`` separate client processes (``websockets``),
 which send on schedule and only stamp each frame's arrival (``time.time()``); the frames are
-parsed here after each phase.
+parsed here after each phase. Like an app, every socket keeps its user online with a
+``presence.ping`` every ``--ping`` s (the server forgets a presence after
+``PRESENCE_TTL_SECONDS``, 60), each at its own phase; without them every user would go
+offline a minute in, and each message would then also store a notification.
 
 Message ``i`` of a phase goes to conversation ``i mod N``, sent by its patient and its doctor
 in turn (``chat.send`` with a unique ``client_id`` and the index in the text), and is due at
@@ -49,6 +52,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import shlex
 import sys
 import tempfile
@@ -78,11 +82,17 @@ def route(i: int, conversations: int) -> tuple[int, int]:
 
 
 async def _clients(
-    ws_url: str, users: list[tuple[int, str]], conversation_ids: list[str], conn: Any
+    ws_url: str,
+    users: list[tuple[int, str]],
+    conversation_ids: list[str],
+    conn: Any,
+    ping_every: float,
 ) -> None:
     """Hold one socket per ``(label, token)``; labels ``0..N-1`` are the patients of
     conversations ``0..N-1`` and ``N..2N-1`` their doctors. On ``("run", first, count, t0,
-    rate)`` send, on schedule, the messages of ``first..first+count-1`` whose sender is here."""
+    rate)`` send, on schedule, the messages of ``first..first+count-1`` whose sender is here.
+    Every socket sends ``presence.ping`` every ``ping_every`` s (0: never), as an app keeps
+    its user online, each at its own phase (sockets opened together do not ping together)."""
     import gateway as gw
     import websockets
 
@@ -130,10 +140,23 @@ async def _clients(
             with contextlib.suppress(websockets.ConnectionClosed):  # counted as lost
                 await sockets[label].send(frame)
 
+    async def heartbeats() -> None:
+        """Until cancelled (at "stop"): each socket's pings, spread over the interval."""
+        rng = random.Random(len(sockets))
+        due = {label: time.monotonic() + rng.uniform(0, ping_every) for label in sockets}
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for label, at in due.items():
+                if at <= now and label not in closed:
+                    due[label] = at + ping_every
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await sockets[label].send('{"type": "presence.ping"}')
+
     took = await gw.open_sockets(ws_url, users, opened)
     conn.send(("opened", len(sockets), took))
     loop = asyncio.get_running_loop()
-    tasks: list[Any] = []
+    tasks: list[Any] = [loop.create_task(heartbeats())] if ping_every > 0 else []
     while True:  # bounded by the parent's commands, which end with "stop"
         command = await loop.run_in_executor(None, conn.recv)
         if command[0] == "run":
@@ -146,15 +169,21 @@ async def _clients(
             done, sent[:] = list(sent), []
             conn.send(("taken", taken, done))
         elif command[0] == "stop":
+            for task in tasks:
+                task.cancel()
             await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
             conn.send(("stopped", len(closed)))
             return
 
 
 def run_clients(
-    ws_url: str, users: list[tuple[int, str]], conversation_ids: list[str], conn: Any
+    ws_url: str,
+    users: list[tuple[int, str]],
+    conversation_ids: list[str],
+    conn: Any,
+    ping_every: float,
 ) -> None:
-    asyncio.run(_clients(ws_url, users, conversation_ids, conn))
+    asyncio.run(_clients(ws_url, users, conversation_ids, conn, ping_every))
 
 
 # --- Seeding ---------------------------------------------------------------------------------
@@ -432,7 +461,8 @@ def report(
             f"{args.clients} client processes, this process, Uvicorn, PostgreSQL and Redis "
             f"(and by whatever else ran on the machine: the last column gives the cores busy before / during each phase), Python "
             f"{platform.python_version()}, one Uvicorn process, `CHAT_SEND_RATE_LIMIT="
-            f"{args.send_limit}`.",
+            f"{args.send_limit}`; each socket sent `presence.ping` every {args.ping:g} s "
+            "(0: never).",
             "",
             f"{opened} sockets ({args.conversations} patients, {args.conversations} doctors) "
             f"opened in {open_s:.1f} s; server RSS {rss[0] / 1024:.0f} MiB before the "
@@ -490,6 +520,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, default=120.0, help="max seconds to wait for late ones")
     p.add_argument("--idle", type=float, default=3.0, help="end a drain after s without news")
     p.add_argument("--quiet-wait", type=float, default=20.0, help="wait for a quiet machine")
+    p.add_argument(
+        "--ping",
+        type=float,
+        default=30.0,
+        help="presence.ping every s on each socket, as apps keep their users online (0: none)",
+    )
     p.add_argument("--send-limit", default="100000/10s/user", help="CHAT_SEND_RATE_LIMIT")
     sys.path.insert(0, str(ROOT))
     import gateway as gw
@@ -548,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             parent, child = mp.get_context("spawn").Pipe()
             proc = mp.get_context("spawn").Process(
                 target=run_clients,
-                args=(ws_url, labelled[k * share : (k + 1) * share], ids, child),
+                args=(ws_url, labelled[k * share : (k + 1) * share], ids, child, args.ping),
                 daemon=True,
             )
             proc.start()
