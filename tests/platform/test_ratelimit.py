@@ -53,3 +53,22 @@ def test_the_embedded_cache_counts_the_same_way(settings):
     assert 1 <= consume(name, "u", "2/m/user", now=t + 2) <= 60
     # 50 s into the next window: 1 + 3 (the last window's, the refused hit too) x 10/60 = 1.5.
     assert consume(name, "u", "2/m/user", now=t + 90) == 0
+
+
+def test_each_window_expires_after_the_next_one():
+    """A window's counter lives two windows and a second (the next window reads it), set once
+    when it is created, not pushed back by later hits."""
+    from core.cache import default_redis
+
+    redis = default_redis()
+    assert redis is not None
+    client, make_key = redis
+    name, t = action(), 1_000_020.0  # the start of a minute window
+    consume(name, "u1", "5/m/user,100/h/user", now=t)
+    minute = make_key(f"rl:{name}:u1:60:{int(t)}")
+    hour = make_key(f"rl:{name}:u1:3600:{int(t // 3600) * 3600}")
+    assert int(client.get(minute)) == 1 and int(client.get(hour)) == 1
+    assert 115 <= client.ttl(minute) <= 121 and 7195 <= client.ttl(hour) <= 7201
+    client.expire(minute, 50)
+    consume(name, "u1", "5/m/user,100/h/user", now=t + 1)
+    assert int(client.get(minute)) == 2 and client.ttl(minute) <= 50
