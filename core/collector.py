@@ -19,13 +19,15 @@ becomes garbage (a closed socket's tasks and protocol objects) stays until a **r
 round unfreezes everything and collects the whole heap, the pause Python would otherwise take
 every few seconds under load. It comes when the heap (the interpreter's allocated blocks, a
 count it keeps for free) has grown by half since the last reclaim (or the first round), at
-the first round that finds the process quiet (under ``QUIET_LOAD`` of a core since the last
-round), so that the pause lands between bursts of traffic; or at once if the heap has tripled.
+the first round that finds the process quiet (under ``QUIET_LOAD`` of a core over the last
+``QUIET_SECONDS``, or since the last round if that was longer ago), so that the pause lands
+between bursts of traffic; or at once if the heap has tripled.
 (``gc.get_freeze_count()`` is not used: it walks the whole frozen list, ~65 ms with 2,000
 sockets, holding the interpreter.)"""
 
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import sys
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 class Collector:
     """One round at a time (``tick``); ``start`` runs the rounds in a daemon thread."""
 
-    QUIET_LOAD = 0.25  # cores the process used on average since the last round
+    QUIET_LOAD = 0.25  # cores the process used on average over the last QUIET_SECONDS
+    QUIET_SECONDS = 5.0
 
     def __init__(self, growth: float = 1.5, limit: float = 3.0) -> None:
         self.growth, self.limit = growth, limit
@@ -76,6 +79,22 @@ class Collector:
         return "round"
 
 
+class Load:
+    """The process's CPU use (cores) over the last ``Collector.QUIET_SECONDS`` at least,
+    however short the rounds: one quiet second inside traffic is no time for a whole-heap
+    pause. ``update`` takes a (wall, CPU) sample and answers the load up to it."""
+
+    def __init__(self, wall: float, cpu: float) -> None:
+        self.samples = collections.deque([(wall, cpu)])
+
+    def update(self, wall: float, cpu: float) -> float:
+        while len(self.samples) > 1 and wall - self.samples[1][0] >= Collector.QUIET_SECONDS:
+            self.samples.popleft()
+        then, cpu_then = self.samples[0]
+        self.samples.append((wall, cpu))
+        return (cpu - cpu_then) / max(1e-3, wall - then)
+
+
 _started: list[threading.Thread] = []
 
 
@@ -91,13 +110,12 @@ def start(every_seconds: float) -> Collector | None:
     collector = Collector()
 
     def run() -> None:
-        cpu, wall = time.process_time(), time.monotonic()
+        load = Load(time.monotonic(), time.process_time())
         while True:
             time.sleep(every_seconds)
-            load = (time.process_time() - cpu) / max(1e-3, time.monotonic() - wall)
-            cpu, wall = time.process_time(), time.monotonic()
+            current = load.update(time.monotonic(), time.process_time())
             try:
-                collector.tick(load)
+                collector.tick(current)
             except Exception:  # a failed round must not end the rounds
                 log.exception("gc round failed")
 

@@ -146,10 +146,10 @@ if env.str("DATABASE_URL", default=""):
     ):
         # psycopg's connection pool: under ASGI each request may run on another thread, so
         # persistent per-thread connections (CONN_MAX_AGE) are not reused; a pool is. It
-        # keeps open at least a connection for each thread of the event loop's executor
-        # (Python's default: cores + 4), where requests and socket handlers run: a pool that
-        # grew only on demand connected inside the first second of a burst, in front of the
-        # requests waiting for it (bench/RESULTS.md, gateway, sixth session).
+        # keeps at least cores + 4 connections open (the threads of the event loop's
+        # executor, which runs socket handlers; requests run on up to ASGI_THREADS): a pool
+        # that grew only on demand connected inside the first second of a burst, in front of
+        # the requests waiting for it (bench/RESULTS.md, gateway, sixth session).
         pool_max = env.int("DB_POOL_MAX_SIZE", default=20)
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int(
@@ -219,8 +219,10 @@ ASGI_THREADS = env.int("ASGI_THREADS", default=20)
 SOCKET_THREADS = env.int("SOCKET_THREADS", default=0)
 # Every this many seconds the server collects what is new and freezes what survived, so that
 # no collection pauses for the whole heap at a rate set by traffic (core/collector.py); 0
-# leaves Python's own collector alone.
-GC_FREEZE_SECONDS = env.float("GC_FREEZE_SECONDS", default=5.0)
+# leaves Python's own collector alone. A round's pause grows with what survived since the last
+# one: at 200 chat messages/s, rounds every 5 s paused 12-40 ms, every second under 10 ms
+# (bench/RESULTS.md, chat, sixth session).
+GC_FREEZE_SECONDS = env.float("GC_FREEZE_SECONDS", default=1.0)
 
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from core.collector import Collector
+from core.collector import Collector, Load
 
 
 class Node:
@@ -90,3 +90,17 @@ def test_the_server_starts_the_rounds_when_configured(settings):
     settings.GC_FREEZE_SECONDS = 3600.0  # the first round is an hour away: nothing else runs
     importlib.reload(telemed.asgi)
     assert any(t.name == "gc-freezer" and t.daemon for t in threading.enumerate())
+
+
+def test_the_load_is_judged_over_five_seconds_at_least_whatever_the_rounds():
+    """Rounds every second: a quiet second after busy ones is not a quiet process."""
+    load = Load(0.0, 0.0)
+    assert load.update(1.0, 0.9) == pytest.approx(0.9)  # (only one second seen yet)
+    for second in range(2, 6):
+        load.update(float(second), 0.9 * second)  # busy: 0.9 of a core
+    quiet = load.update(6.0, 4.5)  # one idle second
+    assert quiet == pytest.approx((4.5 - 0.9) / 5)  # over the last 5 s: busy, no reclaim
+    for second in range(7, 12):
+        quiet = load.update(float(second), 4.5)
+    assert quiet == pytest.approx(0.0)  # five idle seconds: quiet
+    assert Collector().due(heap=200, load=quiet) is False  # (no base yet: the first round)
