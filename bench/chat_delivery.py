@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -154,6 +155,8 @@ async def _clients(
                         await sockets[label].send('{"type": "presence.ping"}')
 
     took = await gw.open_sockets(ws_url, users, opened)
+    gc.collect()  # the sockets' objects frozen: a full collection would stamp arrivals late
+    gc.freeze()
     conn.send(("opened", len(sockets), took))
     loop = asyncio.get_running_loop()
     tasks: list[Any] = [loop.create_task(heartbeats())] if ping_every > 0 else []

@@ -111,6 +111,20 @@ async def _hold(ws_url: str, tokens: list[str], conn: Any) -> None:
         asyncio.get_running_loop().create_task(reader(i, ws))
 
     took = await open_sockets(ws_url, list(enumerate(tokens)), opened)
+    # The sockets' objects frozen: a full collection of them would stamp arrivals late. The
+    # longest collection since the last "take" is reported with the arrivals.
+    gc.collect()
+    gc.freeze()
+    longest = [0.0]
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            longest[0] = max(longest[0], (time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(timed)
     conn.send(("opened", len(sockets), took))
     loop = asyncio.get_running_loop()
     while True:
@@ -122,7 +136,8 @@ async def _hold(ws_url: str, tokens: list[str], conn: Any) -> None:
             conn.send(("pinged", len(sockets)))
         elif command == "take":
             taken, arrivals[:] = list(arrivals), []
-            conn.send(("arrivals", taken))
+            conn.send(("arrivals", taken, longest[0]))
+            longest[0] = 0.0
         elif command == "stop":
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
             conn.send(("stopped", len(closed)))
@@ -281,11 +296,13 @@ def start_server(
 
 async def bookings(
     base: str, plan: list[tuple[str, str, str, str]], rate: float
-) -> tuple[list[dict], float]:
-    """``plan``: (doctor id, doctor's socket label, patient token, start) per booking."""
+) -> tuple[list[dict], list[float]]:
+    """``plan``: (doctor id, doctor's socket label, patient token, start) per booking. The
+    results, and how late (ms) each request left this process."""
     import aiohttp
 
     results: list[dict] = []
+    sent: list[float] = []  # how late (ms) this process sent each request
     connector = aiohttp.TCPConnector(limit=128)
     async with aiohttp.ClientSession(
         base_url=base, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
@@ -296,6 +313,7 @@ async def bookings(
             await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
             due = t0_wall + i / rate
             body = {"doctor_id": doctor_id, "start": start, "mode": "in_person"}
+            sent.append((time.time() - due) * 1000)
             try:
                 async with session.post(
                     BOOK, json=body, headers={"Authorization": f"Bearer {token}"}
@@ -314,7 +332,7 @@ async def bookings(
                 results.append({"i": i, "status": type(exc).__name__, "id": None, "due": due})
 
         await asyncio.gather(*(one(i, d, t, s) for i, (d, _, t, s) in enumerate(plan)))
-    return results, t0_wall
+    return results, sent
 
 
 async def fanouts(users: list[Any], count: int, rate: float) -> tuple[list[float], list[float]]:
@@ -459,17 +477,21 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 f"booking at {rate:.0f}/s for {args.duration:.0f} s (machine busy {quiet:.2f} cores)"
             )
+            # This process's heap (the seeded users, sessions, tokens) frozen, as for the
+            # fan-out: a full collection of it would make the first requests leave late.
+            gc.collect()
+            gc.freeze()
             cpu0, busy0 = cpu_seconds(pid), hb._busy_seconds()
             t_load, wall0 = time.monotonic(), time.time()
-            with cpu_sampler(pid) as cpu_series:
-                results, _ = asyncio.run(bookings(server.base, plan, rate))
+            with cpu_sampler(pid) as cpu_series, gc_pauses() as own_pauses:
+                results, send_lag = asyncio.run(bookings(server.base, plan, rate))
             book_gcs = server_collections(gc_log, wall0, time.time())
             book_stalls = server_stalls(stall_log, wall0, time.time())
             took = time.monotonic() - t_load
             book_cpu = (cpu_seconds(pid) - cpu0) / took
             busy = (hb._busy_seconds() - busy0) / took
             time.sleep(args.drain)
-            _, arrivals = request(parent, "take")
+            _, arrivals, holder_gc = request(parent, "take")
             seen: dict[tuple[int, str], float] = {}
             for i, at, frame in arrivals:
                 event = json.loads(frame)
@@ -505,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
             offset += count
             gcs = ", ".join(f"{ms:.0f} ms at +{at - wall0:.1f} s" for at, ms in book_gcs) or "none"
             gcs += f"; {stalls_text(book_stalls)}; {late_seconds(alert_at, cpu_series)}"
+            gcs += (
+                f"; this load generator sent late by p99 {pct(send_lag, 99):.1f} ms, max "
+                f"{max(send_lag, default=0):.1f} ms; its longest collection "
+                f"{max(own_pauses, default=0):.1f} ms; the socket holder's {holder_gc:.1f} ms"
+            )
             booking_rows += [
                 f"| {rate:.0f}/s | `booking.created` on the doctor's socket | {len(alert)} | "
                 f"{summary(alert)} | {book_cpu * 100:.0f}% | {busy:.2f} | {statuses} | {lost} "
@@ -541,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         fan_cpu = (cpu_seconds(pid) - cpu0) / fan_took
         fan_busy = (hb._busy_seconds() - busy0) / fan_took
         time.sleep(args.drain)
-        _, arrivals = request(parent, "take")
+        _, arrivals, fan_holder_gc = request(parent, "take")
         fan_ms: list[float] = []
         after_call_ms: list[float] = []
         got: set[tuple[int, int]] = set()
@@ -610,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
             f"at the end (client): {open_at_end} of {opened}. Each `notify()` in call order, "
             f"due to return (ms): {', '.join(f'{ms:.0f}' for ms in call_ms)}. Garbage "
             f"collections in this load generator meanwhile: {len(pauses)}, the longest "
-            f"{max(pauses, default=0):.1f} ms. Full collections in the server from the first "
+            f"{max(pauses, default=0):.1f} ms; the longest in the socket-holding client "
+            f"{fan_holder_gc:.1f} ms. Full collections in the server from the first "
             f"due time to the end of the drain: "
             f"{', '.join(f'{ms:.0f} ms at +{at - dues[0]:.1f} s' for at, ms in server_gcs) or 'none'}"
             f"; {stalls_text(fan_stalls)}.",
