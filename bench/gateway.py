@@ -115,33 +115,24 @@ async def _hold(ws_url: str, tokens: list[str], conn: Any) -> None:
     # longest collection since the last "take" is reported with the arrivals.
     gc.collect()
     gc.freeze()
-    longest = [0.0]
-    started = [0.0]
-
-    def timed(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            longest[0] = max(longest[0], (time.perf_counter() - started[0]) * 1000)
-
-    gc.callbacks.append(timed)
     conn.send(("opened", len(sockets), took))
     loop = asyncio.get_running_loop()
-    while True:
-        command = await loop.run_in_executor(None, conn.recv)
-        if command == "count":
-            conn.send(("open", len(sockets) - len(closed)))
-        elif command == "ping":  # a heartbeat on every socket
-            await asyncio.gather(*(ws.send('{"type": "presence.ping"}') for ws in sockets))
-            conn.send(("pinged", len(sockets)))
-        elif command == "take":
-            taken, arrivals[:] = list(arrivals), []
-            conn.send(("arrivals", taken, longest[0]))
-            longest[0] = 0.0
-        elif command == "stop":
-            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-            conn.send(("stopped", len(closed)))
-            return
+    with gc_pauses() as pauses:  # the collections since the last "take"
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "count":
+                conn.send(("open", len(sockets) - len(closed)))
+            elif command == "ping":  # a heartbeat on every socket
+                await asyncio.gather(*(ws.send('{"type": "presence.ping"}') for ws in sockets))
+                conn.send(("pinged", len(sockets)))
+            elif command == "take":
+                taken, arrivals[:] = list(arrivals), []
+                conn.send(("arrivals", taken, max(pauses, default=0.0)))
+                pauses.clear()
+            elif command == "stop":
+                await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+                conn.send(("stopped", len(closed)))
+                return
 
 
 def hold_sockets(ws_url: str, tokens: list[str], conn: Any) -> None:

@@ -144,11 +144,13 @@ def _consume_send_quota(user: User) -> None:
         raise SendRateLimited(retry_after=wait)
 
 
-def _sent_before(conversation: Conversation, user: User, client_id: str) -> Message | None:
-    """The message this sender already sent with this client id (at most one: a unique key)."""
-    return Message.objects.filter(
+def _earlier_ack(conversation: Conversation, user: User, client_id: str) -> dict[str, Any] | None:
+    """The acknowledgement of the message this sender already sent with this client id (at
+    most one: a unique key), or None."""
+    earlier = Message.objects.filter(
         conversation=conversation, sender=user, client_id=client_id
     ).first()
+    return selectors.message_data(earlier) if earlier is not None else None
 
 
 def message_send(
@@ -179,10 +181,10 @@ def message_send(
             if record_ids:
                 _check_attachable(conversation, record_ids)
         except ApplicationError:
-            earlier = _sent_before(conversation, user, client_id)
-            if earlier is None:
+            ack = _earlier_ack(conversation, user, client_id)
+            if ack is None:
                 raise
-            return selectors.message_data(earlier)
+            return ack
         release = _hold_push_order(conversation.pk)
         try:
             data = _append(user, conversation, text, client_id, record_ids)
@@ -191,10 +193,10 @@ def message_send(
             raise
         if data is None:  # sent before: its client id is taken
             release()
-            earlier = _sent_before(conversation, user, client_id)
-            if earlier is None:  # SQLite's INSERT OR IGNORE skips other violations too
+            data = _earlier_ack(conversation, user, client_id)
+            if data is None:  # SQLite's INSERT OR IGNORE skips other violations too
                 raise RuntimeError("a chat message insert was refused, not by its client id")
-            return selectors.message_data(earlier)
+            return data
         transaction.on_commit(release)  # runs after the push, registered before it
     return data
 

@@ -140,17 +140,14 @@ if env.str("DATABASE_URL", default=""):
         DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
             f"-c max_parallel_workers_per_gather={workers}"
         )
-    if (
-        DATABASES["default"]["ENGINE"].endswith("postgresql")
-        and env.int("DB_POOL_MAX_SIZE", default=20) > 0
-    ):
+    pool_max = env.int("DB_POOL_MAX_SIZE", default=20)
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and pool_max > 0:
         # psycopg's connection pool: under ASGI each request may run on another thread, so
         # persistent per-thread connections (CONN_MAX_AGE) are not reused; a pool is. It
         # keeps at least cores + 4 connections open (the threads of the event loop's
         # executor, which runs socket handlers; requests run on up to ASGI_THREADS): a pool
         # that grew only on demand connected inside the first second of a burst, in front of
         # the requests waiting for it (bench/RESULTS.md, gateway, sixth session).
-        pool_max = env.int("DB_POOL_MAX_SIZE", default=20)
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int(
                 "DB_POOL_MIN_SIZE", default=min(pool_max, (os.cpu_count() or 1) + 4)
