@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        from core.pgtypes import use_c_timestamptz_loader
+
+        use_c_timestamptz_loader()
