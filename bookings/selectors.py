@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import DateField, F, IntegerField, Q, QuerySet, Value
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -25,8 +25,9 @@ from bookings.models import (
     TimeOff,
 )
 from bookings.slots import Hours, Slot, free_slots
+from core import db
 from core.db import db_value, names
-from doctors.models import DoctorProfile
+from doctors.models import Clinic, DoctorProfile
 
 
 def policy_for(doctor: DoctorProfile) -> BookingPolicy:
@@ -64,48 +65,29 @@ def schedule_of(doctor: DoctorProfile, *, fresh: bool = False) -> Schedule:
     return schedule
 
 
-_HOURS_FIELDS = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic_id")
-
-
 def hours_of(doctor: DoctorProfile) -> list[Hours]:
     """Every source of bookable hours of the doctor: weekly rules and one-off extra hours
-    (one round trip), each in its clinic's zone, or the doctor's without a clinic."""
-    columns = (*_HOURS_FIELDS, "zone", "weekday_", "on_date")
-    rules = (
-        AvailabilityRule.objects.filter(doctor=doctor)
-        .annotate(
-            zone=F("clinic__time_zone"),
-            weekday_=F("weekday"),
-            on_date=Value(None, output_field=DateField()),
+    (one hand-written statement: a booking reads them fresh, and the ORM spent several times
+    the database's time building the query), each in its clinic's zone, or the doctor's
+    without a clinic."""
+    sql, fields = _hours_sql(connection.vendor)
+    doctor_id = db_value(AvailabilityRule, "doctor", doctor.pk)
+    found = [
+        Hours(
+            zone=ZoneInfo(zone or doctor.time_zone),
+            start=start,
+            end=end,
+            slot_minutes=slot,
+            buffer_minutes=buffer,
+            mode=mode,
+            clinic_id=clinic_id,
+            weekday=weekday,
+            on_date=on_date,
         )
-        .values_list(*columns)
-    )
-    extras = (
-        ExtraHours.objects.filter(doctor=doctor)
-        .annotate(
-            zone=F("clinic__time_zone"),
-            weekday_=Value(None, output_field=IntegerField()),
-            on_date=F("date"),
+        for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in db.values(
+            sql, [doctor_id, doctor_id], fields
         )
-        .values_list(*columns)
-    )
-    found = []
-    for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in rules.union(
-        extras, all=True
-    ):
-        found.append(
-            Hours(
-                zone=ZoneInfo(zone or doctor.time_zone),
-                start=start,
-                end=end,
-                slot_minutes=slot,
-                buffer_minutes=buffer,
-                mode=mode,
-                clinic_id=clinic_id,
-                weekday=weekday,
-                on_date=on_date,
-            )
-        )
+    ]
     # A fixed order (rules, then extra hours), because where two sources offer slots that
     # start at the same instant, the first source's slot is the one kept.
     found.sort(
@@ -120,6 +102,75 @@ def hours_of(doctor: DoctorProfile) -> list[Hours]:
         )
     )
     return found
+
+
+_HOURS_FIELDS = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic")
+
+
+@functools.cache
+def _hours_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """The weekly rules and the extra hours, with their clinics' zones, in one ``UNION ALL``,
+    and the fields that convert its columns."""
+    clinics, clinic_id, zone = names(Clinic, "id", "time_zone")
+    parts = []
+    for model, own in ((AvailabilityRule, "weekday"), (ExtraHours, "date")):
+        table, doctor, *columns = names(model, "doctor", *_HOURS_FIELDS, own)
+        weekday, on_date = (
+            (f"s.{columns[-1]}", "NULL") if own == "weekday" else ("NULL", f"s.{columns[-1]}")
+        )
+        common = ", ".join(f"s.{c}" for c in columns[:-1])
+        parts.append(
+            f"SELECT {common}, c.{zone}, {weekday}, {on_date} FROM {table} s "  # noqa: S608 (names from the models)
+            f"LEFT JOIN {clinics} c ON c.{clinic_id} = s.{columns[5]} WHERE s.{doctor} = %s"
+        )
+    fields = (
+        *(AvailabilityRule._meta.get_field(f) for f in _HOURS_FIELDS),
+        Clinic._meta.get_field("time_zone"),
+        AvailabilityRule._meta.get_field("weekday"),
+        ExtraHours._meta.get_field("date"),
+    )
+    return " UNION ALL ".join(parts), fields
+
+
+def busy_of(
+    doctor: DoctorProfile,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    margin: timedelta | None,
+) -> list[tuple[datetime, datetime]]:
+    """The doctor's time off meeting ``[start, end)`` and, unless ``margin`` is None, the
+    active appointments meeting ``[start - margin, end)`` (a hold past its expiry no longer
+    blocks anything; :func:`_active` states the same rule as a queryset): one hand-written
+    statement, read for every slot list and every booking."""
+    sql, fields = _busy_sql(connection.vendor, margin is not None)
+    doctor_id = db_value(TimeOff, "doctor", doctor.pk)
+    at = functools.partial(db_value, Appointment, "start")
+    params = [doctor_id, at(start), at(end)]
+    if margin is not None:
+        params += [doctor_id, at(start - margin), at(end), *ACTIVE, Status.HELD, at(now)]
+    return db.values(sql, params, fields)
+
+
+@functools.cache
+def _busy_sql(vendor: str, with_appointments: bool) -> tuple[str, tuple[Any, ...]]:
+    off, off_doctor, off_start, off_end = names(TimeOff, "doctor", "start", "end")
+    sql = (
+        f"SELECT {off_start}, {off_end} FROM {off} "  # noqa: S608 (names from the models)
+        f"WHERE {off_doctor} = %s AND {off_end} > %s AND {off_start} < %s"
+    )
+    if with_appointments:
+        table, doctor, start, end, status, hold = names(
+            Appointment, "doctor", "start", "end", "status", "hold_expires_at"
+        )
+        sql += (
+            f" UNION ALL SELECT {start}, {end} FROM {table} "  # noqa: S608
+            f"WHERE {doctor} = %s AND {end} > %s AND {start} < %s "
+            f"AND {status} IN ({', '.join(['%s'] * len(ACTIVE))}) "
+            f"AND NOT ({status} = %s AND {hold} IS NOT NULL AND {hold} <= %s)"
+        )
+    return sql, (TimeOff._meta.get_field("start"), TimeOff._meta.get_field("end"))
 
 
 def _active(qs: QuerySet[Appointment], now: datetime) -> QuerySet[Appointment]:
@@ -142,15 +193,7 @@ def doctor_slots(
     now = now or timezone.now()
     policy, hours = schedule or schedule_of(doctor)
     margin = timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
-    busy_qs = TimeOff.objects.filter(doctor=doctor, end__gt=start, start__lt=end).values_list(
-        "start", "end"
-    )
-    if not ignore_bookings:  # one round trip for both
-        booked = _active(
-            Appointment.objects.filter(doctor=doctor, end__gt=start - margin, start__lt=end), now
-        )
-        busy_qs = busy_qs.union(booked.values_list("start", "end"), all=True)
-    busy = list(busy_qs)
+    busy = busy_of(doctor, start, end, now=now, margin=None if ignore_bookings else margin)
     return free_slots(
         hours=hours,
         start=start,

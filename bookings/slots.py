@@ -55,20 +55,27 @@ def wall_to_utc(day: date, wall: time, zone: ZoneInfo) -> datetime | None:
     return instant
 
 
-def _local_days(zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[date]:
-    day = start.astimezone(zone).date() - timedelta(days=1)
-    last = end.astimezone(zone).date() + timedelta(days=1)
+def _source_days(hours: Hours, start: datetime, end: datetime) -> Iterator[date]:
+    """The local days of ``hours`` (its weekday each week, or its one date) that can hold a
+    slot starting in ``[start, end)``: a day either side of the range's local dates, since a
+    day's hours can reach into the next day in UTC."""
+    first = start.astimezone(hours.zone).date() - timedelta(days=1)
+    last = end.astimezone(hours.zone).date() + timedelta(days=1)
+    if hours.on_date is not None:
+        if first <= hours.on_date <= last:
+            yield hours.on_date
+        return
+    day, step = first, timedelta(days=1)
+    if hours.weekday is not None:
+        day += timedelta(days=(hours.weekday - first.weekday()) % 7)
+        step = timedelta(days=7)
     while day <= last:
         yield day
-        day += timedelta(days=1)
+        day += step
 
 
 def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
-    for day in _local_days(hours.zone, start, end):
-        if hours.on_date is not None and day != hours.on_date:
-            continue
-        if hours.weekday is not None and day.weekday() != hours.weekday:
-            continue
+    for day in _source_days(hours, start, end):
         yield from _day_slots(hours, day)[0]
 
 
@@ -79,11 +86,7 @@ class _DayGrid(NamedTuple):
 
 
 def _day_grids(hours: Hours, start: datetime, end: datetime) -> Iterator[_DayGrid]:
-    for day in _local_days(hours.zone, start, end):
-        if hours.on_date is not None and day != hours.on_date:
-            continue
-        if hours.weekday is not None and day.weekday() != hours.weekday:
-            continue
+    for day in _source_days(hours, start, end):
         grid = _day_slots(hours, day)
         if grid.slots:
             yield grid

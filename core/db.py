@@ -41,33 +41,44 @@ def fetch(model: type[Model], sql: str, params: Sequence[Any]) -> list[Any]:
     converted as the ORM converts it (times, UUIDs and encrypted text on SQLite and
     PostgreSQL alike). ``model.objects.raw()`` does the same, but works out the columns and
     their converters again for every query: most of its cost on a one-row read."""
-    attnames, converters = _row_converters(model, connection.vendor)
+    fields = tuple(model._meta.concrete_fields)
+    attnames = [f.attname for f in fields]
+    return [model.from_db(connection.alias, attnames, row) for row in values(sql, params, fields)]
+
+
+def values(sql: str, params: Sequence[Any], fields: Sequence[Any]) -> list[Any]:
+    """The rows of a hand-written ``sql``, column ``i`` converted as the ORM converts
+    ``fields[i]`` (what ``values_list`` answers; a column of a ``UNION`` comes back from
+    SQLite as text, and its field's converters parse it). A ``None`` field: no conversion."""
+    converters = _converters(tuple(fields), connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
+    if not converters:
+        return rows
     found = []
     for row in rows:
-        values = list(row)
+        converted = list(row)
         for i, functions, column in converters:
             for convert in functions:
-                values[i] = convert(values[i], column, connection)
-        found.append(model.from_db(connection.alias, attnames, values))
+                converted[i] = convert(converted[i], column, connection)
+        found.append(tuple(converted))
     return found
 
 
 @functools.cache
-def _row_converters(model: type[Model], vendor: str) -> tuple[list[str], list[Any]]:
-    """The attribute names of ``model``'s columns in :func:`select_sql`'s order, and for each
-    column that needs them, the backend's and the field's converters (as the ORM's
-    ``SQLCompiler.get_converters`` finds them)."""
-    fields = model._meta.concrete_fields
+def _converters(fields: tuple[Any, ...], vendor: str) -> list[Any]:
+    """For each of ``fields`` that needs them, its index and the backend's and the field's
+    converters (as the ORM's ``SQLCompiler.get_converters`` finds them)."""
     converters = []
     for i, field in enumerate(fields):
-        column = field.get_col(model._meta.db_table)
+        if field is None:
+            continue
+        column = field.get_col(field.model._meta.db_table)
         functions = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
         if functions:
             converters.append((i, functions, column))
-    return [f.attname for f in fields], converters
+    return converters
 
 
 def insert(obj: Model, *, ignore_conflicts: bool = False) -> bool:

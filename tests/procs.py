@@ -165,3 +165,36 @@ def running(proc: Proc) -> Iterator[Proc]:
         yield proc
     finally:
         proc.stop()
+
+
+def run_on_sqlite(script: str, var_dir: Path, timeout: float = 240) -> str:
+    """Run ``script`` in a Python process of its own on the embedded defaults (``make run``'s:
+    SQLite in ``var_dir``, no Redis), after ``django.setup()`` and ``migrate``; its output.
+    The script is checked to run on SQLite and must print ``sqlite ok`` at the end."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "VAR_DIR", "DJANGO_ENV")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="telemed.settings",
+        VAR_DIR=str(var_dir),
+        TASK_WORKER_IN_PROCESS="false",
+    )
+    prelude = (
+        "import django\ndjango.setup()\n"
+        "from django.core.management import call_command\ncall_command('migrate', verbosity=0)\n"
+        "from django.db import connection as _connection\n"
+        "assert _connection.vendor == 'sqlite'\n"
+    )
+    r = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", prelude + script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "sqlite ok" in r.stdout, r.stdout
+    return r.stdout

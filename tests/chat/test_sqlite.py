@@ -5,20 +5,10 @@ with a fresh database."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.procs import run_on_sqlite
 
 SCRIPT = """
-import django
-django.setup()
-from django.core.management import call_command
-call_command("migrate", verbosity=0)
 from datetime import timedelta
-from django.db import connection
 from django.utils import timezone
 from bookings.models import Appointment
 from bookings.selectors import in_care
@@ -27,7 +17,6 @@ from chat.errors import ConversationNotFound
 from tests.doctors.factories import doctor
 from tests.factories import make_user
 
-assert connection.vendor == "sqlite"
 doc, patient, stranger = doctor(), make_user(), make_user()
 start = timezone.now() - timedelta(hours=2)
 Appointment.objects.create(doctor=doc, patient=patient, mode="video", status="confirmed",
@@ -68,23 +57,4 @@ print("sqlite ok")
 
 
 def test_hand_written_statements_run_on_sqlite(tmp_path):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "VAR_DIR", "DJANGO_ENV")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="telemed.settings",
-        VAR_DIR=str(tmp_path),
-        TASK_WORKER_IN_PROCESS="false",
-    )
-    r = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", SCRIPT],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "sqlite ok" in r.stdout
+    run_on_sqlite(SCRIPT, tmp_path)

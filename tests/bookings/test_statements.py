@@ -1,0 +1,135 @@
+"""The hand-written reads of slot lists and bookings (``bookings.selectors.hours_of`` and
+``busy_of``) answer what the ORM answers, on PostgreSQL here and on SQLite (``make run``'s
+embedded defaults) in a process of its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bookings import selectors
+from bookings.models import Appointment, AvailabilityRule, ExtraHours, Status, TimeOff
+from bookings.slots import Hours
+from tests.doctors.factories import clinic_at, doctor
+from tests.factories import make_user
+from tests.procs import run_on_sqlite
+
+T0 = datetime(2027, 3, 1, 6, tzinfo=UTC)
+
+
+def seed() -> tuple:
+    """A doctor (profile zone Asia/Riyadh) with a Cairo clinic and a Dubai one, weekly rules
+    and extra hours with and without a clinic, time off, and appointments in every status,
+    holds expired, running and without an expiry among them, one hour apart."""
+    profile = doctor(time_zone="Asia/Riyadh")
+    cairo = profile.clinics.get()
+    dubai = clinic_at(profile, 25.2, 55.27, city="Dubai")
+    dubai.time_zone = "Asia/Dubai"
+    dubai.save()
+    for weekday, clinic, mode in (
+        (0, cairo, "in_person"),
+        (3, dubai, "in_person"),
+        (3, None, "video"),
+    ):
+        AvailabilityRule.objects.create(
+            doctor=profile, clinic=clinic, mode=mode, weekday=weekday, start=time(9),
+            end=time(13, 30), slot_minutes=20, buffer_minutes=5,
+        )  # fmt: skip
+    for day, clinic in ((date(2027, 3, 4), dubai), (date(2027, 3, 2), None)):
+        ExtraHours.objects.create(
+            doctor=profile, clinic=clinic, mode="video", date=day, start=time(20),
+            end=time(22), slot_minutes=15,
+        )  # fmt: skip
+    TimeOff.objects.create(doctor=profile, start=T0, end=T0 + timedelta(hours=2))
+    TimeOff.objects.create(doctor=profile, start=T0 + timedelta(days=2), end=T0 + timedelta(days=3))
+    other = doctor()  # someone else's time off and appointments never count
+    TimeOff.objects.create(doctor=other, start=T0, end=T0 + timedelta(days=9))
+    patient = make_user()
+    at = T0 + timedelta(hours=3)
+    holds = [None, T0 - timedelta(minutes=1), T0, T0 + timedelta(minutes=1)]
+    for status in Status.values:
+        for hold in holds if status == Status.HELD else [None]:
+            Appointment.objects.create(
+                doctor=profile, patient=patient, mode="video", status=status,
+                start=at, end=at + timedelta(minutes=20), hold_expires_at=hold,
+            )  # fmt: skip
+            at += timedelta(hours=1)
+    Appointment.objects.create(
+        doctor=other, patient=make_user(), mode="video", status=Status.CONFIRMED,
+        start=T0 + timedelta(hours=3), end=T0 + timedelta(hours=4),
+    )  # fmt: skip
+    return profile, cairo, dubai
+
+
+def expected_busy(profile, start, end, now, margin):
+    """The rule as querysets: time off meeting the range, active appointments meeting it
+    widened by the margin, a hold past its expiry not among them."""
+    off = TimeOff.objects.filter(doctor=profile, end__gt=start, start__lt=end)
+    found = list(off.values_list("start", "end"))
+    if margin is not None:
+        booked = Appointment.objects.filter(
+            doctor=profile, end__gt=start - margin, start__lt=end, status__in=selectors.ACTIVE
+        ).exclude(status=Status.HELD, hold_expires_at__lte=now)
+        found += list(booked.values_list("start", "end"))
+    return sorted(found)
+
+
+def check_busy(profile) -> int:
+    """``busy_of`` against the querysets over windows that cut the seeded rows at their edges
+    and in their middles, with several "now"s and margins; the number of rows compared."""
+    compared = 0
+    edges = [T0 + timedelta(minutes=m) for m in range(-60, 60 * 16, 35)]
+    for start in edges[::3]:
+        for end in edges[1::4]:
+            if end <= start:
+                continue
+            for now in (T0 - timedelta(hours=1), T0, T0 + timedelta(seconds=30)):
+                for margin in (None, timedelta(0), timedelta(minutes=5)):
+                    got = sorted(selectors.busy_of(profile, start, end, now=now, margin=margin))
+                    assert got == expected_busy(profile, start, end, now, margin), (start, end)
+                    assert all(a.tzinfo is not None and b.tzinfo is not None for a, b in got)
+                    compared += len(got)
+    return compared
+
+
+def check_hours(profile, cairo, dubai) -> None:
+    found = selectors.hours_of(profile)
+    riyadh, cairo_zone, dubai_zone = (
+        ZoneInfo(z) for z in ("Asia/Riyadh", "Africa/Cairo", "Asia/Dubai")
+    )
+    expected = [
+        Hours(cairo_zone, time(9), time(13, 30), 20, 5, "in_person", cairo.pk, 0, None),
+        Hours(dubai_zone, time(9), time(13, 30), 20, 5, "in_person", dubai.pk, 3, None),
+        Hours(riyadh, time(9), time(13, 30), 20, 5, "video", None, 3, None),
+        Hours(riyadh, time(20), time(22), 15, 0, "video", None, None, date(2027, 3, 2)),
+        Hours(dubai_zone, time(20), time(22), 15, 0, "video", dubai.pk, None, date(2027, 3, 4)),
+    ]
+    assert found == expected, found
+    assert all(type(h.clinic_id) is type(cairo.pk) for h in found if h.clinic_id is not None)
+
+
+def check_all() -> None:
+    profile, cairo, dubai = seed()
+    check_hours(profile, cairo, dubai)
+    assert check_busy(profile) > 100
+    # and the slot list built on them: every slot inside an hour, none on a busy interval
+    start, end = T0 - timedelta(days=1), T0 + timedelta(days=8)
+    slots = selectors.doctor_slots(doctor=profile, start=start, end=end, now=T0 - timedelta(days=1))
+    busy = selectors.busy_of(profile, start, end, now=T0, margin=timedelta(minutes=5))
+    assert slots and not any(
+        s.start < b + timedelta(minutes=5) and b0 < s.end for s in slots for b0, b in busy
+    )
+
+
+@pytest.mark.django_db
+def test_hours_and_busy_time_answer_what_the_orm_answers():
+    check_all()
+
+
+def test_hours_and_busy_time_answer_what_the_orm_answers_on_sqlite(tmp_path):
+    run_on_sqlite(
+        "from tests.bookings.test_statements import check_all\ncheck_all()\nprint('sqlite ok')\n",
+        tmp_path,
+    )
