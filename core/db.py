@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
+
+M = TypeVar("M", bound=Model)
 
 
 def db_value(model: type[Model], field_name: str, value: Any) -> Any:
@@ -44,6 +47,25 @@ def fetch(model: type[Model], sql: str, params: Sequence[Any]) -> list[Any]:
     fields = tuple(model._meta.concrete_fields)
     attnames = [f.attname for f in fields]
     return [model.from_db(connection.alias, attnames, row) for row in values(sql, params, fields)]
+
+
+def stored(
+    model: type[M], attributes: dict[str, Any], related: dict[str, Model] | None = None
+) -> M:
+    """An instance of ``model`` for a row already in the database, from every concrete
+    field's value (by ``attname``), as ``model.from_db`` makes one but without ``__init__``
+    (its work per field and its ``pre_init``/``post_init`` signals: ~6 us a row, 3 ms of a
+    500-recipient ``notify()``). ``related``: instances to cache as the row's relations (by
+    field name: ``n.user`` without a query). Only for models without init signal receivers."""
+    if len(attributes) != len(model._meta.concrete_fields):
+        raise ValueError(f"{model.__name__}: every concrete field's value is needed")
+    obj = model.__new__(model)
+    obj.__dict__.update(attributes)
+    state = obj._state = ModelState()
+    state.adding, state.db = False, connection.alias
+    if related:
+        state.fields_cache.update(related)
+    return obj
 
 
 def values(sql: str, params: Sequence[Any], fields: Sequence[Any]) -> list[Any]:

@@ -10,6 +10,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone, translation
 
+from core import db
 from realtime import fanout
 from realtime.consumers import CLOSE_FORBIDDEN
 from realtime.deliveries import deliveries_schedule
@@ -99,7 +100,8 @@ def _store_postgresql(
     table = connection.ops.quote_name(Notification._meta.db_table)
     preference = connection.ops.quote_name(DeliveryPreference._meta.db_table)
     user_type = EventCounter._meta.get_field("user").target_field.db_type(connection)  # type: ignore[union-attr]
-    rows = [{"u": str(u.pk), "t": t, "b": b} for u, (t, b) in zip(recipients, texts, strict=True)]
+    keys = [str(u.pk) for u in recipients]
+    rows = [{"u": k, "t": t, "b": b} for k, (t, b) in zip(keys, texts, strict=True)]
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -117,10 +119,23 @@ def _store_postgresql(
         )
         stored = {str(user_id): (pk, seq, ch) for pk, user_id, seq, ch in cursor.fetchall()}
     created, preferences = [], {}
-    for user, (title, body) in zip(recipients, texts, strict=True):
-        pk, seq, channels = stored[str(user.pk)]
-        n = Notification(user=user, seq=seq, kind=kind, title=title, body=body, data=data)
-        n.pk, n.created_at, n._state.adding = pk, now, False
+    for user, key, (title, body) in zip(recipients, keys, texts, strict=True):
+        pk, seq, channels = stored[key]
+        n = db.stored(
+            Notification,
+            {
+                "id": pk,
+                "user_id": user.pk,
+                "seq": seq,
+                "kind": kind,
+                "title": title,
+                "body": body,
+                "data": data,
+                "created_at": now,
+                "read_at": None,
+            },
+            {"user": user},
+        )
         created.append(n)
         if channels is not None:
             preferences[user.pk] = json.loads(channels)

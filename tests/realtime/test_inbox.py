@@ -8,6 +8,7 @@ import redis
 from django.core.cache import cache
 from django.utils import translation
 
+from core import db
 from realtime.models import Notification
 from realtime.services import notify
 from realtime.unread import unread_counts
@@ -130,3 +131,31 @@ def test_each_recipient_is_rendered_in_their_language_and_answered_in_the_order_
     stored = Notification.objects.filter(user__in=users).values_list("user", "title", "body")
     assert sorted(stored) == sorted((u.pk, u.language, u.email) for u in users)
     assert [n.pk for n in created] == [Notification.objects.get(user=u, seq=1).pk for u in users]
+
+
+def test_notify_answers_the_rows_as_the_database_reads_them(django_assert_num_queries):
+    """``notify()`` builds its answer from the statement's output (``core.db.stored``), not
+    by reading the rows back: each field equals the stored row's, the recipient is there
+    without a query, and the instance saves as an update of its row."""
+    users = [make_user(language="ar"), make_user()]
+    created = notify(
+        users=users,
+        kind="notification.created",
+        data={"k": [1, "x"]},
+        render=lambda u: (f"title {u.language}", "body"),
+    )
+    columns = [f.attname for f in Notification._meta.concrete_fields]
+    for n, user in zip(created, users, strict=True):
+        read = Notification.objects.get(pk=n.pk)
+        assert {c: getattr(n, c) for c in columns} == {c: getattr(read, c) for c in columns}
+        assert (n._state.adding, n._state.db) == (False, "default")
+        with django_assert_num_queries(0):
+            assert n.user is user
+        assert n.event() == read.event()
+    created[0].title = "changed"
+    with django_assert_num_queries(1):
+        created[0].save()  # an UPDATE of the row, not a second INSERT
+    assert Notification.objects.get(pk=created[0].pk).title == "changed"
+    assert Notification.objects.count() == 2
+    with pytest.raises(ValueError, match="every concrete field"):
+        db.stored(Notification, {"id": 1, "seq": 1})  # a partial row is refused
