@@ -35,7 +35,7 @@ class SyncChainASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.executor = ThreadPoolExecutor(
-            max_workers=int(getattr(settings, "ASGI_THREADS", 20)), thread_name_prefix="http"
+            max_workers=int(settings.ASGI_THREADS), thread_name_prefix="http"
         )
 
     def load_middleware(self, is_async: bool = False) -> None:

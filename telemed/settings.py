@@ -210,7 +210,13 @@ else:
 
 # Threads that run the synchronous part of HTTP requests (core/asgi.py), per process: at most
 # this many requests are in their view at once; the rest wait their turn on the event loop.
-ASGI_THREADS = env.int("ASGI_THREADS", default=20)
+# As many as the database pool keeps open (cores + 4): on 2 cores, 6 threads sustained 75-82
+# bookings/s where 20 sustained 68/s; past its limit a process on 20 threads spent ~50% more
+# CPU per request (14-19 ms a booking against 10-11 ms), so an overload fed itself
+# (bench/RESULTS.md, seventh session). A file uploaded through the API holds its thread while
+# it is stored: where many such uploads run at once, raise this, or have clients upload
+# straight to object storage (a presigned POST, which holds no thread).
+ASGI_THREADS = env.int("ASGI_THREADS", default=min(32, (os.cpu_count() or 1) + 4))
 # Threads per process that run socket handlers (chat.send, chat.read, ...); 0: the event
 # loop's default executor (min(32, cores + 4) threads).
 SOCKET_THREADS = env.int("SOCKET_THREADS", default=0)
