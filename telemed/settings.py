@@ -228,7 +228,7 @@ SOCKET_THREADS = env.int("SOCKET_THREADS", default=0)
 GC_FREEZE_SECONDS = env.float("GC_FREEZE_SECONDS", default=1.0)
 
 # --- Background tasks -----------------------------------------------------------------
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+TASKS = {"default": {"BACKEND": "core.tasks.DatabaseBackend"}}
 # With the in-memory channel layer a worker in another process could not reach sockets,
 # so the embedded default runs the worker as a thread of the server process.
 TASK_WORKER_IN_PROCESS = env.bool("TASK_WORKER_IN_PROCESS", default=not REDIS_URL)

@@ -1,6 +1,10 @@
+import datetime as dt
+from typing import Any
+
 import pytest
 from django.db import transaction
-from django_tasks_db.models import DBTaskResult
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 from telemed.worker import start_in_process_worker
 from tests.procs import wait_until
@@ -57,3 +61,43 @@ def test_in_process_worker_thread_runs_tasks():
     finally:
         handle.stop()
     assert not handle.thread.is_alive()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("delay", [None, dt.timedelta(hours=2)])
+def test_the_backend_writes_the_row_objects_create_writes(delay):
+    """``core.tasks.DatabaseBackend`` writes the row itself (``core.db.insert``): every column
+    as the package's own backend (``DBTaskResult.objects.create``) stores it, "no time" for
+    ``run_after`` included (the package's ``pre_save`` receiver, which ``insert`` does not
+    call), and the ``task_enqueued`` signal is sent."""
+    from django_tasks.signals import task_enqueued
+    from django_tasks_db.backend import DatabaseBackend as PackageBackend
+
+    from core.tasks import DatabaseBackend
+
+    run_after = None if delay is None else timezone.now() + delay
+    task = record_run.using(run_after=run_after, priority=7)
+    assert isinstance(task.get_backend(), DatabaseBackend)  # the backend of settings.TASKS
+    signalled = []
+    task_enqueued.connect(receiver := lambda **kw: signalled.append(kw["task_result"].id))
+    try:
+        ours = task.enqueue(marker="m")
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert signalled == [ours.id]
+    theirs: Any = PackageBackend("default", {}).enqueue(task, (), {"marker": "m"})
+    columns = [
+        f.attname
+        for f in DBTaskResult._meta.concrete_fields
+        if f.attname not in {"id", "enqueued_at"}
+    ]
+    ours_row, theirs_row = (
+        DBTaskResult.objects.values(*columns).get(id=r.id) for r in (ours, theirs)
+    )
+    assert ours_row == theirs_row
+    assert ours_row["run_after"] == (run_after or get_date_max())
+    stored = DBTaskResult.objects.get(id=ours.id)
+    assert abs(stored.enqueued_at - timezone.now()) < dt.timedelta(minutes=1)
+    assert ours.status == "READY" and ours.args == [] and ours.kwargs == {"marker": "m"}
+    assert stored.task.run_after == run_after  # read back as the package reads it
+    assert DBTaskResult.objects.ready().filter(id=ours.id).exists() is (delay is None)
