@@ -84,21 +84,17 @@ def preference_set(*, user: Any, kind: str, channels: list[str]) -> list[str]:
     return ordered
 
 
-def deliveries_schedule(
-    *, notifications: list[Notification], preferences: dict[Any, list[str]] | None = None
-) -> list[Delivery]:
+def deliveries_create(*, notifications: list[Notification]) -> list[str]:
     """In the caller's transaction: one delivery per wanted channel of each notification's
-    recipient, sent by one task per ``DELIVERY_BATCH`` deliveries. ``preferences``: the recipients' saved channels for this
-    kind, by user id, when the caller has read them already (else they are read here)."""
+    recipient (``channels_for``); their ids. (On PostgreSQL ``notify()`` writes them in its
+    own statement, by the same rule.)"""
     if not notifications:
         return []
-    saved = preferences
-    if saved is None:
-        saved = dict(
-            DeliveryPreference.objects.filter(
-                user__in=[n.user_id for n in notifications], kind=notifications[0].kind
-            ).values_list("user_id", "channels")
-        )
+    saved = dict(
+        DeliveryPreference.objects.filter(
+            user__in=[n.user_id for n in notifications], kind=notifications[0].kind
+        ).values_list("user_id", "channels")
+    )
     created = Delivery.objects.bulk_create(
         [
             Delivery(notification=n, channel=channel)
@@ -106,11 +102,15 @@ def deliveries_schedule(
             for channel in channels_for(n.user, n.kind, saved.get(n.user_id))
         ]
     )
-    ids = [str(d.id) for d in created]
+    return [str(d.id) for d in created]
+
+
+def deliveries_enqueue(delivery_ids: list[str]) -> None:
+    """In the caller's transaction (the one that created the deliveries, so a rollback sends
+    nothing): one task per ``DELIVERY_BATCH`` deliveries."""
     step = max(1, int(getattr(settings, "DELIVERY_BATCH", 25)))
-    for start in range(0, len(ids), step):
-        send_deliveries.enqueue(ids[start : start + step])
-    return created
+    for start in range(0, len(delivery_ids), step):
+        send_deliveries.enqueue(delivery_ids[start : start + step])
 
 
 def max_attempts() -> int:

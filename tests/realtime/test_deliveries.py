@@ -12,13 +12,14 @@ from django_tasks_db.models import DBTaskResult
 from twilio.request_validator import RequestValidator
 
 from bookings.services import appointment_book
-from realtime.deliveries import preference_set, send_deliveries
+from realtime.deliveries import channels_for, preference_set, send_deliveries
 from realtime.models import Delivery, DeliveryPreference
 from realtime.services import notify
 from tests.accounts.test_twilio import AUTH_TOKEN, PHONE
 from tests.bookings.conftest import next_slot
 from tests.factories import bearer, login, make_user
 from tests.platform.test_tasks import run_worker_batch
+from tests.procs import run_on_sqlite
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CALLBACK = "http://testserver/api/v1/realtime/twilio/status"
@@ -295,19 +296,70 @@ def test_one_command_starts_every_housekeeping_loop_once():
     assert DBTaskResult.objects.filter(status="READY").count() == 3
 
 
-def test_a_fan_out_follows_each_recipients_saved_channels_with_one_statement_for_rows_and_choices(
+def test_a_fan_out_follows_each_recipients_channels_in_one_statement_for_rows_and_deliveries(
     django_assert_num_queries,
 ):
-    users = [make_user() for _ in range(4)]
+    """On PostgreSQL ``notify()`` writes the deliveries in its one statement: the channels it
+    picks are those of ``channels_for`` (the saved preference for the kind, else the
+    defaults, each only where the recipient can be reached)."""
+    users = [make_user() for _ in range(4)] + [sms_user(), make_user(phone="+12025550143")]
     preference_set(user=users[1], kind="booking.confirmed", channels=[])  # no e-mail
     preference_set(user=users[2], kind="booking.cancelled", channels=[])  # another kind
-    # BEGIN, the rows with the choices, the deliveries, one task for them, COMMIT.
-    with django_assert_num_queries(1 + 1 + 1 + 1 + 1):
+    preference_set(user=users[4], kind="booking.confirmed", channels=["sms", "whatsapp", "email"])
+    preference_set(user=users[5], kind="booking.confirmed", channels=["sms"])  # not verified
+    # BEGIN, the rows with their deliveries, one task for them, COMMIT.
+    with django_assert_num_queries(1 + 1 + 1 + 1):
         created = notify(users=users, kind="booking.confirmed", data={}, render=lambda u: ("t", ""))
-    sent = {n.user_id: list(n.deliveries.values_list("channel", flat=True)) for n in created}
+    sent = {
+        n.user_id: list(n.deliveries.order_by("channel").values_list("channel", flat=True))
+        for n in created
+    }
     assert sent == {
         users[0].pk: ["email"],
         users[1].pk: [],
         users[2].pk: ["email"],
         users[3].pk: ["email"],
+        users[4].pk: ["email", "sms", "whatsapp"],
+        users[5].pk: [],
     }
+    saved = dict(
+        DeliveryPreference.objects.filter(kind="booking.confirmed").values_list("user", "channels")
+    )
+    for user in users:
+        assert sent[user.pk] == channels_for(user, "booking.confirmed", saved.get(user.pk))
+    [task] = DBTaskResult.objects.filter(task_path__endswith="send_deliveries")
+    ids = {str(i) for i in Delivery.objects.values_list("id", flat=True)}
+    assert set(task.args_kwargs["args"][0]) == ids and len(ids) == 6
+    rows = Delivery.objects.values_list("status", "attempts", "provider_id", "error")
+    assert set(rows) == {("queued", 0, "", "")}
+    # The defaults of another kind: a reminder goes by e-mail and, with a verified phone, SMS.
+    [reminder] = notify(
+        users=[users[4]], kind="booking.reminder", data={}, render=lambda u: ("t", "")
+    )
+    assert sorted(reminder.deliveries.values_list("channel", flat=True)) == ["email", "sms"]
+
+
+SQLITE_SCRIPT = """
+from django_tasks_db.models import DBTaskResult
+from realtime.deliveries import preference_set
+from realtime.models import Delivery
+from realtime.services import notify
+from tests.factories import make_user
+
+users = [make_user(), make_user(), make_user(phone="+12025550143", phone_verified=True)]
+preference_set(user=users[1], kind="booking.confirmed", channels=[])
+preference_set(user=users[2], kind="booking.confirmed", channels=["whatsapp", "email"])
+created = notify(users=users, kind="booking.confirmed", data={}, render=lambda u: ("t", ""))
+sent = [sorted(n.deliveries.values_list("channel", flat=True)) for n in created]
+assert sent == [["email"], [], ["email", "whatsapp"]], sent
+[task] = DBTaskResult.objects.filter(task_path__endswith="send_deliveries")
+ids = {str(i) for i in Delivery.objects.values_list("id", flat=True)}
+assert set(task.args_kwargs["args"][0]) == ids and len(ids) == 3, task.args_kwargs
+print("sqlite ok")
+"""
+
+
+def test_on_sqlite_the_deliveries_follow_the_same_rule(tmp_path):
+    """``make run``'s SQLite: the deliveries are written by the ORM (``deliveries_create``),
+    by the same rule as PostgreSQL's statement, and enqueued in one task."""
+    run_on_sqlite(SQLITE_SCRIPT, tmp_path / "var")
