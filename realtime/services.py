@@ -137,9 +137,10 @@ def _store_postgresql(
             f"provider_id, error, created_at, updated_at) "
             f"SELECT gen_random_uuid(), n, channel, %s, 0, '', '', %s, %s FROM wanted "
             f"ORDER BY n, i RETURNING id, notification_id, channel) "
-            f"SELECT stored.id, stored.user_id, stored.seq, (SELECT array_agg(sent.id::text "
-            f"ORDER BY sent.channel) FROM sent WHERE sent.notification_id = stored.id) "
-            f"FROM stored",
+            f"SELECT stored.id, stored.user_id, stored.seq, array_agg(sent.id::text "
+            f"ORDER BY sent.channel) FILTER (WHERE sent.id IS NOT NULL) FROM stored "
+            f"LEFT JOIN sent ON sent.notification_id = stored.id "
+            f"GROUP BY stored.id, stored.user_id, stored.seq",
             [
                 json.dumps(rows),
                 kind,
