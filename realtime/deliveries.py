@@ -54,18 +54,24 @@ DEFAULT_CHANNELS: dict[str, list[str]] = {
 }
 
 
+_ORDER = tuple(str(c) for c in Channel.values)
+
+
+def reachable_channels(user: Any) -> list[str]:
+    """The channels the user can be reached on, in the canonical order."""
+    phone = bool(getattr(user, "phone", None) and getattr(user, "phone_verified", False))
+    email = bool(getattr(user, "email", None))
+    ok: dict[str, bool] = {Channel.EMAIL: email, Channel.SMS: phone, Channel.WHATSAPP: phone}
+    return [c for c in _ORDER if ok[c]]
+
+
 def channels_for(user: Any, kind: str, preference: list[str] | None = None) -> list[str]:
     """The channels the user wants for this kind (``preference``: the user's saved choice,
     if any) and can be reached on."""
     wanted = preference if preference is not None else DEFAULT_CHANNELS.get(kind, [])
     if not wanted:
         return []
-    reachable = {
-        Channel.EMAIL: bool(getattr(user, "email", None)),
-        Channel.SMS: bool(getattr(user, "phone", None) and getattr(user, "phone_verified", False)),
-    }
-    reachable[Channel.WHATSAPP] = reachable[Channel.SMS]
-    return [c for c in Channel.values if c in wanted and reachable[Channel(c)]]
+    return [c for c in reachable_channels(user) if c in wanted]
 
 
 def preferences_for(*, user: Any) -> list[dict[str, Any]]:

@@ -13,10 +13,14 @@ from django.utils import timezone, translation
 from core import db
 from realtime import fanout
 from realtime.consumers import CLOSE_FORBIDDEN
-from realtime.deliveries import channels_for, deliveries_create, deliveries_enqueue
+from realtime.deliveries import (
+    DEFAULT_CHANNELS,
+    deliveries_create,
+    deliveries_enqueue,
+    reachable_channels,
+)
 from realtime.errors import NotificationNotFound
 from realtime.models import (
-    Channel,
     Delivery,
     DeliveryPreference,
     DeliveryStatus,
@@ -112,11 +116,12 @@ def _store_postgresql(
     delivery = connection.ops.quote_name(Delivery._meta.db_table)
     user_type = EventCounter._meta.get_field("user").target_field.db_type(connection)  # type: ignore[union-attr]
     keys = [str(u.pk) for u in recipients]
-    reachable = [channels_for(u, kind, Channel.values) for u in recipients]
-    rows = [
-        {"u": k, "t": t, "b": b, "d": channels_for(u, kind, None), "r": r}
-        for u, k, (t, b), r in zip(recipients, keys, texts, reachable, strict=True)
-    ]
+    defaults = DEFAULT_CHANNELS.get(kind, [])
+    rows = []
+    for key, user, (title, body) in zip(keys, recipients, texts, strict=True):
+        reachable = reachable_channels(user)  # channels_for's rule, without a preference:
+        default = [c for c in reachable if c in defaults]
+        rows.append({"u": key, "t": title, "b": body, "d": default, "r": reachable})
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
