@@ -65,13 +65,18 @@ def reachable_channels(user: Any) -> list[str]:
     return [c for c in _ORDER if ok[c]]
 
 
-def channels_for(user: Any, kind: str, preference: list[str] | None = None) -> list[str]:
+def channels_for(
+    user: Any, kind: str, preference: list[str] | None = None, reachable: list[str] | None = None
+) -> list[str]:
     """The channels the user wants for this kind (``preference``: the user's saved choice,
-    if any) and can be reached on."""
+    if any) and can be reached on (``reachable``: ``reachable_channels(user)``, when the
+    caller has it already)."""
     wanted = preference if preference is not None else DEFAULT_CHANNELS.get(kind, [])
     if not wanted:
         return []
-    return [c for c in reachable_channels(user) if c in wanted]
+    if reachable is None:
+        reachable = reachable_channels(user)
+    return [c for c in reachable if c in wanted]
 
 
 def preferences_for(*, user: Any) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from core import db
 from realtime import fanout
 from realtime.consumers import CLOSE_FORBIDDEN
 from realtime.deliveries import (
-    DEFAULT_CHANNELS,
+    channels_for,
     deliveries_create,
     deliveries_enqueue,
     reachable_channels,
@@ -116,11 +116,10 @@ def _store_postgresql(
     delivery = connection.ops.quote_name(Delivery._meta.db_table)
     user_type = EventCounter._meta.get_field("user").target_field.db_type(connection)  # type: ignore[union-attr]
     keys = [str(u.pk) for u in recipients]
-    defaults = DEFAULT_CHANNELS.get(kind, [])
     rows = []
     for key, user, (title, body) in zip(keys, recipients, texts, strict=True):
-        reachable = reachable_channels(user)  # channels_for's rule, without a preference:
-        default = [c for c in reachable if c in defaults]
+        reachable = reachable_channels(user)
+        default = channels_for(user, kind, None, reachable)
         rows.append({"u": key, "t": title, "b": body, "d": default, "r": reachable})
     now = timezone.now()
     with connection.cursor() as cursor:
@@ -133,15 +132,15 @@ def _store_postgresql(
             f"stored AS (INSERT INTO {table} (user_id, seq, kind, title, body, data, created_at) "
             f"SELECT ids.user_id, ids.last, %s, t.t, t.b, %s::jsonb, %s "
             f"FROM ids JOIN t ON t.u = ids.user_id RETURNING id, user_id, seq), "
-            f"wanted AS (SELECT stored.id AS n, c.channel, c.i FROM stored "
+            f"wanted AS (SELECT stored.id AS n, c.channel FROM stored "
             f"JOIN t ON t.u = stored.user_id "
             f"LEFT JOIN {preference} p ON p.user_id = stored.user_id AND p.kind = %s "
-            f"CROSS JOIN LATERAL jsonb_array_elements_text(t.r) WITH ORDINALITY AS c(channel, i) "
+            f"CROSS JOIN LATERAL jsonb_array_elements_text(t.r) AS c(channel) "
             f"WHERE COALESCE(p.channels, t.d) ? c.channel), "
             f"sent AS (INSERT INTO {delivery} (id, notification_id, channel, status, attempts, "
             f"provider_id, error, created_at, updated_at) "
             f"SELECT gen_random_uuid(), n, channel, %s, 0, '', '', %s, %s FROM wanted "
-            f"ORDER BY n, i RETURNING id, notification_id, channel) "
+            f"RETURNING id, notification_id, channel) "
             f"SELECT stored.id, stored.user_id, stored.seq, array_agg(sent.id::text "
             f"ORDER BY sent.channel) FILTER (WHERE sent.id IS NOT NULL) FROM stored "
             f"LEFT JOIN sent ON sent.notification_id = stored.id "
