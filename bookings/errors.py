@@ -55,3 +55,9 @@ class PatientBusy(ApplicationError):
     code = "booking.patient_busy"
     status = 409
     message = _("You already have an appointment at this time.")
+
+
+class HoldNotMovable(ApplicationError):
+    code = "booking.hold_not_movable"
+    status = 409
+    message = _("A slot held for payment cannot be moved. Cancel it and book another time.")

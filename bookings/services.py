@@ -11,11 +11,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
-from accounts.permissions import require_role
+from accounts.permissions import require_permission, require_role
+from audit.services import record
 from bookings import selectors
 from bookings.errors import (
     CancellationTooLate,
     DoctorNotBookable,
+    HoldNotMovable,
     NotVerified,
     PatientBusy,
     SlotTaken,
@@ -309,7 +311,11 @@ def _matching_slot(
 
 
 def _locked(viewer: User, appointment_id: Any) -> Appointment:
+    """The appointment, locked, for a change by one of its parties, or by staff allowed to
+    change appointments (seeing them is not enough)."""
     appointment = selectors.appointment_get(viewer=viewer, appointment_id=appointment_id)
+    if viewer.role not in (Role.PATIENT, Role.DOCTOR):
+        require_permission(viewer, "bookings.change_appointment")
     return (
         Appointment.objects.select_for_update()
         .select_related("doctor__user", "patient")
@@ -346,23 +352,38 @@ def appointment_decide(
     return appointment
 
 
+def _check_cutoff(appointment: Appointment, now: datetime) -> None:
+    """A patient's change inside the doctor's cancellation cut-off is refused."""
+    cutoff = selectors.policy_for(appointment.doctor).cancel_cutoff_hours
+    if appointment.start - now < timedelta(hours=cutoff):
+        raise CancellationTooLate()
+
+
 @transaction.atomic
 def appointment_cancel(
     *, user: User, appointment_id: Any, reason: str = "", now: datetime | None = None
 ) -> Appointment:
-    """Patients cannot cancel inside the doctor's cut-off; doctors can always cancel (the
-    patient is told why)."""
+    """Patients cannot cancel inside the doctor's cut-off (an unpaid hold they can always
+    release); doctors can always cancel (the patient is told why), and so can staff allowed
+    to change appointments (audited)."""
     now = now or timezone.now()
     appointment = _locked(user, appointment_id)
     if appointment.status not in ACTIVE:
         raise TransitionNotAllowed()
-    if user.role == Role.PATIENT:
-        cutoff = selectors.policy_for(appointment.doctor).cancel_cutoff_hours
-        if appointment.start - now < timedelta(hours=cutoff):
-            raise CancellationTooLate()
+    if user.role == Role.PATIENT and appointment.status != Status.HELD:
+        _check_cutoff(appointment, now)
     appointment.status = Status.CANCELLED
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, user, reason)
+    if user.role not in (Role.PATIENT, Role.DOCTOR):
+        record(
+            action="appointment.cancelled_by_staff",
+            actor_id=user.pk,
+            actor_role=user.role,
+            target_type="appointment",
+            target_id=str(appointment.pk),
+            data={"reason": reason},
+        )
     tell_both(
         appointment,
         "booking.cancelled",
@@ -403,15 +424,29 @@ def appointment_reschedule(
     now: datetime | None = None,
 ) -> Appointment:
     """Move an appointment, by its patient or its doctor, atomically: the new appointment is
-    booked and the old one cancelled and linked in one transaction, or nothing changes."""
+    booked and the old one cancelled and linked in one transaction, or nothing changes.
+
+    The move keeps what the old appointment had been granted, no more: a confirmed one stays
+    confirmed; a request still awaiting the doctor stays ``pending`` when its patient moves it
+    (the doctor moving it is the doctor's answer: ``confirmed``); a slot held for payment
+    cannot be moved (it is released and booked again, as the policy of the day says). The
+    doctor must still be bookable."""
+    require_role(user, Role.PATIENT, Role.DOCTOR)
     now = now or timezone.now()
     old = _locked(user, appointment_id)
     if old.status not in ACTIVE:
         raise TransitionNotAllowed()
-    if user.role == Role.PATIENT and old.start - now < timedelta(
-        hours=selectors.policy_for(old.doctor).cancel_cutoff_hours
-    ):
-        raise CancellationTooLate()
+    if old.status == Status.HELD:
+        raise HoldNotMovable()
+    if old.doctor.verification != Verification.VERIFIED or not old.doctor.user.is_active:
+        raise DoctorNotBookable()
+    if user.role == Role.PATIENT:
+        _check_cutoff(old, now)
+    status = (
+        Status.PENDING
+        if old.status == Status.PENDING and user.role == Role.PATIENT
+        else Status.CONFIRMED
+    )
     # Free the old time first, so that moving within an overlapping range is possible.
     old.status = Status.CANCELLED
     old.save(update_fields=["status", "updated_at"])
@@ -431,7 +466,7 @@ def appointment_reschedule(
         mode=old.mode,
         start=slot.start,
         end=slot.end,
-        status=Status.CONFIRMED,
+        status=status,
         reason=old.reason,
         rescheduled_from=old,
     )

@@ -356,6 +356,93 @@ def test_reschedule_is_atomic_and_linked(api, doctor_with_hours):
     assert Appointment.objects.get(id=first["id"]).status == "cancelled"
 
 
+def _reschedule(api, appt_id, start, headers):
+    return post(
+        api, f"/api/v1/appointments/{appt_id}/reschedule", {"start": start.isoformat()}, **headers
+    )
+
+
+def test_a_move_keeps_what_was_granted_and_no_more(api, doctor_with_hours):
+    """A request awaiting approval stays pending when its patient moves it (the doctor moving
+    it is the doctor's answer); a slot held for payment cannot be moved at all."""
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(requires_approval=True)
+    patient = make_user()
+    headers = bearer(login(api, patient.email)["access"])
+    pending = book(api, patient, doctor_with_hours, next_slot(hour=9)).json()
+    assert pending["status"] == "pending"
+    r = _reschedule(api, pending["id"], next_slot(hour=10), headers)
+    assert r.status_code == 200 and r.json()["status"] == "pending", r.json()
+    doctor_headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    r = _reschedule(api, r.json()["id"], next_slot(hour=11), doctor_headers)
+    assert r.status_code == 200 and r.json()["status"] == "confirmed", r.json()
+
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(
+        requires_approval=False, payment_required=True
+    )
+    held = book(api, patient, doctor_with_hours, next_slot(days=4, hour=17), mode="video").json()
+    assert held.get("status") == "held", held
+    for who in (headers, doctor_headers):
+        r = _reschedule(api, held["id"], next_slot(days=4, hour=18), who)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "booking.hold_not_movable"
+    assert Appointment.objects.get(id=held["id"]).status == "held"
+    assert not Appointment.objects.filter(rescheduled_from_id=held["id"]).exists()
+    # an unpaid hold is released by its patient even inside the cut-off
+    Appointment.objects.filter(id=held["id"]).update(
+        start=datetime.now(UTC) + timedelta(hours=2),
+        end=datetime.now(UTC) + timedelta(hours=2, minutes=30),
+    )
+    r = post(api, f"/api/v1/appointments/{held['id']}/cancel", {"reason": "changed"}, **headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+
+def test_no_move_to_a_doctor_no_longer_bookable(api, doctor_with_hours):
+    patient = make_user()
+    headers = bearer(login(api, patient.email)["access"])
+    appt = book(api, patient, doctor_with_hours, next_slot()).json()
+    type(doctor_with_hours).objects.filter(pk=doctor_with_hours.pk).update(verification="rejected")
+    r = _reschedule(api, appt["id"], next_slot(hour=12), headers)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "booking.doctor_not_bookable"
+    assert Appointment.objects.get(id=appt["id"]).status == "confirmed"
+
+
+def _helper(api, *codenames):
+    from django.contrib.auth.models import Group, Permission
+
+    from accounts.models import Role
+
+    helper = make_user(role=Role.HELPER)
+    group = Group.objects.create(name=f"support-{helper.pk}")
+    for codename in codenames:
+        group.permissions.add(
+            Permission.objects.get(content_type__app_label="bookings", codename=codename)
+        )
+    helper.groups.add(group)
+    return helper, bearer(login(api, helper.email)["access"])
+
+
+def test_staff_who_may_only_see_appointments_cannot_change_them(api, doctor_with_hours):
+    from audit.models import AuditEvent
+
+    appt = book(api, make_user(), doctor_with_hours, next_slot()).json()
+    _, viewer = _helper(api, "view_appointment")
+    assert api.get(f"/api/v1/appointments/{appt['id']}", headers=viewer).status_code == 200
+    r = post(api, f"/api/v1/appointments/{appt['id']}/cancel", {"reason": "x"}, **viewer)
+    assert r.status_code == 403
+    assert _reschedule(api, appt["id"], next_slot(hour=12), viewer).status_code == 403
+    assert Appointment.objects.get(id=appt["id"]).status == "confirmed"
+
+    helper, changer = _helper(api, "view_appointment", "change_appointment")
+    # staff never move an appointment for its parties: the patient or the doctor does
+    assert _reschedule(api, appt["id"], next_slot(hour=12), changer).status_code == 403
+    r = post(
+        api, f"/api/v1/appointments/{appt['id']}/cancel", {"reason": "clinic closed"}, **changer
+    )
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    event = AuditEvent.objects.get(action="appointment.cancelled_by_staff")
+    assert (event.actor_id, event.target_id) == (helper.pk, appt["id"])
+    assert event.data == {"reason": "clinic closed"}
+
+
 def test_doctor_marks_completed_only_after_the_start(api, doctor_with_hours):
     appt = book(api, make_user(), doctor_with_hours, next_slot()).json()
     headers = bearer(login(api, doctor_with_hours.user.email)["access"])
