@@ -216,11 +216,11 @@ def conversation_data(
 
 
 def _page_cursor(direction: str, seq: int) -> str:
-    return encode_cursor([direction, seq])
+    return encode_cursor([direction, seq], scope="chat.messages")
 
 
 def _from_cursor(cursor: str) -> tuple[str, int]:
-    direction, seq = decode_cursor(cursor)
+    direction, seq = decode_cursor(cursor, scope="chat.messages")
     if direction not in (OLDER, NEWER) or not isinstance(seq, int) or seq < 0:
         raise InvalidCursor()
     return direction, seq

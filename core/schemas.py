@@ -33,7 +33,21 @@ def _iso_date(value: Any) -> Any:
     raise ValueError(_("Enter a valid date."))
 
 
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+# Dates and instants far from today are refused at the edge: the calendar arithmetic of
+# slots, windows and time zones (a day either side) must never reach year 1 or 9999.
+YEARS = (1900, 2199)
+
+
+def _in_years(value: Any) -> Any:
+    if not YEARS[0] <= value.year <= YEARS[1]:
+        raise ValueError(
+            _("Enter a date between the years %(first)s and %(last)s.")
+            % {"first": YEARS[0], "last": YEARS[1]}
+        )
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_in_years)]
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -47,7 +61,12 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError(_("Enter a valid date or time.")) from exc
 
 
-IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime), AfterValidator(_to_utc)]
+IsoDatetime = Annotated[
+    datetime,
+    BeforeValidator(_iso_datetime),
+    AfterValidator(_to_utc),
+    AfterValidator(_in_years),
+]
 
 # Strict: JSON true/false must not pass for a number (pydantic's lax mode would take it).
 Latitude = Annotated[float, Field(ge=-90, le=90, strict=True)]

@@ -173,13 +173,13 @@ def _search_page(filters: SearchFilters, offset: int, limit: int) -> tuple[list[
         )
         more = len(ids) > limit
         found = cards(ids[:limit])
-    return found, encode_cursor([offset + limit, ""]) if more else None
+    return found, encode_cursor([offset + limit, ""], scope="doctors.search") if more else None
 
 
 def _offset(cursor: str | None) -> int:
     if not cursor:
         return 0
-    offset, _ = decode_cursor(cursor)
+    offset, _ = decode_cursor(cursor, scope="doctors.search")
     if not isinstance(offset, int) or offset < 0:
         raise InvalidCursor()
     return offset
@@ -388,4 +388,6 @@ def _by_availability(
     for card, (_, distance) in zip(found, page, strict=False):
         card.distance_km = round(distance, 3) if distance is not None else None
         card.next_available = free[card.id]
-    return found, encode_cursor([offset + limit, ""]) if len(page) > limit else None
+    return found, encode_cursor([offset + limit, ""], scope="doctors.search") if len(
+        page
+    ) > limit else None

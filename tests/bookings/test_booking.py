@@ -49,6 +49,8 @@ def test_slots_in_the_viewers_time_zone(api, doctor_with_hours):
         "from=2026-01-01&to=2026-01-02&tz=Mars/Base",
         "from=x&to=2026-01-01",
         "from=0&to=0",
+        "from=0001-01-01&to=0001-01-02",  # a day either side of the calendar's ends
+        "from=9999-12-30&to=9999-12-31",
     ],
 )
 def test_bad_slot_queries_are_422(api, doctor_with_hours, query):
@@ -93,6 +95,24 @@ def test_unbookable_times_are_422(api, doctor_with_hours, case):
     r = book(api, make_user(), doctor_with_hours, start, mode=mode)
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "booking.slot_unavailable"
+
+
+@pytest.mark.parametrize("start", ["9999-12-31T00:00:00Z", "0001-01-01T00:00:00+00:00"])
+def test_a_start_at_the_calendars_ends_is_422_in_the_request_language(
+    api, doctor_with_hours, start
+):
+    token = login(api, make_user().email)["access"]
+    r = post(
+        api,
+        "/api/v1/appointments",
+        {"doctor_id": str(doctor_with_hours.id), "start": start, "mode": "in_person"},
+        **bearer(token),
+        **{"Accept-Language": "ar"},
+    )
+    assert r.status_code == 422, r.content
+    error = r.json()["error"]
+    assert error["code"] == "request.invalid" and "start" in error["fields"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in error["fields"]["start"])
 
 
 def test_second_patient_gets_409_for_the_same_slot(api, doctor_with_hours):

@@ -141,6 +141,7 @@ def test_list_query_count_is_fixed(api):
         ("min_rating=9", "min_rating"),
         ("language=english", "language"),
         ("available_on=0", "available_on"),  # not 1970-01-01 (pydantic's Unix time)
+        ("available_on=9999-12-31", "available_on"),  # the day after would overflow
     ],
 )
 def test_bad_search_input_is_422(api, query, field):
