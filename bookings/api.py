@@ -58,7 +58,7 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpRe
         raise DoctorNotBookable()
     if q.to < q.from_ or (q.to - q.from_).days > MAX_RANGE_DAYS:
         raise InvalidRange(fields={"to": str(InvalidRange.message)})
-    zone = ZoneInfo(q.tz or _default_zone(doctor))
+    zone = ZoneInfo(q.tz) if q.tz else selectors.home_zone(doctor)
     start = datetime.combine(q.from_, time(0), tzinfo=zone)
     end = datetime.combine(q.to + timedelta(days=1), time(0), tzinfo=zone)
     found = selectors.doctor_slots(doctor=doctor, start=start, end=end)
@@ -78,11 +78,6 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpRe
             ],
         }
     )
-
-
-def _default_zone(doctor: DoctorProfile) -> str:
-    clinic = doctor.clinics.first()
-    return clinic.time_zone if clinic else doctor.time_zone
 
 
 def _out(a: Appointment) -> dict[str, Any]:

@@ -69,9 +69,10 @@ def hours_of(doctor: DoctorProfile) -> list[Hours]:
     """Every source of bookable hours of the doctor: weekly rules and one-off extra hours
     (one hand-written statement: a booking reads them fresh, and the ORM spent several times
     the database's time building the query), each in its clinic's zone, or the doctor's
-    without a clinic."""
+    without a clinic; only in the modes the doctor's profile offers."""
     sql, fields = _hours_sql(connection.vendor)
     doctor_id = db_value(AvailabilityRule, "doctor", doctor.pk)
+    offered = doctor.modes
     found = [
         Hours(
             zone=ZoneInfo(zone or doctor.time_zone),
@@ -87,6 +88,7 @@ def hours_of(doctor: DoctorProfile) -> list[Hours]:
         for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in db.values(
             sql, [doctor_id, doctor_id], fields
         )
+        if mode in offered  # hours in a mode the profile no longer offers are not bookable
     ]
     # A fixed order (rules, then extra hours), because where two sources offer slots that
     # start at the same instant, the first source's slot is the one kept.
@@ -331,19 +333,28 @@ def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def first_free_slots(doctor_ids: list[Any], on_date: Any, now: datetime) -> dict[Any, datetime]:
-    """For the directory: each doctor's first free slot on ``on_date`` (in the zone of the
-    doctor's first clinic, or their profile zone), or within the next 14 days without a date."""
+def home_zone(doctor: DoctorProfile) -> ZoneInfo:
+    """The zone a doctor's days are counted in where no other is asked for: their first
+    clinic's (by id: a fixed choice), or their profile's."""
+    clinic = min(doctor.clinics.all(), key=lambda c: str(c.pk), default=None)
+    return ZoneInfo(clinic.time_zone if clinic else doctor.time_zone)
+
+
+def first_free_slots(
+    doctor_ids: list[Any], on_date: Any, now: datetime, mode: str = ""
+) -> dict[Any, datetime]:
+    """For the directory: each doctor's first free slot (in ``mode`` when given) on
+    ``on_date`` (in the doctor's :func:`home_zone`), or within the next 14 days without a
+    date."""
     found: dict[Any, datetime] = {}
     for doctor in DoctorProfile.objects.filter(id__in=doctor_ids).prefetch_related("clinics"):
         if on_date is not None:
-            clinic = next(iter(doctor.clinics.all()), None)
-            zone = ZoneInfo(clinic.time_zone if clinic else doctor.time_zone)
-            start = datetime.combine(on_date, datetime.min.time(), tzinfo=zone)
+            start = datetime.combine(on_date, datetime.min.time(), tzinfo=home_zone(doctor))
             end = start + timedelta(days=1)
         else:
             start, end = now, now + timedelta(days=14)
         slots = doctor_slots(doctor=doctor, start=start, end=end, now=now)
-        if slots:
-            found[doctor.id] = slots[0].start
+        first = next((s for s in slots if not mode or s.mode == mode), None)
+        if first is not None:
+            found[doctor.id] = first.start
     return found

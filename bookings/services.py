@@ -36,6 +36,7 @@ from bookings.models import (
 )
 from bookings.tasks import schedule_reminders
 from core import db
+from core.errors import InvalidRequest
 from doctors.models import DoctorProfile, Verification
 from realtime.services import notify
 
@@ -48,12 +49,25 @@ def verified_doctor(user: User) -> DoctorProfile:
     return profile
 
 
-@transaction.atomic
-def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
-    """Weekly hours; only verified doctors may publish availability."""
+def _hours_owner(user: User, fields: dict[str, Any]) -> DoctorProfile:
+    """The verified doctor publishing these hours, in one of their clinics and in a mode
+    their profile offers."""
     doctor = verified_doctor(user)
     if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
         raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
+    if fields.get("mode") not in doctor.modes:
+        raise InvalidRequest(
+            fields={
+                "mode": _("You do not offer this kind of consultation: turn it on in your profile.")
+            }
+        )
+    return doctor
+
+
+@transaction.atomic
+def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
+    """Weekly hours; only verified doctors may publish availability."""
+    doctor = _hours_owner(user, fields)
     rule = AvailabilityRule(doctor=doctor, **fields)
     rule.full_clean()
     rule.save()
@@ -68,9 +82,7 @@ def rule_delete(*, user: User, rule_id: Any) -> None:
 
 @transaction.atomic
 def extra_hours_create(*, user: User, **fields: Any) -> ExtraHours:
-    doctor = verified_doctor(user)
-    if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
-        raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
+    doctor = _hours_owner(user, fields)
     extra = ExtraHours(doctor=doctor, **fields)
     extra.full_clean()
     extra.save()

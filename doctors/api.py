@@ -35,6 +35,10 @@ from doctors.schemas import (
 
 router = Router(tags=["directory"])
 CACHE_SECONDS = 300
+# Pages that show free slots (``available_on``, ``sort=next_available``) also change with every
+# booking and cancellation, which do not invalidate the directory (the booking itself checks
+# the slot): they are kept this long at most. Changes to hours and time off do invalidate.
+AVAILABILITY_CACHE_SECONDS = 30
 
 
 def _card_out(card: selectors.Card, language: str) -> dict[str, Any]:
@@ -61,8 +65,11 @@ def _card_out(card: selectors.Card, language: str) -> dict[str, Any]:
     }
 
 
-def _cached_json(request: HttpRequest, key_parts: dict[str, Any], build: Any) -> HttpResponse:
-    """A public answer served from the cache with a strong ETag; ``If-None-Match`` gets 304.
+def _cached_json(
+    request: HttpRequest, key_parts: dict[str, Any], build: Any, seconds: int = CACHE_SECONDS
+) -> HttpResponse:
+    """A public answer served from the cache (for ``seconds`` at most) with a strong ETag;
+    ``If-None-Match`` gets 304.
 
     An answer is stored with the directory's version at the time; it is served only while
     that is still the version, so any change invalidates it. One round trip reads both (a
@@ -78,14 +85,14 @@ def _cached_json(request: HttpRequest, key_parts: dict[str, Any], build: Any) ->
         body = stored[1]
     else:
         body = dumps(build())
-        cache.set(key, (version, body), CACHE_SECONDS)
+        cache.set(key, (version, body), seconds)
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         response: HttpResponse = HttpResponseNotModified()
     else:
         response = HttpResponse(body, content_type="application/json")
     response["ETag"] = etag
-    response["Cache-Control"] = f"public, max-age={CACHE_SECONDS // 5}"
+    response["Cache-Control"] = f"public, max-age={seconds // 5}"
     response["Vary"] = "Accept-Language"
     return response
 
@@ -153,7 +160,12 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
         return {"items": [_card_out(card, language) for card in found], "next": next_cursor}
 
     return _cached_json(
-        request, {"search": filters.__dict__, "cursor": q.cursor, "limit": q.limit}, build
+        request,
+        {"search": filters.__dict__, "cursor": q.cursor, "limit": q.limit},
+        build,
+        AVAILABILITY_CACHE_SECONDS
+        if filters.available_on is not None or filters.sort == "next_available"
+        else CACHE_SECONDS,
     )
 
 

@@ -52,7 +52,7 @@ class SearchFilters:
 # Free-slot knowledge lives in bookings, which doctors may not import: the composition root
 # plugs it in. ``(doctor ids, a date or None, now) -> {doctor id: first free slot start}``
 # for the doctors with a free slot on that date (or, without a date, in the next 14 days).
-AVAILABILITY: Callable[[list[Any], date | None, datetime], dict[Any, datetime]] | None = None
+AVAILABILITY: Callable[[list[Any], date | None, datetime, str], dict[Any, datetime]] | None = None
 # Availability is computed per doctor: it filters and sorts at most this many candidates.
 AVAILABILITY_CANDIDATES = 200
 
@@ -378,7 +378,7 @@ def _by_availability(
     else:
         ids = _with_rating(_filtered(f)).order_by(*_ORDER["rating"]).values_list("id", flat=True)
         ranked = [(str(i), None) for i in ids[:AVAILABILITY_CANDIDATES]]
-    slots = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now())
+    slots = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now(), f.mode)
     free = {str(doctor_id): start for doctor_id, start in slots.items()}
     kept = [(i, d) for i, d in ranked if i in free]
     if f.sort == "next_available":

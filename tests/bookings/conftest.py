@@ -12,7 +12,7 @@ from tests.doctors.factories import doctor
 def doctor_with_hours(db):
     """A verified doctor in Cairo, open every day 09:00-17:00 for 30-minute in-person and
     video slots, with no minimum notice."""
-    profile = doctor()
+    profile = doctor(offers_video=True)
     clinic = profile.clinics.get()
     for weekday in range(7):
         AvailabilityRule.objects.create(

@@ -197,6 +197,63 @@ def test_unverified_doctor_cannot_publish_availability(api):
     assert r.json()["error"]["code"] == "booking.doctor_not_verified"
 
 
+def test_hours_and_bookings_only_in_the_modes_the_profile_offers(api, doctor_with_hours):
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    r = api.patch(
+        "/api/v1/doctor/profile",
+        {"offers_video": False},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 200, r.content
+    r = post(
+        api,
+        "/api/v1/availability/rules",
+        {"weekday": 0, "start": "18:00", "end": "19:00", "mode": "video"},
+        **headers,
+        **{"Accept-Language": "ar"},
+    )
+    assert r.status_code == 422 and "mode" in r.json()["error"]["fields"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["fields"]["mode"])
+    # the video hours published before are no longer offered, nor bookable
+    day = next_slot(days=4).date()
+    slots = api.get(f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={day}&to={day}").json()
+    assert {s["mode"] for s in slots["items"]} == {"in_person"}
+    r = book(api, make_user(), doctor_with_hours, next_slot(days=4, hour=17), mode="video")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "booking.slot_unavailable"
+
+
+def test_the_directory_finds_a_free_slot_in_the_mode_asked_for(
+    api, doctor_with_hours, django_capture_on_commit_callbacks
+):
+    day = next_slot(days=5).date()
+    url = f"/api/v1/doctors?available_on={day}"
+    video = api.get(url + "&mode=video").json()["items"]
+    assert [i["id"] for i in video] == [str(doctor_with_hours.id)]
+    # the first free slot of the day is in person (09:00 Cairo); the first video one is later
+    first_any = api.get(url).json()["items"][0]["next_available"]
+    first_video = video[0]["next_available"]
+    assert first_video > first_any
+    slots = api.get(f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={day}&to={day}").json()
+    assert first_video == min(s["start_utc"] for s in slots["items"] if s["mode"] == "video")
+    # a doctor whose only hours that day are in person is not a video doctor that day (and
+    # the change of hours invalidates the cached page at once)
+    with django_capture_on_commit_callbacks(execute=True):
+        doctor_with_hours.availability_rules.filter(mode="video").delete()
+    r = api.get(url + "&mode=video")
+    assert r.json()["items"] == [] and r["Cache-Control"] == "public, max-age=6"
+    assert api.get(url).json()["items"]  # in person, cached now
+    from zoneinfo import ZoneInfo
+
+    cairo = ZoneInfo("Africa/Cairo")
+    with django_capture_on_commit_callbacks(execute=True):
+        doctor_with_hours.time_off.create(
+            start=datetime.combine(day, time(0), tzinfo=cairo),
+            end=datetime.combine(day + timedelta(days=1), time(0), tzinfo=cairo),
+        )
+    assert api.get(url).json()["items"] == []
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the exclusion constraint is PostgreSQL's"
 )

@@ -23,7 +23,7 @@ def seed() -> tuple:
     """A doctor (profile zone Asia/Riyadh) with a Cairo clinic and a Dubai one, weekly rules
     and extra hours with and without a clinic, time off, and appointments in every status,
     holds expired, running and without an expiry among them, one hour apart."""
-    profile = doctor(time_zone="Asia/Riyadh")
+    profile = doctor(time_zone="Asia/Riyadh", offers_video=True)
     cairo = profile.clinics.get()
     dubai = clinic_at(profile, 25.2, 55.27, city="Dubai")
     dubai.time_zone = "Asia/Dubai"
@@ -108,6 +108,10 @@ def check_hours(profile, cairo, dubai) -> None:
     ]
     assert found == expected, found
     assert all(type(h.clinic_id) is type(cairo.pk) for h in found if h.clinic_id is not None)
+    # hours in a mode the profile no longer offers are not bookable
+    profile.offers_video = False
+    assert selectors.hours_of(profile) == [h for h in expected if h.mode != "video"]
+    profile.offers_video = True
 
 
 def check_all() -> None:

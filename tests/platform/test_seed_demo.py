@@ -167,3 +167,9 @@ def test_demo_doctor_has_hours_and_can_be_booked(api):
         headers={"Authorization": f"Bearer {tokens['access']}"},
     )
     assert r.status_code == 201, r.json()
+    # the generated doctors' hours are in the modes their profiles offer, and only those
+    from bookings.models import AvailabilityRule
+
+    rules = AvailabilityRule.objects.select_related("doctor")
+    assert rules.exists()
+    assert all(rule.mode in rule.doctor.modes for rule in rules)

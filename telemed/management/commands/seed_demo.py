@@ -127,7 +127,8 @@ class Command(BaseCommand):
 def _weekly_hours(*, demo_doctor_user: User, first: int) -> int:
     """Opening hours for the demo doctor and the first generated doctors, so that a newcomer
     can book right after ``make run``: every day 09:00-13:00 at the clinic and 17:00-20:00 by
-    video, 30-minute slots. Doctors that already have hours keep them."""
+    video, in the modes each profile offers, 30-minute slots. Doctors that already have hours
+    keep them."""
     from datetime import time as wall
 
     from bookings.models import AvailabilityRule, BookingPolicy
@@ -146,7 +147,7 @@ def _weekly_hours(*, demo_doctor_user: User, first: int) -> int:
         clinic = profile.clinics.first()
         rules = []
         for weekday in range(7):
-            if clinic is not None:
+            if clinic is not None and profile.offers_in_person:
                 rules.append(
                     AvailabilityRule(
                         doctor=profile,
@@ -158,6 +159,8 @@ def _weekly_hours(*, demo_doctor_user: User, first: int) -> int:
                         slot_minutes=30,
                     )
                 )
+            if not profile.offers_video:
+                continue
             rules.append(
                 AvailabilityRule(
                     doctor=profile,
