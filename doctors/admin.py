@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -9,21 +11,44 @@ from doctors import services
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
 
 
+class InvalidatesDirectory(admin.ModelAdmin):
+    """What the admin site changes shows in the public directory at once, as the API's
+    changes do: its cached pages are invalidated (after commit)."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.directory_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        services.directory_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        super().delete_queryset(request, queryset)
+        services.directory_changed()
+
+
 @admin.register(Specialty)
-class SpecialtyAdmin(admin.ModelAdmin):
+class SpecialtyAdmin(InvalidatesDirectory):
     list_display = ("code", "name_en", "name_ar")
     search_fields = ("code", "name_en", "name_ar")
 
 
 class ClinicInline(admin.TabularInline):
+    """Clinics are added and moved by their doctors (the API geocodes them and indexes their
+    location); here only a name can be corrected."""
+
     model = Clinic
     extra = 0
     fields = ("name", "address", "city", "country", "latitude", "longitude", "time_zone")
-    readonly_fields = ("latitude", "longitude", "time_zone")
+    readonly_fields = ("address", "city", "country", "latitude", "longitude", "time_zone")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(DoctorProfile)
-class DoctorProfileAdmin(admin.ModelAdmin):
+class DoctorProfileAdmin(InvalidatesDirectory):
     """Verification from the admin site goes through the same audited service as the API."""
 
     list_display = ("user", "designation", "verification", "verified_at", "rating_count")

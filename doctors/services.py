@@ -15,7 +15,7 @@ from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
 from doctors import geo
-from doctors.errors import DoctorNotFound
+from doctors.errors import DoctorNotFound, InvalidLocation
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
 
 CACHE_VERSION_KEY = "directory:version"
@@ -88,10 +88,14 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
 def _locate(
     *, address: str, city: str, latitude: float | None, longitude: float | None, language: str
 ) -> dict:
-    """Coordinates, city, country and time zone of a clinic: geocoded from its address, or
-    taken as given when the doctor pins the location (the time zone then from the nearest city)."""
+    """Coordinates, city, country and time zone of a clinic: geocoded from its address (in its
+    city, when known), or taken as given when the doctor pins the location (the time zone then
+    from the nearest city; the city the doctor gave is kept). Half a pin is refused."""
     from doctors.geocoding import geocode, nearest_place
 
+    if (latitude is None) != (longitude is None):
+        missing = "latitude" if latitude is None else "longitude"
+        raise InvalidLocation(fields={missing: _("Send the latitude and the longitude together.")})
     if latitude is not None and longitude is not None:
         place = nearest_place(latitude, longitude)
         return {
@@ -145,9 +149,11 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
     for key in ("name", "address", "city") & changes.keys():
         setattr(clinic, key, changes[key])
     if {"address", "city", "latitude", "longitude"} & changes.keys():
+        # What the patch does not change stays: the clinic's city is the context of a new
+        # address, and is kept when only the pin moves.
         located = _locate(
             address=clinic.address,
-            city=changes.get("city", ""),
+            city=clinic.city,
             latitude=changes.get("latitude"),
             longitude=changes.get("longitude"),
             language=user.language,

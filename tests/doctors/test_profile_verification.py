@@ -1,5 +1,7 @@
 """A doctor edits their profile and clinics; staff verify or reject them."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core import mail
@@ -61,6 +63,43 @@ def test_clinic_with_a_pinned_location_is_indexed(api, doctor_headers):
     clinic = Clinic.objects.get()
     assert clinic.time_zone == "Africa/Cairo" and clinic.country == "EG"
     assert clinic.h3_r7 and clinic.h3_r5 and clinic.h3_r3
+
+
+def test_a_clinic_edit_keeps_what_it_does_not_change(api, doctor_headers):
+    _, headers = doctor_headers
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "C", "address": "1 Nile St", "city": "Giza"},
+        **headers,
+    )
+    assert r.status_code == 201, r.json()
+    url = f"/api/v1/doctor/clinics/{r.json()['id']}"
+
+    def patch(body, **extra):
+        return api.patch(url, body, content_type="application/json", headers={**headers, **extra})
+
+    # a new address is found in the clinic's city (alone it is nowhere)
+    r = patch({"address": "5 Pyramids Rd"})
+    assert r.status_code == 200, r.json()
+    assert r.json()["city"] == "Giza" and abs(r.json()["latitude"] - 30.01) < 0.05
+    # moving the pin keeps the city the doctor gave
+    r = patch({"latitude": 30.02, "longitude": 31.2})
+    assert r.status_code == 200, r.json()
+    assert (r.json()["city"], r.json()["latitude"], r.json()["longitude"]) == ("Giza", 30.02, 31.2)
+    # half a pin is refused, not silently replaced by the address's location
+    r = patch({"latitude": 29.5}, **{"Accept-Language": "ar"})
+    assert r.status_code == 422 and "longitude" in r.json()["error"]["fields"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["fields"]["longitude"])
+    clinic = Clinic.objects.get()
+    assert (clinic.latitude, clinic.longitude) == (30.02, 31.2)
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "D", "address": "1 St", "longitude": 31.2},
+        **headers,
+    )
+    assert r.status_code == 422 and "latitude" in r.json()["error"]["fields"]
 
 
 def test_clinic_address_is_geocoded_in_arabic(api, doctor_headers):
@@ -203,3 +242,37 @@ def test_verification_from_the_admin_site_is_audited(django_capture_on_commit_ca
     assert profile.verification == "verified"
     event = AuditEvent.objects.get(action="doctor.verified")
     assert str(event.actor_id) == str(admin_user.id)
+
+
+def test_the_admin_site_invalidates_the_directory_and_adds_no_clinic(
+    api, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    from accounts.models import User
+    from doctors.models import Specialty
+    from doctors.services import directory_version
+    from tests.accounts.test_staff_2fa import PASSWORD, enrol
+    from tests.doctors.factories import doctor
+
+    spec = Specialty.objects.create(code="sleep", name_en="Sleep", name_ar="النوم")
+    listed = doctor(specialties=(spec,))
+    assert api.get("/api/v1/doctors?specialty=sleep").json()["items"][0]["specialties"] == [
+        {"code": "sleep", "name": "Sleep"}
+    ]
+    staff = Client()
+    enrol(staff, User.objects.create_superuser("dir-admin@example.com", PASSWORD))
+    before = directory_version()
+    with django_capture_on_commit_callbacks(execute=True):
+        r = staff.post(
+            f"/admin/doctors/specialty/{spec.pk}/change/",
+            {"code": "sleep", "name_en": "Sleep medicine", "name_ar": "طب النوم"},
+        )
+    assert r.status_code == 302, re.findall(r"errorlist.{0,300}", r.content.decode())
+    assert directory_version() > before
+    card = api.get("/api/v1/doctors?specialty=sleep").json()["items"][0]
+    assert card["specialties"] == [{"code": "sleep", "name": "Sleep medicine"}]
+    # the clinic inline: no clinic is added here (the API geocodes and indexes them)
+    page = staff.get(f"/admin/doctors/doctorprofile/{listed.pk}/change/").content.decode()
+    assert 'clinics-MAX_NUM_FORMS" value="0"' in page  # Django's form of "no adding"
+    assert 'name="clinics-0-address"' not in page and 'name="clinics-0-name"' in page
