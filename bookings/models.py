@@ -147,6 +147,20 @@ class Appointment(models.Model):
         return f"appointment {self.id} ({self.status})"
 
 
+# The reasons the platform itself writes into a history: stored in English, shown in the
+# reader's language (a reason a person typed is shown as typed).
+RESCHEDULED, HOLD_EXPIRED, COMPLETED_AUTOMATICALLY = (
+    "rescheduled",
+    "hold expired",
+    "completed automatically",
+)
+SYSTEM_REASONS = {
+    RESCHEDULED: _("rescheduled"),
+    HOLD_EXPIRED: _("hold expired"),
+    COMPLETED_AUTOMATICALLY: _("completed automatically"),
+}
+
+
 class StatusChange(models.Model):
     """The appointment's history: every transition, who made it and why."""
 
@@ -163,6 +177,10 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.appointment_id} -> {self.status}"
+
+    @property
+    def shown_reason(self) -> str:
+        return str(SYSTEM_REASONS.get(self.reason, self.reason))
 
 
 class BookingPolicy(models.Model):

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 from uuid import UUID
 
 from ninja import Field, Schema
 
 from bookings.models import Status
-from core.schemas import InputSchema, IsoDate, IsoDatetime
+from core.schemas import InputSchema, IsoDate, IsoDatetime, WallTime
 from doctors.models import Mode
 
 
@@ -35,6 +36,10 @@ class HistoryOut(Schema):
     status: Status
     at: datetime
     reason: str
+
+    @staticmethod
+    def resolve_reason(obj: Any) -> str:
+        return str(obj.shown_reason)
 
 
 class AppointmentOut(Schema):
@@ -66,8 +71,10 @@ class ReasonIn(InputSchema):
 
 
 class HoursIn(InputSchema):
-    start: time
-    end: time
+    start: WallTime = Field(
+        ..., description="HH:MM in the clinic's zone (the profile's without one)"
+    )
+    end: WallTime
     mode: Mode
     clinic_id: UUID | None = None
     slot_minutes: int = Field(30, ge=5, le=480, strict=True)

@@ -26,6 +26,8 @@ from bookings.errors import (
 )
 from bookings.models import (
     ACTIVE,
+    HOLD_EXPIRED,
+    RESCHEDULED,
     Appointment,
     AvailabilityRule,
     BookingPolicy,
@@ -157,7 +159,7 @@ def holds_release(*, qs: Any, now: datetime) -> list[Any]:
     Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED)
     StatusChange.objects.bulk_create(
         [
-            StatusChange(appointment_id=i, status=Status.CANCELLED, reason="hold expired")
+            StatusChange(appointment_id=i, status=Status.CANCELLED, reason=HOLD_EXPIRED)
             for i in expired
         ]
     )
@@ -462,7 +464,7 @@ def appointment_reschedule(
     # Free the old time first, so that moving within an overlapping range is possible.
     old.status = Status.CANCELLED
     old.save(update_fields=["status", "updated_at"])
-    _history(old, user, reason or "rescheduled")
+    _history(old, user, reason or RESCHEDULED)
     schedule = selectors.schedule_of(old.doctor, fresh=True)
     slot = _matching_slot(old.doctor, start, old.mode, old.clinic_id, now, schedule)
     if slot is None:
@@ -483,7 +485,7 @@ def appointment_reschedule(
         rescheduled_from=old,
     )
     _insert(new, now)
-    _history(new, user, reason or "rescheduled")
+    _history(new, user, reason or RESCHEDULED)
     schedule_reminders(new)
     tell_both(
         new,

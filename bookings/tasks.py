@@ -11,7 +11,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tasks import task
 
-from bookings.models import ACTIVE, Appointment, ReminderDelivery, Status
+from bookings.models import (
+    ACTIVE,
+    COMPLETED_AUTOMATICALLY,
+    Appointment,
+    ReminderDelivery,
+    Status,
+)
 from core.idempotency import purge_expired
 
 # A reminder whose moment passed more than this long ago is dropped, not sent late.
@@ -112,7 +118,7 @@ def housekeeping() -> dict[str, int]:
         StatusChange.objects.bulk_create(
             [
                 StatusChange(
-                    appointment_id=i, status=Status.COMPLETED, reason="completed automatically"
+                    appointment_id=i, status=Status.COMPLETED, reason=COMPLETED_AUTOMATICALLY
                 )
                 for i in stale
             ]

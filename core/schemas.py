@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import zoneinfo
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from django.utils.translation import gettext as _
@@ -67,6 +68,21 @@ IsoDatetime = Annotated[
     AfterValidator(_to_utc),
     AfterValidator(_in_years),
 ]
+
+_WALL_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?")
+
+
+def _wall_time(value: Any) -> Any:
+    """Only ``HH:MM`` or ``HH:MM:SS`` text: a time of day in a zone given elsewhere (a clinic's).
+    Pydantic would otherwise take ``32400`` for 09:00 or keep an offset nobody applies."""
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    if not isinstance(value, str) or not _WALL_TIME.fullmatch(value):
+        raise ValueError(_("Enter a time of day as HH:MM, without a time zone."))
+    return value
+
+
+WallTime = Annotated[time, BeforeValidator(_wall_time)]
 
 # Strict: JSON true/false must not pass for a number (pydantic's lax mode would take it).
 Latitude = Annotated[float, Field(ge=-90, le=90, strict=True)]

@@ -197,6 +197,17 @@ def test_unverified_doctor_cannot_publish_availability(api):
     assert r.json()["error"]["code"] == "booking.doctor_not_verified"
 
 
+@pytest.mark.parametrize("start", ["09:00+05:00", 32400, "9:00", "24:00", "09:00:00.5", True])
+def test_hours_are_wall_clock_times_without_a_zone(api, doctor_with_hours, start):
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    body = {"weekday": 0, "start": start, "end": "19:00", "mode": "video"}
+    r = post(api, "/api/v1/availability/rules", body, **headers, **{"Accept-Language": "ar"})
+    assert r.status_code == 422, r.content
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["fields"]["start"])
+    r = post(api, "/api/v1/availability/rules", {**body, "start": "18:00:00"}, **headers)
+    assert r.status_code == 201 and r.json()["start"] == "18:00:00", r.content
+
+
 def test_hours_and_bookings_only_in_the_modes_the_profile_offers(api, doctor_with_hours):
     headers = bearer(login(api, doctor_with_hours.user.email)["access"])
     r = api.patch(
@@ -431,6 +442,12 @@ def test_reschedule_is_atomic_and_linked(api, doctor_with_hours):
     assert new.start == target and new.rescheduled_from_id is not None
     assert str(new.rescheduled_from_id) == first["id"]
     assert Appointment.objects.get(id=first["id"]).status == "cancelled"
+    # the reason the platform wrote is shown in the reader's language
+    url = f"/api/v1/appointments/{first['id']}"
+    english = api.get(url, headers=headers).json()["history"][-1]
+    arabic = api.get(url, headers={**headers, "Accept-Language": "ar"}).json()["history"][-1]
+    assert (english["status"], english["reason"]) == ("cancelled", "rescheduled")
+    assert arabic["reason"] == "أُعيدت جدولته"
 
 
 def _reschedule(api, appt_id, start, headers):
