@@ -8,21 +8,42 @@ and the session was made with the user's current password), but cheaper per requ
 - the user's authentication facts come from a small snapshot in the cache instead of a
   database query. The snapshot is deleted whenever the user is saved (``User.save``), so a
   deactivation, a role change or a password change takes effect at the next request.
-  The full user row is loaded lazily, only by endpoints that use more than those facts.
+  The full user row is loaded lazily, only by endpoints that use more than those facts,
+  by one hand-written statement (the ORM's ``get`` spent two thirds of its 0.3 ms building
+  the query).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from allauth.headless.tokens.strategies.jwt import internal
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.core.cache import cache
+from django.db import connection
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import SimpleLazyObject
 
+from core import db
+
 SNAPSHOT_SECONDS = 300
+
+
+@functools.cache
+def _user_sql(vendor: str) -> str:
+    from accounts.models import User
+
+    return db.select_sql(User, f"{db.names(User, 'id')[1]} = %s")
+
+
+def _user_row(user_id: Any) -> Any:
+    """The user ``user_id`` names, or None."""
+    from accounts.models import User
+
+    found = db.fetch(User, _user_sql(connection.vendor), [db.db_value(User, "id", user_id)])
+    return found[0] if found else None
 
 
 def snapshot_key(user_id: Any) -> str:
@@ -42,13 +63,11 @@ class AuthSnapshot:
 def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
     """The user's snapshot, and the user row if it had to be read to build it (so that the
     request's lazy user does not read it a second time)."""
-    from accounts.models import User
-
     key = snapshot_key(user_id)
     found = cache.get(key)
     if found is not None:
         return AuthSnapshot(*found), None
-    user = User.objects.filter(pk=user_id).first()
+    user = _user_row(user_id)
     if user is None:
         return None, None
     snap = AuthSnapshot(
@@ -84,7 +103,10 @@ def validate_access_token(token: str) -> tuple[Any, AuthSnapshot] | None:
     def load() -> Any:
         from accounts.models import User
 
-        return loaded if loaded is not None else User.objects.get(pk=user_id)
+        user = loaded if loaded is not None else _user_row(user_id)
+        if user is None:  # deleted since the snapshot was read
+            raise User.DoesNotExist()
+        return user
 
     return _LazyUser(load), snap
 

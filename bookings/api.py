@@ -33,7 +33,6 @@ from core.idempotency import run_once
 from core.pagination import paginate
 from core.responses import json_response
 from core.schemas import InputSchema, IsoDate, IsoDatetime, TimeZoneName
-from doctors.models import DoctorProfile, Verification
 
 router = Router(tags=["appointments"])
 MAX_RANGE_DAYS = 62
@@ -51,9 +50,7 @@ class SlotsQuery(Schema):
     summary="Free slots between two dates, in a time zone",
 )
 def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpResponse:
-    doctor = DoctorProfile.objects.filter(
-        id=doctor_id, verification=Verification.VERIFIED, user__is_active=True
-    ).first()
+    doctor = selectors.bookable_doctor(doctor_id)
     if doctor is None:
         raise DoctorNotBookable()
     if q.to < q.from_ or (q.to - q.from_).days > MAX_RANGE_DAYS:

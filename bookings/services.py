@@ -104,7 +104,7 @@ _POLICY_FIELDS = {
 @transaction.atomic
 def policy_update(*, user: User, changes: dict[str, Any]) -> BookingPolicy:
     doctor = verified_doctor(user)
-    policy = selectors.policy_for(doctor)
+    policy = BookingPolicy.objects.select_for_update().get_or_create(doctor=doctor)[0]
     for key in _POLICY_FIELDS & changes.keys():
         setattr(policy, key, changes[key])
     policy.save()
@@ -207,13 +207,7 @@ def appointment_book(
     transaction on SQLite): a lost race is ``booking.slot_taken``."""
     require_role(patient, Role.PATIENT)
     now = now or timezone.now()
-    doctor = (
-        DoctorProfile.objects.filter(
-            id=doctor_id, verification=Verification.VERIFIED, user__is_active=True
-        )
-        .select_related("user", "booking_policy")
-        .first()
-    )
+    doctor = selectors.bookable_doctor(doctor_id)
     if doctor is None:
         raise DoctorNotBookable()
     schedule = selectors.schedule_of(doctor, fresh=True)

@@ -204,3 +204,25 @@ def test_a_request_that_rebuilds_the_snapshot_reads_the_user_row_once(api):
     assert user_reads() == 1  # the snapshot's rebuild and the view share one read
     assert cache.get(snapshot_key(user.pk)) is not None
     assert user_reads() == 1  # snapshot cached: the lazy user reads the row itself
+
+
+def test_the_lazy_user_is_the_row_the_orm_reads(api):
+    from django.core.cache import cache
+
+    from accounts.models import User
+    from accounts.tokens_validation import snapshot_key, validate_access_token
+
+    user = make_user(first_name="Layla", last_name="Hassan")
+    token = login(api, user.email)["access"]
+    for rebuilt in (True, False):  # the snapshot rebuilt (the row shared), then cached
+        if rebuilt:
+            cache.delete(snapshot_key(user.pk))
+        found = validate_access_token(token)
+        assert found is not None
+        lazy, snap = found
+        assert snap.id == str(user.pk) and snap.role == user.role
+        assert lazy.full_name == "Layla Hassan"  # loads it
+        orm = User.objects.get(pk=user.pk)
+        assert {k: v for k, v in vars(lazy._wrapped).items() if k != "_state"} == {
+            k: v for k, v in vars(orm).items() if k != "_state"
+        }

@@ -831,6 +831,15 @@ def test_a_booking_reads_the_policy_with_the_doctor_and_a_doctor_without_one_get
     assert len(policy_reads) == 1 and "doctors_doctorprofile" in policy_reads[0]  # one join
 
     BookingPolicy.objects.filter(doctor=doctor_with_hours).delete()
+    # the defaults apply (a minimum notice of 60 minutes), and reading them writes nothing
+    soon = api.get(
+        f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={next_slot(days=0).date()}"
+        f"&to={next_slot(days=0).date()}"
+    ).json()["items"]
+    assert all(
+        datetime.fromisoformat(s["start_utc"]) >= datetime.now(UTC) + timedelta(minutes=59)
+        for s in soon
+    )
     r = book(api, make_user(), doctor_with_hours, next_slot(hour=12))
     assert r.status_code == 201, r.json()
-    assert BookingPolicy.objects.get(doctor=doctor_with_hours).min_notice_minutes == 60  # default
+    assert not BookingPolicy.objects.filter(doctor=doctor_with_hours).exists()

@@ -137,3 +137,51 @@ def test_hours_and_busy_time_answer_what_the_orm_answers_on_sqlite(tmp_path):
         "from tests.bookings.test_statements import check_all\ncheck_all()\nprint('sqlite ok')\n",
         tmp_path,
     )
+
+
+def check_bookable_doctor() -> None:
+    """``bookable_doctor`` finds what the ORM query finds: the doctor, their user and their
+    policy, with the same field values; no policy, or None for a doctor not bookable."""
+    import uuid
+
+    from bookings.models import BookingPolicy
+    from doctors.models import DoctorProfile
+
+    with_policy, without, pending, inactive = (
+        doctor(),
+        doctor(),
+        doctor(verified=False),
+        doctor(),
+    )
+    BookingPolicy.objects.create(doctor=with_policy, min_notice_minutes=7, requires_approval=True)
+    type(inactive.user).objects.filter(pk=inactive.user_id).update(is_active=False)
+
+    def fields(obj):
+        return {k: v for k, v in vars(obj).items() if k != "_state"}
+
+    for profile in (with_policy, without):
+        found = selectors.bookable_doctor(profile.pk)
+        orm = DoctorProfile.objects.select_related("user", "booking_policy").get(pk=profile.pk)
+        assert fields(found) == fields(orm)
+        assert fields(found.user) == fields(orm.user)
+        if profile is with_policy:
+            assert fields(found.booking_policy) == fields(orm.booking_policy)
+            assert selectors.policy_for(found).min_notice_minutes == 7
+        else:
+            assert found._state.fields_cache["booking_policy"] is None
+            assert selectors.policy_for(found).min_notice_minutes == 60  # the defaults
+    for profile_id in (pending.pk, inactive.pk, uuid.uuid4()):
+        assert selectors.bookable_doctor(profile_id) is None
+
+
+@pytest.mark.django_db
+def test_the_bookable_doctor_statement_answers_what_the_orm_answers():
+    check_bookable_doctor()
+
+
+def test_the_bookable_doctor_statement_on_sqlite(tmp_path):
+    run_on_sqlite(
+        "from tests.bookings.test_statements import check_bookable_doctor\n"
+        "check_bookable_doctor()\nprint('sqlite ok')\n",
+        tmp_path,
+    )
