@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import models
@@ -37,6 +38,24 @@ class EncryptedTextField(models.TextField):
         if lookup_name != "isnull":
             return None
         return super().get_lookup(lookup_name)
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A JSON value stored encrypted (its compact JSON text, as :class:`EncryptedTextField`
+    stores text); Python code sees the value."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        text = super().from_db_value(value, expression, connection)
+        return None if text is None else json.loads(text)
+
+    def to_python(self, value: Any) -> Any:
+        return value
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return crypto.encrypt(text, context=self.crypto_context)
 
 
 def encrypted_fields() -> list[EncryptedTextField]:

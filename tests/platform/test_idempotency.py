@@ -30,3 +30,50 @@ def test_a_key_answers_once_then_expires():
     )
     assert run_once(user=user, key="k", payload={"a": 2}, action=action) == (201, {"n": 3})
     assert IdempotencyRecord.objects.filter(user=user).count() == 1
+
+
+def test_the_stored_answer_is_encrypted_and_replayed_exactly():
+    """An answer can carry protected health information (a booking's reason)."""
+    from django.db import connection
+
+    user = make_user()
+    answer = {"reason": "Chest pain since Tuesday", "ar": "ألم في الصدر", "n": [1, 2.5, None]}
+    assert run_once(user=user, key="phi", payload={}, action=lambda: (201, answer)) == (201, answer)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT body FROM core_idempotencyrecord WHERE key = %s", ["phi"])
+        (raw,) = cursor.fetchone()
+    assert raw.startswith("enc1:") and "Chest" not in raw and "pain" not in raw
+    assert run_once(user=user, key="phi", payload={}, action=lambda: (500, {})) == (201, answer)
+
+
+def test_the_migration_encrypts_the_answers_already_stored(tmp_path):
+    """Answers stored in plain JSON before the migration are encrypted in place and still
+    replayed (on SQLite, in a process of its own: a migration test of the real schema)."""
+    from tests.procs import run_on_sqlite
+
+    run_on_sqlite(
+        """
+from django.core.management import call_command
+from django.db import connection
+call_command("migrate", "core", "0001", verbosity=0)
+from tests.factories import make_user
+user = make_user()
+with connection.cursor() as cursor:
+    cursor.execute(
+        "INSERT INTO core_idempotencyrecord (user_id, key, request_hash, status, body, created_at)"
+        " VALUES (%s, 'old', %s, 201, %s, CURRENT_TIMESTAMP)",
+        [user.pk.hex, __import__("hashlib").sha256(b"{}").hexdigest(), '{"reason": "migraine"}'],
+    )
+call_command("migrate", "core", verbosity=0)
+with connection.cursor() as cursor:
+    cursor.execute("SELECT body FROM core_idempotencyrecord")
+    (raw,) = cursor.fetchone()
+assert raw.startswith("enc1:") and "migraine" not in raw, raw
+from core.idempotency import run_once
+assert run_once(user=user, key="old", payload={}, action=lambda: (500, {})) == (
+    201, {"reason": "migraine"}
+)
+print("sqlite ok")
+""",
+        tmp_path,
+    )
