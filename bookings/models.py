@@ -149,15 +149,17 @@ class Appointment(models.Model):
 
 # The reasons the platform itself writes into a history: stored in English, shown in the
 # reader's language (a reason a person typed is shown as typed).
-RESCHEDULED, HOLD_EXPIRED, COMPLETED_AUTOMATICALLY = (
+RESCHEDULED, HOLD_EXPIRED, COMPLETED_AUTOMATICALLY, REQUEST_LAPSED = (
     "rescheduled",
     "hold expired",
     "completed automatically",
+    "not answered in time",
 )
 SYSTEM_REASONS = {
     RESCHEDULED: _("rescheduled"),
     HOLD_EXPIRED: _("hold expired"),
     COMPLETED_AUTOMATICALLY: _("completed automatically"),
+    REQUEST_LAPSED: _("not answered in time"),
 }
 
 

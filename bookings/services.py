@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import OperationalError, transaction
 from django.db.models import Q
@@ -27,6 +28,7 @@ from bookings.errors import (
 from bookings.models import (
     ACTIVE,
     HOLD_EXPIRED,
+    REQUEST_LAPSED,
     RESCHEDULED,
     Appointment,
     AvailabilityRule,
@@ -141,38 +143,53 @@ def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
 def tell_each(*, appointment_ids: list[Any], kind: str, render: Any) -> None:
     """``tell_both`` for each of these appointments (changed in bulk)."""
     for appointment in Appointment.objects.filter(id__in=appointment_ids).select_related(
-        "doctor__user", "patient"
+        "doctor__user", "patient", "clinic"
     ):
         tell_both(appointment, kind, render)
 
 
 def holds_release(*, qs: Any, now: datetime) -> list[Any]:
-    """Cancel the expired holds among ``qs`` (rows another transaction is releasing are
-    skipped), with their history; both sides are told ``booking.expired``."""
-    expired = list(
-        qs.select_for_update(skip_locked=True)
-        .filter(status=Status.HELD, hold_expires_at__lte=now)
-        .values_list("id", flat=True)
-    )
-    if not expired:
-        return []
-    Appointment.objects.filter(id__in=expired).update(status=Status.CANCELLED)
-    StatusChange.objects.bulk_create(
-        [
-            StatusChange(appointment_id=i, status=Status.CANCELLED, reason=HOLD_EXPIRED)
-            for i in expired
-        ]
-    )
-    tell_each(
-        appointment_ids=expired,
+    """Cancel the expired holds among ``qs``; both sides are told ``booking.expired``."""
+    return end_in_bulk(
+        qs.filter(status=Status.HELD, hold_expires_at__lte=now),
+        status=Status.CANCELLED,
+        reason=HOLD_EXPIRED,
         kind="booking.expired",
         render=lambda a, u: (
             _("Hold expired"),
             _("The slot held for %(when)s was released: it was not paid in time.")
-            % {"when": when(a, u)},
+            % {"when": when(a)},
         ),
     )
-    return expired
+
+
+def requests_lapse(*, now: datetime) -> list[Any]:
+    """Cancel the requests their doctor did not answer before their start."""
+    return end_in_bulk(
+        Appointment.objects.filter(status=Status.PENDING, start__lte=now),
+        status=Status.CANCELLED,
+        reason=REQUEST_LAPSED,
+        kind="booking.cancelled",
+        render=lambda a, u: (
+            _("Request not answered"),
+            _("The request for %(when)s was not answered by the doctor in time.")
+            % {"when": when(a)},
+        ),
+    )
+
+
+def end_in_bulk(qs: Any, *, status: str, reason: str, kind: str, render: Any) -> list[Any]:
+    """Move the appointments of ``qs`` to ``status`` (rows another transaction holds are
+    skipped), with a history row each giving ``reason``, and tell both sides of each
+    ``kind``; the ids moved."""
+    ids = list(qs.select_for_update(skip_locked=True).values_list("id", flat=True))
+    if ids:
+        Appointment.objects.filter(id__in=ids).update(status=status)
+        StatusChange.objects.bulk_create(
+            [StatusChange(appointment_id=i, status=status, reason=reason) for i in ids]
+        )
+        tell_each(appointment_ids=ids, kind=kind, render=render)
+    return ids
 
 
 def told_marked(a: Appointment, u: User) -> tuple[str, str]:
@@ -180,15 +197,31 @@ def told_marked(a: Appointment, u: User) -> tuple[str, str]:
     return (
         _("Appointment completed") if a.status == Status.COMPLETED else _("Missed appointment"),
         _("The appointment on %(when)s is recorded as %(status)s.")
-        % {"when": when(a, u), "status": a.get_status_display()},
+        % {"when": when(a), "status": a.get_status_display()},
     )
 
 
-def when(appointment: Appointment, user: User) -> str:
-    from zoneinfo import ZoneInfo
+def appointment_zone(appointment: Appointment) -> ZoneInfo:
+    """The zone an appointment's time is told in: its clinic's, or without a clinic the
+    doctor's profile zone (the zones its hours are kept in). A booking that has just read the
+    hours leaves it on the instance (``_zone``): no query."""
+    zone = appointment.__dict__.get("_zone")
+    if zone is None:
+        clinic = appointment.clinic if appointment.clinic_id else None
+        zone = ZoneInfo(clinic.time_zone if clinic else appointment.doctor.time_zone)
+        appointment.__dict__["_zone"] = zone
+    return zone  # type: ignore[no-any-return]
 
-    local = appointment.start.astimezone(ZoneInfo(user.time_zone))
-    return local.strftime("%Y-%m-%d %H:%M")
+
+def when(appointment: Appointment) -> str:
+    """The start as both parties read it: the wall time in :func:`appointment_zone`, named
+    (a profile's own zone is UTC until its owner sets one)."""
+    local = appointment.start.astimezone(appointment_zone(appointment))
+    return f"{local:%Y-%m-%d %H:%M} ({appointment_zone(appointment).key})"
+
+
+def _zone_of_slot(hours: list[Any], slot: Any) -> ZoneInfo:
+    return next(h.zone for h in hours if h.clinic_id == slot.clinic_id)  # type: ignore[no-any-return]
 
 
 @transaction.atomic
@@ -233,6 +266,7 @@ def appointment_book(
         reason=reason,
         hold_expires_at=hold,
     )
+    appointment.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
     _insert(appointment, now)
     _history(appointment, patient)
     schedule_reminders(appointment)
@@ -242,7 +276,7 @@ def appointment_book(
         lambda a, user: (
             _("New appointment"),
             _("%(patient)s booked %(when)s.")
-            % {"patient": a.patient.full_name or _("A patient"), "when": when(a, user)},
+            % {"patient": a.patient.full_name or _("A patient"), "when": when(a)},
         ),
     )
     return appointment
@@ -325,8 +359,8 @@ def _locked(viewer: User, appointment_id: Any) -> Appointment:
     if viewer.role not in (Role.PATIENT, Role.DOCTOR):
         require_permission(viewer, "bookings.change_appointment")
     return (
-        Appointment.objects.select_for_update()
-        .select_related("doctor__user", "patient")
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("doctor__user", "patient", "clinic")
         .get(pk=appointment.pk)
     )
 
@@ -338,8 +372,8 @@ def appointment_decide(
     """The doctor accepts or rejects a pending request."""
     require_role(doctor_user, Role.DOCTOR)
     appointment = _locked(doctor_user, appointment_id)
-    if appointment.status != Status.PENDING:
-        raise TransitionNotAllowed()
+    if appointment.status != Status.PENDING or (accept and appointment.start <= timezone.now()):
+        raise TransitionNotAllowed()  # a request not answered before its start has lapsed
     appointment.status = Status.CONFIRMED if accept else Status.REJECTED
     appointment.save(update_fields=["status", "updated_at"])
     _history(appointment, doctor_user, reason)
@@ -354,7 +388,7 @@ def appointment_decide(
                 if accept
                 else _("The doctor declined the appointment on %(when)s.")
             )
-            % {"when": when(a, user)},
+            % {"when": when(a)},
         ),
     )
     return appointment
@@ -398,7 +432,7 @@ def appointment_cancel(
         lambda a, u: (
             _("Appointment cancelled"),
             _("The appointment on %(when)s was cancelled. %(reason)s")
-            % {"when": when(a, u), "reason": reason},
+            % {"when": when(a), "reason": reason},
         ),
     )
     return appointment
@@ -470,7 +504,7 @@ def appointment_reschedule(
     new = Appointment(
         doctor=old.doctor,
         patient=old.patient,
-        clinic_id=old.clinic_id,
+        clinic_id=slot.clinic_id,
         mode=old.mode,
         start=slot.start,
         end=slot.end,
@@ -478,6 +512,7 @@ def appointment_reschedule(
         reason=old.reason,
         rescheduled_from=old,
     )
+    new.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
     _insert(new, now)
     _history(new, user, reason or RESCHEDULED)
     schedule_reminders(new)
@@ -486,7 +521,7 @@ def appointment_reschedule(
         "booking.rescheduled",
         lambda a, u: (
             _("Appointment moved"),
-            _("The appointment is now on %(when)s.") % {"when": when(a, u)},
+            _("The appointment is now on %(when)s.") % {"when": when(a)},
         ),
     )
     return new

@@ -59,12 +59,15 @@ def send_reminder(appointment_id: str, offset_minutes: int) -> str:
     now = timezone.now()
     with transaction.atomic():
         appointment = (
-            Appointment.objects.select_related("doctor__user", "patient")
+            Appointment.objects.select_for_update(of=("self",))
+            .select_related("doctor__user", "patient", "clinic")
             .filter(id=appointment_id)
             .first()
         )
         if appointment is None or appointment.status not in ACTIVE:
             return "skipped: not confirmed"
+        if not (appointment.patient.is_active and appointment.doctor.user.is_active):
+            return "skipped: a party's account is closed"
         due = appointment.start - timedelta(minutes=offset_minutes)
         if appointment.status != Status.CONFIRMED:  # a request or a hold: maybe later
             _enqueue_next_reminder(appointment, after=due)
@@ -82,9 +85,9 @@ def send_reminder(appointment_id: str, offset_minutes: int) -> str:
         tell_both(
             appointment,
             "booking.reminder",
-            lambda a, user: (
+            lambda a, _user: (
                 _("Appointment reminder"),
-                _("Your appointment is on %(when)s.") % {"when": when(a, user)},
+                _("Your appointment is on %(when)s.") % {"when": when(a)},
             ),
         )
         _enqueue_next_reminder(appointment, after=due)
@@ -100,30 +103,30 @@ def auto_complete_after() -> timedelta:
 
 @task()
 def housekeeping() -> dict[str, int]:
-    """Release expired holds, complete what doctors left unmarked some hours after the end
-    and purge expired Idempotency-Key records; then schedule the next run (one pending run
+    """Release expired holds, close the requests not answered before their start, complete
+    what doctors left unmarked some hours after the end and purge expired Idempotency-Key
+    records; then schedule the next run (one pending run
     at a time: ``manage.py schedule_housekeeping``)."""
-    from bookings.models import StatusChange
-    from bookings.services import holds_release, tell_each, told_marked
+    from bookings.services import end_in_bulk, holds_release, requests_lapse, told_marked
 
     now = timezone.now()
     with transaction.atomic():
         expired = holds_release(qs=Appointment.objects.all(), now=now)
-        stale = list(
-            Appointment.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.CONFIRMED, end__lte=now - auto_complete_after())
-            .values_list("id", flat=True)
+        lapsed = requests_lapse(now=now)
+        stale = end_in_bulk(
+            Appointment.objects.filter(
+                status=Status.CONFIRMED, end__lte=now - auto_complete_after()
+            ),
+            status=Status.COMPLETED,
+            reason=COMPLETED_AUTOMATICALLY,
+            kind="booking.completed",
+            render=told_marked,
         )
-        Appointment.objects.filter(id__in=stale).update(status=Status.COMPLETED)
-        StatusChange.objects.bulk_create(
-            [
-                StatusChange(
-                    appointment_id=i, status=Status.COMPLETED, reason=COMPLETED_AUTOMATICALLY
-                )
-                for i in stale
-            ]
-        )
-        tell_each(appointment_ids=stale, kind="booking.completed", render=told_marked)
         housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
     purged = purge_expired()  # Idempotency-Key records past their 24 h
-    return {"holds_released": len(expired), "auto_completed": len(stale), "keys_purged": purged}
+    return {
+        "holds_released": len(expired),
+        "requests_lapsed": len(lapsed),
+        "auto_completed": len(stale),
+        "keys_purged": purged,
+    }

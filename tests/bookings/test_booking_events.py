@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from bookings.errors import TransitionNotAllowed
 from bookings.models import Appointment, BookingPolicy, Status
 from bookings.services import (
     appointment_book,
@@ -114,11 +115,35 @@ def test_expired_holds_and_automatic_completion_are_told_too(doctor_with_hours):
         now=start - timedelta(days=1),
     )
     assert done.status == Status.CONFIRMED
+    BookingPolicy.objects.filter(pk=policy.pk).update(requires_approval=True)
+    asked = next_slot(days=-1, hour=11)  # a request nobody answered before its start
+    unanswered = appointment_book(
+        patient=make_user(),
+        doctor_id=doctor_with_hours.id,
+        start=asked,
+        mode="in_person",
+        now=asked - timedelta(days=1),
+    )
+    assert unanswered.status == Status.PENDING
+    with pytest.raises(TransitionNotAllowed):  # too late to accept now
+        appointment_decide(
+            doctor_user=doctor_with_hours.user, appointment_id=unanswered.id, accept=True
+        )
 
-    assert housekeeping.call() == {"holds_released": 1, "auto_completed": 1, "keys_purged": 0}
+    assert housekeeping.call() == {
+        "holds_released": 1,
+        "requests_lapsed": 1,
+        "auto_completed": 1,
+        "keys_purged": 0,
+    }
+    unanswered.refresh_from_db()
+    assert unanswered.status == Status.CANCELLED
+    assert unanswered.history.last().reason == "not answered in time"
+    told = Notification.objects.get(user=unanswered.patient, kind="booking.cancelled")
+    assert told.title == "Request not answered" and "(Africa/Cairo)" in told.body
 
     for user in (patient, doctor_with_hours.user):
-        kinds = kinds_for(user)
+        kinds = [k for k in kinds_for(user) if k != "booking.cancelled"]  # the lapsed request
         assert kinds.count("booking.expired") == 1
         assert kinds[-2:] in (
             ["booking.expired", "booking.completed"],

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings as dj_settings
@@ -48,6 +49,19 @@ def test_reminder_is_sent_once_and_never_late_or_for_cancelled(doctor_with_hours
         Notification.objects.filter(kind="booking.reminder").count() == 2
     )  # patient and doctor, once
     assert ReminderDelivery.objects.count() == 1
+    # told in the appointment's zone (the clinic's, or for video the doctor's profile zone),
+    # named: the patient's own profile zone is UTC until they set one
+    reminder = Notification.objects.filter(kind="booking.reminder", user=patient).get()
+    local = soon.start.astimezone(ZoneInfo(doctor_with_hours.time_zone))
+    assert f"{local:%Y-%m-%d %H:%M} ({doctor_with_hours.time_zone})" in reminder.body
+    # nobody is reminded of an appointment with a party whose account is closed
+    from tests.doctors.factories import doctor
+
+    closed = _confirmed(doctor(), make_user(), datetime.now(UTC) + timedelta(minutes=57))
+    closed.patient.is_active = False
+    closed.patient.save()
+    assert send_reminder.call(str(closed.id), 60) == "skipped: a party's account is closed"
+    assert not ReminderDelivery.objects.filter(appointment=closed).exists()
 
 
 def test_booking_schedules_reminders_in_its_transaction(api, doctor_with_hours):
@@ -207,7 +221,12 @@ def test_housekeeping_releases_expired_holds_and_completes_unmarked(doctor_with_
     stale_key = IdempotencyRecord.objects.create(user=patient, key="old", request_hash="x")
     IdempotencyRecord.objects.filter(pk=stale_key.pk).update(created_at=now - timedelta(hours=25))
     IdempotencyRecord.objects.create(user=patient, key="new", request_hash="x")
-    assert housekeeping.call() == {"holds_released": 1, "auto_completed": 1, "keys_purged": 1}
+    assert housekeeping.call() == {
+        "holds_released": 1,
+        "requests_lapsed": 0,
+        "auto_completed": 1,
+        "keys_purged": 1,
+    }
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
     statuses = dict(Appointment.objects.values_list("id", "status"))
     assert (statuses[held.id], statuses[fresh_hold.id], statuses[old.id]) == (
