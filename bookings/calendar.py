@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext as _
 from icalendar import Calendar, Event
 
 from accounts.models import User
@@ -36,7 +38,9 @@ def render(appointments: Iterable[Appointment], *, viewer: User) -> bytes:
         event = Event()
         event.add("uid", f"{a.id}@telemed")
         other = a.patient if viewer.pk == a.doctor.user_id else a.doctor.user
-        event.add("summary", f"Telemed: {other.full_name or 'appointment'} ({a.mode})")
+        with translation.override(viewer.language):  # a calendar app sends no language
+            summary = f"Telemed: {other.full_name or _('appointment')} ({a.get_mode_display()})"
+        event.add("summary", summary)
         event.add("dtstart", a.start)
         event.add("dtend", a.end)
         event.add("dtstamp", a.updated_at)

@@ -353,7 +353,7 @@ def care_partner_ids(user_id: Any, now: datetime | None = None) -> list[Any]:
 
 def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
     """Role-specific summary: a patient's next appointments; a doctor's day, pending requests
-    and the week's figures (in the doctor's time zone)."""
+    and the week's figures (days counted in the doctor's :func:`home_zone`)."""
     now = now or timezone.now()
     mine = Appointment.objects.filter(visible_to(viewer)).select_related(
         "doctor__user", "patient", "clinic"
@@ -361,7 +361,8 @@ def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
     upcoming = list(mine.filter(end__gt=now, status__in=ACTIVE).order_by("start")[:5])
     if viewer.role != Role.DOCTOR:
         return {"role": viewer.role, "next": upcoming}
-    zone = ZoneInfo(viewer.time_zone)
+    profile = DoctorProfile.objects.filter(user=viewer).prefetch_related("clinics").first()
+    zone = home_zone(profile) if profile else ZoneInfo(viewer.time_zone)
     today = now.astimezone(zone).date()
     day_start = datetime.combine(today, datetime.min.time(), tzinfo=zone)
     week_start = day_start - timedelta(days=today.weekday())

@@ -169,12 +169,18 @@ def test_calendar_feed_and_rotation(api, doctor_with_hours):
     assert api.get(new_url.split("testserver")[1]).status_code == 200
     one = api.get(f"/api/v1/appointments/{appt.id}/ics", headers=headers)
     assert one.status_code == 200 and b"BEGIN:VEVENT" in one.content
+    # a calendar app sends no language: the feed speaks its owner's
+    patient.language = "ar"
+    patient.save()
+    r = api.get(new_url.split("testserver")[1])
+    [event] = Calendar.from_ical(r.content).walk("VEVENT")
+    assert "(فيديو)" in str(event["summary"]), str(event["summary"])
 
 
 def test_dashboards(api, doctor_with_hours):
     patient = make_user()
     start = next_slot(days=2)
-    _confirmed(doctor_with_hours, patient, start)
+    first = _confirmed(doctor_with_hours, patient, start)
     mine = api.get("/api/v1/dashboard", headers=bearer(login(api, patient.email)["access"])).json()
     assert mine["role"] == "patient" and len(mine["next"]) == 1
     doc = api.get(
@@ -182,6 +188,21 @@ def test_dashboards(api, doctor_with_hours):
     ).json()
     assert doc["pending_requests"] == 0
     assert set(doc["week"]) == {"confirmed", "completed", "no_show", "cancelled"}
+
+    # the doctor's day is counted in their clinic's zone (Cairo), not their account's (UTC):
+    # at 22:30 UTC it is already tomorrow in Cairo
+    from zoneinfo import ZoneInfo
+
+    from bookings.selectors import dashboard
+
+    cairo = ZoneInfo("Africa/Cairo")
+    tomorrow_8 = datetime.combine(start.astimezone(cairo).date(), datetime.min.time(), cairo)
+    tomorrow_8 += timedelta(hours=8)
+    late_evening = (tomorrow_8 - timedelta(hours=8)).astimezone(UTC) + timedelta(minutes=30)
+    early = _confirmed(doctor_with_hours, make_user(), tomorrow_8.astimezone(UTC))
+    assert doctor_with_hours.user.time_zone == "UTC"
+    today = dashboard(viewer=doctor_with_hours.user, now=late_evening)["today"]
+    assert [a.id for a in today] == [early.id, first.id]
 
 
 def test_housekeeping_releases_expired_holds_and_completes_unmarked(doctor_with_hours):
