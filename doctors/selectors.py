@@ -151,14 +151,7 @@ def _search_page(filters: SearchFilters, offset: int, limit: int) -> tuple[list[
     if filters.available_on is not None or filters.sort == "next_available":
         return _by_availability(filters, offset, limit, located)
     if located:
-        ranked = _nearby(filters)
-        sort = filters.sort or "distance"
-        if sort != "distance":
-            order = _with_rating(listed().filter(id__in=[i for i, _ in ranked])).order_by(
-                *_ORDER[sort]
-            )
-            distances = dict(ranked)
-            ranked = [(str(i), distances[str(i)]) for i in order.values_list("id", flat=True)]
+        ranked = _nearby_sorted(filters)
         page = ranked[offset : offset + limit + 1]
         found = cards([i for i, _ in page[:limit]])
         for card, (_, distance) in zip(found, page, strict=False):
@@ -174,6 +167,19 @@ def _search_page(filters: SearchFilters, offset: int, limit: int) -> tuple[list[
         more = len(ids) > limit
         found = cards(ids[:limit])
     return found, encode_cursor([offset + limit, ""], scope="doctors.search") if more else None
+
+
+def _nearby_sorted(filters: SearchFilters) -> list[tuple[str, float]]:
+    """The nearby doctors with their distances, in the order asked for (distance unless
+    rating, fee or name)."""
+    ranked = _nearby(filters)
+    if filters.sort in _ORDER:
+        order = _with_rating(listed().filter(id__in=[i for i, _ in ranked])).order_by(
+            *_ORDER[filters.sort]
+        )
+        distances = dict(ranked)
+        ranked = [(str(i), distances[str(i)]) for i in order.values_list("id", flat=True)]
+    return ranked
 
 
 def _offset(cursor: str | None) -> int:
@@ -368,15 +374,17 @@ def specialties() -> QuerySet[Specialty]:
 def _by_availability(
     f: SearchFilters, offset: int, limit: int, located: bool
 ) -> tuple[list[Card], str | None]:
-    """Searches that need free slots: the first candidates in distance (or rating) order,
-    kept if they have a free slot on the date, ordered by their next free slot if asked."""
+    """Searches that need free slots: the first candidates in the order asked for (distance,
+    rating, fee or name; by default distance with a location, else rating), kept if they
+    have a free slot on the date, ordered by their next free slot if asked."""
     if AVAILABILITY is None:
         raise RuntimeError("doctors.selectors.AVAILABILITY is wired in telemed/apps.py")
     ranked: list[tuple[str, float | None]]
     if located:
-        ranked = list(_nearby(f)[:AVAILABILITY_CANDIDATES])
+        ranked = list(_nearby_sorted(f)[:AVAILABILITY_CANDIDATES])
     else:
-        ids = _with_rating(_filtered(f)).order_by(*_ORDER["rating"]).values_list("id", flat=True)
+        sort = f.sort if f.sort in _ORDER else "rating"
+        ids = _with_rating(_filtered(f)).order_by(*_ORDER[sort]).values_list("id", flat=True)
         ranked = [(str(i), None) for i in ids[:AVAILABILITY_CANDIDATES]]
     slots = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now(), f.mode)
     free = {str(doctor_id): start for doctor_id, start in slots.items()}

@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
-from bookings.models import Appointment, BookingPolicy, StatusChange
+from bookings.models import Appointment, AvailabilityRule, BookingPolicy, StatusChange
 from bookings.schemas import SlotsOut
 from realtime.models import Notification
 from tests.bookings.conftest import next_slot
@@ -632,6 +632,37 @@ def test_directory_filters_by_availability_and_sorts_by_next_free_slot(api, doct
         str(doctor_with_hours.id),
         str(off.id),
     }
+
+
+def test_a_search_by_availability_keeps_the_order_asked_for(api, doctor_with_hours):
+    from tests.doctors.factories import doctor
+
+    cheap = doctor(fee_minor=10000, last_name="Aziz")
+    for weekday in range(7):
+        AvailabilityRule.objects.create(
+            doctor=cheap,
+            clinic=cheap.clinics.get(),
+            mode="in_person",
+            weekday=weekday,
+            start=time(9),
+            end=time(12),
+            slot_minutes=30,
+        )
+    type(cheap).objects.filter(pk=doctor_with_hours.pk).update(
+        fee_minor=50000, rating_sum=9, rating_count=2
+    )
+    day = next_slot(days=5).date()
+    near = "&lat=30.0444&lng=31.2357&radius_km=50"
+    for query, first in (
+        ("", doctor_with_hours),  # by rating
+        ("&sort=fee", cheap),
+        ("&sort=name", cheap),  # Aziz before Doctor<n>
+        ("&sort=rating" + near, doctor_with_hours),
+        ("&sort=fee" + near, cheap),
+    ):
+        items = api.get(f"/api/v1/doctors?available_on={day}{query}").json()["items"]
+        assert [i["id"] for i in items][:1] == [str(first.id)], query
+        assert len(items) == 2 and all(i["next_available"] for i in items), query
 
 
 def test_time_off_and_unverified_doctors_are_not_bookable(api, doctor_with_hours):
