@@ -8,31 +8,29 @@ from bookings.models import AvailabilityRule, BookingPolicy
 from tests.doctors.factories import doctor
 
 
+def weekly_hours(profile, start: time, end: time, mode: str = "in_person") -> None:
+    """Every day from ``start`` to ``end``, 30-minute slots: in person at the doctor's clinic,
+    other modes without a clinic (in the profile's zone)."""
+    clinic = profile.clinics.get() if mode == "in_person" else None
+    for weekday in range(7):
+        AvailabilityRule.objects.create(
+            doctor=profile,
+            clinic=clinic,
+            mode=mode,
+            weekday=weekday,
+            start=start,
+            end=end,
+            slot_minutes=30,
+        )
+
+
 @pytest.fixture
 def doctor_with_hours(db):
     """A verified doctor in Cairo, open every day 09:00-17:00 for 30-minute in-person and
     video slots, with no minimum notice."""
     profile = doctor(offers_video=True)
-    clinic = profile.clinics.get()
-    for weekday in range(7):
-        AvailabilityRule.objects.create(
-            doctor=profile,
-            clinic=clinic,
-            mode="in_person",
-            weekday=weekday,
-            start=time(9),
-            end=time(13),
-            slot_minutes=30,
-        )
-        AvailabilityRule.objects.create(
-            doctor=profile,
-            clinic=None,
-            mode="video",
-            weekday=weekday,
-            start=time(14),
-            end=time(17),
-            slot_minutes=30,
-        )
+    weekly_hours(profile, time(9), time(13))
+    weekly_hours(profile, time(14), time(17), mode="video")
     BookingPolicy.objects.create(doctor=profile, min_notice_minutes=0, cancel_cutoff_hours=24)
     return profile
 

@@ -10,7 +10,7 @@ from django.test import Client
 from bookings.models import Appointment, AvailabilityRule, BookingPolicy, StatusChange
 from bookings.schemas import SlotsOut
 from realtime.models import Notification
-from tests.bookings.conftest import next_slot
+from tests.bookings.conftest import next_slot, weekly_hours
 from tests.factories import bearer, login, make_user, post
 
 pytestmark = pytest.mark.django_db
@@ -602,18 +602,7 @@ def test_directory_filters_by_availability_and_sorts_by_next_free_slot(api, doct
     day = next_slot(days=5).date()
     busy = doctor()  # verified, no hours at all
     off = doctor()
-    from bookings.models import AvailabilityRule
-
-    for weekday in range(7):
-        AvailabilityRule.objects.create(
-            doctor=off,
-            clinic=off.clinics.get(),
-            mode="in_person",
-            weekday=weekday,
-            start=time(9),
-            end=time(10),
-            slot_minutes=30,
-        )
+    weekly_hours(off, time(9), time(10))
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo("Africa/Cairo")
@@ -638,16 +627,7 @@ def test_a_search_by_availability_keeps_the_order_asked_for(api, doctor_with_hou
     from tests.doctors.factories import doctor
 
     cheap = doctor(fee_minor=10000, last_name="Aziz")
-    for weekday in range(7):
-        AvailabilityRule.objects.create(
-            doctor=cheap,
-            clinic=cheap.clinics.get(),
-            mode="in_person",
-            weekday=weekday,
-            start=time(9),
-            end=time(12),
-            slot_minutes=30,
-        )
+    weekly_hours(cheap, time(9), time(12))
     type(cheap).objects.filter(pk=doctor_with_hours.pk).update(
         fee_minor=50000, rating_sum=9, rating_count=2
     )
@@ -686,7 +666,6 @@ def test_time_off_and_unverified_doctors_are_not_bookable(api, doctor_with_hours
 
 
 def test_each_hours_source_keeps_its_own_buffer(api, doctor_with_hours):
-    from bookings.models import AvailabilityRule
 
     # Another source with a 30-minute buffer must not take slots from the video hours.
     AvailabilityRule.objects.create(
@@ -718,7 +697,7 @@ def test_a_patient_with_another_appointment_then_is_told_so(api, doctor_with_hou
     from tests.doctors.factories import doctor
 
     other = doctor()
-    from bookings.models import AvailabilityRule, BookingPolicy
+    from bookings.models import BookingPolicy
 
     for weekday in range(7):
         AvailabilityRule.objects.create(
