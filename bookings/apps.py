@@ -6,6 +6,7 @@ class BookingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bookings import invalidation
+        from bookings import invalidation, receivers
 
         invalidation.connect()
+        receivers.connect()

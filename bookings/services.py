@@ -26,6 +26,7 @@ from bookings.errors import (
     TransitionNotAllowed,
 )
 from bookings.models import (
+    ACCOUNT_CLOSED,
     ACTIVE,
     HOLD_EXPIRED,
     REQUEST_LAPSED,
@@ -173,6 +174,26 @@ def requests_lapse(*, now: datetime) -> list[Any]:
         render=lambda a, u: (
             _("Request not answered"),
             _("The request for %(when)s was not answered by the doctor in time.")
+            % {"when": when(a)},
+        ),
+    )
+
+
+def appointments_close_for(user: User, *, now: datetime | None = None) -> list[Any]:
+    """Cancel the upcoming appointments of a user whose account was closed (deactivated or
+    deleted): the other party is told, and the time is free again."""
+    return end_in_bulk(
+        Appointment.objects.filter(
+            Q(patient=user) | Q(doctor__user=user),
+            status__in=ACTIVE,
+            end__gt=now or timezone.now(),
+        ),
+        status=Status.CANCELLED,
+        reason=ACCOUNT_CLOSED,
+        kind="booking.cancelled",
+        render=lambda a, u: (
+            _("Appointment cancelled"),
+            _("The appointment on %(when)s was cancelled: an account was closed.")
             % {"when": when(a)},
         ),
     )

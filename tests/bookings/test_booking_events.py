@@ -152,3 +152,45 @@ def test_expired_holds_and_automatic_completion_are_told_too(doctor_with_hours):
     expired = Notification.objects.get(user=patient, kind="booking.expired")
     assert expired.data["appointment_id"] == str(held.id)
     assert expired.title == "Hold expired"
+
+
+def test_a_closed_account_keeps_no_upcoming_appointment(doctor_with_hours):
+    """Deactivated (by staff) or deleted (by its owner): the upcoming appointments are
+    cancelled and the other party told; the past stays as it was."""
+    from accounts.models import Role
+    from accounts.services import account_delete, user_set_active
+
+    admin = make_user(role=Role.ADMIN)
+    leaving, deleting = make_user(), make_user()
+    upcoming = appointment_book(
+        patient=leaving, doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+    )
+    past_start = next_slot(days=-3)
+    past = appointment_book(
+        patient=leaving,
+        doctor_id=doctor_with_hours.id,
+        start=past_start,
+        mode="in_person",
+        now=past_start - timedelta(days=1),
+    )
+    other = appointment_book(
+        patient=deleting,
+        doctor_id=doctor_with_hours.id,
+        start=next_slot(hour=11),
+        mode="in_person",
+    )
+    user_set_active(actor=admin, user=leaving, active=False)
+    account_delete(user=deleting)
+    for appointment, status in ((upcoming, "cancelled"), (past, "confirmed"), (other, "cancelled")):
+        appointment.refresh_from_db()
+        assert appointment.status == status
+    assert upcoming.history.last().reason == "account closed"
+    told = Notification.objects.filter(user=doctor_with_hours.user, kind="booking.cancelled")
+    assert told.count() == 2
+    # the time is free again
+    assert (
+        appointment_book(
+            patient=make_user(), doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+        ).status
+        == Status.CONFIRMED
+    )
