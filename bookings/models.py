@@ -9,10 +9,12 @@ on PostgreSQL an exclusion constraint over the doctor's time range for active ap
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.fields import EncryptedTextField
@@ -109,6 +111,19 @@ class Status(models.TextChoices):
 ACTIVE = (Status.HELD, Status.PENDING, Status.CONFIRMED)
 
 
+def protect_upcoming(collector: Any, field: Any, sub_objs: Any, using: str) -> None:
+    """``on_delete`` of an appointment's clinic: a clinic with upcoming appointments is not
+    deleted (``ProtectedError``: they are cancelled or moved first, and their patients told);
+    past ones keep their history without it."""
+    now = timezone.now()
+    upcoming = [a for a in sub_objs if a.status in ACTIVE and a.end > now]
+    if upcoming:
+        raise models.ProtectedError(
+            "The clinic has upcoming appointments: cancel or move them first.", set(upcoming)
+        )
+    models.SET_NULL(collector, field, sub_objs, using)
+
+
 class Appointment(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     doctor = models.ForeignKey(DoctorProfile, on_delete=models.PROTECT, related_name="appointments")
@@ -116,7 +131,7 @@ class Appointment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments"
     )
     clinic = models.ForeignKey(
-        Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Clinic, null=True, blank=True, on_delete=protect_upcoming, related_name="+"
     )
     mode = models.CharField(max_length=16, choices=Mode.choices)
     start = models.DateTimeField()

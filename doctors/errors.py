@@ -31,3 +31,11 @@ class InvalidPlace(ApplicationError):
     code = "directory.invalid_place"
     status = 422
     message = _("Enter a city or an address of at most 200 characters.")
+
+
+class ClinicInUse(ApplicationError):
+    code = "directory.clinic_in_use"
+    status = 409
+    message = _(
+        "This clinic has upcoming appointments. Cancel or move them before removing the clinic."
+    )

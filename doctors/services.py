@@ -8,6 +8,7 @@ from typing import Any
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -15,7 +16,7 @@ from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
 from doctors import geo
-from doctors.errors import DoctorNotFound, InvalidLocation
+from doctors.errors import ClinicInUse, DoctorNotFound, InvalidLocation
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
 
 CACHE_VERSION_KEY = "directory:version"
@@ -168,7 +169,12 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
 
 @transaction.atomic
 def clinic_delete(*, user: User, clinic_id: Any) -> None:
-    deleted, _ = Clinic.objects.filter(id=clinic_id, doctor__user=user).delete()
+    """Remove a clinic; not while it has upcoming appointments (their patients would lose
+    the address)."""
+    try:
+        deleted, _ = Clinic.objects.filter(id=clinic_id, doctor__user=user).delete()
+    except ProtectedError as exc:
+        raise ClinicInUse() from exc
     if not deleted:
         raise DoctorNotFound()
     directory_changed()

@@ -853,3 +853,20 @@ def test_a_booking_reads_the_policy_with_the_doctor_and_a_doctor_without_one_get
     r = book(api, make_user(), doctor_with_hours, next_slot(hour=12))
     assert r.status_code == 201, r.json()
     assert not BookingPolicy.objects.filter(doctor=doctor_with_hours).exists()
+
+
+def test_a_clinic_with_upcoming_appointments_is_not_removed(api, doctor_with_hours):
+    clinic = doctor_with_hours.clinics.get()
+    patient = make_user()
+    upcoming = book(api, patient, doctor_with_hours, next_slot()).json()
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    url = f"/api/v1/doctor/clinics/{clinic.id}"
+    r = api.delete(url, headers={**headers, "Accept-Language": "ar"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "directory.clinic_in_use"
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
+    assert Appointment.objects.get(id=upcoming["id"]).clinic_id == clinic.id
+    # cancelled first: the clinic goes, the history stays without it
+    post(api, f"/api/v1/appointments/{upcoming['id']}/cancel", {"reason": "moving"}, **headers)
+    assert api.delete(url, headers=headers).status_code == 204
+    kept = Appointment.objects.get(id=upcoming["id"])
+    assert kept.clinic_id is None and kept.status == "cancelled"
