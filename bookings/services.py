@@ -66,7 +66,33 @@ def _hours_owner(user: User, fields: dict[str, Any]) -> DoctorProfile:
                 "mode": _("You do not offer this kind of consultation: turn it on in your profile.")
             }
         )
+    _check_no_overlap(doctor, fields)
     return doctor
+
+
+def _check_no_overlap(doctor: DoctorProfile, fields: dict[str, Any]) -> None:
+    """A time of the week is offered once: hours that overlap the doctor's weekly hours of the
+    same weekday (or one-off hours of the same date) are refused, whatever their mode or
+    clinic. Where two sources overlapped, the slot list kept the first one's slots only, so
+    the other mode or clinic was silently never bookable then."""
+    start, end, on_date = fields.get("start"), fields.get("end"), fields.get("date")
+    if start is None or end is None:
+        return  # the model's own validation answers
+    weekday: int = on_date.weekday() if on_date is not None else fields["weekday"]
+    found = AvailabilityRule.objects.filter(
+        doctor=doctor, weekday=weekday, start__lt=end, end__gt=start
+    ).first() or (
+        ExtraHours.objects.filter(doctor=doctor, date=on_date, start__lt=end, end__gt=start).first()
+        if on_date is not None
+        else None
+    )
+    if found is not None:
+        raise InvalidRequest(
+            fields={
+                "start": _("These hours overlap hours you already offer (%(start)s-%(end)s).")
+                % {"start": f"{found.start:%H:%M}", "end": f"{found.end:%H:%M}"}
+            }
+        )
 
 
 @transaction.atomic

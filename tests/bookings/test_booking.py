@@ -870,3 +870,33 @@ def test_a_clinic_with_upcoming_appointments_is_not_removed(api, doctor_with_hou
     assert api.delete(url, headers=headers).status_code == 204
     kept = Appointment.objects.get(id=upcoming["id"])
     assert kept.clinic_id is None and kept.status == "cancelled"
+
+
+def test_a_time_of_the_week_is_offered_once(api, doctor_with_hours):
+    """Overlapping hours of another mode or clinic would never be bookable (the slot list
+    keeps one source's slots): they are refused, in the request's language."""
+    headers = bearer(login(api, doctor_with_hours.user.email)["access"])
+    rules = "/api/v1/availability/rules"
+    r = post(
+        api,
+        rules,
+        {"weekday": 2, "start": "12:30", "end": "14:00", "mode": "video"},
+        **headers,
+        **{"Accept-Language": "ar"},
+    )
+    assert r.status_code == 422 and "09:00-13:00" in r.json()["error"]["fields"]["start"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["fields"]["start"])
+    ok = {"weekday": 2, "start": "13:00", "end": "14:00", "mode": "video"}  # touching is fine
+    assert post(api, rules, ok, **headers).status_code == 201
+    day = next_slot(days=1).date()
+    while day.weekday() != 2:
+        day += timedelta(days=1)
+    extra = "/api/v1/availability/extra-hours"
+    r = post(
+        api, extra, {"date": str(day), "start": "10:00", "end": "11:00", "mode": "video"}, **headers
+    )
+    assert r.status_code == 422 and "start" in r.json()["error"]["fields"]
+    body = {"date": str(day), "start": "20:00", "end": "21:00", "mode": "video"}
+    assert post(api, extra, body, **headers).status_code == 201
+    r = post(api, extra, {**body, "start": "20:30", "end": "22:00"}, **headers)
+    assert r.status_code == 422
