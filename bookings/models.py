@@ -188,7 +188,8 @@ class StatusChange(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    reason = models.CharField(max_length=500, blank=True)
+    # what people write here (why a doctor cancels, rejects) can be clinical: encrypted
+    reason = EncryptedTextField(blank=True, default="")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

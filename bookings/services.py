@@ -454,7 +454,9 @@ def appointment_cancel(
 ) -> Appointment:
     """Patients cannot cancel inside the doctor's cut-off (an unpaid hold they can always
     release); doctors can always cancel (the patient is told why), and so can staff allowed
-    to change appointments (audited)."""
+    to change appointments (audited). The reason is kept in the appointment's history
+    (encrypted) and read there: the notification, which may leave as an e-mail or a text
+    message, only says there is one."""
     now = now or timezone.now()
     appointment = _locked(user, appointment_id)
     if appointment.status not in ACTIVE:
@@ -478,8 +480,12 @@ def appointment_cancel(
         "booking.cancelled",
         lambda a, u: (
             _("Appointment cancelled"),
-            _("The appointment on %(when)s was cancelled. %(reason)s")
-            % {"when": when(a), "reason": reason},
+            (
+                _("The appointment on %(when)s was cancelled. The reason is in its history.")
+                if reason
+                else _("The appointment on %(when)s was cancelled.")
+            )
+            % {"when": when(a)},
         ),
     )
     return appointment

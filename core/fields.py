@@ -67,3 +67,23 @@ def encrypted_fields() -> list[EncryptedTextField]:
         for field in model._meta.get_fields()
         if isinstance(field, EncryptedTextField)
     ]
+
+
+def encrypt_in_place(table: str, column: str, context: str) -> Any:
+    """A data migration's function: encrypt the plain values of ``table.column`` (a column
+    that has just become an encrypted field, whose context is ``context``), in place."""
+
+    def run(apps: Any, schema_editor: Any) -> None:
+        connection = schema_editor.connection
+        quote = connection.ops.quote_name
+        where = f"{quote(column)} IS NOT NULL AND {quote(column)} <> ''"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, {quote(column)} FROM {quote(table)} WHERE {where}")  # noqa: S608
+            for pk, value in cursor.fetchall():
+                if crypto.key_id_of(value) is None:  # not encrypted yet
+                    cursor.execute(
+                        f"UPDATE {quote(table)} SET {quote(column)} = %s WHERE id = %s",  # noqa: S608
+                        [crypto.encrypt(value, context=context), pk],
+                    )
+
+    return run

@@ -6,21 +6,6 @@ from django.db import migrations
 import core.fields
 
 
-def encrypt_stored(apps, schema_editor):
-    from core import crypto
-
-    connection = schema_editor.connection
-    table = connection.ops.quote_name("core_idempotencyrecord")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id, body FROM {table} WHERE body IS NOT NULL")  # noqa: S608
-        rows = cursor.fetchall()
-        for pk, body in rows:
-            if body.startswith(f"{crypto.PREFIX}:"):
-                continue
-            sealed = crypto.encrypt(body, context="core.idempotencyrecord.body")
-            cursor.execute(f"UPDATE {table} SET body = %s WHERE id = %s", [sealed, pk])  # noqa: S608
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("core", "0001_initial"),
@@ -32,5 +17,10 @@ class Migration(migrations.Migration):
             name="body",
             field=core.fields.EncryptedJSONField(null=True),
         ),
-        migrations.RunPython(encrypt_stored, migrations.RunPython.noop),
+        migrations.RunPython(
+            core.fields.encrypt_in_place(
+                "core_idempotencyrecord", "body", "core.idempotencyrecord.body"
+            ),
+            migrations.RunPython.noop,
+        ),
     ]

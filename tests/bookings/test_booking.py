@@ -153,6 +153,14 @@ def test_approval_flow_and_cancellation_policy(
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     detail = api.get(f"/api/v1/appointments/{appt_id}", headers=patient_headers).json()
     assert [h["status"] for h in detail["history"]] == ["pending", "confirmed", "cancelled"]
+    # the doctor's reason is read in the history (encrypted at rest), not in a notification
+    # that may leave as an e-mail or a text message
+    assert detail["history"][-1]["reason"] == "Emergency surgery"
+    told = Notification.objects.get(user=patient, kind="booking.cancelled")
+    assert "Emergency" not in told.body and "history" in told.body
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reason FROM bookings_statuschange WHERE reason <> ''")
+        assert all(raw.startswith("enc1:") for (raw,) in cursor.fetchall())
 
 
 def test_others_cannot_see_an_appointment(api, doctor_with_hours):

@@ -46,9 +46,10 @@ def test_the_stored_answer_is_encrypted_and_replayed_exactly():
     assert run_once(user=user, key="phi", payload={}, action=lambda: (500, {})) == (201, answer)
 
 
-def test_the_migration_encrypts_the_answers_already_stored(tmp_path):
-    """Answers stored in plain JSON before the migration are encrypted in place and still
-    replayed (on SQLite, in a process of its own: a migration test of the real schema)."""
+def test_the_migrations_encrypt_the_values_already_stored(tmp_path):
+    """Answers stored in plain JSON, and history reasons in plain text, before their
+    migrations are encrypted in place and still read (on SQLite, in a process of its own: a
+    migration test of the real schema)."""
     from tests.procs import run_on_sqlite
 
     run_on_sqlite(
@@ -73,6 +74,28 @@ from core.idempotency import run_once
 assert run_once(user=user, key="old", payload={}, action=lambda: (500, {})) == (
     201, {"reason": "migraine"}
 )
+from datetime import timedelta
+from django.utils import timezone
+from bookings.models import Appointment, StatusChange
+from tests.doctors.factories import doctor
+call_command("migrate", "bookings", "0005", verbosity=0)
+start = timezone.now() + timedelta(days=2)
+appointment = Appointment.objects.create(
+    doctor=doctor(), patient=user, mode="video", status="cancelled", start=start,
+    end=start + timedelta(minutes=30),
+)
+with connection.cursor() as cursor:
+    cursor.execute(
+        "INSERT INTO bookings_statuschange (appointment_id, status, reason, at)"
+        " VALUES (%s, 'cancelled', 'suspected fracture', CURRENT_TIMESTAMP)",
+        [appointment.pk.hex],
+    )
+call_command("migrate", "bookings", verbosity=0)
+with connection.cursor() as cursor:
+    cursor.execute("SELECT reason FROM bookings_statuschange")
+    (raw,) = cursor.fetchone()
+assert raw.startswith("enc1:") and "fracture" not in raw, raw
+assert StatusChange.objects.get().reason == "suspected fracture"
 print("sqlite ok")
 """,
         tmp_path,
