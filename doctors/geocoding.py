@@ -386,6 +386,15 @@ def nearest_place(latitude: float, longitude: float, *, language: str = "en") ->
     return _gazetteer_place(_gazetteer().nearest(latitude, longitude), _language(language))
 
 
+def city_names(name: str) -> list[str]:
+    """The names a city may be stored under: as given, and the gazetteer's English and Arabic
+    names when it knows the city (a clinic's city is stored in the language its doctor
+    geocoded it in: "Cairo" must find "القاهرة" too)."""
+    city = _gazetteer().resolve(name) if normalise(name) else None
+    names = [name, *((city.name, city.arabic) if city else ())]
+    return list(dict.fromkeys(n for n in names if n))
+
+
 def _validated(query: object) -> str:
     if not isinstance(query, str):
         raise InvalidPlace()

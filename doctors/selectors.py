@@ -80,12 +80,13 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         else Q()
     )
     if f.city:
+        from doctors.geocoding import city_names
+
+        same_city = Q()
+        for name in city_names(f.city):
+            same_city |= Q(city__iexact=name)
         q &= Q(
-            Exists(
-                Clinic.objects.filter(
-                    doctor_id=OuterRef(f"{p}id" if p else "id"), city__iexact=f.city
-                )
-            )
+            Exists(Clinic.objects.filter(same_city, doctor_id=OuterRef(f"{p}id" if p else "id")))
         )
     for word in f.name.split()[:4]:
         q &= Q(**{f"{p}user__first_name__icontains": word}) | Q(

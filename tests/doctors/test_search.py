@@ -72,6 +72,11 @@ def test_filters(api):
     assert ids(api.get("/api/v1/doctors?min_rating=4.5")) == [str(b.id)]
     assert ids(api.get("/api/v1/doctors?name=amira")) == [str(a.id)]
     assert ids(api.get("/api/v1/doctors?city=cairo&sort=fee")) == [str(a.id), str(b.id)]
+    # a clinic's city is stored in the language it was geocoded in: either name finds it
+    b.clinics.update(city="القاهرة")
+    assert ids(api.get("/api/v1/doctors?city=cairo&sort=fee")) == [str(a.id), str(b.id)]
+    assert ids(api.get("/api/v1/doctors?city=القاهرة&sort=fee")) == [str(a.id), str(b.id)]
+    assert ids(api.get("/api/v1/doctors?city=Alexandria")) == []
 
 
 def test_specialty_names_follow_the_language(api):
