@@ -116,7 +116,10 @@ def protect_upcoming(collector: Any, field: Any, sub_objs: Any, using: str) -> N
     deleted (``ProtectedError``: they are cancelled or moved first, and their patients told);
     past ones keep their history without it."""
     now = timezone.now()
-    upcoming = [a for a in sub_objs if a.status in ACTIVE and a.end > now]
+    if hasattr(sub_objs, "filter"):  # a queryset (Django's usual): one query, not one a row
+        upcoming = list(sub_objs.filter(status__in=ACTIVE, end__gt=now)[:20])
+    else:
+        upcoming = [a for a in sub_objs if a.status in ACTIVE and a.end > now]
     if upcoming:
         raise models.ProtectedError(
             "The clinic has upcoming appointments: cancel or move them first.", set(upcoming)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -39,6 +39,7 @@ from bookings.models import (
     StatusChange,
     TimeOff,
 )
+from bookings.slots import Hours, first_overlap
 from bookings.tasks import schedule_reminders
 from core import db
 from core.errors import InvalidRequest
@@ -71,21 +72,28 @@ def _hours_owner(user: User, fields: dict[str, Any]) -> DoctorProfile:
 
 
 def _check_no_overlap(doctor: DoctorProfile, fields: dict[str, Any]) -> None:
-    """A time of the week is offered once: hours that overlap the doctor's weekly hours of the
-    same weekday (or one-off hours of the same date) are refused, whatever their mode or
-    clinic. Where two sources overlapped, the slot list kept the first one's slots only, so
+    """A time is offered once: hours that meet the doctor's other hours (weekly or one-off,
+    compared as instants, each in its zone, over the coming year) are refused, whatever their
+    mode or clinic. Where two sources overlapped, the slot list kept one source's slots, so
     the other mode or clinic was silently never bookable then."""
-    start, end, on_date = fields.get("start"), fields.get("end"), fields.get("date")
-    if start is None or end is None:
+    start, end = fields.get("start"), fields.get("end")
+    if start is None or end is None or start >= end:
         return  # the model's own validation answers
-    weekday: int = on_date.weekday() if on_date is not None else fields["weekday"]
-    found = AvailabilityRule.objects.filter(
-        doctor=doctor, weekday=weekday, start__lt=end, end__gt=start
-    ).first() or (
-        ExtraHours.objects.filter(doctor=doctor, date=on_date, start__lt=end, end__gt=start).first()
-        if on_date is not None
-        else None
+    clinic = (
+        doctor.clinics.filter(id=fields["clinic_id"]).first() if fields.get("clinic_id") else None
     )
+    new = Hours(
+        zone=ZoneInfo(clinic.time_zone if clinic else doctor.time_zone),
+        start=start,
+        end=end,
+        slot_minutes=fields.get("slot_minutes", 30),
+        buffer_minutes=fields.get("buffer_minutes", 0),
+        mode=fields.get("mode", ""),
+        weekday=fields.get("weekday"),
+        on_date=fields.get("date"),
+    )
+    now = timezone.now()
+    found = first_overlap(new, selectors.hours_of(doctor), now, now + timedelta(days=371))
     if found is not None:
         raise InvalidRequest(
             fields={
@@ -208,12 +216,10 @@ def requests_lapse(*, now: datetime) -> list[Any]:
 def appointments_close_for(user: User, *, now: datetime | None = None) -> list[Any]:
     """Cancel the upcoming appointments of a user whose account was closed (deactivated or
     deleted): the other party is told, and the time is free again."""
+    mine = Q(patient=user) | Q(doctor__in=DoctorProfile.objects.filter(user=user).values("id"))
     return end_in_bulk(
-        Appointment.objects.filter(
-            Q(patient=user) | Q(doctor__user=user),
-            status__in=ACTIVE,
-            end__gt=now or timezone.now(),
-        ),
+        Appointment.objects.filter(mine, status__in=ACTIVE, end__gt=now or timezone.now()),
+        skip_locked=False,  # runs once: every one of them, waiting for a change under way
         status=Status.CANCELLED,
         reason=ACCOUNT_CLOSED,
         kind="booking.cancelled",
@@ -225,13 +231,17 @@ def appointments_close_for(user: User, *, now: datetime | None = None) -> list[A
     )
 
 
-def end_in_bulk(qs: Any, *, status: str, reason: str, kind: str, render: Any) -> list[Any]:
-    """Move the appointments of ``qs`` to ``status`` (rows another transaction holds are
-    skipped), with a history row each giving ``reason``, and tell both sides of each
-    ``kind``; the ids moved."""
-    ids = list(qs.select_for_update(skip_locked=True).values_list("id", flat=True))
+def end_in_bulk(
+    qs: Any, *, status: str, reason: str, kind: str, render: Any, skip_locked: bool = True
+) -> list[Any]:
+    """Move the appointments of ``qs`` to ``status``, with a history row each giving
+    ``reason``, and tell both sides of each ``kind``; the ids moved. Rows another
+    transaction holds are skipped (a periodic task meets them on its next run), or waited
+    for without ``skip_locked``."""
+    locked = qs.select_for_update(skip_locked=skip_locked, of=("self",))
+    ids = list(locked.values_list("id", flat=True))
     if ids:
-        Appointment.objects.filter(id__in=ids).update(status=status)
+        Appointment.objects.filter(id__in=ids).update(status=status, updated_at=timezone.now())
         StatusChange.objects.bulk_create(
             [StatusChange(appointment_id=i, status=status, reason=reason) for i in ids]
         )
@@ -343,6 +353,10 @@ def _insert(appointment: Appointment, now: datetime) -> None:
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", "") == "40P01":
                 raise SlotTaken() from exc
+            raise
+        except IntegrityError as exc:  # its clinic removed at this very moment
+            if getattr(exc.__cause__, "sqlstate", "") == "23503":
+                raise SlotUnavailable() from exc
             raise
         if not retry and _release_expired_holds(appointment, now):
             continue
@@ -473,7 +487,7 @@ def appointment_cancel(
             actor_role=user.role,
             target_type="appointment",
             target_id=str(appointment.pk),
-            data={"reason": reason},
+            data={"with_reason": bool(reason)},  # the reason itself: in the history, encrypted
         )
     tell_both(
         appointment,

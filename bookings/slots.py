@@ -74,6 +74,29 @@ def _source_days(hours: Hours, start: datetime, end: datetime) -> Iterator[date]
         day += step
 
 
+def first_overlap(
+    new: Hours, existing: Iterable[Hours], start: datetime, end: datetime
+) -> Hours | None:
+    """The first of ``existing`` whose opening hours meet ``new``'s on some day in
+    ``[start, end)``, each in its own zone (a clinic's hours and hours kept in the doctor's
+    profile zone are compared as instants), or None."""
+
+    def spans(hours: Hours) -> list[tuple[datetime, datetime]]:
+        return [
+            (
+                datetime.combine(day, hours.start, tzinfo=hours.zone).astimezone(UTC),
+                datetime.combine(day, hours.end, tzinfo=hours.zone).astimezone(UTC),
+            )
+            for day in _source_days(hours, start, end)
+        ]
+
+    mine = spans(new)
+    for other in existing:
+        if any(a < d and c < b for a, b in spans(other) for c, d in mine):
+            return other
+    return None
+
+
 def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
     for day in _source_days(hours, start, end):
         yield from _day_slots(hours, day)[0]

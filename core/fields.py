@@ -24,8 +24,8 @@ class EncryptedTextField(models.TextField):
         return f"{self.model._meta.label_lower}.{self.name}"
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> str | None:
-        if value is None:
-            return None
+        if not value:  # None, or an empty value stored before the column was encrypted
+            return value  # type: ignore[no-any-return]
         return crypto.decrypt(value, context=self.crypto_context)
 
     def get_prep_value(self, value: Any) -> str | None:
@@ -76,7 +76,7 @@ def encrypt_in_place(table: str, column: str, context: str) -> Any:
     def run(apps: Any, schema_editor: Any) -> None:
         connection = schema_editor.connection
         quote = connection.ops.quote_name
-        where = f"{quote(column)} IS NOT NULL AND {quote(column)} <> ''"
+        where = f"{quote(column)} IS NOT NULL AND {quote(column)} <> ''"  # '' reads as ''"
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT id, {quote(column)} FROM {quote(table)} WHERE {where}")  # noqa: S608
             for pk, value in cursor.fetchall():

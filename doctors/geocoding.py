@@ -230,12 +230,15 @@ class _Gazetteer:
 
     # Resolution
 
-    def resolve(self, query: str) -> _City | None:
+    def resolve(self, query: str, *, whole_words: bool = False) -> _City | None:
+        """The city ``query`` names; with ``whole_words`` only a city named by whole words
+        (no match on a part of the query's words)."""
         parts = [p for p in (normalise(x) for x in _SEPARATORS.split(query)) if p]
         qualifiers = [self._qualifier(p) for p in parts]
-        return self._best(parts, qualifiers, whole=True) or self._best(
-            parts, qualifiers, whole=False
-        )
+        found = self._best(parts, qualifiers, whole=True)
+        if found is None and not whole_words:
+            found = self._best(parts, qualifiers, whole=False)
+        return found
 
     def _best(
         self, parts: list[str], qualifiers: list[_Qualifier | None], *, whole: bool
@@ -390,7 +393,7 @@ def city_names(name: str) -> list[str]:
     """The names a city may be stored under: as given, and the gazetteer's English and Arabic
     names when it knows the city (a clinic's city is stored in the language its doctor
     geocoded it in: "Cairo" must find "القاهرة" too)."""
-    city = _gazetteer().resolve(name) if normalise(name) else None
+    city = _gazetteer().resolve(name, whole_words=True) if normalise(name) else None
     names = [name, *((city.name, city.arabic) if city else ())]
     return list(dict.fromkeys(n for n in names if n))
 

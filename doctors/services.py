@@ -171,8 +171,11 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
 def clinic_delete(*, user: User, clinic_id: Any) -> None:
     """Remove a clinic; not while it has upcoming appointments (their patients would lose
     the address)."""
+    clinic = Clinic.objects.select_for_update().filter(id=clinic_id, doctor__user=user)
+    if clinic.first() is None:  # locked: a booking at it is now before the check, or after
+        raise DoctorNotFound()
     try:
-        deleted, _ = Clinic.objects.filter(id=clinic_id, doctor__user=user).delete()
+        deleted, _ = clinic.delete()
     except ProtectedError as exc:
         raise ClinicInUse() from exc
     if not deleted:

@@ -542,7 +542,7 @@ def test_staff_who_may_only_see_appointments_cannot_change_them(api, doctor_with
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     event = AuditEvent.objects.get(action="appointment.cancelled_by_staff")
     assert (event.actor_id, event.target_id) == (helper.pk, appt["id"])
-    assert event.data == {"reason": "clinic closed"}
+    assert event.data == {"with_reason": True}  # the reason: in the history, encrypted
 
 
 def test_doctor_marks_completed_only_after_the_start(api, doctor_with_hours):
@@ -850,14 +850,15 @@ def test_a_booking_reads_the_policy_with_the_doctor_and_a_doctor_without_one_get
 
     BookingPolicy.objects.filter(doctor=doctor_with_hours).delete()
     # the defaults apply (a minimum notice of 60 minutes), and reading them writes nothing
-    soon = api.get(
-        f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={next_slot(days=0).date()}"
-        f"&to={next_slot(days=0).date()}"
-    ).json()["items"]
-    assert all(
-        datetime.fromisoformat(s["start_utc"]) >= datetime.now(UTC) + timedelta(minutes=59)
-        for s in soon
-    )
+    from bookings import selectors
+
+    day = next_slot().date()
+    assert api.get(f"/api/v1/doctors/{doctor_with_hours.id}/slots?from={day}&to={day}").json()[
+        "items"
+    ]
+    defaults = selectors.policy_for(selectors.bookable_doctor(doctor_with_hours.id))
+    assert defaults._state.adding and defaults.min_notice_minutes == 60  # unsaved defaults
+    assert not BookingPolicy.objects.filter(doctor=doctor_with_hours).exists()
     r = book(api, make_user(), doctor_with_hours, next_slot(hour=12))
     assert r.status_code == 201, r.json()
     assert not BookingPolicy.objects.filter(doctor=doctor_with_hours).exists()
@@ -882,29 +883,37 @@ def test_a_clinic_with_upcoming_appointments_is_not_removed(api, doctor_with_hou
 
 def test_a_time_of_the_week_is_offered_once(api, doctor_with_hours):
     """Overlapping hours of another mode or clinic would never be bookable (the slot list
-    keeps one source's slots): they are refused, in the request's language."""
+    keeps one source's slots): they are refused, in the request's language. Hours are
+    compared as instants: this doctor's clinic hours are 09:00-13:00 Cairo, their video
+    hours 14:00-17:00 in their profile zone (UTC)."""
     headers = bearer(login(api, doctor_with_hours.user.email)["access"])
     rules = "/api/v1/availability/rules"
-    r = post(
-        api,
-        rules,
-        {"weekday": 2, "start": "12:30", "end": "14:00", "mode": "video"},
-        **headers,
-        **{"Accept-Language": "ar"},
-    )
+
+    def rule(start, end, **extra):
+        body = {"weekday": 2, "start": start, "end": end, "mode": "video"}
+        return post(api, rules, body, **headers, **extra)
+
+    r = rule("06:30", "07:30", **{"Accept-Language": "ar"})  # 08:30-09:30 Cairo, or 09:30-10:30
     assert r.status_code == 422 and "09:00-13:00" in r.json()["error"]["fields"]["start"]
     assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["fields"]["start"])
-    ok = {"weekday": 2, "start": "13:00", "end": "14:00", "mode": "video"}  # touching is fine
-    assert post(api, rules, ok, **headers).status_code == 201
+    # 12:00-13:00 UTC is after the clinic's hours in Cairo, and ends where the video hours
+    # begin (touching is fine)
+    assert rule("12:00", "13:00").status_code == 201
     day = next_slot(days=1).date()
     while day.weekday() != 2:
         day += timedelta(days=1)
     extra = "/api/v1/availability/extra-hours"
-    r = post(
-        api, extra, {"date": str(day), "start": "10:00", "end": "11:00", "mode": "video"}, **headers
+    one_off = {"date": str(day), "mode": "video"}
+    r = post(api, extra, {**one_off, "start": "10:00", "end": "11:00"}, **headers)
+    assert r.status_code == 422 and "start" in r.json()["error"]["fields"]  # 12:00 Cairo
+    assert (
+        post(api, extra, {**one_off, "start": "20:00", "end": "21:00"}, **headers).status_code
+        == 201
     )
-    assert r.status_code == 422 and "start" in r.json()["error"]["fields"]
-    body = {"date": str(day), "start": "20:00", "end": "21:00", "mode": "video"}
-    assert post(api, extra, body, **headers).status_code == 201
-    r = post(api, extra, {**body, "start": "20:30", "end": "22:00"}, **headers)
-    assert r.status_code == 422
+    assert (
+        post(api, extra, {**one_off, "start": "20:30", "end": "22:00"}, **headers).status_code
+        == 422
+    )
+    # and a new weekly rule meets those one-off hours on that date
+    r = rule("20:15", "20:45")
+    assert r.status_code == 422 and "20:00-21:00" in r.json()["error"]["fields"]["start"]

@@ -85,17 +85,20 @@ appointment = Appointment.objects.create(
     end=start + timedelta(minutes=30),
 )
 with connection.cursor() as cursor:
-    cursor.execute(
-        "INSERT INTO bookings_statuschange (appointment_id, status, reason, at)"
-        " VALUES (%s, 'cancelled', 'suspected fracture', CURRENT_TIMESTAMP)",
-        [appointment.pk.hex],
-    )
+    for reason in ("", "suspected fracture"):  # most rows had no reason
+        cursor.execute(
+            "INSERT INTO bookings_statuschange (appointment_id, status, reason, at)"
+            " VALUES (%s, 'cancelled', %s, CURRENT_TIMESTAMP)",
+            [appointment.pk.hex, reason],
+        )
 call_command("migrate", "bookings", verbosity=0)
 with connection.cursor() as cursor:
-    cursor.execute("SELECT reason FROM bookings_statuschange")
-    (raw,) = cursor.fetchone()
-assert raw.startswith("enc1:") and "fracture" not in raw, raw
-assert StatusChange.objects.get().reason == "suspected fracture"
+    cursor.execute("SELECT reason FROM bookings_statuschange ORDER BY id")
+    raw = [r for (r,) in cursor.fetchall()]
+assert raw[0] == "" and raw[1].startswith("enc1:") and "fracture" not in raw[1], raw
+assert [h.reason for h in StatusChange.objects.order_by("id")] == ["", "suspected fracture"]
+call_command("rotate_field_keys", verbosity=0)  # an empty value stored before is no trouble
+assert [h.reason for h in StatusChange.objects.order_by("id")] == ["", "suspected fracture"]
 print("sqlite ok")
 """,
         tmp_path,
