@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Header, Query, Router, Schema, Status
-from pydantic import StrictBool
+from pydantic import StrictBool, StringConstraints
 
 from accounts.auth import AuthedRequest, jwt_auth
 from bookings import calendar, reviews, selectors, services
@@ -302,7 +302,7 @@ class ReviewIn(InputSchema):
 
 
 class ReplyIn(InputSchema):
-    text: str = Field(..., min_length=1, max_length=2000)
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
 class HideIn(InputSchema):

@@ -19,7 +19,9 @@ from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
 from bookings.models import Appointment, Review, Status
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError
+from doctors.errors import DoctorNotFound
+from doctors.index import listed_doctors
 from doctors.models import DoctorProfile
 from doctors.services import directory_changed
 from realtime.services import notify
@@ -35,6 +37,12 @@ class ReviewNotFound(ApplicationError):
     code = "booking.review_not_found"
     status = 404
     message = gettext_lazy("This review was not found.")
+
+
+class AlreadyReplied(ApplicationError):
+    code = "booking.review_already_replied"
+    status = 409
+    message = gettext_lazy("You have already replied to this review: a review gets one reply.")
 
 
 @transaction.atomic
@@ -83,7 +91,7 @@ def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
     if review is None:
         raise ReviewNotFound()
     if review.replied_at is not None:
-        raise Conflict()
+        raise AlreadyReplied()
     review.reply, review.replied_at = text, timezone.now()
     review.save(update_fields=["reply", "replied_at"])
     directory_changed()
@@ -116,6 +124,7 @@ def review_hide(*, actor: User, review_id: Any, reason: str) -> Review:
 
 
 def reviews_public(*, doctor_id: Any) -> QuerySet[Review]:
-    return Review.objects.filter(
-        doctor_id=doctor_id, hidden=False, doctor__verification="verified"
-    ).order_by("-created_at", "-id")
+    """A listed doctor's visible reviews (a doctor who is not listed: not found)."""
+    if not listed_doctors().filter(pk=doctor_id).exists():
+        raise DoctorNotFound()
+    return Review.objects.filter(doctor_id=doctor_id, hidden=False).order_by("-created_at", "-id")

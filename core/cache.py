@@ -15,12 +15,15 @@ from the pool), so there is one per pool.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+logger = logging.getLogger(__name__)
 
 _POOLS: dict[tuple[str, str], Any] = {}
 _CLIENTS: dict[int, Any] = {}
@@ -68,3 +71,14 @@ def default_redis() -> tuple[Any, Callable[[str], str]] | None:
     if not isinstance(backend, RedisCache):
         return None
     return backend._cache.get_client(write=True), backend.make_key
+
+
+def best_effort(method: Callable[..., Any], *args: Any, what: str = "cache") -> Any:
+    """``method(*args)`` for a cache whose answers only save work: when Redis is away the
+    caller goes on without it (None), and a write already committed is never turned into an
+    error by it."""
+    try:
+        return method(*args)
+    except Exception as exc:
+        logger.warning("%s unavailable (%s)", what, type(exc).__name__)
+        return None

@@ -15,6 +15,7 @@ from django.utils.translation import get_language
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
+from core.cache import best_effort
 from core.pagination import paginate
 from core.responses import dumps
 from core.schemas import IsoDate
@@ -76,25 +77,36 @@ def _cached_json(
     miss adds the one that stores the answer)."""
     raw = json.dumps({**key_parts, "lang": get_language()}, sort_keys=True, default=str)
     key = f"directory:page:{hashlib.sha256(raw.encode()).hexdigest()}"
-    found = cache.get_many([services.CACHE_VERSION_KEY, key])
-    version = found.get(services.CACHE_VERSION_KEY)
-    if version is None:
-        version = services.directory_version()
-    stored = found.get(key)
+    found = best_effort(cache.get_many, [services.CACHE_VERSION_KEY, key], what="directory cache")
+    version = None
+    if found is not None:  # else Redis is away: answered, not stored
+        version = found.get(services.CACHE_VERSION_KEY) or best_effort(
+            services.directory_version, what="directory cache"
+        )
+    stored = (found or {}).get(key)
     if stored is not None and stored[0] == version:
         body = stored[1]
     else:
         body = dumps(build())
-        cache.set(key, (version, body), seconds)
+        if version is not None:
+            best_effort(cache.set, key, (version, body), seconds, what="directory cache")
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+    if _matches(request.headers.get("If-None-Match", ""), etag):
         response: HttpResponse = HttpResponseNotModified()
     else:
         response = HttpResponse(body, content_type="application/json")
     response["ETag"] = etag
     response["Cache-Control"] = f"public, max-age={seconds // 5}"
-    response["Vary"] = "Accept-Language"
+    # the language comes from Accept-Language, or LocaleMiddleware's cookie
+    response["Vary"] = "Accept-Language, Cookie"
     return response
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """``If-None-Match`` by weak comparison (RFC 9110: ``W/"x"`` matches ``"x"``), ``*``
+    matching any current answer."""
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag in [t.removeprefix("W/") for t in tags]
 
 
 class SearchQuery(Schema):
@@ -279,7 +291,10 @@ class QueuePage(Schema):
 )
 def verification_queue(request: AuthedRequest, q: Query[QueueQuery]) -> dict[str, Any]:
     qs = selectors.verification_queue(viewer=request.auth, status=q.status)
-    items, next_cursor = paginate(qs, field="updated_at", cursor=q.cursor, limit=q.limit)
+    # the longest waiting first
+    items, next_cursor = paginate(
+        qs, field="updated_at", cursor=q.cursor, limit=q.limit, descending=False
+    )
     found = selectors.cards([p.id for p in items])
     return {
         "items": [

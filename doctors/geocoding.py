@@ -59,6 +59,7 @@ import googlemaps
 from django.conf import settings
 from django.core.cache import cache
 
+from core.cache import best_effort
 from doctors.errors import InvalidPlace, PlaceNotFound
 
 logger = logging.getLogger(__name__)
@@ -522,8 +523,4 @@ def _describe(exc: Exception) -> str:
 
 def _cache_call(method: Any, *args: Any) -> Any:
     """The cache is an optimisation: when Redis is away, geocode without it."""
-    try:
-        return method(*args)
-    except Exception as exc:
-        logger.warning("geocoding cache unavailable (%s)", type(exc).__name__)
-        return None
+    return best_effort(method, *args, what="geocoding cache")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from ninja import Field, Schema
@@ -99,5 +99,5 @@ class ClinicPatch(InputSchema):
 
 
 class VerificationIn(InputSchema):
-    decision: Verification
+    decision: Literal["verified", "rejected"]
     reason: str = Field("", max_length=1000)

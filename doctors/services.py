@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import cache
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
+from core.cache import best_effort
+from core.errors import InvalidRequest
 from doctors import geo
 from doctors.errors import ClinicInUse, DoctorNotFound, InvalidLocation
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
@@ -36,10 +37,12 @@ def directory_changed() -> None:
     def bump() -> None:
         try:
             cache.incr(CACHE_VERSION_KEY)
-        except ValueError:
+        except ValueError:  # no version yet
             cache.set(CACHE_VERSION_KEY, 2, timeout=None)
 
-    transaction.on_commit(bump)
+    # After commit, and never an error: the write is saved, and a Redis outage must neither
+    # answer it with a 500 nor stop the commit hooks after this one (an e-mail, say).
+    transaction.on_commit(lambda: best_effort(bump, what="directory cache"))
 
 
 def doctor_profile_ensure(*, user: User) -> DoctorProfile:
@@ -81,6 +84,9 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
 
             raise UnknownSpecialty(fields={"specialties": ", ".join(sorted(missing))})
         profile.specialties.set(found)
+    if profile.verification == Verification.REJECTED:
+        # A rejected doctor who corrects their profile asks to be looked at again.
+        profile.verification = Verification.PENDING
     profile.save()
     directory_changed()
     return profile
@@ -186,8 +192,11 @@ def clinic_delete(*, user: User, clinic_id: Any) -> None:
 @transaction.atomic
 def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "") -> DoctorProfile:
     """An admin (or a helper with the permission) verifies or rejects a doctor. Audited; the
-    doctor is told by e-mail in their language (the notification service replaces it later)."""
+    doctor is told through the notification service (in-app, and by e-mail or SMS), in their
+    language. Verifying a verified doctor changes nothing (no new date, no message)."""
     require_permission(actor, "doctors.change_doctorprofile")
+    if decision not in (Verification.VERIFIED, Verification.REJECTED):
+        raise InvalidRequest(fields={"decision": _("Decide verified or rejected.")})
     profile = (
         DoctorProfile.objects.select_for_update()
         .select_related("user")
@@ -196,6 +205,8 @@ def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "
     )
     if profile is None:
         raise DoctorNotFound()
+    if decision == profile.verification == Verification.VERIFIED:
+        return profile
     profile.verification = decision
     profile.verification_reason = reason
     profile.verified_at = timezone.now() if decision == Verification.VERIFIED else None
@@ -214,19 +225,20 @@ def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "
 
 
 def _tell_doctor(profile: DoctorProfile, decision: str, reason: str) -> None:
-    user = profile.user
-    if not user.email:
-        return
-    with translation.override(user.language):
+    from realtime.services import notify
+
+    def render(user: User) -> tuple[str, str]:
         if decision == Verification.VERIFIED:
-            subject = _("Your Telemed profile is verified")
-            body = _(
+            return _("Your Telemed profile is verified"), _(
                 "Your profile is now listed in the Telemed directory. Patients can find and book you."
             )
-        else:
-            subject = _("Your Telemed profile was not verified")
-            body = _("Your profile could not be verified. Reason: %(reason)s") % {
-                "reason": reason or "-"
-            }
-    email = user.email
-    transaction.on_commit(lambda: send_mail(subject, body, None, [email], fail_silently=True))
+        return _("Your Telemed profile was not verified"), _(
+            "Your profile could not be verified. Reason: %(reason)s"
+        ) % {"reason": reason or "-"}
+
+    notify(
+        users=[profile.user],
+        kind="doctor.verification",
+        data={"doctor_id": str(profile.pk), "decision": decision},
+        render=render,
+    )

@@ -40,17 +40,21 @@ KINDS = (
     "booking.completed",
     "booking.no_show",
     "review.created",
+    "doctor.verification",
     "notification.created",
     "chat.message",
 )
 # Without a preference of the user's: e-mail for what RT-2 names (bookings made, confirmed,
-# cancelled, moved, reminders), SMS for reminders. WhatsApp only when asked for.
+# cancelled, moved, reminders), SMS for reminders, and a doctor's verification decision by
+# e-mail and SMS (whichever reaches them: some doctors sign up with a phone only). WhatsApp
+# only when asked for.
 DEFAULT_CHANNELS: dict[str, list[str]] = {
     "booking.created": [Channel.EMAIL],
     "booking.confirmed": [Channel.EMAIL],
     "booking.cancelled": [Channel.EMAIL],
     "booking.rescheduled": [Channel.EMAIL],
     "booking.reminder": [Channel.EMAIL, Channel.SMS],
+    "doctor.verification": [Channel.EMAIL, Channel.SMS],
 }
 
 

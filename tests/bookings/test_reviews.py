@@ -1,6 +1,7 @@
 """Reviews: only after a completed appointment, once; exact ratings under concurrency."""
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,9 +87,8 @@ def test_doctor_replies_once_and_admin_hides_audited(api, doctor_with_hours):
         ).status_code
         == 200
     )
-    assert (
-        post(api, f"/api/v1/reviews/{review.id}/reply", {"text": "Again"}, **doc).status_code == 409
-    )
+    r = post(api, f"/api/v1/reviews/{review.id}/reply", {"text": "Again"}, **doc)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "booking.review_already_replied"
     helper = make_user(role="helper")
     helper_headers = bearer(login(api, helper.email)["access"])
     assert (
@@ -135,3 +135,24 @@ def test_average_stays_exact_under_concurrent_reviews(doctor_with_hours):
     profile = DoctorProfile.objects.get(pk=doctor_with_hours.pk)
     assert profile.rating_count == 20
     assert profile.rating_sum == sum(r for _, _, r in pairs)
+
+
+def test_a_blank_reply_is_refused_and_reviews_of_an_unlisted_doctor_are_not_found(
+    api, doctor_with_hours
+):
+    patient = make_user()
+    review = review_create(
+        patient=patient, appointment_id=completed(doctor_with_hours, patient).id, rating=4
+    )
+    doc = bearer(login(api, doctor_with_hours.user.email)["access"])
+    r = post(api, f"/api/v1/reviews/{review.id}/reply", {"text": "   "}, **doc)
+    assert r.status_code == 422  # a blank reply would use up the one reply
+    r = post(api, f"/api/v1/reviews/{review.id}/reply", {"text": "  Thank you  "}, **doc)
+    assert r.status_code == 200 and r.json()["reply"] == "Thank you"
+    url = f"/api/v1/doctors/{doctor_with_hours.id}/reviews"
+    assert len(api.get(url).json()["items"]) == 1
+    user = doctor_with_hours.user
+    user.is_active = False
+    user.save()
+    assert api.get(url).status_code == 404
+    assert api.get(f"/api/v1/doctors/{uuid.uuid4()}/reviews").status_code == 404

@@ -9,6 +9,7 @@ from django.core import mail
 from accounts.models import Role
 from audit.models import AuditEvent
 from doctors.models import Clinic, DoctorProfile
+from realtime.models import Delivery, Notification
 from tests.doctors.factories import specialty
 from tests.factories import bearer, login, make_user, post
 
@@ -159,8 +160,13 @@ def test_admin_verifies_audited_and_doctor_is_told(
         )
     assert r.status_code == 200 and r.json()["verification"] == "verified"
     assert AuditEvent.objects.filter(action="doctor.verified", target_id=str(profile.id)).exists()
-    assert len(mail.outbox) == 1 and mail.outbox[0].to == [user.email]
-    assert any("\u0600" <= ch <= "\u06ff" for ch in mail.outbox[0].subject)  # the doctor's language
+    # told through the notification service: in the app, and by e-mail off the request path
+    told = Notification.objects.get(user=user, kind="doctor.verification")
+    assert told.data["decision"] == "verified"
+    assert any("\u0600" <= ch <= "\u06ff" for ch in told.title)  # the doctor's language
+    assert list(Delivery.objects.filter(notification=told).values_list("channel", flat=True)) == [
+        "email"
+    ]
     assert [d["id"] for d in api.get("/api/v1/doctors").json()["items"]] == [str(profile.id)]
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -172,6 +178,38 @@ def test_admin_verifies_audited_and_doctor_is_told(
         )
     assert r.json()["verification_reason"] == "Licence expired"
     assert api.get("/api/v1/doctors").json()["items"] == []
+    # "pending" is not a decision; a rejected doctor who corrects the profile is looked at again
+    r = post(
+        api, f"/api/v1/admin/verifications/{profile.id}", {"decision": "pending"}, **admin_headers
+    )
+    assert r.status_code == 422
+    r = api.patch(
+        "/api/v1/doctor/profile",
+        {"designation": "Consultant cardiologist"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.json()["verification"] == "pending"
+    queue = api.get("/api/v1/admin/verifications", headers=admin_headers).json()["items"]
+    assert [d["id"] for d in queue] == [str(profile.id)]
+    # verifying a verified doctor again changes nothing and tells nobody
+    with django_capture_on_commit_callbacks(execute=True):
+        post(
+            api,
+            f"/api/v1/admin/verifications/{profile.id}",
+            {"decision": "verified"},
+            **admin_headers,
+        )
+    first = DoctorProfile.objects.get(pk=profile.pk).verified_at
+    with django_capture_on_commit_callbacks(execute=True):
+        post(
+            api,
+            f"/api/v1/admin/verifications/{profile.id}",
+            {"decision": "verified"},
+            **admin_headers,
+        )
+    assert DoctorProfile.objects.get(pk=profile.pk).verified_at == first
+    assert Notification.objects.filter(user=user, kind="doctor.verification").count() == 3
 
 
 def test_helper_needs_the_permission_to_verify(api, doctor_headers):

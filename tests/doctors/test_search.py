@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -171,6 +171,13 @@ def test_etag_and_invalidation(api, django_capture_on_commit_callbacks):
         api.get(f"/api/v1/doctors/{d.id}", headers={"If-None-Match": first["ETag"]}).status_code
         == 304
     )
+    # compared weakly (a proxy that compresses makes it W/"..."), and * matches
+    for tag in (f"W/{first['ETag']}", f'"other", {first["ETag"]}', "*"):
+        assert api.get(f"/api/v1/doctors/{d.id}", headers={"If-None-Match": tag}).status_code == 304
+    assert (
+        api.get(f"/api/v1/doctors/{d.id}", headers={"If-None-Match": '"other"'}).status_code == 200
+    )
+    assert "Cookie" in first["Vary"] and "Accept-Language" in first["Vary"]
     from doctors.services import doctor_profile_update
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -283,3 +290,29 @@ def test_bad_near_is_422(api, near, code):
     assert r.status_code == 422
     assert r.json()["error"]["code"] == code
     assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
+
+
+def test_the_directory_answers_and_writes_commit_while_redis_is_away(
+    api, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The cache only saves work: a search answers without it, and a change already
+    committed is not turned into an error (nor stops the commit hooks after it)."""
+    from django.core.cache import cache
+
+    from doctors.services import doctor_profile_update
+
+    d = doctor(designation="Consultant")
+
+    def away(*args, **kwargs):
+        raise ConnectionError("Redis is away")
+
+    for name in ("get", "get_many", "set", "add", "incr"):
+        monkeypatch.setattr(cache, name, away)
+    r = api.get(f"/api/v1/doctors/{d.id}")
+    assert r.status_code == 200 and r.json()["designation"] == "Consultant"
+    after = []
+    with django_capture_on_commit_callbacks(execute=True):
+        doctor_profile_update(user=d.user, changes={"designation": "Professor"})
+        transaction.on_commit(lambda: after.append("ran"))
+    assert after == ["ran"]
+    assert api.get(f"/api/v1/doctors/{d.id}").json()["designation"] == "Professor"
