@@ -117,6 +117,12 @@ class SearchQuery(Schema):
     mode: Mode | None = None
     fee_min: Decimal | None = Field(None, ge=0, le=100000)
     fee_max: Decimal | None = Field(None, ge=0, le=100000)
+    currency: str = Field(
+        "",
+        pattern=r"^([A-Z]{3})?$",
+        description="Only doctors whose fee is in this currency (ISO 4217); fee_min and "
+        "fee_max are then amounts of it. Without it, each doctor's fee is read in its own.",
+    )
     min_rating: float | None = Field(None, ge=1, le=5)
     lat: float | None = Field(None, ge=-90, le=90)
     lng: float | None = Field(None, ge=-180, le=180)
@@ -156,6 +162,7 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
         mode=q.mode.value if q.mode else "",
         fee_min=q.fee_min,
         fee_max=q.fee_max,
+        currency=q.currency,
         min_rating=q.min_rating,
         latitude=lat,
         longitude=lng,

@@ -41,6 +41,7 @@ class SearchFilters:
     mode: str = ""
     fee_min: Decimal | None = None
     fee_max: Decimal | None = None
+    currency: str = ""  # fees are compared within one currency when one is given
     min_rating: float | None = None
     latitude: float | None = None
     longitude: float | None = None
@@ -96,6 +97,8 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         q &= Q(**{f"{p}languages__contains": f",{f.language},"})
     if f.mode:
         q &= Q(**{f"{p}offers_{f.mode}": True})
+    if f.currency:
+        q &= Q(**{f"{p}currency": f.currency})
     if f.fee_min is not None:
         q &= Q(**{f"{p}fee_minor__gte": int(f.fee_min * 100)})
     if f.fee_max is not None:

@@ -69,6 +69,11 @@ def test_filters(api):
     assert ids(api.get("/api/v1/doctors?mode=video")) == [str(a.id)]
     assert ids(api.get("/api/v1/doctors?fee_min=400")) == [str(b.id)]
     assert ids(api.get("/api/v1/doctors?fee_max=300.00")) == [str(a.id)]
+    # fees compared within one currency when one is given
+    type(b).objects.filter(pk=b.pk).update(currency="USD")
+    assert ids(api.get("/api/v1/doctors?fee_min=400&currency=USD")) == [str(b.id)]
+    assert ids(api.get("/api/v1/doctors?fee_min=400&currency=EGP")) == []
+    assert api.get("/api/v1/doctors?currency=usd").status_code == 422
     assert ids(api.get("/api/v1/doctors?min_rating=4.5")) == [str(b.id)]
     assert ids(api.get("/api/v1/doctors?name=amira")) == [str(a.id)]
     assert ids(api.get("/api/v1/doctors?city=cairo&sort=fee")) == [str(a.id), str(b.id)]
