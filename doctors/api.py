@@ -15,6 +15,7 @@ from django.utils.translation import get_language
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
+from core import money
 from core.cache import best_effort
 from core.pagination import paginate
 from core.responses import dumps
@@ -55,7 +56,7 @@ def _card_out(card: selectors.Card, language: str) -> dict[str, Any]:
             {"code": code, "name": ar if arabic else en} for code, en, ar in card.specialties
         ],
         "languages": card.languages,
-        "fee": {"amount": f"{Decimal(card.fee_minor) / 100:.2f}", "currency": card.currency},
+        "fee": {"amount": money.amount(card.fee_minor, card.currency), "currency": card.currency},
         "modes": card.modes,
         "years_experience": card.years_experience,
         "rating": card.rating,
@@ -241,8 +242,6 @@ def own_profile(request: AuthedRequest) -> dict[str, Any]:
 )
 def own_profile_update(request: AuthedRequest, payload: DoctorProfileIn) -> dict[str, Any]:
     changes = payload.model_dump(exclude_unset=True, exclude_none=True)
-    if "fee" in changes:
-        changes["fee_minor"] = int(changes.pop("fee") * 100)
     services.doctor_profile_update(user=request.auth, changes=changes)
     return _own_out(selectors.doctor_own(user=request.auth))
 

@@ -46,6 +46,7 @@ import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -55,6 +56,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
+from core import money
 from doctors import geo
 from doctors.geocoding import ARABIC_COUNTRY_NAMES, _arabic_name
 from doctors.index import rebuild as rebuild_index
@@ -476,7 +478,7 @@ def generate_doctor(index: int, *, seed: int, now: datetime) -> GeneratedDoctor:
         bio_en=bio_en,
         bio_ar=bio_ar,
         languages=_languages(rng, country),
-        fee_minor=int(fee) * 100,
+        fee_minor=money.to_minor(Decimal(fee), currency),
         currency=currency,
         offers_in_person=in_person,
         offers_video=video,

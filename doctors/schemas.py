@@ -73,7 +73,9 @@ class DoctorProfileIn(InputSchema):
     languages: list[Annotated[str, Field(pattern=LANGUAGE_CODE)]] | None = Field(
         None, max_length=10
     )
-    fee: Decimal | None = Field(None, ge=0, le=100000, decimal_places=2)
+    fee: Decimal | None = Field(
+        None, ge=0, le=100000, decimal_places=3, description="In the currency's units"
+    )
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     offers_in_person: StrictBool | None = None
     offers_video: StrictBool | None = None

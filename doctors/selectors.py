@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User, full_name
 from accounts.permissions import require_permission
+from core import money
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from doctors import geo, queries
 from doctors.errors import DoctorNotFound, InvalidLocation, UnknownSpecialty
@@ -99,10 +100,9 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         q &= Q(**{f"{p}offers_{f.mode}": True})
     if f.currency:
         q &= Q(**{f"{p}currency": f.currency})
-    if f.fee_min is not None:
-        q &= Q(**{f"{p}fee_minor__gte": int(f.fee_min * 100)})
-    if f.fee_max is not None:
-        q &= Q(**{f"{p}fee_minor__lte": int(f.fee_max * 100)})
+    for lookup, value in (("gte", f.fee_min), ("lte", f.fee_max)):
+        if value is not None:  # in each doctor's own currency (one when ``currency`` is given)
+            q &= money.compare(f"{p}fee_minor", f"{p}currency", lookup, value)
     if f.min_rating is not None:
         q &= Q(
             **{

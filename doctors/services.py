@@ -3,6 +3,7 @@ the directory's cache version, so cached search pages and profiles are never sta
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
@@ -14,6 +15,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
+from core import money
 from core.cache import best_effort
 from core.errors import InvalidRequest
 from doctors import geo
@@ -58,8 +60,6 @@ _PROFILE_FIELDS = {
     "designation",
     "bio_en",
     "bio_ar",
-    "fee_minor",
-    "currency",
     "offers_in_person",
     "offers_video",
     "offers_chat",
@@ -68,12 +68,34 @@ _PROFILE_FIELDS = {
 }
 
 
+def _set_fee(profile: DoctorProfile, fee: Decimal | None, currency: str | None) -> None:
+    """The fee in minor units of its currency. A new currency without a new fee keeps the
+    amount (250.50 EGP becomes 250.50 USD, not 25.050 KWD)."""
+    currency = currency or profile.currency
+    if currency not in money.CURRENCIES:
+        raise InvalidRequest(fields={"currency": _("Unknown currency: use an ISO 4217 code.")})
+    if fee is None:
+        fee = Decimal(money.amount(profile.fee_minor, profile.currency))
+    try:
+        profile.fee_minor = money.to_minor(fee, currency)
+    except ValueError as exc:
+        raise InvalidRequest(
+            fields={
+                "fee": _("%(currency)s amounts have %(places)s decimals at most.")
+                % {"currency": currency, "places": money.decimals(currency)}
+            }
+        ) from exc
+    profile.currency = currency
+
+
 @transaction.atomic
 def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfile:
     profile = doctor_profile_ensure(user=user)
     profile = DoctorProfile.objects.select_for_update().get(pk=profile.pk)
     for key in _PROFILE_FIELDS & changes.keys():
         setattr(profile, key, changes[key])
+    if "fee" in changes or "currency" in changes:
+        _set_fee(profile, changes.get("fee"), changes.get("currency"))
     if "languages" in changes:
         profile.languages = "," + ",".join(sorted(set(changes["languages"]))) + ","
     if "specialties" in changes:

@@ -241,6 +241,28 @@ def test_helper_needs_the_permission_to_verify(api, doctor_headers):
     )
 
 
+def test_a_fee_in_a_currency_with_three_or_no_decimals(api, doctor_headers):
+    _, headers = doctor_headers
+
+    def patch(body):
+        return api.patch(
+            "/api/v1/doctor/profile", body, content_type="application/json", headers=headers
+        )
+
+    r = patch({"fee": "12.250", "currency": "KWD"})
+    assert r.status_code == 200 and r.json()["fee"] == {"amount": "12.250", "currency": "KWD"}
+    r = patch({"currency": "USD"})  # a new currency keeps the amount
+    assert r.json()["fee"] == {"amount": "12.25", "currency": "USD"}
+    for body, field in (
+        ({"fee": "3000.5", "currency": "JPY"}, "fee"),
+        ({"fee": "10", "currency": "ZZZ"}, "currency"),
+        ({"currency": "JPY"}, "fee"),  # 12.25 has no yen amount
+    ):
+        r = patch(body)
+        assert r.status_code == 422 and field in r.json()["error"]["fields"], (body, r.json())
+    assert patch({}).json()["fee"] == {"amount": "12.25", "currency": "USD"}
+
+
 def test_bad_profile_input(api, doctor_headers):
     _, headers = doctor_headers
     for payload in (

@@ -69,6 +69,13 @@ def test_filters(api):
     assert ids(api.get("/api/v1/doctors?mode=video")) == [str(a.id)]
     assert ids(api.get("/api/v1/doctors?fee_min=400")) == [str(b.id)]
     assert ids(api.get("/api/v1/doctors?fee_max=300.00")) == [str(a.id)]
+    # fees are read in each doctor's own currency: 12.250 KWD is more than 10, 9.99 EGP not
+    type(a).objects.filter(pk=a.pk).update(currency="KWD", fee_minor=12250)
+    assert ids(api.get("/api/v1/doctors?fee_min=10&fee_max=13")) == [str(a.id)]
+    assert ids(api.get("/api/v1/doctors?fee_min=12.251&currency=KWD")) == []
+    card = api.get(f"/api/v1/doctors/{a.id}").json()
+    assert card["fee"] == {"amount": "12.250", "currency": "KWD"}
+    type(a).objects.filter(pk=a.pk).update(currency="EGP", fee_minor=30000)
     # fees compared within one currency when one is given
     type(b).objects.filter(pk=b.pk).update(currency="USD")
     assert ids(api.get("/api/v1/doctors?fee_min=400&currency=USD")) == [str(b.id)]
