@@ -58,7 +58,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from core import money
 from doctors import geo
-from doctors.geocoding import ARABIC_COUNTRY_NAMES, _arabic_name
+from doctors.geocoding import ARABIC_COUNTRY_NAMES, _arabic_name, names_key
 from doctors.index import rebuild as rebuild_index
 from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Specialty, Verification
 
@@ -513,6 +513,7 @@ def generate_doctor(index: int, *, seed: int, now: datetime) -> GeneratedDoctor:
                 name=name[:120],
                 address=address[:300],
                 city=place.name[:120],
+                city_names=names_key([place.name, city_name_ar(place)])[:400],
                 country=place.country,
                 latitude=lat,
                 longitude=lng,
@@ -578,6 +579,7 @@ def seed_demo_doctor(user: User) -> DoctorProfile:
             name="Haddad Heart Clinic",
             address="15 Tahrir Square, Downtown, Cairo",
             city="Cairo",
+            city_names=names_key(["Cairo", "القاهرة"]),
             country="EG",
             latitude=lat,
             longitude=lng,

@@ -390,13 +390,20 @@ def nearest_place(latitude: float, longitude: float, *, language: str = "en") ->
     return _gazetteer_place(_gazetteer().nearest(latitude, longitude), _language(language))
 
 
-def city_names(name: str) -> list[str]:
-    """The names a city may be stored under: as given, and the gazetteer's English and Arabic
-    names when it knows the city (a clinic's city is stored in the language its doctor
-    geocoded it in: "Cairo" must find "القاهرة" too)."""
+def city_key(name: str) -> str:
+    """The names a clinic's city goes by, for the directory's city filter: as given, and the
+    gazetteer's English and Arabic names when it knows the city (a clinic's city is stored in
+    the language its doctor geocoded it in: "Cairo" must find "القاهرة" too), each
+    :func:`normalise`-d, between commas. Worked out when the clinic is saved, so that a search
+    needs no gazetteer (~130 MiB and ~3 s to load)."""
     city = _gazetteer().resolve(name, whole_words=True) if normalise(name) else None
-    names = [name, *((city.name, city.arabic) if city else ())]
-    return list(dict.fromkeys(n for n in names if n))
+    return names_key([name, *((city.name, city.arabic) if city else ())])
+
+
+def names_key(names: list[str]) -> str:
+    """``names`` as :func:`city_key` stores them: normalised, sorted, between commas."""
+    found = sorted({normalise(n) for n in names} - {""})
+    return "," + ",".join(found) + "," if found else ""
 
 
 def _validated(query: object) -> str:

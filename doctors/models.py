@@ -119,6 +119,8 @@ class Clinic(models.Model):
     name = models.CharField(max_length=120)
     address = models.CharField(max_length=300)
     city = models.CharField(max_length=120)
+    # The names the city goes by (doctors.geocoding.city_key): ",cairo,قاهرة,"
+    city_names = models.CharField(max_length=400, blank=True, default="")
     country = models.CharField(max_length=2)
     latitude = models.FloatField()
     longitude = models.FloatField()

@@ -82,11 +82,9 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         else Q()
     )
     if f.city:
-        from doctors.geocoding import city_names
+        from doctors.geocoding import normalise
 
-        same_city = Q()
-        for name in city_names(f.city):
-            same_city |= Q(city__iexact=name)
+        same_city = Q(city__iexact=f.city) | Q(city_names__contains=f",{normalise(f.city)},")
         q &= Q(
             Exists(Clinic.objects.filter(same_city, doctor_id=OuterRef(f"{p}id" if p else "id")))
         )

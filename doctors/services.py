@@ -117,28 +117,26 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
 def _locate(
     *, address: str, city: str, latitude: float | None, longitude: float | None, language: str
 ) -> dict:
-    """Coordinates, city, country and time zone of a clinic: geocoded from its address (in its
-    city, when known), or taken as given when the doctor pins the location (the time zone then
-    from the nearest city; the city the doctor gave is kept). Half a pin is refused."""
-    from doctors.geocoding import geocode, nearest_place
+    """Coordinates, city (and the names it goes by), country and time zone of a clinic:
+    geocoded from its address (in its city, when known), or taken as given when the doctor
+    pins the location (the time zone then from the nearest city; the city the doctor gave is
+    kept). Half a pin is refused."""
+    from doctors.geocoding import city_key, geocode, nearest_place
 
     if (latitude is None) != (longitude is None):
         missing = "latitude" if latitude is None else "longitude"
         raise InvalidLocation(fields={missing: _("Send the latitude and the longitude together.")})
     if latitude is not None and longitude is not None:
         place = nearest_place(latitude, longitude)
-        return {
-            "latitude": latitude,
-            "longitude": longitude,
-            "city": city or place.city,
-            "country": place.country,
-            "time_zone": place.time_zone,
-        }
-    place = geocode(f"{address}, {city}" if city else address, language=language)
+    else:
+        place = geocode(f"{address}, {city}" if city else address, language=language)
+        latitude, longitude = place.latitude, place.longitude
+    city = city or place.city
     return {
-        "latitude": place.latitude,
-        "longitude": place.longitude,
-        "city": city or place.city,
+        "latitude": latitude,
+        "longitude": longitude,
+        "city": city,
+        "city_names": city_key(city),
         "country": place.country,
         "time_zone": place.time_zone,
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 from accounts.models import Role
 from doctors import geo
+from doctors.geocoding import city_key
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
 from tests.factories import make_user
 
@@ -25,6 +26,7 @@ def clinic_at(profile: DoctorProfile, lat: float, lng: float, *, city: str = "Ca
         name=f"Clinic {next(_seq)}",
         address="1 Main St",
         city=city,
+        city_names=city_key(city),  # as the clinic services save it
         country="EG",
         latitude=lat,
         longitude=lng,

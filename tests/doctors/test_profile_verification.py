@@ -8,6 +8,7 @@ from django.core import mail
 
 from accounts.models import Role
 from audit.models import AuditEvent
+from doctors.geocoding import names_key
 from doctors.models import Clinic, DoctorProfile
 from realtime.models import Delivery, Notification
 from tests.doctors.factories import specialty
@@ -114,6 +115,9 @@ def test_clinic_address_is_geocoded_in_arabic(api, doctor_headers):
     assert r.status_code == 201, r.json()
     assert r.json()["time_zone"] == "Africa/Cairo"
     assert abs(r.json()["latitude"] - 30.06) < 0.2
+    # found by the city's English name too (worked out when the clinic is saved)
+    clinic = Clinic.objects.get(id=r.json()["id"])
+    assert clinic.city_names == names_key(["Cairo", "القاهرة"]), clinic.city_names
 
 
 def test_unknown_address_is_422_place_not_found(api, doctor_headers):
