@@ -34,8 +34,9 @@ def test_the_currency_list():
     assert not {"XXX", "XAU", "ZZZ", "usd"} & money.CURRENCIES
 
 
-def test_the_migration_moves_stored_fees_to_their_currencys_minor_units(tmp_path):
-    """Fees were all stored in hundredths (on SQLite, in a process of its own)."""
+def test_the_migrations_move_stored_fees_and_name_stored_cities(tmp_path):
+    """Fees were all stored in hundredths, and clinics had no city names (on SQLite, in a
+    process of its own)."""
     from tests.procs import run_on_sqlite
 
     run_on_sqlite(
@@ -45,11 +46,26 @@ call_command("migrate", "doctors", "0002", verbosity=0)
 from doctors.models import DoctorProfile
 from tests.doctors.factories import doctor
 fees = {"KWD": 1225, "JPY": 300000, "EGP": 25050}  # 12.25 KWD, 3000 JPY, 250.50 EGP
-ids = {c: doctor(currency=c, fee_minor=m).pk for c, m in fees.items()}
+ids = {c: doctor(currency=c, fee_minor=m, lat=None, lng=None).pk for c, m in fees.items()}
 call_command("migrate", "doctors", verbosity=0)
 from core import money
 shown = {c: money.amount(DoctorProfile.objects.get(pk=i).fee_minor, c) for c, i in ids.items()}
 assert shown == {"KWD": "12.250", "JPY": "3000", "EGP": "250.50"}, shown
+# and the clinics stored before their city's names were kept get them
+import uuid
+from django.db import connection
+from doctors.geocoding import names_key
+call_command("migrate", "doctors", "0003", verbosity=0)
+with connection.cursor() as cursor:
+    cursor.execute(
+        "INSERT INTO doctors_clinic (id, doctor_id, name, address, city, country, latitude,"
+        " longitude, time_zone, h3_r3, h3_r5, h3_r7) VALUES (%s, %s, 'C', '1 St', 'القاهرة',"
+        " 'EG', 30.04, 31.23, 'Africa/Cairo', 1, 2, 3)",
+        [uuid.uuid4().hex, ids["EGP"].hex],
+    )
+call_command("migrate", "doctors", verbosity=0)
+from doctors.models import Clinic
+assert Clinic.objects.get().city_names == names_key(["Cairo", "القاهرة"])
 print("sqlite ok")
 """,
         tmp_path,
