@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -35,21 +35,17 @@ def bookable_doctor(doctor_id: Any) -> DoctorProfile | None:
     and their booking policy (none if they have not saved one), or None. One hand-written
     statement: a booking reads it first, and the ORM spent most of that read building the
     query and the instances (``filter(...).select_related("user", "booking_policy")``)."""
-    sql, models = _bookable_sql(connection.vendor)
-    params = [
-        db_value(DoctorProfile, "id", doctor_id),
-        db_value(DoctorProfile, "verification", Verification.VERIFIED),
-        db_value(User, "is_active", True),
-    ]
-    fields = [f for model in models for f in model._meta.concrete_fields]
-    rows = db.values(sql, params, fields)
+    read = _bookable_read(connection.vendor)
+    rows = db.values(
+        read.sql, [db_value(DoctorProfile, "id", doctor_id), *read.params], read.fields
+    )
     if not rows:
         return None
-    row = rows[0]
+    row, start = rows[0], 0
     found: list[Any] = []
-    for model in models:
-        attnames = [f.attname for f in model._meta.concrete_fields]
-        values, row = row[: len(attnames)], row[len(attnames) :]
+    for model, attnames in read.models:
+        values = row[start : start + len(attnames)]
+        start += len(attnames)
         found.append(
             model.from_db(connection.alias, attnames, values) if values[0] is not None else None
         )
@@ -59,8 +55,16 @@ def bookable_doctor(doctor_id: Any) -> DoctorProfile | None:
     return doctor  # type: ignore[no-any-return]
 
 
+class _BookableRead(NamedTuple):
+    sql: str
+    params: tuple[Any, ...]  # after the doctor's id: verified, active
+    fields: tuple[Any, ...]  # of every column, in order
+    models: tuple[tuple[Any, list[str]], ...]  # each model and its columns' attnames
+
+
 @functools.cache
-def _bookable_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+def _bookable_read(vendor: str) -> _BookableRead:
+    """The statement of :func:`bookable_doctor` and what reading its rows needs, once."""
     models = (DoctorProfile, User, BookingPolicy)
     quote = connection.ops.quote_name
     columns = ", ".join(
@@ -79,7 +83,15 @@ def _bookable_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
         f"LEFT JOIN {policies} p ON p.{policy_doctor} = d.{doctor_id} "
         f"WHERE d.{doctor_id} = %s AND d.{verification} = %s AND u.{is_active} = %s"
     )
-    return sql, models
+    return _BookableRead(
+        sql=sql,
+        params=(
+            db_value(DoctorProfile, "verification", Verification.VERIFIED),
+            db_value(User, "is_active", True),
+        ),
+        fields=tuple(f for model in models for f in model._meta.concrete_fields),
+        models=tuple((m, [f.attname for f in m._meta.concrete_fields]) for m in models),
+    )
 
 
 def policy_for(doctor: DoctorProfile) -> BookingPolicy:
