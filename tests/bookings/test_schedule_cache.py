@@ -97,3 +97,22 @@ def test_a_booking_checks_fresh_hours_not_the_cached_ones(api, doctor_with_hours
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "booking.slot_unavailable"
     assert start > datetime.now(UTC)
+
+
+@pytest.mark.django_db
+def test_a_booking_leaves_the_cached_schedule_alone(api, doctor_with_hours):
+    """A booking reads the hours fresh and does not write them back: the cached entry (here
+    a marker) is neither replaced nor filled by the booking."""
+    key = selectors.schedule_key(doctor_with_hours.id)
+    token = login(api, make_user().email)["access"]
+    body = {"doctor_id": str(doctor_with_hours.id), "mode": "in_person"}
+    r = post(
+        api, "/api/v1/appointments", {**body, "start": next_slot().isoformat()}, **bearer(token)
+    )
+    assert r.status_code == 201, r.content
+    assert cache.get(key) is None
+    cache.set(key, "marker", 60)
+    start = next_slot(hour=11)
+    r = post(api, "/api/v1/appointments", {**body, "start": start.isoformat()}, **bearer(token))
+    assert r.status_code == 201, r.content
+    assert cache.get(key) == "marker"
