@@ -167,19 +167,19 @@ class Appointment(models.Model):
 
 # The reasons the platform itself writes into a history: stored in English, shown in the
 # reader's language (a reason a person typed is shown as typed).
-RESCHEDULED, HOLD_EXPIRED, COMPLETED_AUTOMATICALLY, REQUEST_LAPSED, ACCOUNT_CLOSED = (
-    "rescheduled",
-    "hold expired",
-    "completed automatically",
-    "not answered in time",
-    "account closed",
-)
+RESCHEDULED = "rescheduled"
+HOLD_EXPIRED = "hold expired"
+COMPLETED_AUTOMATICALLY = "completed automatically"
+REQUEST_LAPSED = "not answered in time"
+ACCOUNT_CLOSED = "account closed"
+VERIFICATION_WITHDRAWN = "doctor's verification withdrawn"
 SYSTEM_REASONS = {
     RESCHEDULED: _("rescheduled"),
     HOLD_EXPIRED: _("hold expired"),
     COMPLETED_AUTOMATICALLY: _("completed automatically"),
     REQUEST_LAPSED: _("not answered in time"),
     ACCOUNT_CLOSED: _("account closed"),
+    VERIFICATION_WITHDRAWN: _("doctor's verification withdrawn"),
 }
 
 

@@ -31,6 +31,7 @@ from bookings.models import (
     HOLD_EXPIRED,
     REQUEST_LAPSED,
     RESCHEDULED,
+    VERIFICATION_WITHDRAWN,
     Appointment,
     AvailabilityRule,
     BookingPolicy,
@@ -217,17 +218,41 @@ def appointments_close_for(user: User, *, now: datetime | None = None) -> list[A
     """Cancel the upcoming appointments of a user whose account was closed (deactivated or
     deleted): the other party is told, and the time is free again."""
     mine = Q(patient=user) | Q(doctor__in=DoctorProfile.objects.filter(user=user).values("id"))
-    return end_in_bulk(
-        Appointment.objects.filter(mine, status__in=ACTIVE, end__gt=now or timezone.now()),
-        skip_locked=False,  # runs once: every one of them, waiting for a change under way
-        status=Status.CANCELLED,
+    return _cancel_upcoming(
+        mine,
+        now=now,
         reason=ACCOUNT_CLOSED,
-        kind="booking.cancelled",
         render=lambda a, u: (
             _("Appointment cancelled"),
             _("The appointment on %(when)s was cancelled: an account was closed.")
             % {"when": when(a)},
         ),
+    )
+
+
+def appointments_withdraw_for(doctor: DoctorProfile, *, now: datetime | None = None) -> list[Any]:
+    """Cancel the upcoming appointments of a doctor whose verification was withdrawn (a
+    verified doctor rejected): only verified doctors see patients. Both sides are told."""
+    return _cancel_upcoming(
+        Q(doctor=doctor),
+        now=now,
+        reason=VERIFICATION_WITHDRAWN,
+        render=lambda a, u: (
+            _("Appointment cancelled"),
+            _("The appointment on %(when)s was cancelled: the doctor is no longer verified.")
+            % {"when": when(a)},
+        ),
+    )
+
+
+def _cancel_upcoming(which: Q, *, now: datetime | None, reason: str, render: Any) -> list[Any]:
+    return end_in_bulk(
+        Appointment.objects.filter(which, status__in=ACTIVE, end__gt=now or timezone.now()),
+        skip_locked=False,  # runs once: every one of them, waiting for a change under way
+        status=Status.CANCELLED,
+        reason=reason,
+        kind="booking.cancelled",
+        render=render,
     )
 
 

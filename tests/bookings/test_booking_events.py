@@ -154,6 +154,63 @@ def test_expired_holds_and_automatic_completion_are_told_too(doctor_with_hours):
     assert expired.title == "Hold expired"
 
 
+def test_a_doctor_whose_verification_is_withdrawn_keeps_no_upcoming_appointment(
+    doctor_with_hours,
+):
+    """Rejected after being verified (from the API or the admin site: the same service):
+    the upcoming appointments are cancelled and both sides told, in their language; the
+    past stays as it was, and so do other doctors' appointments."""
+    from accounts.models import Role
+    from doctors.services import doctor_verify
+    from tests.bookings.conftest import weekly_hours
+    from tests.doctors.factories import doctor
+
+    admin = make_user(role=Role.ADMIN)
+    patient, arabic = make_user(), make_user(language="ar")
+    upcoming = appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+    )
+    second = appointment_book(
+        patient=arabic, doctor_id=doctor_with_hours.id, start=next_slot(hour=11), mode="in_person"
+    )
+    past_start = next_slot(days=-3)
+    past = appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=past_start,
+        mode="in_person",
+        now=past_start - timedelta(days=1),
+    )
+    other_doctor = doctor()
+    weekly_hours(other_doctor, time(9), time(13))
+    elsewhere = appointment_book(
+        patient=patient, doctor_id=other_doctor.id, start=next_slot(hour=12), mode="in_person"
+    )
+    doctor_verify(actor=admin, doctor_id=doctor_with_hours.id, decision="rejected", reason="x")
+    for appointment, status in (
+        (upcoming, "cancelled"),
+        (second, "cancelled"),
+        (past, "confirmed"),
+        (elsewhere, "confirmed"),
+    ):
+        appointment.refresh_from_db()
+        assert appointment.status == status
+    assert upcoming.history.last().reason == "doctor's verification withdrawn"
+    told = Notification.objects.get(user=arabic, kind="booking.cancelled")
+    assert "لم يعد الطبيب موثَّقًا" in told.body
+    assert Notification.objects.filter(user=patient, kind="booking.cancelled").count() == 1
+    assert (
+        Notification.objects.filter(user=doctor_with_hours.user, kind="booking.cancelled").count()
+        == 2
+    )
+    # verified again: bookable again, and nothing more is cancelled
+    doctor_verify(actor=admin, doctor_id=doctor_with_hours.id, decision="verified")
+    again = appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+    )
+    assert again.status == Status.CONFIRMED
+
+
 def test_a_closed_account_keeps_no_upcoming_appointment(doctor_with_hours):
     """Deactivated (by staff) or deleted (by its owner): the upcoming appointments are
     cancelled and the other party told; the past stays as it was."""
