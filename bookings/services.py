@@ -45,7 +45,7 @@ from bookings.tasks import schedule_reminders
 from core import db
 from core.errors import InvalidRequest
 from doctors.models import DoctorProfile, Verification
-from realtime.services import notify
+from realtime.services import event_counters_lock, notify
 
 
 def verified_doctor(user: User) -> DoctorProfile:
@@ -177,10 +177,15 @@ def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
 
 
 def tell_each(*, appointment_ids: list[Any], kind: str, render: Any) -> None:
-    """``tell_both`` for each of these appointments (changed in bulk)."""
-    for appointment in Appointment.objects.filter(id__in=appointment_ids).select_related(
-        "doctor__user", "patient", "clinic"
-    ):
+    """``tell_both`` for each of these appointments (changed in bulk), every recipient's
+    event counter locked first, in ``notify()``'s order (``event_counters_lock``)."""
+    changed = list(
+        Appointment.objects.filter(id__in=appointment_ids)
+        .select_related("doctor__user", "patient", "clinic")
+        .order_by("start", "id")
+    )
+    event_counters_lock(u for a in changed for u in (a.patient_id, a.doctor.user_id))
+    for appointment in changed:
         tell_both(appointment, kind, render)
 
 

@@ -110,9 +110,13 @@ def housekeeping() -> dict[str, int]:
     from bookings.services import end_in_bulk, holds_release, requests_lapse, told_marked
 
     now = timezone.now()
+    # One transaction per change in bulk: each takes its event-counter locks at once, in
+    # order (``tell_each``); two in one transaction would take the second's after the first's.
     with transaction.atomic():
         expired = holds_release(qs=Appointment.objects.all(), now=now)
+    with transaction.atomic():
         lapsed = requests_lapse(now=now)
+    with transaction.atomic():
         stale = end_in_bulk(
             Appointment.objects.filter(
                 status=Status.CONFIRMED, end__lte=now - auto_complete_after()

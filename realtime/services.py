@@ -77,6 +77,29 @@ def next_event_ids(user_ids: list[Any]) -> dict[Any, int]:
     return {user_id: last[_plain(user_id)] for user_id in user_ids}
 
 
+def event_counters_lock(user_ids: Iterable[Any]) -> None:
+    """Lock these users' event counters (made if missing) until the transaction ends, in the
+    one order every ``notify()`` takes them (by id). A transaction that notifies several
+    times (a change in bulk) calls this first with every recipient: taken one notification
+    at a time, its locks would come in appointment order, and a concurrent ``notify()`` to
+    two of the same users could deadlock with it. SQLite serialises writers: nothing to do."""
+    if connection.vendor != "postgresql":
+        return
+    table = connection.ops.quote_name(EventCounter._meta.db_table)
+    prep = EventCounter._meta.get_field("user").target_field.get_db_prep_value  # type: ignore[union-attr]
+    ordered = [prep(u, connection) for u in sorted(set(user_ids), key=str)]
+    if not ordered:
+        return
+    with connection.cursor() as cursor:
+        # DO UPDATE (to the same value) locks an existing row; DO NOTHING would not.
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, last) "  # noqa: S608 (our own table name)
+            f"SELECT u, 0 FROM unnest(%s) AS u ORDER BY u "
+            f"ON CONFLICT (user_id) DO UPDATE SET last = {table}.last",
+            [ordered],
+        )
+
+
 def _plain(value: Any) -> str:
     """A user id as text in one form (SQLite returns UUIDs as 32 hex digits)."""
     return str(value).replace("-", "")

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext as _
@@ -21,6 +22,7 @@ from ninja.errors import (
 
 from core.errors import (
     ApplicationError,
+    Conflict,
     Forbidden,
     InvalidRequest,
     MethodNotAllowed,
@@ -150,6 +152,15 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(RequestDataTooBig)
     def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         return error_response(PayloadTooLarge())
+
+    @api.exception_handler(OperationalError)
+    def database_error(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+        if getattr(exc.__cause__, "sqlstate", "") in ("40P01", "40001"):
+            # A deadlock or serialisation failure: PostgreSQL rolled the transaction back,
+            # nothing was changed; the client may simply try again.
+            logger.warning("transaction rolled back by the database: %s", exc.__cause__.sqlstate)  # type: ignore[union-attr]
+            return error_response(Conflict())
+        return unexpected(request, exc)
 
     @api.exception_handler(Exception)
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -36,6 +36,16 @@ def boom(request: HttpRequest) -> dict:
     raise RuntimeError("secret internal detail")
 
 
+@probe.get("/database/{sqlstate}")
+def database_error(request: HttpRequest, sqlstate: str) -> dict:
+    """What Django raises when PostgreSQL ends a transaction: its OperationalError, caused by
+    psycopg's error of that SQLSTATE."""
+    from django.db import OperationalError
+    from psycopg import errors as pg
+
+    raise OperationalError("the database said no") from pg.lookup(sqlstate)()
+
+
 @probe.get("/conflict")
 def conflict(request: HttpRequest) -> dict:
     raise Conflict()

@@ -118,6 +118,26 @@ def test_unexpected_exception_is_500_without_details(api, caplog):
 
 @probe
 @pytest.mark.parametrize(
+    ("sqlstate", "status", "code"),
+    [
+        ("40P01", 409, "request.conflict"),  # deadlock detected
+        ("40001", 409, "request.conflict"),  # serialization failure
+        ("57P01", 500, "server.error"),  # the server shut down: not the client's to retry
+    ],
+)
+def test_a_transaction_the_database_rolled_back_is_a_conflict(api, sqlstate, status, code):
+    r = api.get(f"/api/probe/database/{sqlstate}", headers={"Accept-Language": "ar"})
+    assert r.status_code == status
+    assert error_of(r)["code"] == code
+    if status == 409:
+        assert (
+            error_of(r)["message"]
+            != "The request conflicts with the current state. Please reload and try again."
+        )
+
+
+@probe
+@pytest.mark.parametrize(
     ("path", "status", "code"),
     [
         ("/api/probe/private", 401, "auth.unauthenticated"),

@@ -1,0 +1,110 @@
+"""Transactions that change appointments in bulk and the requests running beside them take
+their locks in one order: no deadlock, and so no error, whoever comes first."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connections
+from django.test import Client
+
+from bookings import services
+from bookings.models import Appointment
+from bookings.tasks import housekeeping
+from tests.bookings.conftest import next_slot
+from tests.factories import bearer, login, make_user, post
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("second", ["lapsed request", "expired hold"])
+def test_housekeeping_and_a_cancel_beside_it_both_succeed(doctor_with_hours, monkeypatch, second):
+    """Housekeeping tells the parties of an expired hold (patient 1 and the doctor) and then
+    those of a lapsed request or another expired hold (patient 2 and the doctor); meanwhile
+    the doctor cancels another appointment of patient 2, whose notification locks patient
+    2's and the doctor's event counters. Taken one notification at a time, housekeeping's
+    locks came in an order that deadlocked with the cancel's (PostgreSQL ended the cancel:
+    a 500)."""
+    d = doctor_with_hours
+    now = datetime.now(UTC)
+    q1, q2 = make_user(), make_user()
+    while str(q2.pk) >= str(d.user_id):  # patient 2's counter comes before the doctor's
+        q2 = make_user()
+    common = {"doctor": d, "mode": "in_person"}
+    s = next_slot(days=5)
+    Appointment.objects.create(
+        patient=q1,
+        start=s,
+        end=s + timedelta(minutes=30),
+        status="held",
+        hold_expires_at=now - timedelta(minutes=1),
+        **common,
+    )
+    if second == "lapsed request":
+        at, status, expiry = now - timedelta(hours=1), "pending", None
+    else:
+        at, status, expiry = next_slot(days=7), "held", now - timedelta(minutes=1)
+    ended = Appointment.objects.create(
+        patient=q2,
+        start=at,
+        end=at + timedelta(minutes=30),
+        status=status,
+        hold_expires_at=expiry,
+        **common,
+    )
+    s2 = next_slot(days=6)
+    confirmed = Appointment.objects.create(
+        patient=q2, start=s2, end=s2 + timedelta(minutes=30), status="confirmed", **common
+    )
+    token = login(Client(), d.user.email)["access"]
+    telling, go = threading.Event(), threading.Event()
+    original = services.tell_both
+
+    def tell_both(appointment, kind, render):
+        original(appointment, kind, render)
+        if threading.current_thread().name == "housekeeping" and not telling.is_set():
+            telling.set()  # housekeeping holds its first notification's locks: pause here
+            go.wait(30)
+
+    monkeypatch.setattr(services, "tell_both", tell_both)
+    out: dict = {}
+
+    def run_housekeeping():
+        try:
+            out["housekeeping"] = housekeeping.call()
+        except BaseException as exc:  # reported below
+            out["housekeeping"] = exc
+        finally:
+            connections.close_all()
+
+    def cancel():
+        try:
+            out["cancel"] = post(
+                Client(raise_request_exception=False),
+                f"/api/v1/appointments/{confirmed.id}/cancel",
+                {},
+                **bearer(token),
+            )
+        finally:
+            connections.close_all()
+
+    keeper = threading.Thread(target=run_housekeeping, name="housekeeping")
+    keeper.start()
+    assert telling.wait(30)
+    canceller = threading.Thread(target=cancel, name="cancel")
+    canceller.start()
+    canceller.join(0.5)  # the cancel is waiting for a lock now (or done)
+    go.set()
+    keeper.join(60)
+    canceller.join(60)
+    r = out["cancel"]
+    assert r.status_code == 200, (r.status_code, r.content[:300], out["housekeeping"])
+    assert isinstance(out["housekeeping"], dict), out["housekeeping"]
+    done = out["housekeeping"]
+    assert (done["holds_released"], done["requests_lapsed"]) == (
+        (1, 1) if second == "lapsed request" else (2, 0)
+    )
+    ended.refresh_from_db()
+    confirmed.refresh_from_db()
+    assert (ended.status, confirmed.status) == ("cancelled", "cancelled")
