@@ -30,17 +30,6 @@ def _access_revoked(user: User) -> None:
         hook(user.pk)
 
 
-# Called with the user when what other people see of the account changes (its name, whether
-# it is active): the composition root registers the directory, whose cached pages show doctors.
-PUBLIC_FACE_CHANGED_HOOKS: list[Callable[[User], None]] = []
-_PUBLIC_FIELDS = ("first_name", "last_name", "is_active")
-
-
-def _public_face_changed(user: User) -> None:
-    for hook in PUBLIC_FACE_CHANGED_HOOKS:
-        hook(user)
-
-
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 
 
@@ -153,8 +142,6 @@ def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) ->
     changed = {k: v for k, v in changes.items() if before[k] != v and k != "role"}
     if changed:
         _audit(actor, "user.updated", user, fields=sorted(changed))
-    if set(_PUBLIC_FIELDS) & changed.keys():
-        _public_face_changed(user)
     return user
 
 
@@ -170,7 +157,6 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
         if not active:
             _access_revoked(user)
-        _public_face_changed(user)
     return user
 
 
@@ -187,13 +173,10 @@ def profile_update(*, user: User, changes: dict[str, Any]) -> User:
     # choice (language, time zone) as it is.
     changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
     changes = {k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
-    before = {k: getattr(user, k) for k in _PUBLIC_FIELDS}
     for key in _PROFILE_FIELDS & changes.keys():
         setattr(user, key, changes[key])
     user.full_clean(exclude=["password"])
     user.save()
-    if any(getattr(user, k) != v for k, v in before.items()):
-        _public_face_changed(user)
     patient_changes = _PATIENT_FIELDS & changes.keys()
     if patient_changes and user.role == Role.PATIENT:
         profile, _ = PatientProfile.objects.get_or_create(user=user)
@@ -226,7 +209,6 @@ def account_delete(*, user: User) -> None:
     )
     # Its sessions die with it: tokens are validated against an active user on every request.
     _access_revoked(user)
-    _public_face_changed(user)
     _audit(user, "user.deleted", user)
 
 

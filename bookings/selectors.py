@@ -31,7 +31,7 @@ from doctors.models import Clinic, DoctorProfile, Verification
 
 
 def bookable_doctor(doctor_id: Any) -> DoctorProfile | None:
-    """The verified doctor with an active account that ``doctor_id`` names, with their user
+    """The verified doctor with an active doctor's account that ``doctor_id`` names, with their user
     and their booking policy (none if they have not saved one), or None. One hand-written
     statement: a booking reads it first, and the ORM spent most of that read building the
     query and the instances (``filter(...).select_related("user", "booking_policy")``)."""
@@ -57,7 +57,7 @@ def bookable_doctor(doctor_id: Any) -> DoctorProfile | None:
 
 class _BookableRead(NamedTuple):
     sql: str
-    params: tuple[Any, ...]  # after the doctor's id: verified, active
+    params: tuple[Any, ...]  # after the doctor's id: verified, active, a doctor
     fields: tuple[Any, ...]  # of every column, in order
     models: tuple[tuple[Any, list[str]], ...]  # each model and its columns' attnames
 
@@ -75,19 +75,21 @@ def _bookable_read(vendor: str) -> _BookableRead:
     doctors, doctor_id, doctor_user, verification = names(
         DoctorProfile, "id", "user", "verification"
     )
-    users, user_id, is_active = names(User, "id", "is_active")
+    users, user_id, is_active, role = names(User, "id", "is_active", "role")
     policies, policy_doctor = names(BookingPolicy, "doctor")
     sql = (
         f"SELECT {columns} FROM {doctors} d "  # noqa: S608 (names from the models)
         f"JOIN {users} u ON u.{user_id} = d.{doctor_user} "
         f"LEFT JOIN {policies} p ON p.{policy_doctor} = d.{doctor_id} "
-        f"WHERE d.{doctor_id} = %s AND d.{verification} = %s AND u.{is_active} = %s"
+        f"WHERE d.{doctor_id} = %s AND d.{verification} = %s AND u.{is_active} = %s "
+        f"AND u.{role} = %s"
     )
     return _BookableRead(
         sql=sql,
         params=(
             db_value(DoctorProfile, "verification", Verification.VERIFIED),
             db_value(User, "is_active", True),
+            db_value(User, "role", Role.DOCTOR),
         ),
         fields=tuple(f for model in models for f in model._meta.concrete_fields),
         models=tuple((m, [f.attname for f in m._meta.concrete_fields]) for m in models),

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.signals import m2m_changed, post_save
 
+from accounts.models import Role
 from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Verification
 
 _COPIED = ("latitude", "longitude", "h3_r3", "h3_r5", "h3_r7")
@@ -60,9 +61,21 @@ def rebuild(
     return len(entries)
 
 
+def listing_q(prefix: str = "") -> Q:
+    """The one definition of a listed doctor: verified, with an active account that still
+    has the doctor's role; on ``DoctorProfile`` itself or, with ``prefix="doctor__"``, on a
+    row that points at one."""
+    return Q(
+        **{
+            f"{prefix}verification": Verification.VERIFIED,
+            f"{prefix}user__is_active": True,
+            f"{prefix}user__role": Role.DOCTOR,
+        }
+    )
+
+
 def listed_doctors() -> QuerySet[DoctorProfile]:
-    """The one definition of a listed doctor (doctors.selectors.listed uses it too)."""
-    return DoctorProfile.objects.filter(verification=Verification.VERIFIED, user__is_active=True)
+    return DoctorProfile.objects.filter(listing_q())
 
 
 def relist(*, doctor_ids: Iterable[Any]) -> None:
@@ -82,15 +95,26 @@ def _profile_saved(sender: type, instance: DoctorProfile, raw: bool = False, **k
         relist(doctor_ids=[instance.pk])
 
 
+# What the directory shows of a doctor's account: whether they are listed, and their name.
+_SHOWN_USER_FIELDS = {"first_name", "last_name", "is_active", "role"}
+
+
 def _user_saved(
     sender: type, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any
 ) -> None:
-    """Only saves that may change ``is_active`` (not the ``last_login`` save of each login)."""
-    if raw or (update_fields is not None and "is_active" not in update_fields):
+    """A doctor's account saved by any path (the API's services, the admin site, a shell):
+    relisted, and every cached directory answer dropped; not for the saves that change
+    nothing shown (the ``last_login`` save of each login)."""
+    if raw or (update_fields is not None and not _SHOWN_USER_FIELDS & set(update_fields)):
         return
-    relist(
-        doctor_ids=DoctorProfile.objects.filter(user_id=instance.pk).values_list("id", flat=True)
+    doctor_ids = list(
+        DoctorProfile.objects.filter(user_id=instance.pk).values_list("id", flat=True)
     )
+    if doctor_ids:
+        from doctors.services import directory_changed
+
+        relist(doctor_ids=doctor_ids)
+        directory_changed()
 
 
 def _clinic_saved(sender: type, instance: Clinic, raw: bool = False, **kwargs: Any) -> None:

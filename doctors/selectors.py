@@ -20,7 +20,7 @@ from core import money
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from doctors import geo, queries
 from doctors.errors import DoctorNotFound, InvalidLocation, UnknownSpecialty
-from doctors.index import listed_doctors
+from doctors.index import listed_doctors, listing_q
 from doctors.models import (
     Clinic,
     DirectoryEntry,
@@ -76,11 +76,7 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
     doctor-level filters (all but specialty and location), on ``DoctorProfile`` itself or,
     with ``prefix="doctor__"``, on a row that points at one."""
     p = prefix
-    q = (
-        Q(**{f"{p}verification": Verification.VERIFIED, f"{p}user__is_active": True})
-        if listing
-        else Q()
-    )
+    q = listing_q(p) if listing else Q()
     if f.city:
         from doctors.geocoding import normalise
 

@@ -10,7 +10,6 @@ class TelemedConfig(AppConfig):
     def ready(self) -> None:
         """Wire the domain apps together where none may import the other."""
         from accounts import services as accounts_services
-        from accounts.models import Role
         from bookings import selectors as bookings_selectors
         from bookings import tasks as bookings_tasks
         from chat import consumers as chat_consumers
@@ -18,7 +17,6 @@ class TelemedConfig(AppConfig):
         from chat import services as chat_services
         from core import tasks as core_tasks
         from doctors import selectors as doctors_selectors
-        from doctors import services as doctors_services
         from realtime import consumers as realtime_consumers
         from realtime import deliveries as realtime_deliveries
         from realtime import presence as realtime_presence
@@ -44,8 +42,4 @@ class TelemedConfig(AppConfig):
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),
-        ]
-        # A doctor's name or account state shows in cached directory pages.
-        accounts_services.PUBLIC_FACE_CHANGED_HOOKS[:] = [
-            lambda user: doctors_services.directory_changed() if user.role == Role.DOCTOR else None,
         ]

@@ -340,3 +340,76 @@ def test_the_admin_site_invalidates_the_directory_and_adds_no_clinic(
     page = staff.get(f"/admin/doctors/doctorprofile/{listed.pk}/change/").content.decode()
     assert 'clinics-MAX_NUM_FORMS" value="0"' in page  # Django's form of "no adding"
     assert 'name="clinics-0-address"' not in page and 'name="clinics-0-name"' in page
+
+
+def test_a_doctor_deactivated_on_the_admin_site_leaves_the_cached_directory_at_once(
+    api, django_capture_on_commit_callbacks
+):
+    """The admin site saves the user itself (no service of ours): the directory learns of
+    it from the save, as from the API's."""
+    from django.test import Client
+
+    from accounts.models import User
+    from tests.accounts.test_staff_2fa import PASSWORD, enrol
+    from tests.doctors.factories import doctor
+
+    listed = doctor()
+    assert [i["id"] for i in api.get("/api/v1/doctors").json()["items"]] == [str(listed.id)]
+    assert api.get(f"/api/v1/doctors/{listed.id}").status_code == 200  # both cached now
+    staff = Client()
+    enrol(staff, User.objects.create_superuser("deactivating-admin@example.com", PASSWORD))
+    u = listed.user
+    form = {
+        "email": u.email,
+        "phone": "",
+        "first_name": u.first_name,
+        "last_name": u.last_name,
+        "language": u.language,
+        "time_zone": u.time_zone,
+        "role": u.role,
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": "2024-01-01",
+        "date_joined_1": "00:00:00",
+    }  # "is_active" left out: the box unticked
+    with django_capture_on_commit_callbacks(execute=True):
+        r = staff.post(f"/admin/accounts/user/{u.pk}/change/", form)
+    assert r.status_code == 302, re.findall(r"errorlist.{0,300}", r.content.decode())
+    u.refresh_from_db()
+    assert not u.is_active
+    assert api.get("/api/v1/doctors").json()["items"] == []
+    assert api.get(f"/api/v1/doctors/{listed.id}").status_code == 404
+
+
+def test_an_account_no_longer_a_doctor_is_neither_listed_nor_bookable(
+    api, django_capture_on_commit_callbacks
+):
+    from accounts.models import Role
+    from bookings.selectors import bookable_doctor
+    from tests.doctors.factories import doctor
+
+    listed = doctor()
+    assert bookable_doctor(listed.id) is not None
+    assert len(api.get("/api/v1/doctors").json()["items"]) == 1  # cached now
+    admin = make_user(role=Role.ADMIN)
+    headers = bearer(login(api, admin.email)["access"])
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api.patch(
+            f"/api/v1/admin/users/{listed.user.pk}",
+            {"role": "patient"},
+            content_type="application/json",
+            headers=headers,
+        )
+    assert r.status_code == 200, r.content
+    assert api.get("/api/v1/doctors").json()["items"] == []
+    assert api.get(f"/api/v1/doctors/{listed.id}").status_code == 404
+    assert bookable_doctor(listed.id) is None
+    # and back: listed again
+    with django_capture_on_commit_callbacks(execute=True):
+        api.patch(
+            f"/api/v1/admin/users/{listed.user.pk}",
+            {"role": "doctor"},
+            content_type="application/json",
+            headers=headers,
+        )
+    assert [i["id"] for i in api.get("/api/v1/doctors").json()["items"]] == [str(listed.id)]
