@@ -104,15 +104,20 @@ def book(
 ) -> Status:
     def action() -> tuple[int, Any]:
         appointment = services.appointment_book(patient=request.auth, **payload.model_dump())
-        return 201, AppointmentOut.model_validate(_out(appointment)).model_dump(mode="json")
+        return 201, _json(appointment)
 
-    status, body = run_once(
-        user=request.auth,
-        key=idempotency_key,
-        payload=payload.model_dump(mode="json"),
-        action=action,
-    )
-    return Status(status, body)
+    return _once(request, idempotency_key, payload.model_dump(mode="json"), action)
+
+
+def _json(a: Appointment) -> Any:
+    """The appointment's answer as JSON data (what an Idempotency-Key replays)."""
+    return AppointmentOut.model_validate(_out(a)).model_dump(mode="json")
+
+
+def _once(request: AuthedRequest, key: str | None, body: dict[str, Any], action: Any) -> Status:
+    """``action`` (which makes an appointment) at most once per ``Idempotency-Key``."""
+    status, answer = run_once(user=request.auth, key=key, payload=body, action=action)
+    return Status(status, answer)
 
 
 class ListQuery(Schema):
@@ -203,16 +208,22 @@ class RescheduleIn(ReasonIn):
     summary="Move to another free slot (atomically)",
 )
 def reschedule(
-    request: AuthedRequest, appointment_id: UUID, payload: RescheduleIn
-) -> dict[str, Any]:
-    return _out(
-        services.appointment_reschedule(
+    request: AuthedRequest,
+    appointment_id: UUID,
+    payload: RescheduleIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+) -> Status:
+    def action() -> tuple[int, Any]:
+        new = services.appointment_reschedule(
             user=request.auth,
             appointment_id=appointment_id,
             start=payload.start,
             reason=payload.reason,
         )
-    )
+        return 200, _json(new)
+
+    body = {"reschedule": str(appointment_id), **payload.model_dump(mode="json")}
+    return _once(request, idempotency_key, body, action)
 
 
 @router.get(
@@ -285,14 +296,23 @@ def calendar_feed(request: AuthedRequest) -> dict[str, str]:
     auth=jwt_auth,
     summary="Book again with the same doctor, mode and clinic",
 )
-def rebook(request: AuthedRequest, appointment_id: UUID, payload: RescheduleIn) -> Status:
-    new = services.appointment_rebook(
-        patient=request.auth,
-        appointment_id=appointment_id,
-        start=payload.start,
-        reason=payload.reason,
-    )
-    return Status(201, _out(new))
+def rebook(
+    request: AuthedRequest,
+    appointment_id: UUID,
+    payload: RescheduleIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+) -> Status:
+    def action() -> tuple[int, Any]:
+        new = services.appointment_rebook(
+            patient=request.auth,
+            appointment_id=appointment_id,
+            start=payload.start,
+            reason=payload.reason,
+        )
+        return 201, _json(new)
+
+    body = {"rebook": str(appointment_id), **payload.model_dump(mode="json")}
+    return _once(request, idempotency_key, body, action)
 
 
 # --- reviews ------------------------------------------------------------------------------

@@ -458,6 +458,27 @@ def test_reschedule_is_atomic_and_linked(api, doctor_with_hours):
     assert arabic["reason"] == "أُعيدت جدولته"
 
 
+@pytest.mark.parametrize("operation", ["reschedule", "rebook"])
+def test_a_move_or_a_rebooking_replays_its_first_answer_for_the_same_key(
+    api, doctor_with_hours, operation
+):
+    """Both make an appointment: a retry with the same Idempotency-Key and body gets the
+    first answer (not a 409 for the slot it took itself); another body is 422."""
+    patient = make_user()
+    first = book(api, patient, doctor_with_hours, next_slot()).json()
+    headers = {**bearer(login(api, patient.email)["access"]), "Idempotency-Key": "move-1"}
+    url = f"/api/v1/appointments/{first['id']}/{operation}"
+    body = {"start": next_slot(days=4).isoformat()}
+    r1 = post(api, url, body, **headers)
+    assert r1.status_code == (200 if operation == "reschedule" else 201), r1.json()
+    r2 = post(api, url, body, **headers)
+    assert (r2.status_code, r2.json()) == (r1.status_code, r1.json())
+    assert Appointment.objects.filter(patient=patient).count() == 2
+    r3 = post(api, url, {"start": next_slot(days=5).isoformat()}, **headers)
+    assert r3.status_code == 422
+    assert r3.json()["error"]["code"] == "request.idempotency_mismatch"
+
+
 def _reschedule(api, appt_id, start, headers):
     return post(
         api, f"/api/v1/appointments/{appt_id}/reschedule", {"start": start.isoformat()}, **headers
