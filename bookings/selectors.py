@@ -30,15 +30,23 @@ from core.db import db_value, names
 from doctors.models import Clinic, DoctorProfile, Verification
 
 
-def bookable_doctor(doctor_id: Any) -> DoctorProfile | None:
-    """The verified doctor with an active doctor's account that ``doctor_id`` names, with their user
-    and their booking policy (none if they have not saved one), or None. One hand-written
+def bookable_doctor(doctor_id: Any, *, patient_id: Any = None) -> DoctorProfile | None:
+    """The verified doctor with an active doctor's account that ``doctor_id`` names, with their
+    user and their booking policy (none if they have not saved one), or None. One hand-written
     statement: a booking reads it first, and the ORM spent most of that read building the
-    query and the instances (``filter(...).select_related("user", "booking_policy")``)."""
-    read = _bookable_read(connection.vendor)
-    rows = db.values(
-        read.sql, [db_value(DoctorProfile, "id", doctor_id), *read.params], read.fields
-    )
+    query and the instances (``filter(...).select_related("user", "booking_policy")``).
+
+    With ``patient_id`` (a booking or a move, in its transaction) the patient's account must
+    be active too, and on PostgreSQL the doctor's profile, the doctor's account and the
+    patient's account stay locked ``FOR SHARE`` until the transaction ends: closing either
+    account or withdrawing the verification waits for the booking to commit, and then cancels
+    it (``bookings.receivers``); a booking that comes second waits, then finds nobody to book.
+    Unlocked, a booking committed beside an account closing stayed active."""
+    read = _bookable_read(connection.vendor, patient_id is not None)
+    params = [db_value(DoctorProfile, "id", doctor_id), *read.params]
+    if patient_id is not None:
+        params += [db_value(User, "id", patient_id), db_value(User, "is_active", True)]
+    rows = db.values(read.sql, params, read.fields)
     if not rows:
         return None
     row, start = rows[0], 0
@@ -63,7 +71,7 @@ class _BookableRead(NamedTuple):
 
 
 @functools.cache
-def _bookable_read(vendor: str) -> _BookableRead:
+def _bookable_read(vendor: str, for_patient: bool) -> _BookableRead:
     """The statement of :func:`bookable_doctor` and what reading its rows needs, once."""
     models = (DoctorProfile, User, BookingPolicy)
     quote = connection.ops.quote_name
@@ -80,10 +88,15 @@ def _bookable_read(vendor: str) -> _BookableRead:
     sql = (
         f"SELECT {columns} FROM {doctors} d "  # noqa: S608 (names from the models)
         f"JOIN {users} u ON u.{user_id} = d.{doctor_user} "
-        f"LEFT JOIN {policies} p ON p.{policy_doctor} = d.{doctor_id} "
+        + (f"JOIN {users} pu ON TRUE " if for_patient else "")
+        + f"LEFT JOIN {policies} p ON p.{policy_doctor} = d.{doctor_id} "
         f"WHERE d.{doctor_id} = %s AND d.{verification} = %s AND u.{is_active} = %s "
         f"AND u.{role} = %s"
     )
+    if for_patient:
+        sql += f" AND pu.{user_id} = %s AND pu.{is_active} = %s"
+        if vendor == "postgresql":  # SQLite serialises writers instead
+            sql += " FOR SHARE OF d, u, pu"
     return _BookableRead(
         sql=sql,
         params=(

@@ -327,7 +327,7 @@ def appointment_book(
     transaction on SQLite): a lost race is ``booking.slot_taken``."""
     require_role(patient, Role.PATIENT)
     now = now or timezone.now()
-    doctor = selectors.bookable_doctor(doctor_id)
+    doctor = selectors.bookable_doctor(doctor_id, patient_id=patient.pk)
     if doctor is None:
         raise DoctorNotBookable()
     schedule = selectors.schedule_of(doctor, fresh=True)
@@ -577,7 +577,7 @@ def appointment_reschedule(
         raise TransitionNotAllowed()
     if old.status == Status.HELD:
         raise HoldNotMovable()
-    if old.doctor.verification != Verification.VERIFIED or not old.doctor.user.is_active:
+    if selectors.bookable_doctor(old.doctor_id, patient_id=old.patient_id) is None:
         raise DoctorNotBookable()
     if user.role == Role.PATIENT:
         _check_cutoff(old, now)

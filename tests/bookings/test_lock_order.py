@@ -108,3 +108,68 @@ def test_housekeeping_and_a_cancel_beside_it_both_succeed(doctor_with_hours, mon
     ended.refresh_from_db()
     confirmed.refresh_from_db()
     assert (ended.status, confirmed.status) == ("cancelled", "cancelled")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("closing", ["doctor's account", "patient's account", "verification"])
+def test_a_booking_committed_beside_a_closing_does_not_stay_active(
+    doctor_with_hours, monkeypatch, closing
+):
+    """A booking has read the doctor as bookable and inserted its appointment; before it
+    commits, the doctor's or the patient's account is closed, or the doctor's verification
+    withdrawn. That change waits for the booking (its rows are locked for share), then
+    cancels the new appointment: nobody is left with an appointment nobody can keep."""
+    from accounts.models import Role
+    from doctors.services import doctor_verify
+
+    d, patient = doctor_with_hours, make_user()
+    inserted, go = threading.Event(), threading.Event()
+    original = services.schedule_reminders
+
+    def schedule_reminders(appointment):  # inside the booking's transaction, after the insert
+        original(appointment)
+        inserted.set()
+        go.wait(30)
+
+    monkeypatch.setattr(services, "schedule_reminders", schedule_reminders)
+    out: dict = {}
+
+    def book():
+        try:
+            out["booked"] = services.appointment_book(
+                patient=patient, doctor_id=d.id, start=next_slot(), mode="in_person"
+            )
+        except BaseException as exc:  # reported below
+            out["booked"] = exc
+        finally:
+            connections.close_all()
+
+    def close():
+        try:
+            if closing == "verification":
+                admin = make_user(role=Role.ADMIN)
+                doctor_verify(actor=admin, doctor_id=d.id, decision="rejected")
+            else:
+                user = d.user if closing == "doctor's account" else patient
+                user.is_active = False
+                user.save()
+            out["closed"] = True
+        except BaseException as exc:  # reported below
+            out["closed"] = exc
+        finally:
+            connections.close_all()
+
+    booking = threading.Thread(target=book)
+    booking.start()
+    assert inserted.wait(30)
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.5)  # waiting for the booking's locks
+    assert closer.is_alive()
+    go.set()
+    booking.join(60)
+    closer.join(60)
+    assert isinstance(out["booked"], Appointment), out["booked"]
+    assert out["closed"] is True, out["closed"]
+    out["booked"].refresh_from_db()
+    assert out["booked"].status == "cancelled"
