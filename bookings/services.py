@@ -48,9 +48,14 @@ from doctors.models import DoctorProfile, Verification
 from realtime.services import event_counters_lock, notify
 
 
-def verified_doctor(user: User) -> DoctorProfile:
+def verified_doctor(user: User, *, lock: bool = False) -> DoctorProfile:
+    """The caller's verified profile; with ``lock``, locked until the transaction ends (so
+    that the doctor's changes to their hours are made one at a time)."""
     require_role(user, Role.DOCTOR)
-    profile = DoctorProfile.objects.filter(user=user).first()
+    found = DoctorProfile.objects.filter(user=user)
+    if lock:
+        found = found.select_for_update(no_key=True)
+    profile = found.first()
     if profile is None or profile.verification != Verification.VERIFIED:
         raise NotVerified()
     return profile
@@ -58,8 +63,9 @@ def verified_doctor(user: User) -> DoctorProfile:
 
 def _hours_owner(user: User, fields: dict[str, Any]) -> DoctorProfile:
     """The verified doctor publishing these hours, in one of their clinics and in a mode
-    their profile offers."""
-    doctor = verified_doctor(user)
+    their profile offers. The profile stays locked: two hours created at once are checked
+    for overlap one after the other, each seeing the other."""
+    doctor = verified_doctor(user, lock=True)
     if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
         raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
     if fields.get("mode") not in doctor.modes:

@@ -173,3 +173,32 @@ def test_a_booking_committed_beside_a_closing_does_not_stay_active(
     assert out["closed"] is True, out["closed"]
     out["booked"].refresh_from_db()
     assert out["booked"].status == "cancelled"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_hours_created_at_once_are_not_both_accepted():
+    from datetime import time
+
+    from bookings.models import AvailabilityRule
+    from core.errors import InvalidRequest
+    from tests.doctors.factories import doctor
+    from tests.threads import run_together
+
+    profile = doctor(offers_video=True)
+    clinic = profile.clinics.get()  # in Cairo (UTC+2); video hours in the profile's UTC
+    bodies = [
+        {
+            "mode": "in_person",
+            "clinic_id": clinic.id,
+            "weekday": 2,
+            "start": time(9),
+            "end": time(12),
+        },
+        {"mode": "video", "clinic_id": None, "weekday": 2, "start": time(8), "end": time(11)},
+    ]
+    results, errors = run_together(
+        2, lambda n: services.rule_create(user=profile.user, **bodies[n])
+    )
+    assert len(results) == 1 and len(errors) == 1, (results, errors)
+    assert isinstance(errors[0], InvalidRequest)
+    assert AvailabilityRule.objects.filter(doctor=profile).count() == 1
