@@ -61,3 +61,9 @@ class HoldNotMovable(ApplicationError):
     code = "booking.hold_not_movable"
     status = 409
     message = _("A slot held for payment cannot be moved. Cancel it and book another time.")
+
+
+class HoldExpired(ApplicationError):
+    code = "booking.hold_expired"
+    status = 409
+    message = _("The time held for this payment has run out: the slot was released.")

@@ -143,6 +143,7 @@ class Appointment(models.Model):
     reason = EncryptedTextField(blank=True, default="")
     notes = EncryptedTextField(blank=True, default="")
     hold_expires_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)  # held, then paid online
     rescheduled_from = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rescheduled_to"
     )
@@ -173,6 +174,7 @@ COMPLETED_AUTOMATICALLY = "completed automatically"
 REQUEST_LAPSED = "not answered in time"
 ACCOUNT_CLOSED = "account closed"
 VERIFICATION_WITHDRAWN = "doctor's verification withdrawn"
+PAID = "paid"
 SYSTEM_REASONS = {
     RESCHEDULED: _("rescheduled"),
     HOLD_EXPIRED: _("hold expired"),
@@ -180,6 +182,7 @@ SYSTEM_REASONS = {
     REQUEST_LAPSED: _("not answered in time"),
     ACCOUNT_CLOSED: _("account closed"),
     VERIFICATION_WITHDRAWN: _("doctor's verification withdrawn"),
+    PAID: _("paid"),
 }
 
 

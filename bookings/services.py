@@ -16,8 +16,10 @@ from accounts.permissions import require_permission, require_role
 from audit.services import record
 from bookings import selectors
 from bookings.errors import (
+    AppointmentNotFound,
     CancellationTooLate,
     DoctorNotBookable,
+    HoldExpired,
     HoldNotMovable,
     NotVerified,
     PatientBusy,
@@ -29,6 +31,7 @@ from bookings.models import (
     ACCOUNT_CLOSED,
     ACTIVE,
     HOLD_EXPIRED,
+    PAID,
     REQUEST_LAPSED,
     RESCHEDULED,
     VERIFICATION_WITHDRAWN,
@@ -484,6 +487,48 @@ def appointment_decide(
                 _("Your appointment on %(when)s is confirmed.")
                 if accept
                 else _("The doctor declined the appointment on %(when)s.")
+            )
+            % {"when": when(a)},
+        ),
+    )
+    return appointment
+
+
+@transaction.atomic
+def appointment_paid(*, appointment_id: Any, now: datetime | None = None) -> Appointment:
+    """The seam through which the payments module confirms a held appointment once it is
+    paid (PAY-3; bookings never imports payments): under a lock, a hold still running
+    becomes ``pending`` for a doctor who approves bookings, else ``confirmed``; both sides are
+    told ``booking.confirmed``. A hold that ran out (released or not yet) is refused with
+    ``booking.hold_expired``: the caller refunds the payment. Telling it twice of the same
+    payment (a provider's webhook sent again) changes nothing the second time."""
+    now = now or timezone.now()
+    appointment = (
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("doctor__user", "patient", "clinic", "doctor__booking_policy")
+        .filter(id=appointment_id)
+        .first()
+    )
+    if appointment is None:
+        raise AppointmentNotFound()
+    if appointment.status in (Status.PENDING, Status.CONFIRMED) and appointment.paid_at:
+        return appointment  # this payment was applied already
+    if appointment.status != Status.HELD or (appointment.hold_expires_at or now) <= now:
+        raise HoldExpired()
+    approval = selectors.policy_for(appointment.doctor).requires_approval
+    appointment.status = Status.PENDING if approval else Status.CONFIRMED
+    appointment.hold_expires_at, appointment.paid_at = None, now
+    appointment.save(update_fields=["status", "hold_expires_at", "paid_at", "updated_at"])
+    _history(appointment, None, PAID)
+    tell_both(
+        appointment,
+        "booking.confirmed",
+        lambda a, user: (
+            _("Payment received"),
+            (
+                _("The appointment on %(when)s is paid and awaits the doctor's approval.")
+                if a.status == Status.PENDING
+                else _("The appointment on %(when)s is paid and confirmed.")
             )
             % {"when": when(a)},
         ),

@@ -251,3 +251,67 @@ def test_a_closed_account_keeps_no_upcoming_appointment(doctor_with_hours):
         ).status
         == Status.CONFIRMED
     )
+
+
+@pytest.mark.parametrize("approval", [False, True])
+def test_a_paid_hold_is_confirmed_once_through_the_payment_seam(doctor_with_hours, approval):
+    """What the payments module calls when an online payment succeeds (PAY-3): the hold
+    becomes confirmed (or pending, for a doctor who approves bookings), both sides are told
+    once, and the same payment told again changes nothing."""
+    from bookings.services import appointment_paid
+
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(
+        payment_required=True, requires_approval=approval
+    )
+    patient = make_user(language="ar")
+    held = appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=video_slot(doctor_with_hours),
+        mode="video",
+    )
+    assert held.status == Status.HELD and held.hold_expires_at is not None
+    paid = appointment_paid(appointment_id=held.id)
+    assert paid.status == (Status.PENDING if approval else Status.CONFIRMED)
+    assert paid.hold_expires_at is None and paid.paid_at is not None
+    assert paid.history.last().reason == "paid"
+    told = Notification.objects.get(user=patient, kind="booking.confirmed")
+    assert told.data["status"] == paid.status
+    assert ("موافقة الطبيب" in told.body) == approval  # in the patient's language
+    again = appointment_paid(appointment_id=held.id)
+    assert again.status == paid.status and again.paid_at == paid.paid_at
+    assert kinds_for(doctor_with_hours.user) == ["booking.created", "booking.confirmed"]
+
+
+def test_the_payment_seam_refuses_a_hold_that_ran_out(doctor_with_hours):
+    from bookings.errors import AppointmentNotFound, HoldExpired
+    from bookings.services import appointment_paid
+
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(payment_required=True)
+    patient = make_user()
+    held = appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=video_slot(doctor_with_hours),
+        mode="video",
+    )
+    # past its expiry, not yet released: refused (the payments module refunds)
+    Appointment.objects.filter(id=held.id).update(
+        hold_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    with pytest.raises(HoldExpired):
+        appointment_paid(appointment_id=held.id)
+    # released by housekeeping: refused too, and the slot stays free for others
+    housekeeping.call()
+    held.refresh_from_db()
+    assert held.status == Status.CANCELLED and held.paid_at is None
+    with pytest.raises(HoldExpired):
+        appointment_paid(appointment_id=held.id)
+    # a confirmed appointment that was never held is no payment's to confirm
+    confirmed = appointment_book(
+        patient=make_user(), doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+    )
+    with pytest.raises(HoldExpired):
+        appointment_paid(appointment_id=confirmed.id)
+    with pytest.raises(AppointmentNotFound):
+        appointment_paid(appointment_id="00000000-0000-0000-0000-000000000000")
