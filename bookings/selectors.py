@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -431,7 +431,12 @@ def first_free_slots(
     ``on_date`` (in the doctor's :func:`home_zone`), or within the next 14 days without a
     date."""
     found: dict[Any, datetime] = {}
-    for doctor in DoctorProfile.objects.filter(id__in=doctor_ids).prefetch_related("clinics"):
+    first_day = (on_date or now.date()) - timedelta(days=1)  # a day early: zones differ
+    with_hours = DoctorProfile.objects.filter(id__in=doctor_ids).filter(
+        Exists(AvailabilityRule.objects.filter(doctor=OuterRef("pk")))
+        | Exists(ExtraHours.objects.filter(doctor=OuterRef("pk"), date__gte=first_day))
+    )  # one query leaves out the doctors with no hours at all: no slots worked out for them
+    for doctor in with_hours.prefetch_related("clinics"):
         if on_date is not None:
             start = datetime.combine(on_date, datetime.min.time(), tzinfo=home_zone(doctor))
             end = start + timedelta(days=1)

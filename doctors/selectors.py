@@ -55,8 +55,11 @@ class SearchFilters:
 # plugs it in. ``(doctor ids, a date or None, now) -> {doctor id: first free slot start}``
 # for the doctors with a free slot on that date (or, without a date, in the next 14 days).
 AVAILABILITY: Callable[[list[Any], date | None, datetime, str], dict[Any, datetime]] | None = None
-# Availability is computed per doctor: it filters and sorts at most this many candidates.
+# Availability is worked out per doctor, for candidates taken in the order asked for, this
+# many at a time, until the page is full; and at most AVAILABILITY_SCANNED candidates per
+# request (next_available ranks the first that many: it has to look at all of them).
 AVAILABILITY_CANDIDATES = 200
+AVAILABILITY_SCANNED = 1000
 
 
 def listed() -> QuerySet[DoctorProfile]:
@@ -372,21 +375,29 @@ def specialties() -> QuerySet[Specialty]:
 def _by_availability(
     f: SearchFilters, offset: int, limit: int, located: bool
 ) -> tuple[list[Card], str | None]:
-    """Searches that need free slots: the first candidates in the order asked for (distance,
-    rating, fee or name; by default distance with a location, else rating), kept if they
-    have a free slot on the date, ordered by their next free slot if asked."""
+    """Searches that need free slots: candidates in the order asked for (distance, rating,
+    fee or name; by default distance with a location, else rating), a batch at a time until
+    the page is full, kept if they have a free slot on the date; ordered by their next free
+    slot if asked (among the first ``AVAILABILITY_SCANNED`` candidates)."""
     if AVAILABILITY is None:
         raise RuntimeError("doctors.selectors.AVAILABILITY is wired in telemed/apps.py")
     ranked: list[tuple[str, float | None]]
     if located:
-        ranked = list(_nearby_sorted(f)[:AVAILABILITY_CANDIDATES])
+        ranked = list(_nearby_sorted(f)[:AVAILABILITY_SCANNED])
     else:
         sort = f.sort if f.sort in _ORDER else "rating"
         ids = _with_rating(_filtered(f)).order_by(*_ORDER[sort]).values_list("id", flat=True)
-        ranked = [(str(i), None) for i in ids[:AVAILABILITY_CANDIDATES]]
-    slots = AVAILABILITY([i for i, _ in ranked], f.available_on, timezone.now(), f.mode)
-    free = {str(doctor_id): start for doctor_id, start in slots.items()}
-    kept = [(i, d) for i, d in ranked if i in free]
+        ranked = [(str(i), None) for i in ids[:AVAILABILITY_SCANNED]]
+    free: dict[str, datetime] = {}
+    kept: list[tuple[str, float | None]] = []
+    now = timezone.now()
+    for at in range(0, len(ranked), AVAILABILITY_CANDIDATES):
+        batch = ranked[at : at + AVAILABILITY_CANDIDATES]
+        slots = AVAILABILITY([i for i, _ in batch], f.available_on, now, f.mode)
+        free.update((str(doctor_id), start) for doctor_id, start in slots.items())
+        kept += [(i, d) for i, d in batch if i in free]
+        if f.sort != "next_available" and len(kept) > offset + limit:
+            break  # the page and one more: the rest can wait for the next page
     if f.sort == "next_available":
         kept.sort(key=lambda item: (free[item[0]], item[0]))
     page = kept[offset : offset + limit + 1]

@@ -674,6 +674,39 @@ def test_a_search_by_availability_keeps_the_order_asked_for(api, doctor_with_hou
         assert len(items) == 2 and all(i["next_available"] for i in items), query
 
 
+def test_a_search_by_availability_finds_a_free_doctor_ranked_low(
+    api, doctor_with_hours, monkeypatch
+):
+    """Candidates are looked at a batch at a time until the page is full: a free doctor
+    behind better-rated ones that have no hours at all, or no free time that day, is found
+    (only the first 200 candidates were looked at)."""
+    from doctors import selectors as directory
+    from tests.doctors.factories import doctor
+
+    monkeypatch.setattr(directory, "AVAILABILITY_CANDIDATES", 2)
+    type(doctor_with_hours).objects.filter(pk=doctor_with_hours.pk).update(
+        rating_sum=3, rating_count=1
+    )
+    day = next_slot(days=5).date()
+    with_hours = {str(doctor_with_hours.id)}
+    for n in range(5):
+        better = doctor(rating_sum=5, rating_count=1)
+        if n % 2:  # hours, but on another weekday
+            with_hours.add(str(better.id))
+            AvailabilityRule.objects.create(
+                doctor=better,
+                weekday=(day.weekday() + 1) % 7,
+                start=time(9),
+                end=time(12),
+                mode="in_person",
+                clinic=better.clinics.get(),
+            )
+    items = api.get(f"/api/v1/doctors?available_on={day}").json()["items"]
+    assert [i["id"] for i in items] == [str(doctor_with_hours.id)]
+    items = api.get("/api/v1/doctors?sort=next_available").json()["items"]  # the next 14 days
+    assert {i["id"] for i in items} == with_hours
+
+
 def test_time_off_and_unverified_doctors_are_not_bookable(api, doctor_with_hours):
     from bookings.models import TimeOff
     from tests.doctors.factories import doctor
