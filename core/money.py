@@ -8,8 +8,10 @@ yen and CFA francs none: an amount is never read as hundredths blindly.
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
-from django.db.models import Q
+from django.db.models import Case, DecimalField, Q, When
+from django.db.models.functions import Cast
 
 # The decimals of the currencies whose minor unit is not a hundredth (ISO 4217).
 _NO_DECIMALS = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split())
@@ -63,6 +65,19 @@ def compare(amount_field: str, currency_field: str, lookup: str, value: Decimal 
             **{f"{amount_field}__{lookup}": _minor(value, places, rounding)}
         )
     return found
+
+
+def in_units(amount_field: str, currency_field: str) -> Any:
+    """An expression of the amount (``amount_field``, minor units of the row's
+    ``currency_field``) in whole units of its own currency: what ``compare`` compares, for
+    ordering rows by amount (12.250 KWD after 5.00 EGP, though 12250 minor units)."""
+    as_decimal = Cast(amount_field, DecimalField(max_digits=20, decimal_places=3))
+    return Case(
+        When(**{f"{currency_field}__in": _NO_DECIMALS}, then=as_decimal),
+        When(**{f"{currency_field}__in": _THREE_DECIMALS}, then=as_decimal / 1000),
+        default=as_decimal / 100,
+        output_field=DecimalField(max_digits=20, decimal_places=3),
+    )
 
 
 def _minor(value: Decimal, places: int, rounding: str) -> int:

@@ -116,18 +116,21 @@ def _filtered(f: SearchFilters) -> QuerySet[DoctorProfile]:
 
 
 def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
+    """With the columns the sorts order by: the average rating, and the fee in whole units
+    of its own currency (``money.in_units``: as the fee filters read it)."""
     return qs.annotate(
+        fee_units=money.in_units("fee_minor", "currency"),
         avg_rating=Case(
             When(rating_count=0, then=Value(0.0)),
             default=Cast("rating_sum", FloatField()) / Cast("rating_count", FloatField()),
             output_field=FloatField(),
-        )
+        ),
     )
 
 
 _ORDER = {
     "rating": ("-avg_rating", "-rating_count", "id"),
-    "fee": ("fee_minor", "id"),
+    "fee": ("fee_units", "id"),
     "name": ("user__last_name", "user__first_name", "id"),
 }
 

@@ -75,6 +75,18 @@ def test_filters(api):
     assert ids(api.get("/api/v1/doctors?fee_min=12.251&currency=KWD")) == []
     card = api.get(f"/api/v1/doctors/{a.id}").json()
     assert card["fee"] == {"amount": "12.250", "currency": "KWD"}
+    # and sorted by the same amounts, in each doctor's own currency: 60.000 KWD after
+    # 50.00 EGP, 20.000 KWD before it (20000 minor units against 5000)
+    assert ids(api.get("/api/v1/doctors?sort=fee")) == [str(a.id), str(b.id)]
+    type(a).objects.filter(pk=a.pk).update(fee_minor=60000)  # 60.000 KWD
+    type(b).objects.filter(pk=b.pk).update(fee_minor=5000)  # 50.00 EGP
+    # (another limit each time: .update() does not empty the directory's cache)
+    assert ids(api.get("/api/v1/doctors?sort=fee&limit=19")) == [str(b.id), str(a.id)]
+    type(a).objects.filter(pk=a.pk).update(fee_minor=20000)  # 20.000 KWD
+    assert ids(api.get("/api/v1/doctors?sort=fee&limit=18")) == [str(a.id), str(b.id)]
+    near = "lat=30.0444&lng=31.2357&radius_km=50"
+    assert ids(api.get(f"/api/v1/doctors?sort=fee&{near}")) == [str(a.id), str(b.id)]
+    type(b).objects.filter(pk=b.pk).update(fee_minor=50000)
     type(a).objects.filter(pk=a.pk).update(currency="EGP", fee_minor=30000)
     # fees compared within one currency when one is given
     type(b).objects.filter(pk=b.pk).update(currency="USD")
