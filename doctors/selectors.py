@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
@@ -128,10 +129,19 @@ def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
     )
 
 
+# Each sort's columns: (column, descending, how a cursor's value of it is read back).
+_ORDER_KEYS: dict[str, tuple[tuple[str, bool, Callable[[Any], Any]], ...]] = {
+    "rating": (("avg_rating", True, float), ("rating_count", True, int), ("id", False, UUID)),
+    "fee": (("fee_units", False, Decimal), ("id", False, UUID)),
+    "name": (
+        ("user__last_name", False, str),
+        ("user__first_name", False, str),
+        ("id", False, UUID),
+    ),
+}
 _ORDER = {
-    "rating": ("-avg_rating", "-rating_count", "id"),
-    "fee": ("fee_units", "id"),
-    "name": ("user__last_name", "user__first_name", "id"),
+    sort: tuple(("-" if desc else "") + column for column, desc, _ in keys)
+    for sort, keys in _ORDER_KEYS.items()
 }
 
 
@@ -144,33 +154,95 @@ def doctor_search(
     With a location the H3 index narrows the clinics to a few cells (an indexed ``IN``), the
     exact great-circle distance then filters and orders them: never a scan of all clinics.
     """
-    page, next_cursor = _search_page(filters, _offset(cursor), limit)
+    page, next_cursor = _search_page(filters, _position(cursor), limit)
     if not page:
         _check_specialty(filters)
     return page, next_cursor
 
 
-def _search_page(filters: SearchFilters, offset: int, limit: int) -> tuple[list[Card], str | None]:
+def _search_page(
+    filters: SearchFilters, position: tuple[int, Any], limit: int
+) -> tuple[list[Card], str | None]:
     located = filters.latitude is not None and filters.longitude is not None
     if filters.available_on is not None or filters.sort == "next_available":
-        return _by_availability(filters, offset, limit, located)
+        return _by_availability(filters, position, limit, located)
+    offset = position[0]
     if located:
         ranked = _nearby_sorted(filters)
-        page = ranked[offset : offset + limit + 1]
+        start = _resume(ranked, position)
+        page = ranked[start : start + limit + 1]
         found = cards([i for i, _ in page[:limit]])
         for card, (_, distance) in zip(found, page, strict=False):
             card.distance_km = round(distance, 3)
-        more = len(page) > limit
+        last: Any = page[limit - 1][0] if len(page) > limit else None
+        offset = start
     else:
         sort = filters.sort if filters.sort in _ORDER else "rating"
-        ids = list(
-            _with_rating(_filtered(filters))
-            .order_by(*_ORDER[sort])
-            .values_list("id", flat=True)[offset : offset + limit + 1]
-        )
-        more = len(ids) > limit
-        found = cards(ids[:limit])
-    return found, encode_cursor([offset + limit, ""], scope="doctors.search") if more else None
+        keys = _ORDER_KEYS[sort]
+        ordered = _with_rating(_filtered(filters)).order_by(*_ORDER[sort])
+        skip = 0
+        if isinstance(position[1], list):  # after the last row shown: a keyset, not a count
+            ordered = ordered.filter(_after(keys, _key_values(keys, position[1])))
+        else:
+            skip = offset
+        columns = ordered.values_list(*(column for column, _, _ in keys))
+        rows = list(columns[skip : skip + limit + 1])
+        found = cards([row[-1] for row in rows[:limit]])
+        last = None
+        if len(rows) > limit:  # numbers as they are, a fee's Decimal and an id as text
+            last = [v if isinstance(v, float | int) else str(v) for v in rows[limit - 1]]
+    return found, _next_cursor(offset + limit, last)
+
+
+def _next_cursor(offset: int, last: Any) -> str | None:
+    """The next page's cursor: where the page ended (the last doctor shown, or the sort
+    values of the last row) and, for when that doctor is no longer listed, its offset."""
+    if last is None:
+        return None
+    return encode_cursor([offset, last], scope="doctors.search")
+
+
+def _position(cursor: str | None) -> tuple[int, Any]:
+    """``(offset, last)`` of a search cursor (``last``: a doctor id, a list of sort values,
+    or "" in the cursors of before)."""
+    if not cursor:
+        return 0, ""
+    offset, last = decode_cursor(cursor, scope="doctors.search")
+    if not isinstance(offset, int) or offset < 0 or not isinstance(last, str | list):
+        raise InvalidCursor()
+    return offset, last
+
+
+def _resume(ranked: list[tuple[str, Any]], position: tuple[int, Any]) -> int:
+    """Where the next page starts in a ranked list: right after the last doctor the previous
+    page showed, wherever they are now (a doctor listed or delisted ahead of them shifts
+    nothing), or at the previous page's end if they are gone."""
+    offset, last = position
+    if isinstance(last, str) and last:
+        for i, (doctor_id, _) in enumerate(ranked):
+            if doctor_id == last:
+                return i + 1
+    return offset
+
+
+def _key_values(keys: tuple[tuple[str, bool, Callable[[Any], Any]], ...], values: list) -> list:
+    """A keyset cursor's values, each read as its column's type (a forged one: 4xx)."""
+    if len(values) != len(keys):
+        raise InvalidCursor()
+    try:
+        return [read(v) for (_, _, read), v in zip(keys, values, strict=True)]
+    except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+        raise InvalidCursor() from exc
+
+
+def _after(keys: tuple[tuple[str, bool, Callable[[Any], Any]], ...], values: list) -> Q:
+    """The rows that come after ``values`` in the order of ``keys`` (lexicographic, each
+    column in its own direction)."""
+    after, same = Q(), Q()
+    for (column, desc, _), value in zip(keys, values, strict=True):
+        after |= same & Q(**{f"{column}__{'lt' if desc else 'gt'}": value})
+        same &= Q(**{column: value})
+    return after
 
 
 def _nearby_sorted(filters: SearchFilters) -> list[tuple[str, float]]:
@@ -184,15 +256,6 @@ def _nearby_sorted(filters: SearchFilters) -> list[tuple[str, float]]:
         distances = dict(ranked)
         ranked = [(str(i), distances[str(i)]) for i in order.values_list("id", flat=True)]
     return ranked
-
-
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    offset, _ = decode_cursor(cursor, scope="doctors.search")
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidCursor()
-    return offset
 
 
 def _nearby(f: SearchFilters) -> list[tuple[str, float]]:
@@ -376,7 +439,7 @@ def specialties() -> QuerySet[Specialty]:
 
 
 def _by_availability(
-    f: SearchFilters, offset: int, limit: int, located: bool
+    f: SearchFilters, position: tuple[int, Any], limit: int, located: bool
 ) -> tuple[list[Card], str | None]:
     """Searches that need free slots: candidates in the order asked for (distance, rating,
     fee or name; by default distance with a location, else rating), a batch at a time until
@@ -399,15 +462,14 @@ def _by_availability(
         slots = AVAILABILITY([i for i, _ in batch], f.available_on, now, f.mode)
         free.update((str(doctor_id), start) for doctor_id, start in slots.items())
         kept += [(i, d) for i, d in batch if i in free]
-        if f.sort != "next_available" and len(kept) > offset + limit:
+        if f.sort != "next_available" and len(kept) > _resume(kept, position) + limit:
             break  # the page and one more: the rest can wait for the next page
     if f.sort == "next_available":
         kept.sort(key=lambda item: (free[item[0]], item[0]))
-    page = kept[offset : offset + limit + 1]
+    start = _resume(kept, position)
+    page = kept[start : start + limit + 1]
     found = cards([i for i, _ in page[:limit]])
     for card, (_, distance) in zip(found, page, strict=False):
         card.distance_km = round(distance, 3) if distance is not None else None
         card.next_available = free[card.id]
-    return found, encode_cursor([offset + limit, ""], scope="doctors.search") if len(
-        page
-    ) > limit else None
+    return found, _next_cursor(start + limit, page[limit - 1][0] if len(page) > limit else None)

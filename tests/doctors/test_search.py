@@ -146,6 +146,58 @@ def test_pagination_walks_every_doctor_once(api):
     assert len(seen) == 7 and set(seen) == made
 
 
+@pytest.mark.parametrize("query", ["", "&sort=name", "&sort=fee", "&near"])
+def test_a_doctor_listed_between_two_pages_shifts_nothing(api, query):
+    """The cursor remembers the last doctor shown (the sort values of that row, or the
+    doctor in a ranked list), not a count: a doctor listed ahead of it meanwhile neither
+    repeats one already seen nor hides one not yet seen; a doctor delisted neither."""
+    near = f"&lat={CAIRO[0]}&lng={CAIRO[1]}&radius_km=10"
+    query = near if query == "&near" else query
+    made = [
+        doctor(
+            lat=CAIRO[0] + 0.001 * (i + 1),
+            lng=CAIRO[1],
+            rating_sum=5 - i,
+            rating_count=1,
+            last_name=f"Name{i}",
+            fee_minor=1000 * (i + 1),
+        )
+        for i in range(4)
+    ]
+    base = f"/api/v1/doctors?limit=2{query}"
+    first = api.get(base).json()
+    assert [i["id"] for i in first["items"]] == [str(made[0].id), str(made[1].id)]
+    ahead = doctor(
+        lat=CAIRO[0], lng=CAIRO[1], rating_sum=5, rating_count=1, last_name="Aaron", fee_minor=1
+    )  # first in every order: listed ahead of the cursor
+    type(made[2]).objects.filter(pk=made[2].pk).update(verification="rejected")
+    from doctors.index import relist
+
+    relist(doctor_ids=[made[2].pk])
+    second = api.get(f"{base}&cursor={first['next']}").json()
+    assert [i["id"] for i in second["items"]] == [str(made[3].id)], query
+    assert second["next"] is None
+    assert str(ahead.id) not in {i["id"] for i in first["items"] + second["items"]}
+
+
+def test_a_forged_or_foreign_search_cursor_is_400(api):
+    from core.pagination import encode_cursor
+
+    def get(values, query=""):
+        cursor = encode_cursor(values, scope="doctors.search")
+        return api.get(f"/api/v1/doctors?cursor={cursor}{query}")
+
+    doctor()
+    assert get([0, ["not a number", 1, "x"]]).status_code == 400  # rating's values
+    assert get([0, ["12.5", "not-a-uuid"]], "&sort=fee").status_code == 400
+    assert get([0, [1, 2]], "&sort=name").status_code == 400  # too few values
+    assert get([0, [{"a": 1}, 2, 3]]).status_code == 400
+    assert get([-1, ""]).status_code == 400
+    assert get([0, 5]).status_code == 400
+    assert get([0, ""]).status_code == 200  # a cursor of before: an offset
+    assert get([0, "not-a-listed-doctor"], f"&lat={CAIRO[0]}&lng={CAIRO[1]}").status_code == 200
+
+
 def test_list_query_count_is_fixed(api):
     for i in range(3):
         doctor(lat=CAIRO[0] + i * 0.001, lng=CAIRO[1], specialties=(specialty(),))
