@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -185,23 +186,30 @@ def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
     )
 
 
-def tell_each(*, appointment_ids: list[Any], kind: str, render: Any) -> None:
+def tell_each(
+    *, appointment_ids: list[Any], kind: str, render: Any, lock_also: Iterable[Any] = ()
+) -> None:
     """``tell_both`` for each of these appointments (changed in bulk), every recipient's
-    event counter locked first, in ``notify()``'s order (``event_counters_lock``)."""
+    event counter locked first, in ``notify()``'s order (``event_counters_lock``), with those
+    of ``lock_also``: users this transaction tells afterwards (a booking that released
+    expired holds in its way tells its own parties next)."""
     changed = list(
         Appointment.objects.filter(id__in=appointment_ids)
         .select_related("doctor__user", "patient", "clinic")
         .order_by("start", "id")
     )
-    event_counters_lock(u for a in changed for u in (a.patient_id, a.doctor.user_id))
+    event_counters_lock(
+        [*lock_also, *(u for a in changed for u in (a.patient_id, a.doctor.user_id))]
+    )
     for appointment in changed:
         tell_both(appointment, kind, render)
 
 
-def holds_release(*, qs: Any, now: datetime) -> list[Any]:
+def holds_release(*, qs: Any, now: datetime, lock_also: Iterable[Any] = ()) -> list[Any]:
     """Cancel the expired holds among ``qs``; both sides are told ``booking.expired``."""
     return end_in_bulk(
         qs.filter(status=Status.HELD, hold_expires_at__lte=now),
+        lock_also=lock_also,
         status=Status.CANCELLED,
         reason=HOLD_EXPIRED,
         kind="booking.expired",
@@ -271,12 +279,19 @@ def _cancel_upcoming(which: Q, *, now: datetime | None, reason: str, render: Any
 
 
 def end_in_bulk(
-    qs: Any, *, status: str, reason: str, kind: str, render: Any, skip_locked: bool = True
+    qs: Any,
+    *,
+    status: str,
+    reason: str,
+    kind: str,
+    render: Any,
+    skip_locked: bool = True,
+    lock_also: Iterable[Any] = (),
 ) -> list[Any]:
     """Move the appointments of ``qs`` to ``status``, with a history row each giving
     ``reason``, and tell both sides of each ``kind``; the ids moved. Rows another
     transaction holds are skipped (a periodic task meets them on its next run), or waited
-    for without ``skip_locked``."""
+    for without ``skip_locked``. ``lock_also``: see ``tell_each``."""
     locked = qs.select_for_update(skip_locked=skip_locked, of=("self",))
     ids = list(locked.values_list("id", flat=True))
     if ids:
@@ -284,7 +299,7 @@ def end_in_bulk(
         StatusChange.objects.bulk_create(
             [StatusChange(appointment_id=i, status=status, reason=reason) for i in ids]
         )
-        tell_each(appointment_ids=ids, kind=kind, render=render)
+        tell_each(appointment_ids=ids, kind=kind, render=render, lock_also=lock_also)
     return ids
 
 
@@ -419,6 +434,7 @@ def _release_expired_holds(appointment: Appointment, now: datetime) -> int:
                 end__gt=appointment.start,
             ),
             now=now,
+            lock_also=(appointment.patient_id, appointment.doctor.user_id),
         )
     )
 
@@ -511,8 +527,8 @@ def appointment_paid(*, appointment_id: Any, now: datetime | None = None) -> App
     )
     if appointment is None:
         raise AppointmentNotFound()
-    if appointment.status in (Status.PENDING, Status.CONFIRMED) and appointment.paid_at:
-        return appointment  # this payment was applied already
+    if appointment.paid_at:
+        return appointment  # this payment was applied already, whatever happened since
     if appointment.status != Status.HELD or (appointment.hold_expires_at or now) <= now:
         raise HoldExpired()
     approval = selectors.policy_for(appointment.doctor).requires_approval
@@ -623,12 +639,16 @@ def appointment_reschedule(
     doctor must still be bookable."""
     require_role(user, Role.PATIENT, Role.DOCTOR)
     now = now or timezone.now()
+    # The doctor's profile and both accounts (for share) before the appointment (for update),
+    # in the order closing an account or withdrawing a verification takes them.
+    seen = selectors.appointment_get(viewer=user, appointment_id=appointment_id)
+    bookable = selectors.bookable_doctor(seen.doctor_id, patient_id=seen.patient_id)
     old = _locked(user, appointment_id)
     if old.status not in ACTIVE:
         raise TransitionNotAllowed()
     if old.status == Status.HELD:
         raise HoldNotMovable()
-    if selectors.bookable_doctor(old.doctor_id, patient_id=old.patient_id) is None:
+    if bookable is None:
         raise DoctorNotBookable()
     if user.role == Role.PATIENT:
         _check_cutoff(old, now)

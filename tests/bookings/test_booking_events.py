@@ -315,3 +315,27 @@ def test_the_payment_seam_refuses_a_hold_that_ran_out(doctor_with_hours):
         appointment_paid(appointment_id=confirmed.id)
     with pytest.raises(AppointmentNotFound):
         appointment_paid(appointment_id="00000000-0000-0000-0000-000000000000")
+
+
+@pytest.mark.parametrize("then", ["completed", "cancelled by the patient"])
+def test_a_payment_told_again_later_is_still_the_same_payment(doctor_with_hours, then):
+    """Providers send a webhook again, days later: a payment already applied is never
+    answered "hold expired" (its caller would refund a consultation that took place)."""
+    from bookings.services import appointment_paid
+
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(payment_required=True)
+    patient = make_user()
+    held = appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=video_slot(doctor_with_hours),
+        mode="video",
+    )
+    paid = appointment_paid(appointment_id=held.id)
+    if then == "completed":
+        Appointment.objects.filter(id=held.id).update(status=Status.COMPLETED)
+    else:
+        appointment_cancel(user=patient, appointment_id=held.id)
+    again = appointment_paid(appointment_id=held.id)
+    assert again.paid_at == paid.paid_at
+    assert again.status == (Status.COMPLETED if then == "completed" else Status.CANCELLED)

@@ -202,3 +202,147 @@ def test_overlapping_hours_created_at_once_are_not_both_accepted():
     assert len(results) == 1 and len(errors) == 1, (results, errors)
     assert isinstance(errors[0], InvalidRequest)
     assert AvailabilityRule.objects.filter(doctor=profile).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("closing", ["verification", "patient's account"])
+def test_a_move_beside_a_withdrawal_or_a_closing_does_not_deadlock(
+    doctor_with_hours, monkeypatch, closing
+):
+    """A move takes the doctor's profile and both accounts (for share) before the old
+    appointment (for update): the order closing an account or withdrawing a verification
+    takes them in, so the closing waits for the move and then cancels the new appointment."""
+    from accounts.models import Role
+    from accounts.services import user_set_active
+    from bookings import selectors
+    from doctors.services import doctor_verify
+
+    d, patient = doctor_with_hours, make_user()
+    old = services.appointment_book(
+        patient=patient, doctor_id=d.id, start=next_slot(days=3), mode="in_person"
+    )
+    reached, go = threading.Event(), threading.Event()
+    original = selectors.bookable_doctor
+
+    def bookable_doctor(*args, **kwargs):  # the move pauses before it locks the doctor
+        if threading.current_thread().name == "move" and not reached.is_set():
+            reached.set()
+            go.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(selectors, "bookable_doctor", bookable_doctor)
+    out: dict = {}
+
+    def move():
+        try:
+            out["move"] = services.appointment_reschedule(
+                user=patient, appointment_id=old.id, start=next_slot(days=4)
+            )
+        except BaseException as exc:  # reported below
+            out["move"] = exc
+        finally:
+            connections.close_all()
+
+    def close():
+        try:
+            admin = make_user(role=Role.ADMIN)
+            if closing == "verification":
+                doctor_verify(actor=admin, doctor_id=d.id, decision="rejected")
+            else:
+                user_set_active(actor=admin, user=patient, active=False)
+            out["close"] = True
+        except BaseException as exc:  # reported below
+            out["close"] = exc
+        finally:
+            connections.close_all()
+
+    mover = threading.Thread(target=move, name="move")
+    mover.start()
+    assert reached.wait(30)
+    closer = threading.Thread(target=close, name="close")
+    closer.start()
+    closer.join(0.5)
+    go.set()
+    mover.join(60)
+    closer.join(60)
+    from core.errors import ApplicationError
+
+    # the move came second: refused in the envelope (never a deadlock), or moved and cancelled
+    assert isinstance(out["move"], Appointment | ApplicationError), out
+    assert out["close"] is True, out
+    assert not Appointment.objects.filter(
+        patient=patient, status__in=["held", "pending", "confirmed"]
+    ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_booking_that_releases_an_expired_hold_and_a_cancel_beside_it_both_succeed(
+    doctor_with_hours, monkeypatch
+):
+    """The booking tells the released hold's parties, then its own: every one of those event
+    counters is locked at once, in order, before the first."""
+    d = doctor_with_hours
+    now = datetime.now(UTC)
+    booker = make_user()
+    while str(booker.pk) >= str(d.user_id):  # the booker's counter comes before the doctor's
+        booker = make_user()
+    s = next_slot(days=5)
+    Appointment.objects.create(
+        doctor=d,
+        patient=make_user(),
+        mode="in_person",
+        start=s,
+        end=s + timedelta(minutes=30),
+        status="held",
+        hold_expires_at=now - timedelta(minutes=1),
+    )
+    s2 = next_slot(days=6)
+    other = Appointment.objects.create(
+        doctor=d,
+        patient=booker,
+        mode="in_person",
+        start=s2,
+        end=s2 + timedelta(minutes=30),
+        status="confirmed",
+    )
+    released, go = threading.Event(), threading.Event()
+    original = services.tell_each
+
+    def tell_each(**kwargs):
+        original(**kwargs)
+        if threading.current_thread().name == "book" and not released.is_set():
+            released.set()
+            go.wait(30)
+
+    monkeypatch.setattr(services, "tell_each", tell_each)
+    out: dict = {}
+
+    def book():
+        try:
+            out["book"] = services.appointment_book(
+                patient=booker, doctor_id=d.id, start=s, mode="in_person"
+            )
+        except BaseException as exc:  # reported below
+            out["book"] = exc
+        finally:
+            connections.close_all()
+
+    def cancel():
+        try:
+            out["cancel"] = services.appointment_cancel(user=d.user, appointment_id=other.id)
+        except BaseException as exc:  # reported below
+            out["cancel"] = exc
+        finally:
+            connections.close_all()
+
+    booking = threading.Thread(target=book, name="book")
+    booking.start()
+    assert released.wait(30)
+    canceller = threading.Thread(target=cancel, name="cancel")
+    canceller.start()
+    canceller.join(0.5)
+    go.set()
+    booking.join(60)
+    canceller.join(60)
+    assert isinstance(out["book"], Appointment), out
+    assert isinstance(out["cancel"], Appointment), out
