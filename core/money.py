@@ -10,8 +10,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from django.db.models import Case, DecimalField, Q, When
-from django.db.models.functions import Cast
+from django.db.models import BigIntegerField, Case, F, Q, When
 
 # The decimals of the currencies whose minor unit is not a hundredth (ISO 4217).
 _NO_DECIMALS = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split())
@@ -67,16 +66,16 @@ def compare(amount_field: str, currency_field: str, lookup: str, value: Decimal 
     return found
 
 
-def in_units(amount_field: str, currency_field: str) -> Any:
-    """An expression of the amount (``amount_field``, minor units of the row's
-    ``currency_field``) in whole units of its own currency: what ``compare`` compares, for
-    ordering rows by amount (12.250 KWD after 5.00 EGP, though 12250 minor units)."""
-    as_decimal = Cast(amount_field, DecimalField(max_digits=20, decimal_places=3))
+def sort_key(amount_field: str, currency_field: str) -> Any:
+    """An integer expression of the amount (``amount_field``, minor units of the row's
+    ``currency_field``) in thousandths of a unit of its own currency, for ordering rows by
+    amount as ``compare`` reads it (12.250 KWD after 5.00 EGP, though 12250 minor units
+    against 500). Integers, so that SQLite does not divide them as integers."""
     return Case(
-        When(**{f"{currency_field}__in": _NO_DECIMALS}, then=as_decimal),
-        When(**{f"{currency_field}__in": _THREE_DECIMALS}, then=as_decimal / 1000),
-        default=as_decimal / 100,
-        output_field=DecimalField(max_digits=20, decimal_places=3),
+        When(**{f"{currency_field}__in": _NO_DECIMALS}, then=F(amount_field) * 1000),
+        When(**{f"{currency_field}__in": _THREE_DECIMALS}, then=F(amount_field)),
+        default=F(amount_field) * 10,
+        output_field=BigIntegerField(),
     )
 
 

@@ -117,10 +117,10 @@ def _filtered(f: SearchFilters) -> QuerySet[DoctorProfile]:
 
 
 def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
-    """With the columns the sorts order by: the average rating, and the fee in whole units
-    of its own currency (``money.in_units``: as the fee filters read it)."""
+    """With the columns the sorts order by: the average rating, and the fee in thousandths
+    of its own currency (``money.sort_key``: as the fee filters read it)."""
     return qs.annotate(
-        fee_units=money.in_units("fee_minor", "currency"),
+        fee_units=money.sort_key("fee_minor", "currency"),
         avg_rating=Case(
             When(rating_count=0, then=Value(0.0)),
             default=Cast("rating_sum", FloatField()) / Cast("rating_count", FloatField()),
@@ -132,7 +132,7 @@ def _with_rating(qs: QuerySet[DoctorProfile]) -> QuerySet[DoctorProfile]:
 # Each sort's columns: (column, descending, how a cursor's value of it is read back).
 _ORDER_KEYS: dict[str, tuple[tuple[str, bool, Callable[[Any], Any]], ...]] = {
     "rating": (("avg_rating", True, float), ("rating_count", True, int), ("id", False, UUID)),
-    "fee": (("fee_units", False, Decimal), ("id", False, UUID)),
+    "fee": (("fee_units", False, int), ("id", False, UUID)),
     "name": (
         ("user__last_name", False, str),
         ("user__first_name", False, str),
@@ -189,7 +189,7 @@ def _search_page(
         rows = list(columns[skip : skip + limit + 1])
         found = cards([row[-1] for row in rows[:limit]])
         last = None
-        if len(rows) > limit:  # numbers as they are, a fee's Decimal and an id as text
+        if len(rows) > limit:  # numbers as they are, an id as text
             last = [v if isinstance(v, float | int) else str(v) for v in rows[limit - 1]]
     return found, _next_cursor(offset + limit, last)
 

@@ -394,3 +394,25 @@ def test_the_directory_answers_and_writes_commit_while_redis_is_away(
         transaction.on_commit(lambda: after.append("ran"))
     assert after == ["ran"]
     assert api.get(f"/api/v1/doctors/{d.id}").json()["designation"] == "Professor"
+
+
+def check_fee_order() -> None:
+    """Run on SQLite by the test below (a process of its own)."""
+    from core import money
+
+    cheaper, dearer = doctor(fee_minor=1210), doctor(fee_minor=1290)  # 12.10 and 12.90 EGP
+    rows = DoctorProfile.objects.annotate(fee=money.sort_key("fee_minor", "currency"))
+    for tie_break in ("id", "-id"):  # whichever id is smaller
+        found = list(rows.order_by("fee", tie_break).values_list("id", flat=True))
+        assert found == [cheaper.pk, dearer.pk], found
+
+
+def test_the_fee_sort_keeps_the_decimals_on_sqlite(tmp_path):
+    """SQLite divides integers as integers: the sort key is an integer of thousandths."""
+    from tests.procs import run_on_sqlite
+
+    run_on_sqlite(
+        "from tests.doctors.test_search import check_fee_order\ncheck_fee_order()\n"
+        "print('sqlite ok')\n",
+        tmp_path,
+    )
