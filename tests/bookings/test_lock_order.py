@@ -4,7 +4,9 @@ their locks in one order: no deadlock, and so no error, whoever comes first."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -13,8 +15,60 @@ from django.test import Client
 from bookings import services
 from bookings.models import Appointment
 from bookings.tasks import housekeeping
+from core.errors import ApplicationError
 from tests.bookings.conftest import next_slot
 from tests.factories import bearer, login, make_user, post
+
+
+@dataclass
+class Race:
+    first: Any  # what each returned, or the exception it raised
+    second: Any
+    second_waited: bool  # still running half a second after it started (waiting for a lock)
+
+
+def race(monkeypatch, first, second, *, at: tuple[Any, str], before: bool = False) -> Race:
+    """Run ``first`` in a thread until its first call of ``at`` (a module and a function's
+    name) returns (or, ``before``, until it is about to call it): paused there, it holds the
+    locks it has taken. Then ``second`` runs in another thread; half a second later ``first``
+    goes on. Each thread uses its own database connection."""
+    module, name = at
+    original = getattr(module, name)
+    reached, go = threading.Event(), threading.Event()
+
+    def pausing(*args: Any, **kwargs: Any) -> Any:
+        paused = threading.current_thread().name == "first" and not reached.is_set()
+        if paused and before:
+            reached.set()
+            go.wait(30)
+        found = original(*args, **kwargs)
+        if paused and not before:
+            reached.set()
+            go.wait(30)
+        return found
+
+    monkeypatch.setattr(module, name, pausing)
+    out: dict[str, Any] = {}
+
+    def run(key: str, work: Any) -> None:
+        try:
+            out[key] = work()
+        except BaseException as exc:  # the test looks at it
+            out[key] = exc
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=run, args=("first", first), name="first")
+    one.start()
+    assert reached.wait(30)
+    two = threading.Thread(target=run, args=("second", second), name="second")
+    two.start()
+    two.join(0.5)
+    waited = two.is_alive()
+    go.set()
+    one.join(60)
+    two.join(60)
+    return Race(out["first"], out["second"], waited)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -58,50 +112,17 @@ def test_housekeeping_and_a_cancel_beside_it_both_succeed(doctor_with_hours, mon
         patient=q2, start=s2, end=s2 + timedelta(minutes=30), status="confirmed", **common
     )
     token = login(Client(), d.user.email)["access"]
-    telling, go = threading.Event(), threading.Event()
-    original = services.tell_both
-
-    def tell_both(appointment, kind, render):
-        original(appointment, kind, render)
-        if threading.current_thread().name == "housekeeping" and not telling.is_set():
-            telling.set()  # housekeeping holds its first notification's locks: pause here
-            go.wait(30)
-
-    monkeypatch.setattr(services, "tell_both", tell_both)
-    out: dict = {}
-
-    def run_housekeeping():
-        try:
-            out["housekeeping"] = housekeeping.call()
-        except BaseException as exc:  # reported below
-            out["housekeeping"] = exc
-        finally:
-            connections.close_all()
-
-    def cancel():
-        try:
-            out["cancel"] = post(
-                Client(raise_request_exception=False),
-                f"/api/v1/appointments/{confirmed.id}/cancel",
-                {},
-                **bearer(token),
-            )
-        finally:
-            connections.close_all()
-
-    keeper = threading.Thread(target=run_housekeeping, name="housekeeping")
-    keeper.start()
-    assert telling.wait(30)
-    canceller = threading.Thread(target=cancel, name="cancel")
-    canceller.start()
-    canceller.join(0.5)  # the cancel is waiting for a lock now (or done)
-    go.set()
-    keeper.join(60)
-    canceller.join(60)
-    r = out["cancel"]
-    assert r.status_code == 200, (r.status_code, r.content[:300], out["housekeeping"])
-    assert isinstance(out["housekeeping"], dict), out["housekeeping"]
-    done = out["housekeeping"]
+    cancel_url = f"/api/v1/appointments/{confirmed.id}/cancel"
+    outcome = race(  # housekeeping paused holding its first notification's locks
+        monkeypatch,
+        housekeeping.call,
+        lambda: post(Client(raise_request_exception=False), cancel_url, {}, **bearer(token)),
+        at=(services, "tell_both"),
+    )
+    r = outcome.second
+    assert r.status_code == 200, (r.status_code, r.content[:300], outcome.first)
+    assert isinstance(outcome.first, dict), outcome.first
+    done = outcome.first
     assert (done["holds_released"], done["requests_lapsed"]) == (
         (1, 1) if second == "lapsed request" else (2, 0)
     )
@@ -123,56 +144,29 @@ def test_a_booking_committed_beside_a_closing_does_not_stay_active(
     from doctors.services import doctor_verify
 
     d, patient = doctor_with_hours, make_user()
-    inserted, go = threading.Event(), threading.Event()
-    original = services.schedule_reminders
 
-    def schedule_reminders(appointment):  # inside the booking's transaction, after the insert
-        original(appointment)
-        inserted.set()
-        go.wait(30)
+    def close() -> bool:
+        if closing == "verification":
+            doctor_verify(actor=make_user(role=Role.ADMIN), doctor_id=d.id, decision="rejected")
+        else:
+            user = d.user if closing == "doctor's account" else patient
+            user.is_active = False
+            user.save()
+        return True
 
-    monkeypatch.setattr(services, "schedule_reminders", schedule_reminders)
-    out: dict = {}
-
-    def book():
-        try:
-            out["booked"] = services.appointment_book(
-                patient=patient, doctor_id=d.id, start=next_slot(), mode="in_person"
-            )
-        except BaseException as exc:  # reported below
-            out["booked"] = exc
-        finally:
-            connections.close_all()
-
-    def close():
-        try:
-            if closing == "verification":
-                admin = make_user(role=Role.ADMIN)
-                doctor_verify(actor=admin, doctor_id=d.id, decision="rejected")
-            else:
-                user = d.user if closing == "doctor's account" else patient
-                user.is_active = False
-                user.save()
-            out["closed"] = True
-        except BaseException as exc:  # reported below
-            out["closed"] = exc
-        finally:
-            connections.close_all()
-
-    booking = threading.Thread(target=book)
-    booking.start()
-    assert inserted.wait(30)
-    closer = threading.Thread(target=close)
-    closer.start()
-    closer.join(0.5)  # waiting for the booking's locks
-    assert closer.is_alive()
-    go.set()
-    booking.join(60)
-    closer.join(60)
-    assert isinstance(out["booked"], Appointment), out["booked"]
-    assert out["closed"] is True, out["closed"]
-    out["booked"].refresh_from_db()
-    assert out["booked"].status == "cancelled"
+    outcome = race(  # the booking paused after its insert, before its commit
+        monkeypatch,
+        lambda: services.appointment_book(
+            patient=patient, doctor_id=d.id, start=next_slot(), mode="in_person"
+        ),
+        close,
+        at=(services, "schedule_reminders"),
+    )
+    assert outcome.second_waited  # for the booking's locks
+    assert isinstance(outcome.first, Appointment), outcome.first
+    assert outcome.second is True, outcome.second
+    outcome.first.refresh_from_db()
+    assert outcome.first.status == "cancelled"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -221,55 +215,27 @@ def test_a_move_beside_a_withdrawal_or_a_closing_does_not_deadlock(
     old = services.appointment_book(
         patient=patient, doctor_id=d.id, start=next_slot(days=3), mode="in_person"
     )
-    reached, go = threading.Event(), threading.Event()
-    original = selectors.bookable_doctor
 
-    def bookable_doctor(*args, **kwargs):  # the move pauses before it locks the doctor
-        if threading.current_thread().name == "move" and not reached.is_set():
-            reached.set()
-            go.wait(30)
-        return original(*args, **kwargs)
+    def close() -> bool:
+        admin = make_user(role=Role.ADMIN)
+        if closing == "verification":
+            doctor_verify(actor=admin, doctor_id=d.id, decision="rejected")
+        else:
+            user_set_active(actor=admin, user=patient, active=False)
+        return True
 
-    monkeypatch.setattr(selectors, "bookable_doctor", bookable_doctor)
-    out: dict = {}
-
-    def move():
-        try:
-            out["move"] = services.appointment_reschedule(
-                user=patient, appointment_id=old.id, start=next_slot(days=4)
-            )
-        except BaseException as exc:  # reported below
-            out["move"] = exc
-        finally:
-            connections.close_all()
-
-    def close():
-        try:
-            admin = make_user(role=Role.ADMIN)
-            if closing == "verification":
-                doctor_verify(actor=admin, doctor_id=d.id, decision="rejected")
-            else:
-                user_set_active(actor=admin, user=patient, active=False)
-            out["close"] = True
-        except BaseException as exc:  # reported below
-            out["close"] = exc
-        finally:
-            connections.close_all()
-
-    mover = threading.Thread(target=move, name="move")
-    mover.start()
-    assert reached.wait(30)
-    closer = threading.Thread(target=close, name="close")
-    closer.start()
-    closer.join(0.5)
-    go.set()
-    mover.join(60)
-    closer.join(60)
-    from core.errors import ApplicationError
-
+    outcome = race(  # the move paused before it locks the doctor
+        monkeypatch,
+        lambda: services.appointment_reschedule(
+            user=patient, appointment_id=old.id, start=next_slot(days=4)
+        ),
+        close,
+        at=(selectors, "bookable_doctor"),
+        before=True,
+    )
     # the move came second: refused in the envelope (never a deadlock), or moved and cancelled
-    assert isinstance(out["move"], Appointment | ApplicationError), out
-    assert out["close"] is True, out
+    assert isinstance(outcome.first, Appointment | ApplicationError), outcome
+    assert outcome.second is True, outcome
     assert not Appointment.objects.filter(
         patient=patient, status__in=["held", "pending", "confirmed"]
     ).exists()
@@ -305,44 +271,13 @@ def test_a_booking_that_releases_an_expired_hold_and_a_cancel_beside_it_both_suc
         end=s2 + timedelta(minutes=30),
         status="confirmed",
     )
-    released, go = threading.Event(), threading.Event()
-    original = services.tell_each
-
-    def tell_each(**kwargs):
-        original(**kwargs)
-        if threading.current_thread().name == "book" and not released.is_set():
-            released.set()
-            go.wait(30)
-
-    monkeypatch.setattr(services, "tell_each", tell_each)
-    out: dict = {}
-
-    def book():
-        try:
-            out["book"] = services.appointment_book(
-                patient=booker, doctor_id=d.id, start=s, mode="in_person"
-            )
-        except BaseException as exc:  # reported below
-            out["book"] = exc
-        finally:
-            connections.close_all()
-
-    def cancel():
-        try:
-            out["cancel"] = services.appointment_cancel(user=d.user, appointment_id=other.id)
-        except BaseException as exc:  # reported below
-            out["cancel"] = exc
-        finally:
-            connections.close_all()
-
-    booking = threading.Thread(target=book, name="book")
-    booking.start()
-    assert released.wait(30)
-    canceller = threading.Thread(target=cancel, name="cancel")
-    canceller.start()
-    canceller.join(0.5)
-    go.set()
-    booking.join(60)
-    canceller.join(60)
-    assert isinstance(out["book"], Appointment), out
-    assert isinstance(out["cancel"], Appointment), out
+    outcome = race(  # the booking paused after telling the released hold's parties
+        monkeypatch,
+        lambda: services.appointment_book(
+            patient=booker, doctor_id=d.id, start=s, mode="in_person"
+        ),
+        lambda: services.appointment_cancel(user=d.user, appointment_id=other.id),
+        at=(services, "tell_each"),
+    )
+    assert isinstance(outcome.first, Appointment), outcome
+    assert isinstance(outcome.second, Appointment), outcome
