@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import connection
@@ -134,8 +134,8 @@ _ORDER_KEYS: dict[str, tuple[tuple[str, bool, Callable[[Any], Any]], ...]] = {
     "rating": (("avg_rating", True, float), ("rating_count", True, int), ("id", False, UUID)),
     "fee": (("fee_units", False, int), ("id", False, UUID)),
     "name": (
-        ("user__last_name", False, str),
-        ("user__first_name", False, str),
+        ("user__last_name", False, lambda v: _text(v)),
+        ("user__first_name", False, lambda v: _text(v)),
         ("id", False, UUID),
     ),
 }
@@ -163,48 +163,88 @@ def doctor_search(
 def _search_page(
     filters: SearchFilters, position: tuple[int, Any], limit: int
 ) -> tuple[list[Card], str | None]:
+    """One page. A cursor remembers the sort key of the last row shown (see ``Ranked``) and
+    the next page starts at the first row whose key is greater: doctors listed, delisted or
+    moved meanwhile repeat or hide nobody else. Cursors of before carry an offset only."""
     located = filters.latitude is not None and filters.longitude is not None
     if filters.available_on is not None or filters.sort == "next_available":
         return _by_availability(filters, position, limit, located)
-    offset = position[0]
+    offset, after = position[0], _keyset(position)
+    start = offset if after is None else 0
     if located:
-        ranked = _nearby_sorted(filters)
-        start = _resume(ranked, position)
-        page = ranked[start : start + limit + 1]
-        found = cards([i for i, _ in page[:limit]])
-        for card, (_, distance) in zip(found, page, strict=False):
-            card.distance_km = round(distance, 3)
-        last: Any = page[limit - 1][0] if len(page) > limit else None
-        offset = start
+        page = _ranked_nearby(filters, after)[start : start + limit + 1]
     else:
-        sort = filters.sort if filters.sort in _ORDER else "rating"
-        keys = _ORDER_KEYS[sort]
-        ordered = _with_rating(_filtered(filters)).order_by(*_ORDER[sort])
+        page = _ranked(filters, after, start, limit + 1)
+    found = cards([row.id for row in page[:limit]])
+    for card, row in zip(found, page, strict=False):
+        card.distance_km = round(row.distance, 3) if row.distance is not None else None
+    return found, _next_cursor(offset + limit, page, limit)
+
+
+class Ranked(NamedTuple):
+    """A doctor in a ranked list: their id, distance (with a location) and sort key (the
+    values a cursor keeps: the sort columns, else ``[distance, id]``)."""
+
+    id: str
+    distance: float | None
+    key: list[Any]
+
+
+def _ranked(f: SearchFilters, after: list[Any] | None, skip: int, count: int) -> list[Ranked]:
+    """Listed doctors in the SQL order asked for (rating unless fee or name), after the row
+    whose sort values are ``after`` (a keyset), else from ``skip``."""
+    sort = f.sort if f.sort in _ORDER else "rating"
+    keys = _ORDER_KEYS[sort]
+    ordered = _with_rating(_filtered(f)).order_by(*_ORDER[sort])
+    if after is not None:
+        ordered = ordered.filter(_after(keys, _key_values(keys, after)))
         skip = 0
-        if isinstance(position[1], list):  # after the last row shown: a keyset, not a count
-            ordered = ordered.filter(_after(keys, _key_values(keys, position[1])))
-        else:
-            skip = offset
-        columns = ordered.values_list(*(column for column, _, _ in keys))
-        rows = list(columns[skip : skip + limit + 1])
-        found = cards([row[-1] for row in rows[:limit]])
-        last = None
-        if len(rows) > limit:  # numbers as they are, an id as text
-            last = [v if isinstance(v, float | int) else str(v) for v in rows[limit - 1]]
-    return found, _next_cursor(offset + limit, last)
+    rows = ordered.values_list(*(column for column, _, _ in keys))[skip : skip + count]
+    return [Ranked(str(row[-1]), None, _plain(row)) for row in rows]
 
 
-def _next_cursor(offset: int, last: Any) -> str | None:
-    """The next page's cursor: where the page ended (the last doctor shown, or the sort
-    values of the last row) and, for when that doctor is no longer listed, its offset."""
-    if last is None:
+def _ranked_nearby(f: SearchFilters, after: list[Any] | None) -> list[Ranked]:
+    """The nearby doctors in the order asked for (distance unless rating, fee or name), after
+    the row whose sort key is ``after``."""
+    nearby = _nearby(f)  # nearest first: distance, then id (as text)
+    if f.sort not in _ORDER:
+        ranked = [Ranked(i, d, [d, i]) for i, d in nearby]
+        if after is None:
+            return ranked
+        try:
+            last = (float(after[0]), str(after[1])) if len(after) == 2 else None
+        except (TypeError, ValueError) as exc:
+            raise InvalidCursor() from exc
+        if last is None:
+            raise InvalidCursor()
+        return [row for row in ranked if (row.distance, row.id) > last]
+    keys = _ORDER_KEYS[f.sort]
+    distances = dict(nearby)
+    ordered = _with_rating(listed().filter(id__in=list(distances))).order_by(*_ORDER[f.sort])
+    if after is not None:
+        ordered = ordered.filter(_after(keys, _key_values(keys, after)))
+    return [
+        Ranked(str(row[-1]), distances[str(row[-1])], _plain(row))
+        for row in ordered.values_list(*(column for column, _, _ in keys))
+    ]
+
+
+def _plain(row: Sequence[Any]) -> list[Any]:
+    """Sort values as a cursor keeps them: numbers as they are, the rest (ids) as text."""
+    return [v if isinstance(v, float | int) else str(v) for v in row]
+
+
+def _next_cursor(offset: int, page: list[Ranked], limit: int) -> str | None:
+    """The next page's cursor, if there is a next page: the sort key of the page's last row,
+    and the offset the cursors of before used."""
+    if len(page) <= limit:
         return None
-    return encode_cursor([offset, last], scope="doctors.search")
+    return encode_cursor([offset, page[limit - 1].key], scope="doctors.search")
 
 
 def _position(cursor: str | None) -> tuple[int, Any]:
-    """``(offset, last)`` of a search cursor (``last``: a doctor id, a list of sort values,
-    or "" in the cursors of before)."""
+    """``(offset, sort key of the last row shown)`` of a search cursor ("" for the key in the
+    cursors of before)."""
     if not cursor:
         return 0, ""
     offset, last = decode_cursor(cursor, scope="doctors.search")
@@ -213,16 +253,16 @@ def _position(cursor: str | None) -> tuple[int, Any]:
     return offset, last
 
 
-def _resume(ranked: list[tuple[str, Any]], position: tuple[int, Any]) -> int:
-    """Where the next page starts in a ranked list: right after the last doctor the previous
-    page showed, wherever they are now (a doctor listed or delisted ahead of them shifts
-    nothing), or at the previous page's end if they are gone."""
-    offset, last = position
-    if isinstance(last, str) and last:
-        for i, (doctor_id, _) in enumerate(ranked):
-            if doctor_id == last:
-                return i + 1
-    return offset
+def _keyset(position: tuple[int, Any]) -> list[Any] | None:
+    return position[1] if isinstance(position[1], list) else None
+
+
+def _text(value: Any) -> str:
+    """A text sort value of a cursor, as the database can take it."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError("not a text value")
+    value.encode("utf-8")  # a lone surrogate: UnicodeEncodeError, a ValueError
+    return value
 
 
 def _key_values(keys: tuple[tuple[str, bool, Callable[[Any], Any]], ...], values: list) -> list:
@@ -243,19 +283,6 @@ def _after(keys: tuple[tuple[str, bool, Callable[[Any], Any]], ...], values: lis
         after |= same & Q(**{f"{column}__{'lt' if desc else 'gt'}": value})
         same &= Q(**{column: value})
     return after
-
-
-def _nearby_sorted(filters: SearchFilters) -> list[tuple[str, float]]:
-    """The nearby doctors with their distances, in the order asked for (distance unless
-    rating, fee or name)."""
-    ranked = _nearby(filters)
-    if filters.sort in _ORDER:
-        order = _with_rating(listed().filter(id__in=[i for i, _ in ranked])).order_by(
-            *_ORDER[filters.sort]
-        )
-        distances = dict(ranked)
-        ranked = [(str(i), distances[str(i)]) for i in order.values_list("id", flat=True)]
-    return ranked
 
 
 def _nearby(f: SearchFilters) -> list[tuple[str, float]]:
@@ -444,32 +471,50 @@ def _by_availability(
     """Searches that need free slots: candidates in the order asked for (distance, rating,
     fee or name; by default distance with a location, else rating), a batch at a time until
     the page is full, kept if they have a free slot on the date; ordered by their next free
-    slot if asked (among the first ``AVAILABILITY_SCANNED`` candidates)."""
+    slot if asked (among the first ``AVAILABILITY_SCANNED`` candidates, the sort key then
+    being ``[first free start, id]``)."""
     if AVAILABILITY is None:
         raise RuntimeError("doctors.selectors.AVAILABILITY is wired in telemed/apps.py")
-    ranked: list[tuple[str, float | None]]
+    offset, after = position[0], _keyset(position)
+    by_time = f.sort == "next_available"
+    rank_after = None if by_time else after
     if located:
-        ranked = list(_nearby_sorted(f)[:AVAILABILITY_SCANNED])
+        ranked = _ranked_nearby(f, rank_after)[:AVAILABILITY_SCANNED]
     else:
-        sort = f.sort if f.sort in _ORDER else "rating"
-        ids = _with_rating(_filtered(f)).order_by(*_ORDER[sort]).values_list("id", flat=True)
-        ranked = [(str(i), None) for i in ids[:AVAILABILITY_SCANNED]]
+        ranked = _ranked(f, rank_after, 0, AVAILABILITY_SCANNED)
+    start = offset if after is None else 0
     free: dict[str, datetime] = {}
-    kept: list[tuple[str, float | None]] = []
+    kept: list[Ranked] = []
     now = timezone.now()
     for at in range(0, len(ranked), AVAILABILITY_CANDIDATES):
         batch = ranked[at : at + AVAILABILITY_CANDIDATES]
-        slots = AVAILABILITY([i for i, _ in batch], f.available_on, now, f.mode)
-        free.update((str(doctor_id), start) for doctor_id, start in slots.items())
-        kept += [(i, d) for i, d in batch if i in free]
-        if f.sort != "next_available" and len(kept) > _resume(kept, position) + limit:
+        slots = AVAILABILITY([row.id for row in batch], f.available_on, now, f.mode)
+        free.update((str(doctor_id), first) for doctor_id, first in slots.items())
+        kept += [row for row in batch if row.id in free]
+        if not by_time and len(kept) > start + limit:
             break  # the page and one more: the rest can wait for the next page
-    if f.sort == "next_available":
-        kept.sort(key=lambda item: (free[item[0]], item[0]))
-    start = _resume(kept, position)
+    if by_time:
+        kept = sorted(
+            (Ranked(row.id, row.distance, [free[row.id].isoformat(), row.id]) for row in kept),
+            key=lambda row: (free[row.id], row.id),
+        )
+        if after is not None:
+            last = _time_key(after)
+            kept = [row for row in kept if (free[row.id], row.id) > last]
     page = kept[start : start + limit + 1]
-    found = cards([i for i, _ in page[:limit]])
-    for card, (_, distance) in zip(found, page, strict=False):
-        card.distance_km = round(distance, 3) if distance is not None else None
+    found = cards([row.id for row in page[:limit]])
+    for card, row in zip(found, page, strict=False):
+        card.distance_km = round(row.distance, 3) if row.distance is not None else None
         card.next_available = free[card.id]
-    return found, _next_cursor(start + limit, page[limit - 1][0] if len(page) > limit else None)
+    return found, _next_cursor(offset + limit, page, limit)
+
+
+def _time_key(after: list[Any]) -> tuple[datetime, str]:
+    """A ``next_available`` cursor's key: the first free start and the doctor's id."""
+    try:
+        first = datetime.fromisoformat(after[0]) if len(after) == 2 else None
+    except (TypeError, ValueError) as exc:
+        raise InvalidCursor() from exc
+    if first is None or first.tzinfo is None or not isinstance(after[1], str):
+        raise InvalidCursor()
+    return first, after[1]

@@ -1,6 +1,7 @@
 """The public directory: filters, sorts, distance, pagination, caching, bad input."""
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -180,6 +181,61 @@ def test_a_doctor_listed_between_two_pages_shifts_nothing(api, query):
     assert str(ahead.id) not in {i["id"] for i in first["items"] + second["items"]}
 
 
+T0 = datetime(2030, 1, 1, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "&available_on=2030-01-01",
+        f"&lat={CAIRO[0]}&lng={CAIRO[1]}",
+        f"&sort=rating&lat={CAIRO[0]}&lng={CAIRO[1]}&available_on=2030-01-01",
+    ],
+)
+def test_a_doctor_whose_rank_changes_between_pages_hides_nobody(api, monkeypatch, query):
+    """The next page starts after the last row's sort key, not after that doctor wherever
+    they are now: a rating (or a distance) that changes moves only them."""
+    from doctors import selectors
+
+    monkeypatch.setattr(
+        selectors, "AVAILABILITY", lambda ids, on, now, mode: dict.fromkeys(ids, T0)
+    )
+    made = [
+        doctor(lat=CAIRO[0] + 0.001 * i, lng=CAIRO[1], rating_sum=50 - i, rating_count=10)
+        for i in range(6)
+    ]
+    base = f"/api/v1/doctors?limit=2{query}"
+    first = api.get(base).json()
+    assert [i["id"] for i in first["items"]] == [str(made[0].id), str(made[1].id)]
+    DoctorProfile.objects.filter(pk=made[1].pk).update(rating_sum=10, rating_count=10)
+    Clinic.objects.filter(doctor=made[1]).update(latitude=CAIRO[0] + 0.009)
+    second = api.get(f"{base}&cursor={first['next']}").json()
+    assert [i["id"] for i in second["items"]] == [str(made[2].id), str(made[3].id)], query
+
+
+def test_next_available_pages_follow_the_time_not_the_doctor(api, monkeypatch):
+    from doctors import selectors
+
+    made = [doctor() for _ in range(6)]
+    slots = {str(d.id): T0 + timedelta(hours=i) for i, d in enumerate(made)}
+    monkeypatch.setattr(
+        selectors,
+        "AVAILABILITY",
+        lambda ids, on, now, mode: {i: slots[str(i)] for i in ids if str(i) in slots},
+    )
+    base = "/api/v1/doctors?limit=2&sort=next_available"
+    first = api.get(base).json()
+    assert [i["id"] for i in first["items"]] == [str(made[0].id), str(made[1].id)]
+    slots[str(made[1].id)] = T0 + timedelta(hours=10)  # their first slot was just booked
+    seen, cursor = [], first["next"]
+    while cursor:
+        page = api.get(f"{base}&cursor={cursor}").json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next"]
+    assert seen == [str(d.id) for d in made[2:]] + [str(made[1].id)]
+
+
 def test_a_forged_or_foreign_search_cursor_is_400(api):
     from core.pagination import encode_cursor
 
@@ -192,10 +248,15 @@ def test_a_forged_or_foreign_search_cursor_is_400(api):
     assert get([0, ["12.5", "not-a-uuid"]], "&sort=fee").status_code == 400
     assert get([0, [1, 2]], "&sort=name").status_code == 400  # too few values
     assert get([0, [{"a": 1}, 2, 3]]).status_code == 400
+    for bad in ("a\x00", "\ud800"):  # text the database cannot take
+        assert get([0, [bad, "b", str(doctor().id)]], "&sort=name").status_code == 400
+    assert get([0, ["not a time", "x"]], "&sort=next_available").status_code == 400
+    assert get([0, ["2030-01-01T08:00:00", "x"]], "&sort=next_available").status_code == 400
+    assert get([0, ["far", "x"]], f"&lat={CAIRO[0]}&lng={CAIRO[1]}").status_code == 400
     assert get([-1, ""]).status_code == 400
     assert get([0, 5]).status_code == 400
     assert get([0, ""]).status_code == 200  # a cursor of before: an offset
-    assert get([0, "not-a-listed-doctor"], f"&lat={CAIRO[0]}&lng={CAIRO[1]}").status_code == 200
+    assert get([2, ""], f"&lat={CAIRO[0]}&lng={CAIRO[1]}").status_code == 200
 
 
 def test_list_query_count_is_fixed(api):
