@@ -133,7 +133,9 @@ class SearchQuery(Schema):
     available_on: IsoDate | None = Field(
         None, description="Only doctors with a free slot that day (their zone)"
     )
-    cursor: str | None = Field(None, max_length=500)
+    # A cursor keeps the last row's sort key: two names of up to 150 letters each, for
+    # sort=name (Arabic letters travel escaped), fit in 2,048 characters.
+    cursor: str | None = Field(None, max_length=2048)
     limit: int = Field(20, ge=1, le=50)
 
 

@@ -248,9 +248,14 @@ def _position(cursor: str | None) -> tuple[int, Any]:
     if not cursor:
         return 0, ""
     offset, last = decode_cursor(cursor, scope="doctors.search")
-    if not isinstance(offset, int) or offset < 0 or not isinstance(last, str | list):
+    if not isinstance(offset, int) or not 0 <= offset <= _MAX_OFFSET:
+        raise InvalidCursor()
+    if not isinstance(last, str | list):
         raise InvalidCursor()
     return offset, last
+
+
+_MAX_OFFSET = 1_000_000  # beyond every listing (an OFFSET that large overflowed: a 500)
 
 
 def _keyset(position: tuple[int, Any]) -> list[Any] | None:
