@@ -263,7 +263,8 @@ def test_a_name_sorted_walk_with_the_longest_arabic_names_reaches_everyone(api, 
         )
         for _ in range(3)
     }
-    seen, url = [], f"/api/v1/doctors?limit=1{query}"
+    seen: list[str] = []
+    url: str | None = f"/api/v1/doctors?limit=1{query}"
     while url:
         r = api.get(url)
         assert r.status_code == 200, r.content[:300]
