@@ -468,10 +468,11 @@ def _matching_slot(
     )
 
 
-def _locked(viewer: User, appointment_id: Any) -> Appointment:
+def _locked(viewer: User, appointment_id: Any, seen: Appointment | None = None) -> Appointment:
     """The appointment, locked, for a change by one of its parties, or by staff allowed to
-    change appointments (seeing them is not enough)."""
-    appointment = selectors.appointment_get(viewer=viewer, appointment_id=appointment_id)
+    change appointments (seeing them is not enough). ``seen``: the appointment as
+    ``appointment_get`` answered it to this viewer already."""
+    appointment = seen or selectors.appointment_get(viewer=viewer, appointment_id=appointment_id)
     if viewer.role not in (Role.PATIENT, Role.DOCTOR):
         require_permission(viewer, "bookings.change_appointment")
     return (
@@ -643,7 +644,7 @@ def appointment_reschedule(
     # in the order closing an account or withdrawing a verification takes them.
     seen = selectors.appointment_get(viewer=user, appointment_id=appointment_id)
     bookable = selectors.bookable_doctor(seen.doctor_id, patient_id=seen.patient_id)
-    old = _locked(user, appointment_id)
+    old = _locked(user, appointment_id, seen)
     if old.status not in ACTIVE:
         raise TransitionNotAllowed()
     if old.status == Status.HELD:
