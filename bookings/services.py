@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.errors import AccountInactive
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
@@ -353,7 +354,7 @@ def appointment_book(
     now = now or timezone.now()
     doctor = selectors.bookable_doctor(doctor_id, patient_id=patient.pk)
     if doctor is None:
-        raise DoctorNotBookable()
+        raise _not_bookable(patient)
     schedule = selectors.schedule_of(doctor, fresh=True)
     policy = schedule[0]
     slot = _matching_slot(doctor, start, mode, clinic_id, now, schedule)
@@ -391,6 +392,15 @@ def appointment_book(
         ),
     )
     return appointment
+
+
+def _not_bookable(user: User) -> Exception:
+    """Why a booking or a move found nobody to book (``bookable_doctor`` answered None): the
+    acting user's own account was closed while the request ran (its token was checked before),
+    or else the doctor is not bookable."""
+    if not User.objects.filter(pk=user.pk, is_active=True).exists():
+        return AccountInactive()
+    return DoctorNotBookable()
 
 
 def _insert(appointment: Appointment, now: datetime) -> None:
@@ -650,7 +660,7 @@ def appointment_reschedule(
     if old.status == Status.HELD:
         raise HoldNotMovable()
     if bookable is None:
-        raise DoctorNotBookable()
+        raise _not_bookable(user)
     if user.role == Role.PATIENT:
         _check_cutoff(old, now)
     status = (

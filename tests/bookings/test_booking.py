@@ -971,3 +971,35 @@ def test_a_time_of_the_week_is_offered_once(api, doctor_with_hours):
     # and a new weekly rule meets those one-off hours on that date
     r = rule("20:15", "20:45")
     assert r.status_code == 422 and "20:00-21:00" in r.json()["error"]["fields"]["start"]
+
+
+def test_a_booking_or_move_by_an_account_closed_meanwhile_says_so(doctor_with_hours):
+    """The account was closed while the request ran (after its token was checked): the
+    refusal names the account, not the doctor, who is perfectly bookable."""
+    from accounts.errors import AccountInactive
+    from accounts.models import User
+    from bookings import services
+    from bookings.errors import DoctorNotBookable
+
+    patient = make_user()
+    old = services.appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(), mode="in_person"
+    )
+    User.objects.filter(pk=patient.pk).update(is_active=False)  # `patient` is the stale snapshot
+    with pytest.raises(AccountInactive):
+        services.appointment_book(
+            patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(hour=11),
+            mode="in_person",
+        )  # fmt: skip
+    with pytest.raises(AccountInactive):
+        services.appointment_reschedule(
+            user=patient, appointment_id=old.id, start=next_slot(hour=12)
+        )
+    User.objects.filter(pk=patient.pk).update(is_active=True)
+    type(doctor_with_hours).objects.filter(pk=doctor_with_hours.pk).update(verification="rejected")
+    with pytest.raises(DoctorNotBookable):
+        services.appointment_book(
+            patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(hour=11),
+            mode="in_person",
+        )  # fmt: skip
+    assert Appointment.objects.count() == 1
