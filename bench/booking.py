@@ -984,7 +984,6 @@ BOOKING_PROFILED = [
     ("bookings/services.py", "_matching_slot", "`_matching_slot` (free slots of +-1 minute)"),
     ("bookings/selectors.py", "schedule_of", "`schedule_of` (policy + hours, read fresh)"),
     ("bookings/services.py", "_history", "`_history` (StatusChange insert)"),
-    ("bookings/tasks.py", "schedule_reminders", "`schedule_reminders` (2 task rows)"),
     ("bookings/services.py", "tell_both", "`tell_both` (2 notifications, rendered)"),
     ("realtime/services.py", "send", "on commit: 2 pushes to the Redis channel layer"),
     ("django/db/transaction.py", "__exit__", "`atomic` exits (commits included)"),

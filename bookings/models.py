@@ -155,6 +155,10 @@ class Appointment(models.Model):
             models.Index(fields=["doctor", "start"], name="appt_doctor_start_idx"),
             models.Index(fields=["patient", "start"], name="appt_patient_start_idx"),
             models.Index(fields=["status", "hold_expires_at"], name="appt_status_hold_idx"),
+            # the reminders due (``bookings.tasks.reminders_due``), every minute
+            models.Index(
+                fields=["start"], condition=Q(status="confirmed"), name="appt_confirmed_start_idx"
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -46,7 +46,6 @@ from bookings.models import (
     TimeOff,
 )
 from bookings.slots import Hours, first_overlap
-from bookings.tasks import schedule_reminders
 from core import db
 from core.errors import InvalidRequest
 from doctors.models import DoctorProfile, Verification
@@ -381,7 +380,6 @@ def appointment_book(
     appointment.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
     _insert(appointment, now)
     _history(appointment, patient)
-    schedule_reminders(appointment)
     tell_both(
         appointment,
         "booking.created",
@@ -694,7 +692,6 @@ def appointment_reschedule(
     new.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
     _insert(new, now)
     _history(new, user, reason or RESCHEDULED)
-    schedule_reminders(new)
     tell_both(
         new,
         "booking.rescheduled",

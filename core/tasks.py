@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from django.utils import timezone
 from django_tasks_db.backend import DatabaseBackend as _DatabaseBackend
 from django_tasks_db.compat import normalize_json, task_enqueued
 
@@ -38,6 +42,30 @@ class DatabaseBackend(_DatabaseBackend):
         )
         db.insert(row)
         return row
+
+
+logger = logging.getLogger(__name__)
+
+
+def loop_again(task: Any, every: timedelta) -> None:
+    """Enqueue the next run of a housekeeping loop. Called first thing in the run, outside any
+    transaction (the task runs in autocommit), so the loop goes on whatever becomes of this
+    run: a step that raises, or a worker that dies in the middle (its task row stays
+    ``RUNNING`` for good; the next run is already waiting)."""
+    task.using(run_after=timezone.now() + every).enqueue()
+
+
+def run_steps(loop: str, steps: dict[str, Callable[[], int]]) -> dict[str, int | None]:
+    """Run each step of a housekeeping loop on its own: one that raises is logged and
+    answers None, and the steps after it still run (the loop's next run tries it again)."""
+    done: dict[str, int | None] = {}
+    for name, step in steps.items():
+        try:
+            done[name] = step()
+        except Exception:
+            logger.exception("housekeeping step failed", extra={"loop": loop, "step": name})
+            done[name] = None
+    return done
 
 
 # The housekeeping loops of the domain apps (tasks that run, then enqueue their next run),

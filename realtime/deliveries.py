@@ -26,6 +26,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from core import sms
+from core.tasks import loop_again
 from realtime.models import Channel, Delivery, DeliveryPreference, DeliveryStatus, Notification
 
 # The stored event kinds of the protocol (DESIGN.md), each of which a user may route.
@@ -214,8 +215,9 @@ def sending_timeout() -> timedelta:
 @task()
 def deliveries_housekeeping() -> int:
     """Record as ``failed`` the deliveries left ``sending`` longer than the timeout (their
-    worker died between the claim and the provider's answer), then schedule the next run.
-    Rows another transaction holds are left for the next run."""
+    worker died between the claim and the provider's answer); the next run is enqueued first
+    (``loop_again``). Rows another transaction holds are left for the next run."""
+    loop_again(deliveries_housekeeping, HOUSEKEEPING_EVERY)
     now = timezone.now()
     with transaction.atomic():
         stuck = list(
@@ -226,7 +228,6 @@ def deliveries_housekeeping() -> int:
         Delivery.objects.filter(id__in=stuck).update(
             status=DeliveryStatus.FAILED, error=INTERRUPTED, updated_at=now
         )
-        deliveries_housekeeping.using(run_after=now + HOUSEKEEPING_EVERY).enqueue()
     return len(stuck)
 
 

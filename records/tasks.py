@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.utils import timezone
 from django_tasks import task
 
+from core.tasks import loop_again
 from records import scanner, storage
 from records.models import MedicalRecord, ScanStatus
 
@@ -47,9 +47,8 @@ HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 @task()
 def records_housekeeping() -> int:
-    """Purge what is due, then schedule the next run."""
+    """Purge what is due; the next run is enqueued first (``loop_again``)."""
     from records.services import records_purge
 
-    purged = records_purge()
-    records_housekeeping.using(run_after=timezone.now() + HOUSEKEEPING_EVERY).enqueue()
-    return purged
+    loop_again(records_housekeeping, HOUSEKEEPING_EVERY)
+    return records_purge()

@@ -18,7 +18,7 @@ from bookings.services import (
     appointment_mark,
     appointment_reschedule,
 )
-from bookings.tasks import housekeeping, send_reminder
+from bookings.tasks import housekeeping, remind
 from realtime.models import Notification
 from tests.bookings.conftest import next_slot
 from tests.factories import make_user
@@ -49,7 +49,7 @@ def test_each_transition_tells_both_sides(doctor_with_hours):
     )
     appointment_decide(doctor_user=doctor, appointment_id=a.id, accept=True)
     moved = appointment_reschedule(user=patient, appointment_id=a.id, start=next_slot(hour=11))
-    assert send_reminder.call(str(moved.id), 60) == "sent"
+    assert remind(moved.id, 60, now=moved.start - timedelta(minutes=60)) == "sent"
     appointment_cancel(user=doctor, appointment_id=moved.id)
     b = appointment_book(
         patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(hour=10), mode="in_person"
@@ -134,6 +134,7 @@ def test_expired_holds_and_automatic_completion_are_told_too(doctor_with_hours):
         "holds_released": 1,
         "requests_lapsed": 1,
         "auto_completed": 1,
+        "reminders_sent": 0,
         "keys_purged": 0,
     }
     unanswered.refresh_from_db()

@@ -160,7 +160,7 @@ def test_a_booking_committed_beside_a_closing_does_not_stay_active(
             patient=patient, doctor_id=d.id, start=next_slot(), mode="in_person"
         ),
         close,
-        at=(services, "schedule_reminders"),
+        at=(services, "_history"),
     )
     assert outcome.second_waited  # for the booking's locks
     assert isinstance(outcome.first, Appointment), outcome.first

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings as dj_settings
+from django.db import OperationalError
 from django_tasks_db.models import DBTaskResult
 from icalendar import Calendar
 
 from bookings.models import Appointment, ReminderDelivery
-from bookings.tasks import send_reminder
+from bookings.tasks import REMINDER_GRACE, housekeeping, remind, reminders_due, send_reminders
 from realtime.models import Notification
 from tests.bookings.conftest import next_slot
 from tests.factories import bearer, login, make_user, post
@@ -35,16 +36,16 @@ def _confirmed(doctor, patient, start):
 
 def test_reminder_is_sent_once_and_never_late_or_for_cancelled(doctor_with_hours):
     patient = make_user()
-    soon = _confirmed(doctor_with_hours, patient, datetime.now(UTC) + timedelta(minutes=55))
-    assert send_reminder.call(str(soon.id), 60) == "sent"
-    assert send_reminder.call(str(soon.id), 60) == "skipped: already sent"
-    assert send_reminder.call(str(soon.id), 24 * 60) == "skipped: past due"
-    cancelled = _confirmed(
-        doctor_with_hours, make_user(), datetime.now(UTC) + timedelta(minutes=50, days=1)
-    )
+    now = datetime.now(UTC)
+    soon = _confirmed(doctor_with_hours, patient, now + timedelta(minutes=55))
+    assert remind(soon.id, 60, now=now) == "sent"
+    assert remind(soon.id, 60, now=now) == "skipped: already sent"
+    assert remind(soon.id, 24 * 60, now=now) == "skipped: not due"  # 23 hours late
+    assert remind(soon.id, 30, now=now) == "skipped: not due"  # 25 minutes early
+    cancelled = _confirmed(doctor_with_hours, make_user(), now + timedelta(minutes=50, days=1))
     cancelled.status = "cancelled"
     cancelled.save()
-    assert send_reminder.call(str(cancelled.id), 24 * 60) == "skipped: not confirmed"
+    assert remind(cancelled.id, 24 * 60, now=now) == "skipped: not confirmed"
     assert (
         Notification.objects.filter(kind="booking.reminder").count() == 2
     )  # patient and doctor, once
@@ -57,66 +58,110 @@ def test_reminder_is_sent_once_and_never_late_or_for_cancelled(doctor_with_hours
     # nobody is reminded of an appointment with a party whose account is closed
     from tests.doctors.factories import doctor
 
-    closed = _confirmed(doctor(), make_user(), datetime.now(UTC) + timedelta(minutes=57))
+    closed = _confirmed(doctor(), make_user(), now + timedelta(minutes=57))
     # (closing an account cancels its appointments; an update that bypasses that is still
     # never reminded)
     type(closed.patient).objects.filter(pk=closed.patient_id).update(is_active=False)
-    assert send_reminder.call(str(closed.id), 60) == "skipped: a party's account is closed"
+    assert remind(closed.id, 60, now=now) == "skipped: a party's account is closed"
     assert not ReminderDelivery.objects.filter(appointment=closed).exists()
 
 
-def test_booking_schedules_reminders_in_its_transaction(api, doctor_with_hours):
+def test_a_booking_enqueues_no_task_and_is_reminded_at_each_offset(api, doctor_with_hours):
+    """Reminders come from the housekeeping loop's sweep, not from tasks the booking
+    enqueues: each offset's reminder is due from its moment for ``REMINDER_GRACE``, once."""
     patient = make_user()
     token = login(api, patient.email)["access"]
     start = next_slot(days=3)
-    post(
+    r = post(
         api,
         "/api/v1/appointments",
         {"doctor_id": str(doctor_with_hours.id), "start": start.isoformat(), "mode": "in_person"},
         **bearer(token),
     )
+    assert r.status_code == 201, r.json()
+    assert not DBTaskResult.objects.exclude(task_path="realtime.deliveries.send_deliveries")
+    a = Appointment.objects.get(patient=patient)
+    day, hour = start - timedelta(days=1), start - timedelta(hours=1)
+    assert reminders_due(datetime.now(UTC)) == []
+    assert reminders_due(day - timedelta(seconds=1)) == []
+    assert reminders_due(day) == [(a.id, 24 * 60)]
+    assert reminders_due(day + REMINDER_GRACE) == [(a.id, 24 * 60)]
+    assert reminders_due(day + REMINDER_GRACE + timedelta(seconds=1)) == []  # dropped, not late
+    assert send_reminders(day + timedelta(minutes=1)) == 1
+    assert reminders_due(day + timedelta(minutes=2)) == []  # sent: not due again
+    assert reminders_due(hour + timedelta(minutes=3)) == [(a.id, 60)]
+    assert send_reminders(hour + timedelta(minutes=3)) == 1
+    assert reminders_due(start - timedelta(seconds=1)) == []
+    assert sorted(ReminderDelivery.objects.values_list("offset_minutes", flat=True)) == [60, 1440]
+    assert Notification.objects.filter(kind="booking.reminder").count() == 4
 
-    def due() -> list:
-        return sorted(
-            DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder").values_list(
-                "run_after", flat=True
-            )
-        )
 
-    # One task at a time: the first reminder; sending it enqueues the next.
-    assert due() == [start - timedelta(days=1)]
-    [appointment] = Appointment.objects.filter(patient=patient)
-    assert send_reminder.call(str(appointment.id), 24 * 60) == "sent"
-    assert due() == [start - timedelta(days=1), start - timedelta(hours=1)]
-    assert send_reminder.call(str(appointment.id), 60) == "sent"
-    assert len(due()) == 2  # the last one enqueues nothing
+def test_reminders_follow_the_offsets_of_the_day_and_the_life_of_the_appointment(
+    doctor_with_hours, settings
+):
+    """An offset removed from the settings is no longer sent and one added applies to
+    appointments already booked; a request or a hold at the moment is not reminded, but is
+    once confirmed within the grace; a cancelled, moved or freshly booked one is not."""
+    start = datetime.now(UTC) + timedelta(days=5)
+    a = _confirmed(doctor_with_hours, make_user(), start)
+    Appointment.objects.filter(id=a.id).update(created_at=start - timedelta(days=4))
+    day, two_days = start - timedelta(days=1), start - timedelta(days=2)
+    settings.REMINDER_OFFSETS_MINUTES = [60]
+    assert reminders_due(day) == []
+    settings.REMINDER_OFFSETS_MINUTES = [2 * 24 * 60, 24 * 60, 60]
+    assert reminders_due(two_days) == [(a.id, 2 * 24 * 60)]
+    # booked after the moment: never reminded of what it has just been told
+    Appointment.objects.filter(id=a.id).update(created_at=two_days + timedelta(seconds=1))
+    assert reminders_due(two_days + timedelta(minutes=1)) == []
+    for status in ("pending", "held", "cancelled"):
+        Appointment.objects.filter(id=a.id).update(status=status)
+        assert reminders_due(day) == [], status
+        assert remind(a.id, 24 * 60, now=day) == "skipped: not confirmed"
+    Appointment.objects.filter(id=a.id).update(status="confirmed")  # approved or paid late
+    assert reminders_due(day + timedelta(minutes=5)) == [(a.id, 24 * 60)]
 
 
-def test_a_request_approved_late_still_gets_its_later_reminders(doctor_with_hours):
-    """A reminder that finds the appointment still a request skips, but keeps the chain: the
-    next offset comes; a cancelled appointment ends it."""
-    start = datetime.now(UTC) + timedelta(hours=30)
-    pending = _confirmed(doctor_with_hours, make_user(), start)
-    Appointment.objects.filter(id=pending.id).update(status="pending")
-    assert send_reminder.call(str(pending.id), 24 * 60) == "skipped: not confirmed"
-    [next_one] = DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder")
-    assert next_one.args_kwargs["args"] == [str(pending.id), 60]
-    Appointment.objects.filter(id=pending.id).update(status="cancelled")
-    assert send_reminder.call(str(pending.id), 60) == "skipped: not confirmed"
-    assert DBTaskResult.objects.filter(task_path="bookings.tasks.send_reminder").count() == 1
+def test_a_reminder_that_fails_is_sent_by_the_next_run_and_others_go_on(
+    doctor_with_hours, monkeypatch
+):
+    from bookings import services
+
+    now = datetime.now(UTC)
+    from tests.doctors.factories import doctor
+
+    first, second = (
+        _confirmed(doctor(), make_user(), now + timedelta(minutes=58 - i)) for i in range(2)
+    )
+    Appointment.objects.update(created_at=now - timedelta(days=1))
+    tell_both, calls = services.tell_both, []
+
+    def failing_once(appointment, *args, **kwargs):
+        calls.append(appointment.id)
+        if len(calls) == 1:
+            raise OperationalError("connection lost")
+        return tell_both(appointment, *args, **kwargs)
+
+    monkeypatch.setattr(services, "tell_both", failing_once)
+    assert send_reminders(now) == 1  # the first failed, rolled back, and did not stop the other
+    assert ReminderDelivery.objects.count() == 1
+    assert send_reminders(now + timedelta(minutes=1)) == 1  # tried again while due
+    assert set(ReminderDelivery.objects.values_list("appointment_id", flat=True)) == {
+        first.id,
+        second.id,
+    }
+    assert send_reminders(now + timedelta(minutes=2)) == 0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_real_worker_processes_send_each_reminder_once(doctor_with_hours):
-    appointments = [
-        _confirmed(
-            doctor_with_hours, make_user(), datetime.now(UTC) + timedelta(minutes=58 + 31 * i)
-        )
-        for i in range(6)
-    ]
-    for a in appointments:  # each reminder enqueued twice, as a retry or a double schedule would
-        send_reminder.enqueue(str(a.id), 60)
-        send_reminder.enqueue(str(a.id), 60)
+def test_two_real_worker_processes_send_each_reminder_once():
+    from tests.doctors.factories import doctor
+
+    now = datetime.now(UTC)
+    for i in range(6):
+        _confirmed(doctor(), make_user(), now + timedelta(minutes=59 - i, seconds=30))
+    Appointment.objects.update(created_at=now - timedelta(days=1))
+    for _ in range(8):  # sweeps at once, as loops started twice or a slow run would
+        housekeeping.enqueue()
     db = dj_settings.DATABASES["default"]
     env = {
         **os.environ,
@@ -130,6 +175,8 @@ def test_two_real_worker_processes_send_each_reminder_once(doctor_with_hours):
                 "manage.py",
                 "db_worker",
                 "--batch",
+                "--max-tasks",  # each runs four sweeps (the deliveries they enqueue come after)
+                "4",
                 "--interval",
                 "0",
                 "--no-startup-delay",
@@ -144,13 +191,20 @@ def test_two_real_worker_processes_send_each_reminder_once(doctor_with_hours):
         for i in range(2)
     ]
     deadline = time.monotonic() + 60
-    for w in workers:
-        w.wait(max(1, deadline - time.monotonic()))
+    try:
+        for w in workers:
+            w.wait(max(1, deadline - time.monotonic()))
+    finally:
+        for w in workers:
+            w.kill()
     assert ReminderDelivery.objects.count() == 6
     assert (
         Notification.objects.filter(kind="booking.reminder").count() == 12
     )  # 6 x (patient + doctor)
-    assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
+    runs = DBTaskResult.objects.filter(task_path="bookings.tasks.housekeeping")
+    assert sorted(runs.values_list("status", flat=True)) == ["READY"] * 8 + ["SUCCESSFUL"] * 8
+    ran = sorted(w for r in runs.filter(status="SUCCESSFUL") for w in r.worker_ids)
+    assert ran == ["w0"] * 4 + ["w1"] * 4
     assert [w.returncode for w in workers] == [0, 0]
 
 
@@ -247,6 +301,7 @@ def test_housekeeping_releases_expired_holds_and_completes_unmarked(doctor_with_
         "holds_released": 1,
         "requests_lapsed": 0,
         "auto_completed": 1,
+        "reminders_sent": 0,
         "keys_purged": 1,
     }
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
@@ -258,3 +313,32 @@ def test_housekeeping_releases_expired_holds_and_completes_unmarked(doctor_with_
     )
     # The run above scheduled the next one already.
     assert ensure_housekeeping()["bookings.tasks.housekeeping"] is False
+
+
+@pytest.mark.parametrize(
+    "loop", ["bookings.tasks.housekeeping", "realtime.deliveries.deliveries_housekeeping"]
+)
+def test_a_housekeeping_run_that_fails_keeps_its_loop_going(monkeypatch, caplog, loop):
+    """The next run is enqueued before the work, so neither a step that raises nor a worker
+    that dies in the middle stops the loop; in bookings' loop the other steps still run."""
+    import importlib
+
+    from bookings import services
+
+    module_path, name = loop.rsplit(".", 1)
+    task = getattr(importlib.import_module(module_path), name)
+
+    def broken(**kwargs):
+        raise OperationalError("server closed the connection")
+
+    monkeypatch.setattr(services, "holds_release", broken)
+    monkeypatch.setattr("realtime.deliveries.sending_timeout", lambda: 1 / 0)
+    if name == "housekeeping":
+        done = task.call()
+        assert done["holds_released"] is None and done["keys_purged"] == 0, done
+        assert "housekeeping step failed" in caplog.text
+    else:
+        with pytest.raises(ZeroDivisionError):
+            task.call()
+    [waiting] = DBTaskResult.objects.filter(task_path=loop, status="READY")
+    assert waiting.run_after > datetime.now(UTC)
