@@ -8,13 +8,14 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from ninja import Field, Header, Query, Router, Schema, Status
 from pydantic import StrictBool, StringConstraints
 
 from accounts.auth import AuthedRequest, jwt_auth
 from bookings import calendar, reviews, selectors, services
 from bookings.errors import DoctorNotBookable, InvalidRange
-from bookings.models import Appointment, AvailabilityRule
+from bookings.models import Appointment
 from bookings.schemas import (
     AppointmentDetail,
     AppointmentOut,
@@ -22,12 +23,16 @@ from bookings.schemas import (
     BookIn,
     ExtraHoursIn,
     ExtraHoursOut,
+    ExtraHoursPage,
     ReasonIn,
     RuleIn,
     RuleOut,
+    RulePage,
+    RulePatch,
     SlotsOut,
     TimeOffIn,
     TimeOffOut,
+    TimeOffPage,
 )
 from core.idempotency import run_once
 from core.pagination import paginate
@@ -53,7 +58,7 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpRe
     doctor = selectors.bookable_doctor(doctor_id)
     if doctor is None:
         raise DoctorNotBookable()
-    if q.to < q.from_ or (q.to - q.from_).days > MAX_RANGE_DAYS:
+    if q.to < q.from_ or (q.to - q.from_).days >= MAX_RANGE_DAYS:  # both days count
         raise InvalidRange(fields={"to": str(InvalidRange.message)})
     zone = ZoneInfo(q.tz) if q.tz else selectors.home_zone(doctor)
     start = datetime.combine(q.from_, time(0), tzinfo=zone)
@@ -326,7 +331,7 @@ class ReplyIn(InputSchema):
 
 
 class HideIn(InputSchema):
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class ReviewOut(Schema):
@@ -403,14 +408,55 @@ def review_hide(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any
 
 
 # --- the doctor's availability ----------------------------------------------------------
-@router.get("/availability/rules", response=list[RuleOut], auth=jwt_auth, tags=["availability"])
+class PageQuery(Schema):
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(50, ge=1, le=200)
+
+
+def _created(
+    request: AuthedRequest, key: str | None, payload: Schema, make: Any, out: type[Schema]
+) -> Status:
+    """``make()`` at most once per ``Idempotency-Key``; 201 with ``out`` of what it made."""
+    body = {"path": request.path, "body": payload.model_dump(mode="json")}
+
+    def action() -> tuple[int, Any]:
+        return 201, out.model_validate(make(), from_attributes=True).model_dump(mode="json")
+
+    status, answer = run_once(user=request.auth, key=key, payload=body, action=action)
+    return Status(status, answer)
+
+
+IdempotencyKey = Header(None, alias="Idempotency-Key", max_length=255)
+
+
+@router.get("/availability/rules", response=RulePage, auth=jwt_auth, tags=["availability"])
 def rules(request: AuthedRequest) -> Any:
-    return AvailabilityRule.objects.filter(doctor__user=request.auth).order_by("weekday", "start")
+    return {"items": list(selectors.own_rules(request.auth)), "next": None}
 
 
 @router.post("/availability/rules", response={201: RuleOut}, auth=jwt_auth, tags=["availability"])
-def rule_create(request: AuthedRequest, payload: RuleIn) -> Status:
-    return Status(201, services.rule_create(user=request.auth, **payload.model_dump()))
+def rule_create(
+    request: AuthedRequest, payload: RuleIn, idempotency_key: str | None = IdempotencyKey
+) -> Status:
+    return _created(
+        request,
+        idempotency_key,
+        payload,
+        lambda: services.rule_create(user=request.auth, **payload.model_dump()),
+        RuleOut,
+    )
+
+
+@router.patch(
+    "/availability/rules/{rule_id}", response=RuleOut, auth=jwt_auth, tags=["availability"]
+)
+def rule_update(request: AuthedRequest, rule_id: UUID, payload: RulePatch) -> Any:
+    changes = {
+        k: v
+        for k, v in payload.model_dump(exclude_unset=True).items()
+        if v is not None or k == "clinic_id"
+    }
+    return services.rule_update(user=request.auth, rule_id=rule_id, changes=changes)
 
 
 @router.delete(
@@ -421,13 +467,40 @@ def rule_delete(request: AuthedRequest, rule_id: UUID) -> Status:
     return Status(204, None)
 
 
+@router.get("/availability/time-off", response=TimeOffPage, auth=jwt_auth, tags=["availability"])
+def time_off_list(request: AuthedRequest, q: Query[PageQuery]) -> Any:
+    """Time off not yet over, by start."""
+    qs = selectors.own_time_off(request.auth, timezone.now())
+    items, next_cursor = paginate(
+        qs, field="start", cursor=q.cursor, limit=q.limit, descending=False
+    )
+    return {"items": items, "next": next_cursor}
+
+
 @router.post(
     "/availability/time-off", response={201: TimeOffOut}, auth=jwt_auth, tags=["availability"]
 )
-def time_off(request: AuthedRequest, payload: TimeOffIn) -> Status:
-    if payload.end <= payload.start:
-        raise InvalidRange(fields={"end": str(InvalidRange.message)})
-    return Status(201, services.time_off_create(user=request.auth, **payload.model_dump()))
+def time_off(
+    request: AuthedRequest, payload: TimeOffIn, idempotency_key: str | None = IdempotencyKey
+) -> Status:
+    return _created(
+        request,
+        idempotency_key,
+        payload,
+        lambda: services.time_off_create(user=request.auth, **payload.model_dump()),
+        TimeOffOut,
+    )
+
+
+@router.delete(
+    "/availability/time-off/{time_off_id}",
+    response={204: None},
+    auth=jwt_auth,
+    tags=["availability"],
+)
+def time_off_delete(request: AuthedRequest, time_off_id: UUID) -> Status:
+    services.time_off_delete(user=request.auth, time_off_id=time_off_id)
+    return Status(204, None)
 
 
 class PolicyIn(InputSchema):
@@ -448,11 +521,42 @@ class PolicyOut(Schema):
     hold_minutes: int
 
 
+@router.get(
+    "/availability/extra-hours", response=ExtraHoursPage, auth=jwt_auth, tags=["availability"]
+)
+def extra_hours_list(request: AuthedRequest, q: Query[PageQuery]) -> Any:
+    """One-off hours from yesterday on, by date."""
+    qs = selectors.own_extra_hours(request.auth, timezone.now().date())
+    items, next_cursor = paginate(
+        qs, field="date", cursor=q.cursor, limit=q.limit, descending=False
+    )
+    return {"items": items, "next": next_cursor}
+
+
 @router.post(
     "/availability/extra-hours", response={201: ExtraHoursOut}, auth=jwt_auth, tags=["availability"]
 )
-def extra_hours(request: AuthedRequest, payload: ExtraHoursIn) -> Status:
-    return Status(201, services.extra_hours_create(user=request.auth, **payload.model_dump()))
+def extra_hours(
+    request: AuthedRequest, payload: ExtraHoursIn, idempotency_key: str | None = IdempotencyKey
+) -> Status:
+    return _created(
+        request,
+        idempotency_key,
+        payload,
+        lambda: services.extra_hours_create(user=request.auth, **payload.model_dump()),
+        ExtraHoursOut,
+    )
+
+
+@router.delete(
+    "/availability/extra-hours/{extra_id}",
+    response={204: None},
+    auth=jwt_auth,
+    tags=["availability"],
+)
+def extra_hours_delete(request: AuthedRequest, extra_id: UUID) -> Status:
+    services.extra_hours_delete(user=request.auth, extra_id=extra_id)
+    return Status(204, None)
 
 
 @router.get("/availability/policy", response=PolicyOut, auth=jwt_auth, tags=["availability"])

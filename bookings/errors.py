@@ -67,3 +67,17 @@ class HoldExpired(ApplicationError):
     code = "booking.hold_expired"
     status = 409
     message = _("The time held for this payment has run out: the slot was released.")
+
+
+class HoursNotFound(ApplicationError):
+    code = "booking.hours_not_found"
+    status = 404
+    message = _("These hours or this time off were not found.")
+
+
+class TimeOffConflict(ApplicationError):
+    code = "booking.time_off_conflict"
+    status = 409
+    message = _(
+        "Appointments fall in this time off: cancel or move them first (their patients are told)."
+    )

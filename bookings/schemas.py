@@ -85,6 +85,18 @@ class RuleIn(HoursIn):
     weekday: int = Field(..., ge=0, le=6, strict=True)
 
 
+class RulePatch(InputSchema):
+    """Only what changes; the result is checked as new hours would be."""
+
+    weekday: int | None = Field(None, ge=0, le=6, strict=True)
+    start: WallTime | None = None
+    end: WallTime | None = None
+    mode: Mode | None = None
+    clinic_id: UUID | None = None
+    slot_minutes: int | None = Field(None, ge=5, le=480, strict=True)
+    buffer_minutes: int | None = Field(None, ge=0, le=240, strict=True)
+
+
 class ExtraHoursIn(HoursIn):
     date: IsoDate
 
@@ -115,3 +127,18 @@ class TimeOffOut(Schema):
     start: datetime
     end: datetime
     reason: str
+
+
+class RulePage(Schema):
+    items: list[RuleOut]
+    next: str | None = Field(None, description="Always null: a doctor keeps at most 100 rules")
+
+
+class ExtraHoursPage(Schema):
+    items: list[ExtraHoursOut]
+    next: str | None
+
+
+class TimeOffPage(Schema):
+    items: list[TimeOffOut]
+    next: str | None

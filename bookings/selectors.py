@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
+from accounts.permissions import require_role
 from bookings.errors import AppointmentNotFound
 from bookings.models import (
     ACTIVE,
@@ -27,7 +28,7 @@ from bookings.models import (
 from bookings.slots import Hours, Slot, free_slots
 from core import db
 from core.db import db_value, names
-from doctors.models import Clinic, DoctorProfile, Verification
+from doctors.models import Clinic, DoctorProfile, Mode, Verification
 
 
 def bookable_doctor(doctor_id: Any, *, patient_id: Any = None) -> DoctorProfile | None:
@@ -148,14 +149,15 @@ def schedule_of(doctor: DoctorProfile, *, fresh: bool = False) -> Schedule:
     return schedule
 
 
-def hours_of(doctor: DoctorProfile) -> list[Hours]:
+def hours_of(doctor: DoctorProfile, *, every_mode: bool = False) -> list[Hours]:
     """Every source of bookable hours of the doctor: weekly rules and one-off extra hours
     (one hand-written statement: a booking reads them fresh, and the ORM spent several times
     the database's time building the query), each in its clinic's zone, or the doctor's
-    without a clinic; only in the modes the doctor's profile offers."""
+    without a clinic; only in the modes the doctor's profile offers, unless ``every_mode``
+    (the overlap check: hours in a mode turned off come back when it is turned on)."""
     sql, fields = _hours_sql(connection.vendor)
     doctor_id = db_value(AvailabilityRule, "doctor", doctor.pk)
-    offered = doctor.modes
+    offered = set(Mode.values) if every_mode else doctor.modes
     found = [
         Hours(
             zone=ZoneInfo(zone or doctor.time_zone),
@@ -258,7 +260,7 @@ def _busy_sql(vendor: str, with_appointments: bool) -> tuple[str, tuple[Any, ...
     return sql, (TimeOff._meta.get_field("start"), TimeOff._meta.get_field("end"))
 
 
-def _active(qs: QuerySet[Appointment], now: datetime) -> QuerySet[Appointment]:
+def holding(qs: QuerySet[Appointment], now: datetime) -> QuerySet[Appointment]:
     """Active appointments; a hold past its expiry no longer blocks anything."""
     return qs.filter(status__in=ACTIVE).exclude(status=Status.HELD, hold_expires_at__lte=now)
 
@@ -388,7 +390,7 @@ def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
     mine = Appointment.objects.filter(visible_to(viewer)).select_related(
         "doctor__user", "patient", "clinic"
     )
-    upcoming = list(mine.filter(end__gt=now, status__in=ACTIVE).order_by("start")[:5])
+    upcoming = list(holding(mine.filter(end__gt=now), now).order_by("start")[:5])
     if viewer.role != Role.DOCTOR:
         return {"role": viewer.role, "next": upcoming}
     profile = DoctorProfile.objects.filter(user=viewer).prefetch_related("clinics").first()
@@ -400,6 +402,10 @@ def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {
         str(s): 0 for s in (Status.CONFIRMED, Status.COMPLETED, Status.NO_SHOW, Status.CANCELLED)
     }
+    # Neither a moved appointment (cancelled, with a successor) nor a hold never paid (one
+    # that ran out or that its patient dropped) is a visit called off.
+    moved = Exists(Appointment.objects.filter(rescheduled_from=OuterRef("pk")))
+    week = week.exclude(Q(status=Status.CANCELLED) & (moved | Q(hold_expires_at__isnull=False)))
     for status in week.filter(status__in=list(counts)).values_list("status", flat=True):
         counts[status] += 1
     return {
@@ -410,7 +416,9 @@ def dashboard(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
                 start__gte=day_start,
                 start__lt=day_start + timedelta(days=1),
                 status__in=[*ACTIVE, Status.COMPLETED, Status.NO_SHOW],
-            ).order_by("start")
+            )
+            .exclude(status=Status.HELD, hold_expires_at__lte=now)
+            .order_by("start")
         ),
         "pending_requests": mine.filter(status=Status.PENDING, end__gt=now).count(),
         "week": counts,
@@ -447,3 +455,21 @@ def first_free_slots(
         if first is not None:
             found[doctor.id] = first.start
     return found
+
+
+def own_rules(user: User) -> QuerySet[AvailabilityRule]:
+    """A doctor's weekly hours, by day and time (at most ``services.MAX_RULES``)."""
+    require_role(user, Role.DOCTOR)
+    return AvailabilityRule.objects.filter(doctor__user=user).order_by("weekday", "start")
+
+
+def own_extra_hours(user: User, today: date) -> QuerySet[ExtraHours]:
+    """A doctor's one-off hours from yesterday on (zones differ), for paging by date."""
+    require_role(user, Role.DOCTOR)
+    return ExtraHours.objects.filter(doctor__user=user, date__gte=today - timedelta(days=1))
+
+
+def own_time_off(user: User, now: datetime) -> QuerySet[TimeOff]:
+    """A doctor's time off not yet over, for paging by start."""
+    require_role(user, Role.DOCTOR)
+    return TimeOff.objects.filter(doctor__user=user, end__gt=now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,10 +23,12 @@ from bookings.errors import (
     DoctorNotBookable,
     HoldExpired,
     HoldNotMovable,
+    HoursNotFound,
     NotVerified,
     PatientBusy,
     SlotTaken,
     SlotUnavailable,
+    TimeOffConflict,
     TransitionNotAllowed,
 )
 from bookings.models import (
@@ -65,46 +67,88 @@ def verified_doctor(user: User, *, lock: bool = False) -> DoctorProfile:
     return profile
 
 
-def _hours_owner(user: User, fields: dict[str, Any]) -> DoctorProfile:
+# Bounds on what one doctor keeps (a week's hours are a few rules; each is read by every
+# booking and slot list): lists of hours fit in one page.
+MAX_RULES = 100
+MAX_EXTRA_HOURS = 200  # to come
+MAX_TIME_OFF = timedelta(days=731)
+
+
+def _hours_owner(
+    user: User, fields: dict[str, Any], *, replacing: AvailabilityRule | None = None
+) -> DoctorProfile:
     """The verified doctor publishing these hours, in one of their clinics and in a mode
-    their profile offers. The profile stays locked: two hours created at once are checked
-    for overlap one after the other, each seeing the other."""
+    their profile offers, hours that hold a slot and meet none of their other hours. The
+    profile stays locked: two hours created at once are checked for overlap one after the
+    other, each seeing the other."""
     doctor = verified_doctor(user, lock=True)
+    start, end, mode = fields["start"], fields["end"], fields["mode"]
     if fields.get("clinic_id") and not doctor.clinics.filter(id=fields["clinic_id"]).exists():
-        raise DoctorNotBookable(fields={"clinic_id": _("This clinic is not yours.")})
-    if fields.get("mode") not in doctor.modes:
+        raise InvalidRequest(fields={"clinic_id": _("This clinic is not yours.")})
+    if mode == "in_person" and not fields.get("clinic_id"):
+        raise InvalidRequest(fields={"clinic_id": _("In-person hours need one of your clinics.")})
+    if mode not in doctor.modes:
         raise InvalidRequest(
             fields={
                 "mode": _("You do not offer this kind of consultation: turn it on in your profile.")
             }
         )
-    _check_no_overlap(doctor, fields)
+    if end <= start:
+        raise InvalidRequest(fields={"end": _("The end must be after the start.")})
+    length = (end.hour * 60 + end.minute) - (start.hour * 60 + start.minute)
+    if fields.get("slot_minutes", 30) > length:
+        raise InvalidRequest(
+            fields={
+                "slot_minutes": _("A slot must fit in the hours, which last %(minutes)d minutes.")
+                % {"minutes": length}
+            }
+        )
+    _check_no_overlap(doctor, fields, replacing)
     return doctor
 
 
-def _check_no_overlap(doctor: DoctorProfile, fields: dict[str, Any]) -> None:
+def _check_no_overlap(
+    doctor: DoctorProfile, fields: dict[str, Any], replacing: AvailabilityRule | None
+) -> None:
     """A time is offered once: hours that meet the doctor's other hours (weekly or one-off,
-    compared as instants, each in its zone, over the coming year) are refused, whatever their
-    mode or clinic. Where two sources overlapped, the slot list kept one source's slots, so
-    the other mode or clinic was silently never bookable then."""
-    start, end = fields.get("start"), fields.get("end")
-    if start is None or end is None or start >= end:
-        return  # the model's own validation answers
+    compared as instants, each in its zone, in any mode, up to the last one-off hours
+    ahead and over the coming year at least) are refused, whatever their mode or clinic.
+    Where two sources overlapped, the slot list kept one source's slots, so the other mode or
+    clinic was silently never bookable then. ``replacing``: the rule being changed, which
+    the new hours may of course meet."""
     clinic = (
         doctor.clinics.filter(id=fields["clinic_id"]).first() if fields.get("clinic_id") else None
     )
     new = Hours(
         zone=ZoneInfo(clinic.time_zone if clinic else doctor.time_zone),
-        start=start,
-        end=end,
+        start=fields["start"],
+        end=fields["end"],
         slot_minutes=fields.get("slot_minutes", 30),
         buffer_minutes=fields.get("buffer_minutes", 0),
-        mode=fields.get("mode", ""),
+        mode=fields["mode"],
         weekday=fields.get("weekday"),
         on_date=fields.get("date"),
     )
+    existing = selectors.hours_of(doctor, every_mode=True)
+    if replacing is not None:
+        old = (replacing.weekday, replacing.start, replacing.end, replacing.mode)
+        existing = [
+            h
+            for h in existing
+            if h.on_date is not None
+            or (h.weekday, h.start, h.end, h.mode) != old
+            or str(h.clinic_id) != str(replacing.clinic_id)
+        ]
     now = timezone.now()
-    found = first_overlap(new, selectors.hours_of(doctor), now, now + timedelta(days=371))
+    last = max(
+        [now + timedelta(days=371)]
+        + [
+            datetime.combine(h.on_date, h.end, tzinfo=UTC) + timedelta(days=2)
+            for h in [*existing, new]
+            if h.on_date is not None
+        ]
+    )
+    found = first_overlap(new, existing, now, last)
     if found is not None:
         raise InvalidRequest(
             fields={
@@ -118,6 +162,10 @@ def _check_no_overlap(doctor: DoctorProfile, fields: dict[str, Any]) -> None:
 def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
     """Weekly hours; only verified doctors may publish availability."""
     doctor = _hours_owner(user, fields)
+    if AvailabilityRule.objects.filter(doctor=doctor).count() >= MAX_RULES:
+        raise InvalidRequest(
+            _("You keep %(count)d weekly hours already: remove some first.") % {"count": MAX_RULES}
+        )
     rule = AvailabilityRule(doctor=doctor, **fields)
     rule.full_clean()
     rule.save()
@@ -125,18 +173,54 @@ def rule_create(*, user: User, **fields: Any) -> AvailabilityRule:
 
 
 @transaction.atomic
+def rule_update(*, user: User, rule_id: Any, changes: dict[str, Any]) -> AvailabilityRule:
+    """Change weekly hours in place (the same checks as new hours, against the others)."""
+    doctor = verified_doctor(user, lock=True)
+    rule = AvailabilityRule.objects.filter(doctor=doctor, id=rule_id).first()
+    if rule is None:
+        raise HoursNotFound()
+    fields = {
+        name: changes.get(name, getattr(rule, name))
+        for name in ("weekday", "start", "end", "mode", "clinic_id", "slot_minutes")
+    }
+    fields["buffer_minutes"] = changes.get("buffer_minutes", rule.buffer_minutes)
+    _hours_owner(user, fields, replacing=rule)
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def _delete_own(model: Any, user: User, pk: Any) -> None:
+    doctor = verified_doctor(user, lock=True)
+    if not model.objects.filter(doctor=doctor, id=pk).delete()[0]:
+        raise HoursNotFound()
+
+
+@transaction.atomic
 def rule_delete(*, user: User, rule_id: Any) -> None:
-    doctor = verified_doctor(user)
-    AvailabilityRule.objects.filter(doctor=doctor, id=rule_id).delete()
+    _delete_own(AvailabilityRule, user, rule_id)
 
 
 @transaction.atomic
 def extra_hours_create(*, user: User, **fields: Any) -> ExtraHours:
     doctor = _hours_owner(user, fields)
+    ahead = ExtraHours.objects.filter(doctor=doctor, date__gte=timezone.now().date())
+    if ahead.count() >= MAX_EXTRA_HOURS:
+        raise InvalidRequest(
+            _("You keep %(count)d one-off hours to come already: remove some first.")
+            % {"count": MAX_EXTRA_HOURS}
+        )
     extra = ExtraHours(doctor=doctor, **fields)
     extra.full_clean()
     extra.save()
     return extra
+
+
+@transaction.atomic
+def extra_hours_delete(*, user: User, extra_id: Any) -> None:
+    _delete_own(ExtraHours, user, extra_id)
 
 
 _POLICY_FIELDS = {
@@ -161,8 +245,29 @@ def policy_update(*, user: User, changes: dict[str, Any]) -> BookingPolicy:
 
 @transaction.atomic
 def time_off_create(*, user: User, start: datetime, end: datetime, reason: str = "") -> TimeOff:
-    doctor = verified_doctor(user)
+    """Time off, which no appointment may fall in: the doctor cancels or moves those first
+    (their patients are told why), so that nobody keeps a visit the doctor will not be at."""
+    doctor = verified_doctor(user, lock=True)
+    now = timezone.now()
+    if end <= start:
+        raise InvalidRequest(fields={"end": _("The end must be after the start.")})
+    if end <= now:
+        raise InvalidRequest(fields={"end": _("This time off has already ended.")})
+    if end - start > MAX_TIME_OFF:
+        raise InvalidRequest(fields={"end": _("Time off may last at most two years.")})
+    # A booking beside this locks the profile for share: it commits first, and is seen here.
+    kept = selectors.holding(
+        Appointment.objects.filter(doctor=doctor, start__lt=end, end__gt=start), now
+    ).order_by("start")
+    clashes = [str(pk) for pk in kept.values_list("id", flat=True)[:20]]
+    if clashes:
+        raise TimeOffConflict(fields={"appointments": clashes})
     return TimeOff.objects.create(doctor=doctor, start=start, end=end, reason=reason)
+
+
+@transaction.atomic
+def time_off_delete(*, user: User, time_off_id: Any) -> None:
+    _delete_own(TimeOff, user, time_off_id)
 
 
 def _history(appointment: Appointment, actor: User | None, reason: str = "") -> None:
@@ -456,9 +561,14 @@ def _matching_slot(
     schedule: selectors.Schedule,
     ignore_bookings: bool = False,
 ) -> Any:
+    # Worked out from early enough that the slots before which meet this one (across a clock
+    # change: a repeated hour, then a slot's length) are there, as in the slot list, where
+    # the earlier of two slots that meet is offered (``free_slots``): else a slot the list
+    # leaves out could be booked over the one it shows.
+    longest = max((h.slot_minutes for h in schedule[1]), default=0)
     slots = selectors.doctor_slots(
         doctor=doctor,
-        start=start - timedelta(minutes=1),
+        start=start - timedelta(hours=2, minutes=longest),
         end=start + timedelta(minutes=1),
         now=now,
         schedule=schedule,

@@ -100,6 +100,8 @@ def test_doctor_replies_once_and_admin_hides_audited(api, doctor_with_hours):
     group = Group.objects.create(name="moderators")
     group.permissions.add(Permission.objects.get(codename="change_review"))
     helper.groups.add(group)
+    blank = post(api, f"/api/v1/admin/reviews/{review.id}/hide", {"reason": "  "}, **helper_headers)
+    assert blank.status_code == 422 and "reason" in blank.json()["error"]["fields"]
     assert (
         post(
             api, f"/api/v1/admin/reviews/{review.id}/hide", {"reason": "abuse"}, **helper_headers
@@ -156,3 +158,24 @@ def test_a_blank_reply_is_refused_and_reviews_of_an_unlisted_doctor_are_not_foun
     user.save()
     assert api.get(url).status_code == 404
     assert api.get(f"/api/v1/doctors/{uuid.uuid4()}/reviews").status_code == 404
+
+
+def test_a_review_or_its_hiding_changes_the_cached_profile_and_its_etag(
+    api, doctor_with_hours, django_capture_on_commit_callbacks
+):
+    url = f"/api/v1/doctors/{doctor_with_hours.id}"
+    before = api.get(url)
+    assert before.json()["rating_count"] == 0
+    assert api.get(url, headers={"If-None-Match": before["ETag"]}).status_code == 304  # cached
+    patient = make_user()
+    with django_capture_on_commit_callbacks(execute=True):
+        review = review_create(
+            patient=patient, appointment_id=completed(doctor_with_hours, patient).id, rating=4
+        )
+    after = api.get(url)
+    assert (after.json()["rating_count"], after["ETag"] != before["ETag"]) == (1, True)
+    from bookings.reviews import review_hide
+
+    with django_capture_on_commit_callbacks(execute=True):
+        review_hide(actor=make_user(role="admin"), review_id=review.id, reason="abuse")
+    assert api.get(url).json()["rating_count"] == 0
