@@ -289,6 +289,11 @@ class FeedOut(Schema):
     auth=jwt_auth,
     tags=["calendar"],
     summary="Create or rotate the caller's secret calendar feed URL",
+    description=(
+        "The URL is in this answer only: the server keeps a digest of its secret, never the "
+        "secret, so it cannot show the URL again. Each call makes a new URL and revokes the "
+        "previous one (a lost URL is replaced this way)."
+    ),
 )
 def calendar_feed(request: AuthedRequest) -> dict[str, str]:
     token = calendar.feed_token_rotate(user=request.auth)

@@ -250,12 +250,13 @@ class ReminderDelivery(models.Model):
 
 
 class CalendarFeed(models.Model):
-    """A secret URL a calendar app subscribes to; rotating the token revokes the old URL."""
+    """A secret URL a calendar app subscribes to; rotating the token revokes the old URL.
+    Only the token's SHA-256 digest is kept (hex): the URL is shown once, when it is made."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feed"
     )
-    token = models.CharField(max_length=64, unique=True)
+    token_digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -14,14 +14,17 @@ from doctors.models import DoctorProfile, Verification
 
 def _account_saved(sender: type, instance: User, raw: bool = False, **kwargs: Any) -> None:
     """A closed account (deactivated, or deleted: both save ``is_active=False``) keeps no
-    upcoming appointment."""
+    upcoming appointment, and no calendar feed: reopened, it makes a new URL (the old one,
+    perhaps shared when the account was closed, stays dead)."""
     update_fields = kwargs.get("update_fields")
     if raw or instance.is_active or (update_fields and "is_active" not in update_fields):
         return
+    from bookings.models import CalendarFeed
     from bookings.services import appointments_close_for
 
     with transaction.atomic():
         appointments_close_for(instance)
+        CalendarFeed.objects.filter(user=instance).delete()
 
 
 def _doctor_saved(sender: type, instance: DoctorProfile, raw: bool = False, **kwargs: Any) -> None:

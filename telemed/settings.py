@@ -496,7 +496,12 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "telemed.logging.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "telemed.logging.RequestContextFilter"},
+        # Secrets in URLs (a calendar feed's token): on the handlers for whatever logger, and
+        # on the loggers that write paths, so that every handler of theirs gets them redacted.
+        "redact_secrets": {"()": "core.logs.RedactSecretsFilter"},
+    },
     "formatters": {
         "json": {"()": "telemed.logging.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -505,16 +510,18 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["request_context"],
+            "filters": ["redact_secrets", "request_context"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's request logger repeats what our access log says, with the full URL.
-        "django.request": {"level": "ERROR"},
-        "django.channels.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR", "filters": ["redact_secrets"]},
+        # runserver's request lines, through the console handler like everything else
+        "django.server": {"filters": ["redact_secrets"], "propagate": True},
+        "django.channels.server": {"level": "WARNING", "filters": ["redact_secrets"]},
         "daphne": {"level": "WARNING"},
-        "uvicorn.access": {"level": "WARNING"},
+        "uvicorn.access": {"level": "WARNING", "filters": ["redact_secrets"]},
         "twilio.http_client": {"level": "WARNING"},
         # At DEBUG urllib3 logs whole URLs, which carry API keys and search text.
         "urllib3": {"level": "INFO"},
