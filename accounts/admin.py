@@ -1,7 +1,48 @@
+"""Users on the admin site. What the API also changes goes through the same services, so it
+is audited and acted on the same way (a deactivation closes the user's sockets at once).
+
+- What grants access (role, active, superuser, groups, permissions) is changed by admins
+  only, never on their own account; a helper allowed to change users cannot change or
+  delete an admin's account either.
+- E-mail and phone are logins: they change through the account's own verified flows
+  (allauth's addresses and codes), never here.
+- Passwords are their owners': whoever could set one could sign in as that user, past the
+  break-glass rule on chats and medical files. An account opened here gets a one-time
+  password its owner must change at first sign-in (ID-2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import BaseUserCreationForm
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.forms import TypedChoiceField
+from django.http import HttpRequest, HttpResponse
 
-from accounts.models import User
+from accounts import services
+from accounts.models import Role, User
+from accounts.permissions import UNPRIVILEGED_ROLES, is_admin_account, may_change_access
+
+ACCESS_FIELDS = ("role", "is_active", "is_superuser", "groups", "user_permissions")
+_ALWAYS_READ_ONLY = ("id", "email", "phone", "date_joined", "last_login", "is_staff")
+
+
+def _actor(request: HttpRequest) -> User:
+    return cast(User, request.user)
+
+
+class UserAddForm(BaseUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email", "role", "first_name", "last_name")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["email"].required = True  # the login of an account opened here
 
 
 @admin.register(User)
@@ -10,9 +51,8 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("email", "phone", "role", "is_active", "date_joined")
     list_filter = ("role", "is_active", "language")
     search_fields = ("email", "phone", "first_name", "last_name")
-    readonly_fields = ("id", "date_joined", "last_login", "is_staff")
     fieldsets = (
-        (None, {"fields": ("id", "email", "phone", "password")}),
+        (None, {"fields": ("id", "email", "phone")}),
         ("Profile", {"fields": ("first_name", "last_name", "language", "time_zone")}),
         (
             "Access",
@@ -29,6 +69,79 @@ class UserAdmin(BaseUserAdmin):
         ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+    add_form = UserAddForm
     add_fieldsets = (
-        (None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "role", "first_name", "last_name", "password1", "password2"),
+            },
+        ),
     )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        if obj.pk == request.user.pk or not may_change_access(request.user):
+            return (*_ALWAYS_READ_ONLY, *ACCESS_FIELDS)
+        return _ALWAYS_READ_ONLY
+
+    def formfield_for_choice_field(
+        self, db_field: models.Field, request: HttpRequest, **kwargs: Any
+    ) -> TypedChoiceField | None:
+        if db_field.name == "role" and not may_change_access(request.user):
+            kwargs["choices"] = [c for c in Role.choices if c[0] in UNPRIVILEGED_ROLES]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def _protected(self, request: HttpRequest, obj: Any) -> bool:
+        """An admin's account, and the request not an admin's: it may not touch it."""
+        return (
+            obj is not None
+            and obj.pk != request.user.pk
+            and is_admin_account(obj)
+            and not may_change_access(request.user)
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not self._protected(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._protected(request, obj)
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        raise PermissionDenied  # see the module's docstring
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        actor = _actor(request)
+        if not change:
+            data = form.cleaned_data
+            user, _ = services.user_create_by_admin(
+                admin=actor,
+                email=data["email"],
+                role=data["role"],
+                first_name=data.get("first_name", ""),
+                last_name=data.get("last_name", ""),
+                password=data.get("password1") or "",
+            )
+            obj.pk = user.pk  # what the admin's answer names and links to
+            obj.refresh_from_db()
+            return
+        changed = {name: form.cleaned_data[name] for name in form.changed_data}
+        by_services = changed.keys() & (services.ADMIN_EDITABLE | {"is_active", "is_superuser"})
+        for name in by_services:  # as it was: the services change it, audit it and act on it
+            setattr(obj, name, form.initial[name])
+        super().save_model(request, obj, form, change)
+        profile = {k: v for k, v in changed.items() if k in services.ADMIN_EDITABLE}
+        if profile:
+            services.user_update_by_admin(actor=actor, user=obj, changes=profile)
+        if "is_active" in changed:
+            services.user_set_active(actor=actor, user=obj, active=changed["is_active"])
+        services.user_grants_set(actor=actor, user=obj, changes=changed)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Groups and permissions were set by save_model, through their service.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)

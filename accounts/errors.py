@@ -39,6 +39,12 @@ class CannotChangeOwnAccess(ApplicationError):
     message = _("You cannot change the role or status of your own account.")
 
 
+class AdminOnly(ApplicationError):
+    code = "auth.admin_only"
+    status = 403
+    message = _("Only an administrator can change a user's role or an administrator's account.")
+
+
 class SmsUnavailable(ApplicationError):
     code = "auth.sms_unavailable"
     status = 503

@@ -61,7 +61,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     E-mail is the login; phone-only accounts (SMS sign-up) have no e-mail. ``is_staff``
     follows the role: admins and helpers are staff, and what a helper may do comes from its
-    groups' permissions.
+    groups' permissions. Only admins may be superusers: an admin moved to another role stops
+    being one.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -103,6 +104,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.is_staff = self.role in STAFF_ROLES
+        if self.role != Role.ADMIN:
+            self.is_superuser = False
         if self.email:
             self.email = self.email.lower()
         super().save(*args, **kwargs)

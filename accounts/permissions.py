@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from accounts.errors import RoleRequired
+from accounts.errors import AdminOnly, RoleRequired
 from accounts.models import Role
 from core.errors import Forbidden, Unauthenticated
+
+# The roles staff who may not change access can still give a new account.
+UNPRIVILEGED_ROLES = frozenset({Role.PATIENT, Role.DOCTOR})
 
 # Reading other people's chats and medical files is never a standing permission.
 BREAK_GLASS_ONLY = frozenset({"chat.view_message", "records.view_record"})
@@ -27,6 +30,25 @@ def has_permission(user: Any, perm: str) -> bool:
     if user.role == Role.HELPER:
         return bool(user.has_perm(perm))
     return False
+
+
+def may_change_access(user: Any) -> bool:
+    """Whether ``user`` may change what grants access: roles, superuser status, groups and
+    permissions, and an admin's account. Admins only, so that a helper allowed to change
+    users can raise neither itself nor anyone else, nor shut the admins out."""
+    return bool(
+        user is not None and user.is_authenticated and user.is_active and user.role == Role.ADMIN
+    )
+
+
+def is_admin_account(user: Any) -> bool:
+    """An account only admins may change (superuser status counts: older rows may hold it)."""
+    return bool(user.role == Role.ADMIN or user.is_superuser)
+
+
+def require_access_change(user: Any) -> None:
+    if not may_change_access(user):
+        raise AdminOnly()
 
 
 def require_permission(user: Any, perm: str) -> None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.errors import CannotChangeOwnAccess, EmailTaken
 from accounts.models import Invitation, PatientProfile, Role, User
+from accounts.permissions import UNPRIVILEGED_ROLES, is_admin_account, require_access_change
 from audit.services import record
 
 INVITATION_TTL = timedelta(days=7)
@@ -96,18 +97,27 @@ def invitation_redeem(*, code: str, user: User) -> bool:
 
 
 @transaction.atomic
-def doctor_create_by_admin(
-    *, admin: User, email: str, first_name: str, last_name: str
+def user_create_by_admin(
+    *,
+    admin: User,
+    email: str,
+    role: str,
+    first_name: str = "",
+    last_name: str = "",
+    password: str = "",
 ) -> tuple[User, str]:
-    """A doctor account with a one-time password the admin hands over; the doctor must
-    change it before anything else. The e-mail counts as verified (the admin vouches)."""
-    password = secrets.token_urlsafe(12)
+    """An account opened by staff, with the password given or a new one-time password: its
+    owner must change it before anything else (someone else knows it). The e-mail counts as
+    verified (the admin vouches). Only admins open staff accounts."""
+    if role not in UNPRIVILEGED_ROLES:
+        require_access_change(admin)
+    password = password or secrets.token_urlsafe(12)
     try:
         with transaction.atomic():
             user = User.objects.create_user(
                 email,
                 password,
-                role=Role.DOCTOR,
+                role=role,
                 first_name=first_name,
                 last_name=last_name,
                 must_change_password=True,
@@ -119,19 +129,39 @@ def doctor_create_by_admin(
     except IntegrityError as exc:
         raise EmailTaken() from exc
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    if user.role == Role.PATIENT:
+        PatientProfile.objects.get_or_create(user=user)
     _audit(admin, "user.created_by_admin", user, role=user.role)
     return user, password
 
 
-_ADMIN_EDITABLE = {"first_name", "last_name", "role", "language", "time_zone"}
+def doctor_create_by_admin(
+    *, admin: User, email: str, first_name: str, last_name: str
+) -> tuple[User, str]:
+    """A doctor account with a one-time password the admin hands over (ID-2)."""
+    return user_create_by_admin(
+        admin=admin, email=email, role=Role.DOCTOR, first_name=first_name, last_name=last_name
+    )
+
+
+def _check_access_change(*, actor: User, user: User, role_change: bool) -> None:
+    """Nobody changes their own role or status; only admins change a role or an admin's
+    account (a helper allowed to change users may neither promote nor lock out)."""
+    if role_change and user.pk == actor.pk:
+        raise CannotChangeOwnAccess()
+    if role_change or (is_admin_account(user) and user.pk != actor.pk):
+        require_access_change(actor)
+
+
+ADMIN_EDITABLE = frozenset({"first_name", "last_name", "role", "language", "time_zone"})
 
 
 @transaction.atomic
 def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) -> User:
     changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
-    changes = {k: v for k, v in changes.items() if k in _ADMIN_EDITABLE and v is not None}
-    if "role" in changes and user.pk == actor.pk and changes["role"] != user.role:
-        raise CannotChangeOwnAccess()
+    changes = {k: v for k, v in changes.items() if k in ADMIN_EDITABLE and v is not None}
+    role_change = "role" in changes and changes["role"] != user.role
+    _check_access_change(actor=actor, user=user, role_change=role_change)
     before = {k: getattr(user, k) for k in changes}
     for key, value in changes.items():
         setattr(user, key, value)
@@ -151,12 +181,45 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
     request, so an inactive user's access and refresh tokens stop working immediately."""
     if user.pk == actor.pk:
         raise CannotChangeOwnAccess()
+    _check_access_change(actor=actor, user=user, role_change=False)
     if user.is_active != active:
         user.is_active = active
         user.save(update_fields=["is_active"])
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
         if not active:
             _access_revoked(user)
+    return user
+
+
+GRANTS = frozenset({"is_superuser", "groups", "user_permissions"})
+
+
+@transaction.atomic
+def user_grants_set(*, actor: User, user: User, changes: dict[str, Any]) -> User:
+    """Superuser status, groups and permissions (the admin site is where they change):
+    admins only, never their own, and audited with what the account holds afterwards.
+    Superuser status is for admins only (see :meth:`User.save`)."""
+    changes = {k: v for k, v in changes.items() if k in GRANTS}
+    if not changes:
+        return user
+    if user.pk == actor.pk:
+        raise CannotChangeOwnAccess()
+    require_access_change(actor)
+    if "is_superuser" in changes:
+        user.is_superuser = bool(changes["is_superuser"])
+        user.save(update_fields=["is_superuser"])
+    if "groups" in changes:
+        user.groups.set(changes["groups"])
+    if "user_permissions" in changes:
+        user.user_permissions.set(changes["user_permissions"])
+    _audit(
+        actor,
+        "user.permissions_changed",
+        user,
+        fields=sorted(changes),
+        is_superuser=user.is_superuser,
+        groups=sorted(user.groups.values_list("name", flat=True)),
+    )
     return user
 
 

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import ForeignKey, QuerySet
+from django.forms import ModelChoiceField
 from django.http import HttpRequest
 
+from accounts.models import Role, User
 from core.errors import ApplicationError
 from doctors import services
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
@@ -47,11 +51,22 @@ class ClinicInline(admin.TabularInline):
         return False
 
 
+class DecisionForm(ActionForm):
+    """The action bar's form, with the reason a rejection is told with."""
+
+    reason = forms.CharField(
+        required=False, max_length=1000, label="Reason (told to the doctor; needed to reject)"
+    )
+
+
 @admin.register(DoctorProfile)
 class DoctorProfileAdmin(InvalidatesDirectory):
-    """Verification from the admin site goes through the same audited service as the API."""
+    """Verification from the admin site goes through the same audited service as the API.
+    A profile stays with its account: the account is picked (by id, among doctors) only when
+    the profile is added."""
 
     list_display = ("user", "designation", "verification", "verified_at", "rating_count")
+    raw_id_fields = ("user",)
     list_filter = ("verification", "specialties")
     search_fields = ("user__email", "user__first_name", "user__last_name")
     readonly_fields = (
@@ -63,22 +78,36 @@ class DoctorProfileAdmin(InvalidatesDirectory):
     )
     inlines = [ClinicInline]
     actions = ["verify", "reject"]
+    action_form = DecisionForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "user") if obj is not None else fields
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField | None:
+        if db_field.name == "user":
+            kwargs["queryset"] = User.objects.filter(role=Role.DOCTOR)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _decide(
         self, request: HttpRequest, queryset: QuerySet[DoctorProfile], decision: str
     ) -> None:
         done = 0
+        reason = request.POST.get("reason", "")
         for profile in queryset:
             try:
                 services.doctor_verify(
                     actor=request.user,  # type: ignore[arg-type]
                     doctor_id=profile.pk,
                     decision=decision,
-                    reason="",  # the audit event names the actor; no reason to tell
+                    reason=reason,
                 )
                 done += 1
             except ApplicationError as exc:
-                self.message_user(request, f"{profile}: {exc.detail}", messages.ERROR)
+                why = "; ".join(str(v) for v in exc.fields.values()) or str(exc.detail)
+                self.message_user(request, f"{profile}: {why}", messages.ERROR)
         self.message_user(request, f"{done} doctor(s) {decision}.", messages.SUCCESS)
 
     @admin.action(description="Verify the selected doctors", permissions=["change"])

@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
+
+from accounts.models import validate_time_zone
+from core import money
+
+# A language a doctor speaks: an ISO 639-1 code.
+LANGUAGE_CODE = re.compile(r"[a-z]{2}")
+
+
+def validate_currency(value: str) -> None:
+    if value not in money.CURRENCIES:
+        raise ValidationError(_("Unknown currency: use an ISO 4217 code."), code="invalid_currency")
+
+
+def parse_languages(value: str) -> list[str]:
+    """The ISO 639-1 codes in ``value``, separated by commas: as stored (",ar,en,") or as
+    typed ("ar, en")."""
+    codes = [code.strip() for code in value.split(",") if code.strip()]
+    if not all(LANGUAGE_CODE.fullmatch(code) for code in codes):
+        raise ValidationError(
+            _("Enter two-letter language codes separated by commas, such as “ar, en”."),
+            code="invalid_languages",
+        )
+    return codes
+
+
+def validate_languages(value: str) -> None:
+    parse_languages(value)
+
+
+def languages_column(codes: Iterable[str]) -> str:
+    """The stored form of a set of language codes: ",ar,en," (one portable LIKE finds one)."""
+    return "," + "".join(f"{code}," for code in sorted(set(codes)))
 
 
 class Specialty(models.Model):
@@ -55,14 +90,16 @@ class DoctorProfile(models.Model):
     bio_ar = models.TextField(blank=True)
     specialties = models.ManyToManyField(Specialty, related_name="doctors", blank=True)
     # ISO 639-1 codes in canonical form ",ar,en," so that one portable LIKE finds a language.
-    languages = models.CharField(max_length=100, default=",", blank=True)
+    languages = models.CharField(
+        max_length=100, default=",", blank=True, validators=[validate_languages]
+    )
     fee_minor = models.PositiveIntegerField(default=0)
-    currency = models.CharField(max_length=3, default="EGP")
+    currency = models.CharField(max_length=3, default="EGP", validators=[validate_currency])
     offers_in_person = models.BooleanField(default=True)
     offers_video = models.BooleanField(default=False)
     offers_chat = models.BooleanField(default=False)
     years_experience = models.PositiveSmallIntegerField(default=0)
-    time_zone = models.CharField(max_length=64, default="UTC")
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     verification = models.CharField(
         max_length=16, choices=Verification.choices, default=Verification.PENDING
     )
@@ -82,6 +119,12 @@ class DoctorProfile(models.Model):
 
     def __str__(self) -> str:
         return f"doctor {self.user_id}"
+
+    def clean(self) -> None:
+        try:
+            self.languages = languages_column(parse_languages(self.languages))
+        except ValidationError:
+            pass  # clean_fields, run first, has said why
 
     @property
     def rating(self) -> float | None:

@@ -20,7 +20,7 @@ from core.cache import best_effort
 from core.errors import InvalidRequest
 from doctors import geo
 from doctors.errors import ClinicInUse, DoctorNotFound, InvalidLocation
-from doctors.models import Clinic, DoctorProfile, Specialty, Verification
+from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
 
 CACHE_VERSION_KEY = "directory:version"
 
@@ -97,7 +97,7 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
     if "fee" in changes or "currency" in changes:
         _set_fee(profile, changes.get("fee"), changes.get("currency"))
     if "languages" in changes:
-        profile.languages = "," + ",".join(sorted(set(changes["languages"]))) + ","
+        profile.languages = languages_column(changes["languages"])
     if "specialties" in changes:
         found = list(Specialty.objects.filter(code__in=changes["specialties"]))
         missing = set(changes["specialties"]) - {s.code for s in found}
@@ -213,10 +213,14 @@ def clinic_delete(*, user: User, clinic_id: Any) -> None:
 def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "") -> DoctorProfile:
     """An admin (or a helper with the permission) verifies or rejects a doctor. Audited; the
     doctor is told through the notification service (in-app, and by e-mail or SMS), in their
-    language. Verifying a verified doctor changes nothing (no new date, no message)."""
+    language. A rejection needs its reason. Verifying a verified doctor changes nothing (no
+    new date, no message)."""
     require_permission(actor, "doctors.change_doctorprofile")
     if decision not in (Verification.VERIFIED, Verification.REJECTED):
         raise InvalidRequest(fields={"decision": _("Decide verified or rejected.")})
+    reason = reason.strip()
+    if decision == Verification.REJECTED and not reason:
+        raise InvalidRequest(fields={"reason": _("Say why: the doctor is told the reason.")})
     profile = (
         DoctorProfile.objects.select_for_update()
         .select_related("user")

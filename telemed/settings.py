@@ -398,6 +398,9 @@ SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 
 OTP_TOTP_ISSUER = "Telemed"
+# The admin site never shows a TOTP secret (nor its QR code) after enrolment: whoever
+# could read another staff member's could pass that member's second factor.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # SMS: "console" (prints), "capture" (tests), or "twilio" (TWILIO_* below).
 SMS_PROVIDER = env.str("SMS_PROVIDER", default="console")

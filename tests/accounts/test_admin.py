@@ -1,10 +1,10 @@
 """Roles, helper permissions, user administration, doctor accounts and invitations."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 
 from accounts.models import Invitation, Role, User
 from audit.models import AuditEvent
+from tests.accounts.admin_site import helper_with
 from tests.factories import AUTH, PASSWORD, bearer, last_code, login, make_user, post
 
 pytestmark = pytest.mark.django_db
@@ -14,18 +14,6 @@ pytestmark = pytest.mark.django_db
 def admin_tokens(api):
     admin = make_user(role=Role.ADMIN)
     return admin, login(api, admin.email)
-
-
-def helper_with(*perms: str) -> User:
-    group = Group.objects.create(name=f"support-{len(perms)}-{Group.objects.count()}")
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    helper = make_user(role=Role.HELPER)
-    helper.groups.add(group)
-    return helper
 
 
 def test_patient_calling_an_admin_endpoint_gets_403(api):
@@ -100,6 +88,59 @@ def test_admin_edits_role_and_it_is_audited(api, admin_tokens):
         str(user.id),
         {"before": "patient", "after": "helper"},
     )
+
+
+@pytest.mark.parametrize("role", ["admin", "helper", "doctor"])
+def test_helper_allowed_to_change_users_cannot_change_a_role(api, role):
+    helper = helper_with("accounts.view_user", "accounts.change_user")
+    headers = bearer(login(api, helper.email)["access"])
+    user = make_user()
+    r = api.patch(
+        f"/api/v1/admin/users/{user.id}",
+        {"role": role},
+        content_type="application/json",
+        headers={**headers, "Accept-Language": "ar"},
+    )
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "auth.admin_only"
+    assert "مدير" in r.json()["error"]["message"]
+    user.refresh_from_db()
+    assert user.role == "patient"
+    assert not AuditEvent.objects.filter(action="user.role_changed").exists()
+    r = api.patch(
+        f"/api/v1/admin/users/{user.id}",
+        {"first_name": "Hala"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert r.status_code == 200
+
+
+def test_helper_cannot_deactivate_an_admin(api):
+    helper = helper_with("accounts.view_user", "accounts.change_user")
+    headers = bearer(login(api, helper.email)["access"])
+    admin = make_user(role=Role.ADMIN)
+    r = api.post(f"/api/v1/admin/users/{admin.id}/deactivate", headers=headers)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "auth.admin_only"
+    admin.refresh_from_db()
+    assert admin.is_active
+    patient = make_user()
+    r = api.post(f"/api/v1/admin/users/{patient.id}/deactivate", headers=headers)
+    assert r.status_code == 200 and r.json()["is_active"] is False
+
+
+def test_a_demoted_admin_is_no_longer_a_superuser(api, admin_tokens):
+    other = User.objects.create_superuser("root@example.com", PASSWORD)
+    r = api.patch(
+        f"/api/v1/admin/users/{other.id}",
+        {"role": "helper"},
+        content_type="application/json",
+        headers=bearer(admin_tokens[1]["access"]),
+    )
+    assert r.status_code == 200
+    other.refresh_from_db()
+    assert (other.role, other.is_staff, other.is_superuser) == ("helper", True, False)
 
 
 def test_admin_cannot_demote_itself(api, admin_tokens):

@@ -147,7 +147,12 @@ def test_a_booking_committed_beside_a_closing_does_not_stay_active(
 
     def close() -> bool:
         if closing == "verification":
-            doctor_verify(actor=make_user(role=Role.ADMIN), doctor_id=d.id, decision="rejected")
+            doctor_verify(
+                actor=make_user(role=Role.ADMIN),
+                doctor_id=d.id,
+                decision="rejected",
+                reason="licence expired",
+            )
         else:
             user = d.user if closing == "doctor's account" else patient
             user.is_active = False
@@ -219,7 +224,9 @@ def test_a_move_beside_a_withdrawal_or_a_closing_does_not_deadlock(
     def close() -> bool:
         admin = make_user(role=Role.ADMIN)
         if closing == "verification":
-            doctor_verify(actor=admin, doctor_id=d.id, decision="rejected")
+            doctor_verify(
+                actor=admin, doctor_id=d.id, decision="rejected", reason="licence expired"
+            )
         else:
             user_set_active(actor=admin, user=patient, active=False)
         return True

@@ -413,3 +413,45 @@ def test_an_account_no_longer_a_doctor_is_neither_listed_nor_bookable(
             headers=headers,
         )
     assert [i["id"] for i in api.get("/api/v1/doctors").json()["items"]] == [str(listed.id)]
+
+
+def test_a_rejection_from_the_admin_site_carries_its_reason(django_capture_on_commit_callbacks):
+    """The action bar has a reason field: a rejection without one is refused (the doctor is
+    told why), one with it is audited and told with it."""
+    from django.contrib.admin.sites import site
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.test import RequestFactory
+
+    from doctors.admin import DoctorProfileAdmin
+
+    admin_user = make_user(role=Role.ADMIN)
+    profile = DoctorProfile.objects.create(user=make_user(role=Role.DOCTOR))
+    for reason in ("  ", "Licence number does not match"):
+        request = RequestFactory().post("/admin/doctors/doctorprofile/", {"reason": reason})
+        request.user = admin_user
+        request.session = {}  # type: ignore[assignment]
+        request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
+        with django_capture_on_commit_callbacks(execute=True):
+            DoctorProfileAdmin(DoctorProfile, site).reject(
+                request, DoctorProfile.objects.filter(pk=profile.pk)
+            )
+        profile.refresh_from_db()
+        if not reason.strip():
+            assert profile.verification == "pending"
+            assert not AuditEvent.objects.filter(action="doctor.rejected").exists()
+    assert (profile.verification, profile.verification_reason) == ("rejected", reason)
+    event = AuditEvent.objects.get(action="doctor.rejected")
+    assert event.data["reason"] == reason
+
+
+def test_a_rejection_through_the_api_needs_a_reason(api):
+    admin_user = make_user(role=Role.ADMIN)
+    profile = DoctorProfile.objects.create(user=make_user(role=Role.DOCTOR))
+    headers = bearer(login(api, admin_user.email)["access"])
+    r = post(
+        api, f"/api/v1/admin/verifications/{profile.id}", {"decision": "rejected", "reason": " "},
+        **headers, **{"Accept-Language": "ar"},
+    )  # fmt: skip
+    assert r.status_code == 422 and "السبب" in r.json()["error"]["fields"]["reason"]
+    profile.refresh_from_db()
+    assert profile.verification == "pending"
