@@ -157,6 +157,8 @@ def hours_of(doctor: DoctorProfile, *, every_mode: bool = False) -> list[Hours]:
     (the overlap check: hours in a mode turned off come back when it is turned on)."""
     sql, fields = _hours_sql(connection.vendor)
     doctor_id = db_value(AvailabilityRule, "doctor", doctor.pk)
+    # One-off hours of days gone offer nothing (two days back: every zone's today is in)
+    since = db_value(ExtraHours, "date", timezone.now().date() - timedelta(days=2))
     offered = set(Mode.values) if every_mode else doctor.modes
     found = [
         Hours(
@@ -171,7 +173,7 @@ def hours_of(doctor: DoctorProfile, *, every_mode: bool = False) -> list[Hours]:
             on_date=on_date,
         )
         for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in db.values(
-            sql, [doctor_id, doctor_id], fields
+            sql, [doctor_id, doctor_id, since], fields
         )
         if mode in offered  # hours in a mode the profile no longer offers are not bookable
     ]
@@ -196,8 +198,8 @@ _HOURS_FIELDS = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clin
 
 @functools.cache
 def _hours_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
-    """The weekly rules and the extra hours, with their clinics' zones, in one ``UNION ALL``,
-    and the fields that convert its columns."""
+    """The weekly rules and the extra hours from a date on, with their clinics' zones, in one
+    ``UNION ALL``, and the fields that convert its columns."""
     clinics, clinic_id, zone = names(Clinic, "id", "time_zone")
     parts = []
     for model, own in ((AvailabilityRule, "weekday"), (ExtraHours, "date")):
@@ -209,6 +211,7 @@ def _hours_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
         parts.append(
             f"SELECT {common}, c.{zone}, {weekday}, {on_date} FROM {table} s "  # noqa: S608 (names from the models)
             f"LEFT JOIN {clinics} c ON c.{clinic_id} = s.{columns[5]} WHERE s.{doctor} = %s"
+            + ("" if own == "weekday" else f" AND s.{columns[-1]} >= %s")
         )
     fields = (
         *(AvailabilityRule._meta.get_field(f) for f in _HOURS_FIELDS),

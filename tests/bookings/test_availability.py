@@ -231,3 +231,18 @@ def test_a_slot_the_list_leaves_out_across_a_clock_change_cannot_be_booked():
         services.appointment_book(
             patient=make_user(), doctor_id=profile.id, start=start, mode="in_person", now=now
         )
+
+
+def test_one_off_hours_of_days_gone_are_no_longer_read(doctor_with_hours):
+    """Every booking and slot list reads the doctor's hours: one-off hours left from long ago
+    would make that read grow without end."""
+    from bookings.selectors import hours_of
+
+    today = datetime.now(UTC).date()
+    for days in (-30, -3, -1, 5):
+        ExtraHours.objects.create(
+            doctor=doctor_with_hours, mode="video", date=today + timedelta(days=days),
+            start=time(20), end=time(21),
+        )  # fmt: skip
+    read = sorted(h.on_date for h in hours_of(doctor_with_hours) if h.on_date is not None)
+    assert read == [today - timedelta(days=1), today + timedelta(days=5)]
