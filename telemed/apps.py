@@ -15,6 +15,7 @@ class TelemedConfig(AppConfig):
         from chat import consumers as chat_consumers
         from chat import selectors as chat_selectors
         from chat import services as chat_services
+        from core import reclaim as core_reclaim
         from core import tasks as core_tasks
         from doctors import selectors as doctors_selectors
         from realtime import consumers as realtime_consumers
@@ -38,7 +39,13 @@ class TelemedConfig(AppConfig):
             bookings_tasks.housekeeping,
             records_tasks.records_housekeeping,
             realtime_deliveries.deliveries_housekeeping,
+            core_reclaim.tasks_reclaim,
         ]
+        # Tasks that check under a lock whether their work is still to do: a worker that
+        # died in one of them is made up for by running it again.
+        core_reclaim.RERUNNABLE.update(
+            {records_tasks.scan_record.module_path, realtime_deliveries.send_deliveries.module_path}
+        )
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),

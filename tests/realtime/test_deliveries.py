@@ -287,13 +287,14 @@ def test_one_command_starts_every_housekeeping_loop_once():
     lines = out.getvalue().splitlines()
     assert sorted(lines) == [
         "bookings.tasks.housekeeping: scheduled",
+        "core.reclaim.tasks_reclaim: scheduled",
         "realtime.deliveries.deliveries_housekeeping: scheduled",
         "records.tasks.records_housekeeping: scheduled",
     ]
     again = StringIO()
     call_command("schedule_housekeeping", stdout=again)
     assert all(line.endswith(": already scheduled") for line in again.getvalue().splitlines())
-    assert DBTaskResult.objects.filter(status="READY").count() == 3
+    assert DBTaskResult.objects.filter(status="READY").count() == 4
 
 
 def test_a_fan_out_follows_each_recipients_channels_in_one_statement_for_rows_and_deliveries(

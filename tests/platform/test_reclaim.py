@@ -1,0 +1,35 @@
+"""Task rows left RUNNING by a worker that died: run again when safe, else failed."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from bookings.tasks import housekeeping
+from core.reclaim import tasks_reclaim
+from realtime.deliveries import send_deliveries
+
+pytestmark = pytest.mark.django_db
+
+
+def claimed(task, started_ago: timedelta, *args) -> DBTaskResult:
+    row = DBTaskResult.objects.get(id=task.enqueue(*args).id)
+    row.claim("a-worker-that-died")
+    DBTaskResult.objects.filter(id=row.id).update(started_at=timezone.now() - started_ago)
+    return row
+
+
+def test_a_task_whose_worker_died_runs_again_if_safe_else_is_failed(settings):
+    settings.TASK_RUNNING_TIMEOUT_SECONDS = 600
+    deliveries = claimed(send_deliveries, timedelta(minutes=11), [])
+    loop = claimed(housekeeping, timedelta(minutes=11))
+    still_running = claimed(send_deliveries, timedelta(minutes=9), [])
+    assert tasks_reclaim.call() == {"run_again": 1, "failed": 1}
+    status = dict(DBTaskResult.objects.values_list("id", "status"))
+    assert (status[deliveries.id], status[loop.id], status[still_running.id]) == (
+        "READY", "FAILED", "RUNNING",
+    )  # fmt: skip
+    assert DBTaskResult.objects.ready().filter(id=deliveries.id).exists()  # a worker takes it
+    # the next run waits already, whatever becomes of this one
+    assert DBTaskResult.objects.filter(task_path=tasks_reclaim.module_path, status="READY")
