@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 
 from core import db
+from core.cache import best_effort
 from realtime import fanout
 from realtime.consumers import CLOSE_FORBIDDEN
 from realtime.deliveries import (
@@ -43,8 +44,12 @@ def publish_many_on_commit(pushes: list[tuple[Any, dict[str, Any]]]) -> None:
 
 
 def _publish_on_commit(messages: list[dict[str, Any]]) -> None:
+    """Events are rows first, pushes second: a push that fails (Redis away) is logged and
+    the committed change is still answered as done (its events are replayed on resume)."""
     if messages:
-        transaction.on_commit(lambda: fanout.publish_from_thread(messages))
+        transaction.on_commit(
+            lambda: best_effort(fanout.publish_from_thread, messages, what="socket push")
+        )
 
 
 def next_event_ids(user_ids: list[Any]) -> dict[Any, int]:

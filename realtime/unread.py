@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from core.cache import default_redis
+from core.cache import best_effort, default_redis
 
 COUNTERS: dict[str, Callable[[Any], int]] = {}
 
@@ -64,8 +64,10 @@ def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> No
             except ValueError:
                 pass  # not cached: the next read rebuilds it from the database
 
-    transaction.on_commit(apply)
+    transaction.on_commit(lambda: best_effort(apply, what="unread counters"))
 
 
 def unread_forget_on_commit(*, user_id: Any, name: str) -> None:
-    transaction.on_commit(lambda: cache.delete(_key(name, user_id)))
+    transaction.on_commit(
+        lambda: best_effort(cache.delete, _key(name, user_id), what="unread counters")
+    )
