@@ -111,8 +111,8 @@ def _check_no_overlap(
     doctor: DoctorProfile, fields: dict[str, Any], replacing: AvailabilityRule | None
 ) -> None:
     """A time is offered once: hours that meet the doctor's other hours (weekly or one-off,
-    compared as instants, each in its zone, in any mode, up to the last one-off hours
-    ahead and over the coming year at least) are refused, whatever their mode or clinic.
+    compared as instants, each in its zone, in any mode: ``_meet``) are refused, whatever
+    their mode or clinic.
     Where two sources overlapped, the slot list kept one source's slots, so the other mode or
     clinic was silently never bookable then. ``replacing``: the rule being changed, which
     the new hours may of course meet."""
@@ -139,16 +139,7 @@ def _check_no_overlap(
             or (h.weekday, h.start, h.end, h.mode) != old
             or str(h.clinic_id) != str(replacing.clinic_id)
         ]
-    now = timezone.now()
-    last = max(
-        [now + timedelta(days=371)]
-        + [
-            datetime.combine(h.on_date, h.end, tzinfo=UTC) + timedelta(days=2)
-            for h in [*existing, new]
-            if h.on_date is not None
-        ]
-    )
-    found = first_overlap(new, existing, now, last)
+    found = next((other for other in existing if _meet(new, other)), None)
     if found is not None:
         raise InvalidRequest(
             fields={
@@ -156,6 +147,18 @@ def _check_no_overlap(
                 % {"start": f"{found.start:%H:%M}", "end": f"{found.end:%H:%M}"}
             }
         )
+
+
+def _meet(new: Hours, other: Hours) -> bool:
+    """Whether two sources of hours offer some same instant: weekly hours against weekly
+    hours over the coming year (its clock changes included), anything against one-off hours
+    on their day (give or take a day: zones differ), wherever that day is."""
+    dated = new.on_date or other.on_date
+    if dated is None:
+        start = timezone.now()
+        return first_overlap(new, [other], start, start + timedelta(days=371)) is not None
+    start = datetime.combine(dated - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return first_overlap(new, [other], start, start + timedelta(days=3)) is not None
 
 
 @transaction.atomic

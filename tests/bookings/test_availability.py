@@ -246,3 +246,33 @@ def test_one_off_hours_of_days_gone_are_no_longer_read(doctor_with_hours):
         )  # fmt: skip
     read = sorted(h.on_date for h in hours_of(doctor_with_hours) if h.on_date is not None)
     assert read == [today - timedelta(days=1), today + timedelta(days=5)]
+
+
+def test_the_overlap_check_looks_at_a_year_or_a_day_never_across_centuries(
+    api, doctor_with_hours, monkeypatch
+):
+    """One-off hours dated in 2199 once made weekly hours be compared with each other over
+    175 years (minutes of work under the profile's lock): weekly hours meet weekly hours
+    within a year, and anything meets one-off hours on their day."""
+    from bookings import slots
+
+    me = auth(api, doctor_with_hours.user)
+    r = post(
+        api, EXTRA, {"date": "2199-12-30", "start": "20:00", "end": "21:00", "mode": "video"}, **me
+    )
+    assert r.status_code == 201, r.json()
+    spans = []
+    compare = slots.first_overlap
+
+    def recording(new, existing, start, end):
+        spans.append(end - start)
+        return compare(new, existing, start, end)
+
+    monkeypatch.setattr(services, "first_overlap", recording)
+    r = post(api, RULES, {"weekday": 1, "start": "20:00", "end": "21:00", "mode": "video"}, **me)
+    assert r.status_code == 201, r.json()
+    assert spans and max(spans) <= timedelta(days=371), max(spans)
+    assert sorted({s.days for s in spans}) == [3, 371]  # the dated one on its day, the rest a year
+    # and a rule meeting those far hours is still refused (2199-12-30 is a Monday)
+    r = post(api, RULES, {"weekday": 0, "start": "20:30", "end": "22:00", "mode": "video"}, **me)
+    assert r.status_code == 422
