@@ -25,9 +25,16 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts import services
 from accounts.models import Role, User
-from accounts.permissions import UNPRIVILEGED_ROLES, is_admin_account, may_change_access
+from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, may_change_access
 
-ACCESS_FIELDS = ("role", "is_active", "is_superuser", "groups", "user_permissions")
+ACCESS_FIELDS = (
+    "role",
+    "is_active",
+    "is_superuser",
+    "groups",
+    "user_permissions",
+    "must_change_password",
+)
 _ALWAYS_READ_ONLY = ("id", "email", "phone", "date_joined", "last_login", "is_staff")
 
 
@@ -95,11 +102,11 @@ class UserAdmin(BaseUserAdmin):
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def _protected(self, request: HttpRequest, obj: Any) -> bool:
-        """An admin's account, and the request not an admin's: it may not touch it."""
+        """A staff account, and the request not an admin's: it may not touch it."""
         return (
             obj is not None
             and obj.pk != request.user.pk
-            and is_admin_account(obj)
+            and is_staff_account(obj)
             and not may_change_access(request.user)
         )
 
@@ -145,3 +152,49 @@ class UserAdmin(BaseUserAdmin):
         # Groups and permissions were set by save_model, through their service.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
+
+
+# Models of other apps that hold access or its keys: a group's permissions, an account's
+# login addresses, its linked Google account and tokens, its second factor, and the task
+# queue (whose rows run code with their arguments). On the admin site they are the admins'
+# only, whatever permissions a helper's groups hold: a helper could otherwise give its own
+# group every permission, or add a verified address to an admin's account and reset its
+# password. (Registered before this module is imported: INSTALLED_APPS lists them first.)
+ADMINS_ONLY = (
+    "auth.Group",
+    "account.EmailAddress",
+    "socialaccount.SocialAccount",
+    "socialaccount.SocialToken",
+    "socialaccount.SocialApp",
+    "otp_totp.TOTPDevice",
+    "django_tasks_database.DBTaskResult",
+)
+_CHECKS = (
+    "has_module_permission",
+    "has_view_permission",
+    "has_add_permission",
+    "has_change_permission",
+    "has_delete_permission",
+)
+
+
+def _admins_only(model_admin: admin.ModelAdmin) -> None:
+    for name in _CHECKS:
+        allowed = getattr(model_admin, name)
+
+        def check(request: HttpRequest, *args: Any, _allowed: Any = allowed) -> bool:
+            return may_change_access(request.user) and bool(_allowed(request, *args))
+
+        setattr(model_admin, name, check)
+
+
+def _guard_access_models() -> None:
+    from django.apps import apps
+
+    for label in ADMINS_ONLY:
+        model_admin = admin.site._registry.get(apps.get_model(label))
+        if model_admin is not None:
+            _admins_only(model_admin)
+
+
+_guard_access_models()

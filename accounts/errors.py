@@ -42,7 +42,7 @@ class CannotChangeOwnAccess(ApplicationError):
 class AdminOnly(ApplicationError):
     code = "auth.admin_only"
     status = 403
-    message = _("Only an administrator can change a user's role or an administrator's account.")
+    message = _("Only an administrator can change a user's role or a staff member's account.")
 
 
 class SmsUnavailable(ApplicationError):

@@ -41,9 +41,11 @@ def may_change_access(user: Any) -> bool:
     )
 
 
-def is_admin_account(user: Any) -> bool:
-    """An account only admins may change (superuser status counts: older rows may hold it)."""
-    return bool(user.role == Role.ADMIN or user.is_superuser)
+def is_staff_account(user: Any) -> bool:
+    """An account only admins may change: a staff member's (an admin's or a helper's; a
+    superuser's counts: older rows may hold it), so that no helper can lock out, or rename
+    its way into, another staff member's account."""
+    return bool(user.role in (Role.ADMIN, Role.HELPER) or user.is_superuser)
 
 
 def require_access_change(user: Any) -> None:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.errors import CannotChangeOwnAccess, EmailTaken
 from accounts.models import Invitation, PatientProfile, Role, User
-from accounts.permissions import UNPRIVILEGED_ROLES, is_admin_account, require_access_change
+from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, require_access_change
 from audit.services import record
 
 INVITATION_TTL = timedelta(days=7)
@@ -145,11 +145,11 @@ def doctor_create_by_admin(
 
 
 def _check_access_change(*, actor: User, user: User, role_change: bool) -> None:
-    """Nobody changes their own role or status; only admins change a role or an admin's
-    account (a helper allowed to change users may neither promote nor lock out)."""
+    """Nobody changes their own role or status; only admins change a role or a staff
+    member's account (a helper allowed to change users may neither promote nor lock out)."""
     if role_change and user.pk == actor.pk:
         raise CannotChangeOwnAccess()
-    if role_change or (is_admin_account(user) and user.pk != actor.pk):
+    if role_change or (is_staff_account(user) and user.pk != actor.pk):
         require_access_change(actor)
 
 

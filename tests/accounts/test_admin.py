@@ -338,3 +338,20 @@ def test_audit_filter_with_an_extreme_offset_or_year_is_a_clear_422(api, admin_t
     assert r.status_code == 422 and "since" in r.json()["error"]["fields"]
     r = api.get("/api/v1/admin/audit?since=2026-08-01T10%3A48%3A45%2B17%3A39", headers=headers)
     assert r.status_code == 200
+
+
+def test_helper_cannot_deactivate_or_rename_another_helper(api):
+    helper = helper_with("accounts.view_user", "accounts.change_user")
+    other = make_user(role=Role.HELPER)
+    headers = bearer(login(api, helper.email)["access"])
+    r = api.patch(
+        f"/api/v1/admin/users/{other.pk}", {"first_name": "Mallory"},
+        content_type="application/json", headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 403 and r.json()["error"]["code"] == "auth.admin_only"
+    patient = make_user()
+    r = api.patch(
+        f"/api/v1/admin/users/{patient.pk}", {"first_name": "Mona"},
+        content_type="application/json", headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 200  # patients and doctors are a helper's to look after

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from allauth.account.models import EmailAddress
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -237,3 +237,33 @@ def test_totp_secrets_of_staff_are_not_shown():
     assert client.get(f"{base}/config/").status_code == 403
     assert client.get(f"{base}/qrcode/").status_code == 403
     assert device.key not in client.get("/admin/otp_totp/totpdevice/").content.decode()
+
+
+@pytest.mark.parametrize(
+    "perms, url",
+    [
+        (("auth.view_group", "auth.change_group"), "/admin/auth/group/"),
+        (("account.view_emailaddress", "account.add_emailaddress"), "/admin/account/emailaddress/add/"),
+        (("otp_totp.view_totpdevice", "otp_totp.add_totpdevice"), "/admin/otp_totp/totpdevice/add/"),
+        (("socialaccount.view_socialaccount",), "/admin/socialaccount/socialaccount/"),
+    ],
+)  # fmt: skip
+def test_what_holds_access_is_the_admins_only_whatever_a_helpers_groups_hold(perms, url):
+    """A helper whose group may change groups would give itself every permission; one that
+    may add e-mail addresses would add a verified one to an admin's account and reset its
+    password."""
+    assert staff_client(helper_with(*perms)).get(url).status_code == 403
+    assert staff_client(superuser()).get(url).status_code == 200
+
+
+def test_a_helper_cannot_give_its_own_group_a_permission():
+    helper = helper_with("auth.view_group", "auth.change_group")
+    group = helper.groups.get()
+    client = staff_client(helper)
+    everything = Permission.objects.get(codename="change_user")
+    r = client.post(
+        f"/admin/auth/group/{group.pk}/change/",
+        {"name": group.name, "permissions": [p.pk for p in group.permissions.all()] + [everything.pk]},
+    )  # fmt: skip
+    assert r.status_code == 403
+    assert not group.permissions.filter(pk=everything.pk).exists()
