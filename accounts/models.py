@@ -12,6 +12,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.cache import best_effort
 from core.fields import EncryptedTextField
 
 
@@ -115,8 +116,8 @@ class User(AbstractBaseUser, PermissionsMixin):
             from accounts.tokens_validation import snapshot_key
 
             key = snapshot_key(self.pk)
-            cache.delete(key)
-            transaction.on_commit(lambda: cache.delete(key))
+            cache.delete(key)  # failing here fails the save: no change a snapshot could hide
+            transaction.on_commit(lambda: best_effort(cache.delete, key, what="user snapshot"))
 
     @property
     def full_name(self) -> str:

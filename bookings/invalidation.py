@@ -19,13 +19,14 @@ from django.db.models.signals import post_delete, post_save
 
 from bookings.models import AvailabilityRule, BookingPolicy, ExtraHours, TimeOff
 from bookings.selectors import schedule_key
+from core.cache import best_effort
 from doctors.models import Clinic, DoctorProfile
 from doctors.services import directory_changed
 
 
 def _forget(doctor_id: Any) -> None:
     key = schedule_key(doctor_id)
-    transaction.on_commit(lambda: cache.delete(key))
+    transaction.on_commit(lambda: best_effort(cache.delete, key, what="schedule cache"))
 
 
 def _changed(sender: type, instance: Any, **kwargs: Any) -> None:

@@ -69,7 +69,8 @@ def send_reminders(now: Any) -> int:
     sent = 0
     for appointment_id, offset in reminders_due(now):
         try:
-            sent += remind(appointment_id, offset, now=now) == "sent"
+            # the clock of now, not of the run's start: steps before may have taken a while
+            sent += remind(appointment_id, offset, now=max(now, timezone.now())) == "sent"
         except Exception:
             logger.exception(
                 "reminder failed, tried again while due",

@@ -5,7 +5,9 @@ running ``RUNNING`` for good: django-tasks' database backend neither notices nor
 :func:`tasks_reclaim` runs every few minutes and, for a task still ``RUNNING`` long after it
 started, makes it ``READY`` again if it is safe to run twice (:data:`RERUNNABLE`: it checks,
 under a lock, whether its work is still to do: a file's scan, a delivery's claim), or records
-it ``FAILED`` otherwise (a housekeeping loop has enqueued its next run before working).
+it ``FAILED`` otherwise (a housekeeping loop has enqueued its next run before working), or
+after ``MAX_RUNS`` runs. A worker that is only slow may see its task run again beside it:
+the rerunnable tasks check under a lock, so the work is still done once.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ EVERY = timedelta(minutes=5)
 INTERRUPTED = "interrupted: its worker stopped while it ran"
 
 
+MAX_RUNS = 3  # a task that took its worker down this often (a scan out of memory) is failed
+
+
 def running_timeout() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "TASK_RUNNING_TIMEOUT_SECONDS", 1800)))
+    return timedelta(seconds=settings.TASK_RUNNING_TIMEOUT_SECONDS)
 
 
 @task()
@@ -41,10 +46,10 @@ def tasks_reclaim() -> dict[str, int]:
         stuck = list(
             DBTaskResult.objects.select_for_update(skip_locked=True)
             .filter(status="RUNNING", started_at__lt=now - running_timeout())
-            .values_list("id", "task_path")
+            .values_list("id", "task_path", "worker_ids")
         )
-        again = [pk for pk, path in stuck if path in RERUNNABLE]
-        given_up = [pk for pk, path in stuck if path not in RERUNNABLE]
+        again = [pk for pk, path, ran in stuck if path in RERUNNABLE and len(ran) < MAX_RUNS]
+        given_up = [pk for pk, *_ in stuck if pk not in again]
         DBTaskResult.objects.filter(id__in=again).update(status="READY", started_at=None)
         DBTaskResult.objects.filter(id__in=given_up).update(
             status="FAILED",

@@ -17,7 +17,7 @@ from core import db
 class DatabaseBackend(_DatabaseBackend):
     """``django_tasks_db``'s backend (``settings.TASKS``), the task's row written by
     :func:`core.db.insert` (the statement built once) instead of by ``objects.create``, whose
-    ORM work was ~4% of a booking's CPU (py-spy; a booking enqueues two tasks), and the task
+    ORM work was ~4% of a booking's CPU (py-spy; a booking enqueued two tasks then), and the task
     result built once instead of twice. The row is the one ``objects.create`` would write,
     ``run_after`` included: the package's ``pre_save`` receiver stores "no time" as its
     far-future date, which ``insert`` does not call, so it is set here."""

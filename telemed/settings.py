@@ -484,6 +484,8 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=25)
 # A delivery still `sending` after this long lost its worker mid-send: recorded `failed`.
 DELIVERY_SENDING_TIMEOUT_SECONDS = env.int("DELIVERY_SENDING_TIMEOUT_SECONDS", default=600)
+# A task still running this long after it started has lost its worker (core/reclaim.py).
+TASK_RUNNING_TIMEOUT_SECONDS = env.int("TASK_RUNNING_TIMEOUT_SECONDS", default=1800)
 DELIVERY_RETRY_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_BACKOFF_SECONDS", default=30)
 DELIVERY_RETRY_MAX_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_MAX_BACKOFF_SECONDS", default=3600)
 

@@ -33,3 +33,11 @@ def test_a_task_whose_worker_died_runs_again_if_safe_else_is_failed(settings):
     assert DBTaskResult.objects.ready().filter(id=deliveries.id).exists()  # a worker takes it
     # the next run waits already, whatever becomes of this one
     assert DBTaskResult.objects.filter(task_path=tasks_reclaim.module_path, status="READY")
+
+
+def test_a_task_that_took_its_worker_down_three_times_is_failed(settings):
+    settings.TASK_RUNNING_TIMEOUT_SECONDS = 600
+    row = claimed(send_deliveries, timedelta(minutes=11), [])
+    DBTaskResult.objects.filter(id=row.id).update(worker_ids=["w1", "w2", "w3"])
+    assert tasks_reclaim.call() == {"run_again": 0, "failed": 1}
+    assert DBTaskResult.objects.get(id=row.id).status == "FAILED"

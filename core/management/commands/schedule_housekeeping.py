@@ -7,9 +7,10 @@ from core.tasks import ensure_housekeeping
 
 class Command(BaseCommand):
     help = (
-        "Start every housekeeping loop (bookings: expired holds, auto-completion, old "
-        "Idempotency-Keys; records: purge; realtime: interrupted deliveries) that is not "
-        "already waiting. Idempotent: run it on every deploy."
+        "Start every housekeeping loop (bookings: expired holds, lapsed requests, "
+        "auto-completion, reminders, old Idempotency-Keys; records: purge; realtime: "
+        "interrupted deliveries; core: tasks whose worker died) that is not already "
+        "waiting. Idempotent: run it on every deploy."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
