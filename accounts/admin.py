@@ -2,8 +2,9 @@
 is audited and acted on the same way (a deactivation closes the user's sockets at once).
 
 - What grants access (role, active, superuser, groups, permissions) is changed by admins
-  only, never on their own account; a helper allowed to change users cannot change or
-  delete an admin's account either.
+  only, never on their own account; a helper allowed to change users cannot change a staff
+  member's account either. No account is deleted here: its appointments, messages and
+  medical files would go with it.
 - E-mail and phone are logins: they change through the account's own verified flows
   (allauth's addresses and codes), never here.
 - Passwords are their owners': whoever could set one could sign in as that user, past the
@@ -114,7 +115,10 @@ class UserAdmin(BaseUserAdmin):
         return super().has_change_permission(request, obj) and not self._protected(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_delete_permission(request, obj) and not self._protected(request, obj)
+        """Never: deleting a row would cascade to the user's appointments, messages and
+        medical files, which are kept (legal retention). An account is closed (deactivated)
+        here, or erased by its owner (``account_delete``: personal data gone, records kept)."""
+        return False
 
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""

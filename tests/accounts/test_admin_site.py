@@ -267,3 +267,14 @@ def test_a_helper_cannot_give_its_own_group_a_permission():
     )  # fmt: skip
     assert r.status_code == 403
     assert not group.permissions.filter(pk=everything.pk).exists()
+
+
+def test_no_account_is_deleted_on_the_admin_site_not_even_by_a_superuser():
+    """A row deleted would take the patient's appointments and medical files with it: an
+    account is closed or erased, its records kept."""
+    client = staff_client(superuser())
+    patient = make_user()
+    assert client.post(f"{USERS}{patient.pk}/delete/", {"post": "yes"}).status_code == 403
+    r = client.post(USERS, {"action": "delete_selected", "_selected_action": [patient.pk]})
+    assert r.status_code in (200, 302)
+    assert User.objects.filter(pk=patient.pk).exists()
