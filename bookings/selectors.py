@@ -333,7 +333,9 @@ def appointment_get(*, viewer: User, appointment_id: Any) -> Appointment:
 
 def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> bool:
     """The one answer to "are this doctor and this patient in care together?": a confirmed
-    or completed appointment, upcoming or ended less than ``CARE_RELATIONSHIP_DAYS`` ago.
+    or completed appointment, upcoming or ended less than ``CARE_RELATIONSHIP_DAYS`` ago,
+    with a doctor still verified (one whose verification is withdrawn sees nobody's files
+    and chats with nobody, whatever they saw before).
     Chat, records and presence ask this; nobody re-implements it. The two are users or their
     ids.
 
@@ -348,6 +350,7 @@ def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> b
                 db_value(Appointment, "patient", getattr(patient, "pk", patient)),
                 *_CARE_STATUSES,
                 db_value(Appointment, "end", _care_since(now)),
+                db_value(DoctorProfile, "verification", Verification.VERIFIED),
             ],
         )
         return cursor.fetchone() is not None
@@ -361,11 +364,11 @@ def _in_care_sql(vendor: str) -> str:
     appointments, doctor, patient, status, end = names(
         Appointment, "doctor", "patient", "status", "end"
     )
-    profiles, profile_id, user = names(DoctorProfile, "id", "user")
+    profiles, profile_id, user, verification = names(DoctorProfile, "id", "user", "verification")
     return (
         f"SELECT 1 FROM {appointments} a JOIN {profiles} d ON d.{profile_id} = a.{doctor} "  # noqa: S608 (names from the models)
         f"WHERE d.{user} = %s AND a.{patient} = %s AND a.{status} IN (%s, %s) AND a.{end} >= %s "
-        "LIMIT 1"
+        f"AND d.{verification} = %s LIMIT 1"
     )
 
 
@@ -374,7 +377,11 @@ def _care_since(now: datetime | None) -> datetime:
 
 
 def _in_care(now: datetime | None) -> QuerySet[Appointment]:
-    return Appointment.objects.filter(status__in=_CARE_STATUSES, end__gte=_care_since(now))
+    return Appointment.objects.filter(
+        status__in=_CARE_STATUSES,
+        end__gte=_care_since(now),
+        doctor__verification=Verification.VERIFIED,
+    )
 
 
 def care_partner_ids(user_id: Any, now: datetime | None = None) -> list[Any]:

@@ -14,8 +14,12 @@ import re
 
 REDACTED = "[redacted]"
 
-# A calendar feed's token is the feed's only credential (calendar apps cannot send headers).
-SECRET_PATHS = (re.compile(r"(?<=/calendar/)[^/?#\s'\"<>]+(?=\.ics)"),)
+SECRET_PATHS = (
+    # A calendar feed's token is the feed's only credential (calendar apps send no headers).
+    re.compile(r"(?<=/calendar/)[^/?#\s'\"<>]+(?=\.ics)"),
+    # A medical file's signed download link is its own credential for a few minutes.
+    re.compile(r"(?<=/records/files/)[^/?#\s'\"<>]+"),
+)
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

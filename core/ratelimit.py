@@ -77,3 +77,12 @@ def _hit(keys: list[tuple[str, str, int]]) -> list[tuple[int, int]]:
         cache.add(this, 0, timeout=2 * duration + 1)
         counts.append((cache.incr(this), int(cache.get(last) or 0)))
     return counts
+
+
+def check(action: str, key: Any, rates: str | None) -> None:
+    """:func:`consume`, refusing with 429 ``request.rate_limited`` (and ``Retry-After``)."""
+    from core.errors import RateLimited
+
+    wait = consume(action, key, rates)
+    if wait:
+        raise RateLimited(retry_after=wait)

@@ -14,8 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from core import ratelimit
 from records import storage
 from records.errors import DownloadLinkInvalid, NotAvailable, RecordNotFound
+from records.filetypes import download_name
 from records.models import MedicalRecord, ScanStatus
 from records.selectors import Origin, audit, record_visible
 
@@ -24,6 +26,7 @@ _SALT = "records.download"
 
 def download_link(*, viewer: User, record_id: Any, origin: Origin) -> tuple[str, datetime]:
     """Where ``viewer`` can fetch the record's file, and until when. 409 unless clean."""
+    ratelimit.check("records_link", viewer.pk, settings.ACCOUNT_RATE_LIMITS.get("records_link"))
     record = record_visible(viewer=viewer, record_id=record_id)
     if record.status != ScanStatus.CLEAN or not record.storage_key:
         raise NotAvailable()
@@ -32,7 +35,7 @@ def download_link(*, viewer: User, record_id: Any, origin: Origin) -> tuple[str,
     if storage.is_s3():
         url = storage.presigned_get(
             record.storage_key,
-            file_name=record.file_name,
+            file_name=download_name(record.file_name, record.content_type),
             content_type=record.content_type,
             ttl=ttl,
         )
@@ -63,7 +66,7 @@ def download_open(*, token: str, origin: Origin) -> FileResponse:
     response = FileResponse(
         storage.open_stream(record.storage_key),
         as_attachment=True,
-        filename=record.file_name,
+        filename=download_name(record.file_name, record.content_type),
         content_type=record.content_type,
     )
     response["Content-Length"] = str(record.size)

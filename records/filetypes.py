@@ -41,3 +41,26 @@ def sniff(head: bytes) -> str | None:
     if head and _is_text(head[:HEAD_BYTES]):
         return "text/plain"
     return None
+
+
+# The file-name extensions each type is saved under; the first is added to a name that has
+# none of them ("report.html" of a text file downloads as "report.html.txt": opened from
+# the downloads folder, the name decides what runs it).
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "application/pdf": (".pdf",),
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/gif": (".gif",),
+    "image/tiff": (".tif", ".tiff"),
+    "application/dicom": (".dcm", ".dicom"),
+    "image/webp": (".webp",),
+    "text/plain": (".txt", ".csv"),
+}
+
+
+def download_name(file_name: str, content_type: str) -> str:
+    """``file_name`` with an extension that says what the file is."""
+    allowed = EXTENSIONS.get(content_type, ())
+    if not allowed or file_name.lower().endswith(allowed):
+        return file_name
+    return file_name + allowed[0]

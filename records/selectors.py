@@ -18,6 +18,7 @@ from accounts.models import Role, User
 from audit.services import record as audit_record
 from bookings.selectors import in_care
 from core.ids import is_uuid as _valid_id
+from doctors.models import Verification
 from records.errors import RecordNotFound
 from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 
@@ -63,15 +64,21 @@ def _break_glass(staff: User, patient_id: Any) -> bool:
     ).exists()
 
 
+def live_grants() -> QuerySet[AccessGrant]:
+    """Grants not revoked, to a doctor still verified: a doctor whose verification is
+    withdrawn keeps no access a patient gave (as care ends with it: ``in_care``)."""
+    return AccessGrant.objects.filter(
+        revoked_at__isnull=True, doctor__doctor_profile__verification=Verification.VERIFIED
+    )
+
+
 def can_view(viewer: User, record: MedicalRecord) -> bool:
     if record.deleted_at is not None or not viewer.is_active:
         return False
     if record.patient_id == viewer.pk:
         return True
     if viewer.role == Role.DOCTOR:
-        granted = AccessGrant.objects.filter(
-            record=record, doctor=viewer, revoked_at__isnull=True
-        ).exists()
+        granted = live_grants().filter(record=record, doctor=viewer).exists()
         return granted or in_care(doctor_user=viewer, patient=record.patient)
     if viewer.role == Role.ADMIN:
         return _break_glass(viewer, record.patient_id)
@@ -123,7 +130,7 @@ def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalReco
         return qs.none()
     if viewer.role == Role.PATIENT:
         return qs.filter(patient=viewer)
-    shared = AccessGrant.objects.filter(doctor=viewer, revoked_at__isnull=True).values("record_id")
+    shared = live_grants().filter(doctor=viewer).values("record_id")
     if viewer.role == Role.DOCTOR:
         if patient_id is None:
             return qs.filter(pk__in=shared)

@@ -18,6 +18,8 @@ from django.utils.translation import gettext as _
 from accounts.errors import RoleRequired
 from accounts.models import Role, User
 from bookings.selectors import in_care
+from core import ratelimit
+from doctors.models import Verification
 from realtime.services import notify
 from records import storage
 from records.errors import (
@@ -103,6 +105,11 @@ def _new_record(
     return record
 
 
+def _upload_quota(user: User) -> None:
+    """Each file costs storage and a virus scan: ``ACCOUNT_RATE_LIMITS["records_upload"]``."""
+    ratelimit.check("records_upload", user.pk, settings.ACCOUNT_RATE_LIMITS.get("records_upload"))
+
+
 def record_upload(
     *,
     uploader: User,
@@ -113,6 +120,7 @@ def record_upload(
 ) -> MedicalRecord:
     """Store an uploaded file in quarantine and enqueue its scan. ``upload`` comes from
     :class:`records.uploads.RecordUploadHandler` (temporary file, ``sha256``, ``head``)."""
+    _upload_quota(uploader)
     patient = _patient_for(uploader, patient_id)
     if upload.size == 0:
         raise EmptyFile()
@@ -151,6 +159,7 @@ def direct_upload_start(
     quarantine key (size capped by the policy). The server never sees the bytes."""
     if not storage.is_s3():
         raise DirectUploadUnavailable()
+    _upload_quota(uploader)
     patient = _patient_for(uploader, patient_id)
     ttl = settings.RECORDS_DIRECT_UPLOAD_TTL
     with transaction.atomic():
@@ -334,7 +343,12 @@ def records_purge(*, now: datetime | None = None) -> int:
 def grant_create(*, patient: User, record_id: Any, doctor_id: Any, origin: Origin) -> AccessGrant:
     with transaction.atomic():
         record = record_owned(patient=patient, record_id=record_id, lock=True)
-        doctor = User.objects.filter(pk=doctor_id, role=Role.DOCTOR, is_active=True).first()
+        doctor = User.objects.filter(
+            pk=doctor_id,
+            role=Role.DOCTOR,
+            is_active=True,
+            doctor_profile__verification=Verification.VERIFIED,
+        ).first()
         if doctor is None:
             raise DoctorNotFound()
         existing = AccessGrant.objects.filter(

@@ -181,6 +181,7 @@ def presigned_get(key: str, *, file_name: str, content_type: str, ttl: int) -> s
                 "Key": _s3_key(key),
                 "ResponseContentDisposition": disposition(file_name),
                 "ResponseContentType": content_type,
+                "ResponseCacheControl": "private, no-store",  # health data: no cache keeps it
             },
             ExpiresIn=ttl,
         )

@@ -357,6 +357,9 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
     # Chat messages sent per user (allauth's limiter and rate syntax, see chat.services).
     "chat_send": env.str("CHAT_SEND_RATE_LIMIT", default="30/10s/user,300/5m/user"),
+    # Medical files uploaded (each costs storage and a virus scan), and download links asked.
+    "records_upload": env.str("RECORDS_UPLOAD_RATE_LIMIT", default="20/m/user,200/h/user"),
+    "records_link": env.str("RECORDS_LINK_RATE_LIMIT", default="60/m/user"),
 }
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app",)

@@ -883,6 +883,12 @@ def test_in_care_gives_the_same_answers_as_the_rule_as_a_queryset(db):
     for patient in patients[:8]:  # held and pending
         assert not in_care(doctor_user=doctors[patients.index(patient) // 4].user, patient=patient)
     assert answers.count(True) == 2 * 3 * 2  # two statuses, three ends inside, users and ids
+    # a doctor whose verification is withdrawn is in care with nobody, by both
+    withdrawn, patient = doctors[3], patients[13]  # completed, ended inside the window
+    assert in_care(doctor_user=withdrawn.user, patient=patient, now=now)
+    type(withdrawn).objects.filter(pk=withdrawn.pk).update(verification="rejected")
+    assert not in_care(doctor_user=withdrawn.user, patient=patient, now=now)
+    assert not _in_care(now).filter(doctor__user=withdrawn.user, patient=patient).exists()
 
 
 def test_a_booking_reads_the_policy_with_the_doctor_and_a_doctor_without_one_gets_defaults(

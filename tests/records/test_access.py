@@ -209,3 +209,112 @@ def test_a_record_deleted_before_its_scan_is_not_scanned(api, clamd_on, patient_
     api.delete(f"/api/v1/records/{record_id}", headers=patient_headers)
     assert scan_record.call(record_id) == "skipped"
     assert MedicalRecord.objects.get(id=record_id).status == "pending"
+
+
+def test_a_doctor_whose_verification_is_withdrawn_loses_care_and_grants(
+    api, patient, patient_headers
+):
+    """Withdrawing a verification cancels only upcoming appointments: a completed one kept
+    the doctor in care (files, chat, presence), and a patient's grant kept working."""
+    from bookings.models import Status as AppointmentStatus
+    from doctors.services import doctor_verify
+    from tests.doctors.factories import doctor
+    from tests.records.conftest import headers_for, in_care_with, upload
+
+    record_id = upload(api, patient_headers).json()["id"]
+    treating, granted = doctor(), doctor()
+    visit = in_care_with(treating, patient)
+    visit.status = AppointmentStatus.COMPLETED
+    visit.save()
+    r = api.post(
+        f"/api/v1/records/{record_id}/grants", {"doctor_id": str(granted.user_id)},
+        content_type="application/json", headers=patient_headers,
+    )  # fmt: skip
+    assert r.status_code == 201
+    for profile in (treating, granted):
+        headers = headers_for(api, profile.user)
+        assert api.get(f"/api/v1/records/{record_id}", headers=headers).status_code == 200
+        doctor_verify(
+            actor=make_user(role="admin"), doctor_id=profile.id, decision="rejected",
+            reason="licence revoked",
+        )  # fmt: skip
+        assert api.get(f"/api/v1/records/{record_id}", headers=headers).status_code == 404
+        listed = api.get(f"/api/v1/records?patient={patient.id}", headers=headers).json()
+        assert listed["items"] == []
+    # and nobody can share a file with a doctor who is not verified
+    r = api.post(
+        f"/api/v1/records/{record_id}/grants", {"doctor_id": str(doctor(verified=False).user_id)},
+        content_type="application/json", headers=patient_headers,
+    )  # fmt: skip
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "records.doctor_not_found")
+
+
+def test_a_download_link_is_redacted_from_the_logs(
+    api, patient_headers, clamd_on, caplog, monkeypatch
+):
+    """A 500 under a signed download link logged the link, a working credential."""
+    import logging
+
+    from django.test import Client
+
+    from records import storage
+    from tests.records.conftest import upload
+
+    record_id = upload(api, patient_headers).json()["id"]
+    assert scan_record.call(record_id) == "clean"
+    url = api.get(f"/api/v1/records/{record_id}/download", headers=patient_headers).json()["url"]
+    path = url.split("testserver", 1)[1]
+    token = path.rsplit("/", 1)[1]
+
+    def broken(key):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(storage, "open_stream", broken)
+    with caplog.at_level(logging.ERROR):
+        assert Client(raise_request_exception=False).get(path).status_code == 500
+    assert caplog.records and not [r for r in caplog.records if token in r.getMessage()]
+
+
+def test_uploads_and_download_links_are_rate_limited(api, patient_headers, clamd_on, settings):
+    from tests.records.conftest import upload
+
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS, "records_upload": "2/m/user", "records_link": "3/m/user",
+    }  # fmt: skip
+    first = upload(api, patient_headers).json()["id"]
+    assert upload(api, patient_headers).status_code == 201
+    refused = upload(api, {**patient_headers, "Accept-Language": "ar"})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "request.rate_limited"
+    assert MedicalRecord.objects.count() == 2
+    assert scan_record.call(first) == "clean"
+    codes = [
+        api.get(f"/api/v1/records/{first}/download", headers=patient_headers).status_code
+        for _ in range(4)
+    ]
+    assert codes == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    "name, content, saved_as",
+    [
+        ("report.html", b"<html><script>alert(1)</script></html>\n", "report.html.txt"),
+        ("notes.txt", b"fever since Monday\n", "notes.txt"),
+        ("scan.PDF", None, "scan.PDF"),
+    ],
+)
+def test_a_file_downloads_under_a_name_that_says_what_it_is(
+    api, patient_headers, clamd_on, name, content, saved_as
+):
+    """HTML passes as text (every UTF-8 text does): opened from the downloads folder as
+    report.html it would run as a page."""
+    from tests.records.conftest import PDF, upload
+
+    r = upload(api, patient_headers, content or PDF, name)
+    assert r.status_code == 201, r.json()
+    assert scan_record.call(r.json()["id"]) == "clean"
+    url = api.get(f"/api/v1/records/{r.json()['id']}/download", headers=patient_headers).json()[
+        "url"
+    ]
+    got = api.get(url.split("testserver", 1)[1])
+    assert got["Content-Disposition"].endswith(f'filename="{saved_as}"'), got["Content-Disposition"]
