@@ -27,6 +27,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.functional import SimpleLazyObject
 
 from core import db
+from core.cache import best_effort
 
 SNAPSHOT_SECONDS = 300
 
@@ -64,7 +65,7 @@ def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
     """The user's snapshot, and the user row if it had to be read to build it (so that the
     request's lazy user does not read it a second time)."""
     key = snapshot_key(user_id)
-    found = cache.get(key)
+    found = best_effort(cache.get, key, what="user snapshot")  # Redis away: the row is read
     if found is not None:
         return AuthSnapshot(*found), None
     user = _user_row(user_id)
@@ -78,7 +79,9 @@ def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
         user.language,
         user.must_change_password,
     )
-    cache.set(key, tuple(snap.__dict__.values()), SNAPSHOT_SECONDS)
+    best_effort(
+        cache.set, key, tuple(snap.__dict__.values()), SNAPSHOT_SECONDS, what="user snapshot"
+    )
     return snap, user
 
 

@@ -1,0 +1,39 @@
+"""Sessions in the database with a cache in front (``cached_db``) that keeps working when the
+cache does not: reads fall back to the database and the cache's copy is written only if it
+can be. A delete is still the cache's too, and fails loudly: a session deleted from the
+database but left in the cache would keep a signed-out token working."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
+from django.core.cache import caches
+
+from core.cache import best_effort
+
+
+class _Forgiving:
+    """The session cache, whose reads and writes only save work."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return best_effort(self._cache.get, key, default, what="session cache")
+
+    def set(self, key: str, value: Any, timeout: Any = None) -> None:
+        best_effort(self._cache.set, key, value, timeout, what="session cache")
+
+    def __contains__(self, key: str) -> bool:
+        return bool(best_effort(self._cache.has_key, key, what="session cache"))
+
+    def __getattr__(self, name: str) -> Any:  # delete, and the async methods: as they are
+        return getattr(self._cache, name)
+
+
+class SessionStore(CachedDBStore):
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        self._cache: Any = _Forgiving(caches[settings.SESSION_CACHE_ALIAS])

@@ -1,0 +1,31 @@
+"""Redis away: the REST API still answers signed-in requests (sessions and the auth
+snapshot fall back to the database); only what lives in Redis alone is missing."""
+
+import pytest
+
+from tests.factories import bearer, login, make_user
+
+pytestmark = pytest.mark.django_db
+
+DEAD = "redis://127.0.0.1:1/0"  # nothing listens there
+
+
+def test_a_signed_in_request_is_answered_while_redis_is_away(api, settings):
+    user = make_user()
+    token = login(api, user.email)["access"]  # signed in while Redis was there
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "core.cache.SharedClientRedisCache",
+            "LOCATION": DEAD,
+            "KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    r = api.get("/api/v1/me", headers=bearer(token))
+    assert r.status_code == 200, r.content
+    assert r.json()["email"] == user.email
+    # and a token whose session is gone is still refused (nothing fails open)
+    from django.contrib.sessions.models import Session
+
+    Session.objects.all().delete()
+    assert api.get("/api/v1/me", headers=bearer(token)).status_code == 401
