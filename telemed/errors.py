@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
@@ -29,6 +30,7 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    ServiceUnavailable,
     Unauthenticated,
     UnsupportedMediaType,
     error_response,
@@ -160,6 +162,21 @@ def install(api: NinjaAPI) -> None:
             # nothing was changed; the client may simply try again.
             logger.warning("transaction rolled back by the database: %s", exc.__cause__.sqlstate)  # type: ignore[union-attr]
             return error_response(Conflict())
+        return unexpected(request, exc)
+
+    @api.exception_handler(BotoCoreError)
+    def storage_unreachable(request: HttpRequest, exc: BotoCoreError) -> HttpResponse:
+        # Object storage could not be reached (connection refused, timed out): nothing of
+        # ours is wrong, and the client may try again shortly.
+        logger.warning("object storage unavailable: %s", type(exc).__name__)
+        return error_response(ServiceUnavailable(headers={"Retry-After": "30"}))
+
+    @api.exception_handler(ClientError)
+    def storage_error(request: HttpRequest, exc: ClientError) -> HttpResponse:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if status >= 500:  # the storage's own trouble (S3's 500 or 503 SlowDown)
+            logger.warning("object storage answered %s", status)
+            return error_response(ServiceUnavailable(headers={"Retry-After": "30"}))
         return unexpected(request, exc)
 
     @api.exception_handler(Exception)

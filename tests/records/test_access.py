@@ -318,3 +318,28 @@ def test_a_file_downloads_under_a_name_that_says_what_it_is(
     ]
     got = api.get(url.split("testserver", 1)[1])
     assert got["Content-Disposition"].endswith(f'filename="{saved_as}"'), got["Content-Disposition"]
+
+
+def test_object_storage_away_is_503_in_the_request_language_not_a_500(
+    api, s3, patient_headers, settings
+):
+    from botocore.config import Config
+
+    from tests.records.conftest import upload
+
+    default = settings.STORAGES["default"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            **default,
+            "OPTIONS": {
+                **default["OPTIONS"],
+                "endpoint_url": "http://127.0.0.1:9",  # nothing listens there
+                "client_config": Config(connect_timeout=1, retries={"max_attempts": 0}),
+            },
+        },
+    }
+    r = upload(api, {**patient_headers, "Accept-Language": "ar"})
+    assert r.status_code == 503, r.content
+    assert r.json()["error"]["code"] == "server.unavailable" and r["Retry-After"] == "30"
+    assert not MedicalRecord.objects.exists()
