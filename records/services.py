@@ -162,6 +162,7 @@ def direct_upload_start(
     _upload_quota(uploader)
     patient = _patient_for(uploader, patient_id)
     ttl = settings.RECORDS_DIRECT_UPLOAD_TTL
+    expires = timezone.now() + timedelta(seconds=ttl)
     with transaction.atomic():
         record = _new_record(
             uploader,
@@ -169,14 +170,39 @@ def direct_upload_start(
             fields,
             file_name,
             status=ScanStatus.AWAITING_UPLOAD,
-            upload_expires_at=timezone.now() + timedelta(seconds=ttl),
+            upload_expires_at=expires,
         )
         record.save(force_insert=True)
         audit(uploader, "records.upload_started", record, origin)
+        # The form cannot be taken back: whatever it puts in quarantine after the record
+        # moved on is swept once it has expired (``quarantine_orphan_delete``).
+        from records.tasks import quarantine_sweep
+
+        quarantine_sweep.using(run_after=expires + timedelta(minutes=1)).enqueue(str(record.pk))
     form = storage.presigned_post(
         record.storage_key, max_bytes=settings.RECORDS_MAX_UPLOAD_BYTES, ttl=ttl
     )
     return record, form
+
+
+def quarantine_orphan_delete(*, record_id: Any) -> str:
+    """After a direct upload's form expired: its quarantine key holds an orphan unless the
+    record still waits there (for its file or its scan). The form may be reused until it
+    expires, after the file was scanned, refused or deleted: such bytes were never scanned
+    and nothing refers to them (the purge deletes the record's own key only)."""
+    key = storage.quarantine_key(record_id)
+    with transaction.atomic():
+        record = MedicalRecord.objects.select_for_update().filter(pk=record_id).first()
+        waiting = (ScanStatus.AWAITING_UPLOAD, ScanStatus.PENDING)
+        if (
+            record is not None
+            and record.deleted_at is None
+            and record.storage_key == key
+            and record.status in waiting
+        ):
+            return "kept"
+        storage.delete(key)
+    return "deleted"
 
 
 def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) -> MedicalRecord:

@@ -42,6 +42,15 @@ def scan_record(record_id: str) -> str:
     return "retry"
 
 
+@task()
+def quarantine_sweep(record_id: str) -> str:
+    """Once a direct upload's form has expired, delete what it left in quarantine that no
+    record waits for (``services.quarantine_orphan_delete``)."""
+    from records.services import quarantine_orphan_delete
+
+    return quarantine_orphan_delete(record_id=record_id)
+
+
 HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 

@@ -44,7 +44,11 @@ class TelemedConfig(AppConfig):
         # Tasks that check under a lock whether their work is still to do: a worker that
         # died in one of them is made up for by running it again.
         core_reclaim.RERUNNABLE.update(
-            {records_tasks.scan_record.module_path, realtime_deliveries.send_deliveries.module_path}
+            {
+                records_tasks.scan_record.module_path,
+                records_tasks.quarantine_sweep.module_path,
+                realtime_deliveries.send_deliveries.module_path,
+            }
         )
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [

@@ -253,7 +253,7 @@ if STORAGE_BACKEND == "s3":
             "location": env.str("STORAGE_S3_PREFIX", default=""),
             "default_acl": None,
             "querystring_auth": True,
-            "querystring_expire": env.int("STORAGE_URL_TTL", default=300),
+            "querystring_expire": env.int("STORAGE_URL_TTL", default=60),
             "file_overwrite": False,
             "object_parameters": {
                 "ServerSideEncryption": env.str("STORAGE_S3_SSE", default="AES256")
@@ -296,7 +296,9 @@ CLAMD_TIMEOUT = env.float("CLAMD_TIMEOUT", default=30.0)
 RECORDS_MAX_UPLOAD_BYTES = env.int("RECORDS_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 RECORDS_RETENTION_DAYS = env.int("RECORDS_RETENTION_DAYS", default=30)
 # Presigned URLs (S3) and signed download links (local disk) live this long.
-RECORDS_DOWNLOAD_TTL = env.int("STORAGE_URL_TTL", default=300)
+# A presigned S3 link cannot be taken back: it lives this long whatever happens meanwhile
+# (the record deleted, the account closed, care ended), so it is short.
+RECORDS_DOWNLOAD_TTL = env.int("STORAGE_URL_TTL", default=60)
 RECORDS_DIRECT_UPLOAD_TTL = env.int("RECORDS_DIRECT_UPLOAD_TTL", default=900)
 RECORDS_SCAN_RETRY_MAX_SECONDS = env.int("RECORDS_SCAN_RETRY_MAX_SECONDS", default=3600)
 RECORDS_BREAK_GLASS_MINUTES = env.int("RECORDS_BREAK_GLASS_MINUTES", default=60)

@@ -167,3 +167,39 @@ def test_the_move_out_of_quarantine_insists_on_the_scanned_version(
     monkeypatch.setattr(client, "copy_object", spy)
     assert scan_record.call(record_id) == "clean"
     assert [c["CopySourceIfMatch"] for c in copies] == [etag]
+
+
+@pytest.mark.parametrize("first", ["clean", "infected", "deleted"])
+def test_what_a_reused_form_leaves_in_quarantine_is_swept_once_it_expired(
+    api, clamd_on, s3, patient, patient_headers, first
+):
+    """The form stays usable until it expires, after the file was scanned, refused or
+    deleted: bytes it puts back in quarantine were never scanned and nothing refers to
+    them. A sweep enqueued for the form's expiry deletes them, and keeps a file that still
+    waits there."""
+    from django_tasks_db.models import DBTaskResult
+
+    from records.tasks import quarantine_sweep
+
+    started = _start(api, patient_headers).json()
+    record_id = started["record"]["id"]
+    [sweep] = DBTaskResult.objects.filter(task_path=quarantine_sweep.module_path)
+    assert sweep.args_kwargs["args"] == [record_id]
+    expires = MedicalRecord.objects.get(id=record_id).upload_expires_at
+    assert expires is not None and sweep.run_after > expires  # once the form is dead
+    assert quarantine_sweep.call(record_id) == "kept"  # still waiting for its file
+    _send(started["upload"], procs.EICAR if first == "infected" else PDF)
+    api.post(f"/api/v1/records/{record_id}/complete", headers=patient_headers)
+    assert quarantine_sweep.call(record_id) == "kept"  # waiting for its scan
+    assert scan_record.call(record_id) == ("clean" if first == "deleted" else first)
+    if first == "deleted":
+        assert (
+            api.delete(f"/api/v1/records/{record_id}", headers=patient_headers).status_code == 204
+        )
+    assert _send(started["upload"], procs.EICAR).status_code in (200, 201, 204)  # reused
+    quarantine = f"telemed/quarantine/{record_id}"
+    assert quarantine in keys(s3)
+    assert quarantine_sweep.call(record_id) == "deleted"
+    assert quarantine not in keys(s3)
+    kept = [] if first == "infected" else [f"telemed/records/{patient.id}/{record_id}"]
+    assert keys(s3) == kept  # the record's own file, if any, untouched
