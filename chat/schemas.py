@@ -72,7 +72,7 @@ class ConversationOut(Schema):
     other_online: bool | None = Field(
         None,
         description="In the list: whether the other side has an open socket (null when you "
-        "are no longer in care together, or outside the list)",
+        "are no longer in care together, when presence is unavailable, or outside the list)",
     )
 
 

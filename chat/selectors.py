@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import User
 from chat.errors import ConversationNotFound, MessageNotFound
 from chat.models import Conversation, Message
+from core.cache import best_effort
 from core.db import db_value, fetch, names, select_sql
 from core.ids import is_uuid
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor, paginate
@@ -162,10 +163,11 @@ def conversation_list(
             pk__in=[c.last_message_pk for c in conversations if c.last_message_pk]  # type: ignore[attr-defined]
         )
     }
-    # The other side's presence, as the gateway shows it: only to those in care together.
+    # The other side's presence, as the gateway shows it: only to those in care together;
+    # unknown (null) while Redis is away, rather than no list at all.
     others = [c.doctor_id if c.patient_id == viewer.pk else c.patient_id for c in conversations]
     visible = set(audience(viewer.pk)) & {str(o) for o in others}
-    status = online(visible) if visible else {}
+    status = (best_effort(online, visible, what="presence") or {}) if visible else {}
     items = []
     for c, other in zip(conversations, others, strict=True):
         message = last_messages.get(c.last_message_pk)  # type: ignore[attr-defined]

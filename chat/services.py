@@ -11,6 +11,7 @@ in ``seq`` order.
 from __future__ import annotations
 
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -44,6 +45,7 @@ from chat.errors import (
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core import db, ratelimit
+from core.cache import best_effort
 from core.errors import ApplicationError, InvalidRequest
 from core.ids import is_uuid
 from realtime.presence import online
@@ -109,9 +111,30 @@ def conversation_reopen(*, user: User, conversation_id: Any) -> dict[str, Any]:
 # --- Messages --------------------------------------------------------------------------
 
 
+def _storable(text: str) -> bool:
+    """Whether ``text`` can be stored: a lone surrogate (``"\\ud800"`` is valid JSON) is not
+    UTF-8, which encryption and PostgreSQL need, and PostgreSQL text holds no NUL. REST refuses
+    both at its edge; the socket brings them here."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable(field: str) -> InvalidRequest:
+    return InvalidRequest(
+        fields={field: _("Remove the characters that cannot be stored from this text.")}
+    )
+
+
 def _checked_text(text: Any, *, has_attachments: bool) -> str:
     if not isinstance(text, str):
         raise InvalidRequest(fields={"text": _("Send the message as text.")})
+    if not _storable(text):
+        raise _unstorable("text")
     if len(text) > MAX_TEXT_CHARS:
         raise TextTooLong(fields={"text": str(MAX_TEXT_CHARS)})
     if not text.strip() and not has_attachments:
@@ -122,6 +145,11 @@ def _checked_text(text: Any, *, has_attachments: bool) -> str:
 def _checked_client_id(client_id: Any) -> str:
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64 or not client_id.strip():
         raise InvalidRequest(fields={"client_id": _("Send a client id of 1 to 64 characters.")})
+    # Control characters (NUL: PostgreSQL refuses it) and lone surrogates (not UTF-8).
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in client_id):
+        raise InvalidRequest(
+            fields={"client_id": _("The client id may hold only printable characters.")}
+        )
     return client_id
 
 
@@ -138,8 +166,10 @@ def _checked_attachments(attachments: Any) -> list[str]:
 
 def _consume_send_quota(user: User) -> None:
     """Per-user send rate, configured as ``ACCOUNT_RATE_LIMITS["chat_send"]`` (allauth's
-    syntax, :mod:`core.ratelimit`)."""
-    wait = ratelimit.consume("chat_send", user.pk, settings.ACCOUNT_RATE_LIMITS.get("chat_send"))
+    syntax, :mod:`core.ratelimit`). Its counters live in Redis: while Redis is away the quota
+    is not kept (messages are rows; refusing every one would stop chat for a flood guard)."""
+    rates = settings.ACCOUNT_RATE_LIMITS.get("chat_send")
+    wait = best_effort(ratelimit.consume, "chat_send", user.pk, rates, what="chat send quota")
     if wait:
         raise SendRateLimited(retry_after=wait)
 
@@ -246,14 +276,20 @@ def _hold_push_order(conversation_id: Any) -> Callable[[], None]:
     by that commit, could push first (a test saw it). So a sender takes the conversation's
     push turn (a cache key) before its commit and gives it back after its push; the next
     sender waits for it (about one push, only when two send at once). A holder that died
-    frees it after ``PUSH_ORDER_SECONDS``. Answers the function that gives the turn back."""
+    frees it after ``PUSH_ORDER_SECONDS``. Answers the function that gives the turn back.
+    Without Redis there is no turn to take (and no push leaves): the send goes on."""
     key = f"chat:push-order:{conversation_id}"
     deadline = time.monotonic() + PUSH_ORDER_SECONDS
-    while not cache.add(key, 1, PUSH_ORDER_SECONDS) and time.monotonic() < deadline:
+    while True:
+        taken = best_effort(cache.add, key, 1, PUSH_ORDER_SECONDS, what="chat push order")
+        if taken is None:
+            return lambda: None
+        if taken or time.monotonic() >= deadline:
+            break
         time.sleep(0.001)
 
-    def release() -> None:
-        cache.delete(key)
+    def release() -> None:  # after commit too: it must not fail the committed send
+        best_effort(cache.delete, key, what="chat push order")
 
     return release
 
@@ -292,7 +328,9 @@ def _tell_recipient(conversation: Conversation, message: Message, now: Any) -> l
         if message.sender_id == conversation.patient_id
         else conversation.patient_id
     )
-    if online([recipient_id]).get(str(recipient_id)):
+    # Presence unknown (Redis away): told by a notification, rather than maybe not at all.
+    status = best_effort(online, [recipient_id], what="presence")
+    if status and status.get(str(recipient_id)):
         return []
     side = conversation.side(recipient_id)
     told_at = getattr(conversation, f"{side}_notified_at")
@@ -361,7 +399,10 @@ def message_delete(*, user: User, conversation_id: Any, seq: Any) -> dict[str, A
 
 def read_up_to(*, user: User, conversation_id: Any, seq: Any) -> dict[str, Any]:
     """Move the caller's read marker forward to ``seq`` (never back: an older ``seq`` changes
-    nothing). Both participants' devices are told live (``chat.read``)."""
+    nothing). The caller's devices are told live (``chat.read``), and the other participant's
+    while the two are in care: once care has ended the history stays readable (and the
+    marker moves, for the caller's own unread counts), but nothing more is pushed to the other
+    side live, as with typing and presence."""
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise InvalidRequest(fields={"seq": _("Send a whole number, 0 or more.")})
     with transaction.atomic():
@@ -383,7 +424,10 @@ def read_up_to(*, user: User, conversation_id: Any, seq: Any) -> dict[str, Any]:
             "seq": marker,
         }
         if moved:
-            _publish(conversation, {"type": "chat.read", "data": data})
+            told: list[Any] = [user.pk]
+            if in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
+                told.append(conversation.other_id(user.pk))
+            publish_on_commit(user_ids=told, event={"type": "chat.read", "data": data})
             unread_forget_on_commit(user_id=user.pk, name="chat")
         unread = selectors.unread_messages(user.pk).filter(conversation=conversation).count()
     return {**data, "unread": unread}
@@ -396,14 +440,19 @@ TYPING_SECONDS = 3
 
 def typing(*, user: User, conversation_id: Any) -> None:
     """Tell the other participant that ``user`` is typing (``chat.typing``): ephemeral,
-    nothing stored, at most once every ``TYPING_SECONDS`` per user and conversation."""
+    nothing stored, at most once every ``TYPING_SECONDS`` per user and conversation, and only
+    where a message could be sent (open, in care). The throttle comes before the care query,
+    so a burst of keystrokes costs one; without Redis nothing is told (no push could leave)."""
     conversation = selectors.conversation_for(
         viewer=user, conversation_id=conversation_id, people=False
     )
     if conversation.closed_at is not None:
         raise ConversationClosed()
-    if not cache.add(f"chat:typing:{conversation.pk}:{user.pk}", 1, TYPING_SECONDS):
-        return  # throttled
+    key = f"chat:typing:{conversation.pk}:{user.pk}"
+    if not best_effort(cache.add, key, 1, TYPING_SECONDS, what="chat typing"):
+        return  # throttled, or Redis away
+    if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
+        raise NotInCare()
     other = (
         conversation.doctor_id if user.pk == conversation.patient_id else conversation.patient_id
     )
@@ -434,6 +483,8 @@ def break_glass_read(
     if staff.role != Role.ADMIN:
         raise RoleRequired()
     reason = (reason or "").strip()
+    if not _storable(reason):  # it goes into the audit trail (PostgreSQL JSON)
+        raise _unstorable("reason")
     if len(reason) < 10:
         raise ReasonRequired()
     conversation = None

@@ -30,15 +30,19 @@ def _ttl() -> int:
 
 
 def unread_counts(*, user_id: Any) -> dict[str, int]:
+    """Each counter, from the cache or rebuilt from the database (and cached again); all
+    from the database while Redis is away (nothing is cached then, so a lost Redis costs
+    one failed call, not one per counter)."""
     keys = {name: _key(name, user_id) for name in COUNTERS}
-    found = cache.get_many(list(keys.values()))
+    found = best_effort(cache.get_many, list(keys.values()), what="unread counters")
     counts: dict[str, int] = {}
     for name, key in keys.items():
-        if key in found:
+        if found is not None and key in found:
             counts[name] = int(found[key])
             continue
         counts[name] = COUNTERS[name](user_id)
-        cache.add(key, counts[name], timeout=_ttl())
+        if found is not None:
+            best_effort(cache.add, key, counts[name], _ttl(), what="unread counters")
     return counts
 
 
