@@ -11,6 +11,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from accounts.services import access_revoked
 from audit.services import record_from_request
 from core import sms
 
@@ -60,6 +61,9 @@ class AccountAdapter(DefaultAccountAdapter):
                 request, action="auth.logout", target_type="user", target_id=str(user.pk)
             )
         super().logout(request)
+        if user is not None and user.is_authenticated:
+            # After the session is gone: its tokens are refused, its sockets close.
+            access_revoked(user_id=user.pk)
 
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         login = credentials.get("email") or credentials.get("phone") or ""
@@ -70,6 +74,7 @@ class AccountAdapter(DefaultAccountAdapter):
         user.set_password(password)
         user.must_change_password = False
         user.save(update_fields=["password", "must_change_password"])
+        access_revoked(user_id=user.pk)  # every session was made with the old password
         request = self.request
         if request is not None:
             record_from_request(

@@ -21,14 +21,16 @@ from audit.services import record
 
 INVITATION_TTL = timedelta(days=7)
 
-# Called with the user's id when an account is deactivated or deleted. The composition root
-# registers the socket gateway here (accounts cannot import realtime, which depends on it).
+# Called with the user's id when an account is deactivated or deleted, or sessions of it end
+# (logout, password change or reset, a replayed refresh token): tokens of those sessions stop
+# working at once. The composition root registers the socket gateway here, which closes every
+# socket of the user (accounts cannot import realtime, which depends on it).
 ACCESS_REVOKED_HOOKS: list[Callable[[Any], None]] = []
 
 
-def _access_revoked(user: User) -> None:
+def access_revoked(*, user_id: Any) -> None:
     for hook in ACCESS_REVOKED_HOOKS:
-        hook(user.pk)
+        hook(user_id)
 
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
@@ -187,7 +189,7 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
         user.save(update_fields=["is_active"])
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
         if not active:
-            _access_revoked(user)
+            access_revoked(user_id=user.pk)
     return user
 
 
@@ -271,11 +273,12 @@ def account_delete(*, user: User) -> None:
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )
     # Its sessions die with it: tokens are validated against an active user on every request.
-    _access_revoked(user)
+    access_revoked(user_id=user.pk)
     _audit(user, "user.deleted", user)
 
 
 def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:
     """A rotated-out refresh token came back: revoke the whole session and audit it."""
     session.flush()
+    access_revoked(user_id=user_id)
     record(action="auth.refresh_reuse", actor_id=user_id, target_type="user", target_id=user_id)

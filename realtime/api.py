@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.core.internal.httpkit import get_authorization_credential
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
+from core import ratelimit
+from core.errors import Unauthenticated
 from core.pagination import paginate
 from realtime import deliveries, presence, selectors, services
+from realtime.auth import token_session_key
 from realtime.errors import BadSignature, UnknownKind
 from realtime.schemas import (
     NotificationOut,
@@ -35,11 +39,18 @@ router = Router(tags=["realtime"])
     response={201: TicketOut},
     auth=jwt_auth,
     summary="A one-time socket ticket (30 s, single use): open /ws/v1/?ticket=...",
+    description="Rate limited per user (`REALTIME_TICKET_RATE_LIMIT`): over it 429 "
+    "`request.rate_limited` with `Retry-After`.",
 )
 def ticket(request: AuthedRequest) -> Status:
-    return Status(
-        201, {"ticket": ticket_issue(user_id=request.auth.pk), "expires_in": ticket_seconds()}
-    )
+    user_id = request.auth_snapshot.id
+    ratelimit.check("realtime_ticket", user_id, settings.ACCOUNT_RATE_LIMITS.get("realtime_ticket"))
+    # The ticket dies with the session of the token it was asked with (see realtime.auth).
+    session_key = token_session_key(get_authorization_credential(request, "Bearer") or "")
+    if session_key is None:
+        raise Unauthenticated()
+    ticket = ticket_issue(user_id=user_id, session_key=session_key)
+    return Status(201, {"ticket": ticket, "expires_in": ticket_seconds()})
 
 
 @router.get(

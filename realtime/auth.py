@@ -3,8 +3,9 @@
 Browsers open ``/ws/v1/?ticket=<one-time ticket>`` (:mod:`realtime.tickets`). Non-browser
 clients may instead send ``Authorization: Bearer <access token>`` on the handshake; the token
 is checked exactly as for REST (allauth's stateful JWT validation: a logged-out session, a
-changed password or a deactivated account is refused). A socket without a valid credential
-stays anonymous and the gateway closes it 4401. Neither credential is ever logged.
+changed password or a deactivated account is refused). A ticket is checked the same way
+against the session it was asked in. A socket without a valid credential stays anonymous and
+the gateway closes it 4401. Neither credential is ever logged.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+from allauth.headless.internal.sessionkit import lookup_session
+from allauth.headless.tokens.strategies.jwt import internal
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from django.contrib.auth import get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.utils.crypto import constant_time_compare
 
 from realtime.tickets import ticket_redeem
 
@@ -47,11 +51,34 @@ def _user_for_token(token: str) -> Any:
     return user
 
 
+def token_session_key(token: str) -> str | None:
+    """The server-side session an access token belongs to (its ``sid`` claim, decrypted)."""
+    payload = internal.decode_token(token, "access")
+    sid = payload.get("sid") if payload else None
+    return internal.session_key_from_sid(sid) if isinstance(sid, str) else None
+
+
+def _session_holds(session_key: str, user: Any) -> bool:
+    """Whether the session is still the user's signed-in session, as the token checks say:
+    it exists (no logout since), it names the user, and it was made with the user's current
+    password (no password change since)."""
+    session = lookup_session(session_key)
+    if session is None or str(session.get(SESSION_KEY)) != str(user.pk):
+        return False
+    session_hash = session.get(HASH_SESSION_KEY)
+    return bool(session_hash) and constant_time_compare(session_hash, user.get_session_auth_hash())
+
+
 @database_sync_to_async
 def _user_for_ticket(ticket: str) -> Any:
-    user_id = ticket_redeem(ticket)
-    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    return user or AnonymousUser()
+    found = ticket_redeem(ticket)
+    if found is None:
+        return AnonymousUser()
+    user_id, session_key = found
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None or not _session_holds(session_key, user):
+        return AnonymousUser()
+    return user
 
 
 class SocketAuthMiddleware(BaseMiddleware):

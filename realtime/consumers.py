@@ -2,10 +2,13 @@
 
 Authentication happens in :mod:`realtime.auth` before the consumer runs. A refused socket is
 accepted and then closed with 4401/4403 so that clients can read the code (a browser cannot
-see why an HTTP handshake was refused). Client messages: ``resume``, ``presence.ping``, and
-whatever the domain apps register in ``HANDLERS`` at the composition root (chat's
-``chat.*``). Bad input gets an ``error`` event and the socket stays open; a flood is
-rate-limited, then closed 4429.
+see why an HTTP handshake was refused): 4403 also for an account that must change its password
+first, as REST answers 403. A user's sockets past ``REALTIME_MAX_SOCKETS_PER_USER`` on one
+server process are closed 4409. Client messages: ``resume``, ``presence.ping``, and whatever
+the domain apps register in ``HANDLERS`` at the composition root (chat's ``chat.*``). Bad
+input gets an ``error`` event and the socket stays open; a flood is rate-limited, then closed
+4429. Errors and the handlers run in the socket's language: the handshake's
+``Accept-Language`` (ar or en), else the user's saved one.
 """
 
 from __future__ import annotations
@@ -29,18 +32,27 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.db.models import Max
 from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from core.errors import ApplicationError
 from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
+from realtime.models import Notification
+from realtime.security import nested_deeper_than, socket_slot_free, socket_slot_take
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY_SOCKETS = 4409
 CLOSE_FLOOD = 4429
+# Deepest nesting of arrays and objects in a client message: deeper is malformed (parsing,
+# printing or validating a frame of 5,000 "[" recurses past Python's limit).
+MAX_DEPTH = 32
 
 # Socket message handlers of the domain apps, by message type, wired at the composition root:
 # ``handler(*, user, content) -> reply event | None``, run in a thread (they use the database);
@@ -68,6 +80,30 @@ def _handler_threads() -> ThreadPoolExecutor | None:
 @functools.cache
 def _handler_pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="socket")
+
+
+def _socket_language(scope: dict[str, Any], user: Any) -> str:
+    """The handshake's ``Accept-Language`` when it names a language we speak, else the
+    user's saved one (the contract's rule for REST too)."""
+    for name, value in scope.get("headers", []):
+        if name == b"accept-language":
+            for code, _weight in parse_accept_lang_header(value.decode("latin1")):
+                try:
+                    return translation.get_supported_language_variant(code)
+                except LookupError:
+                    continue
+    return getattr(user, "language", None) or settings.LANGUAGE_CODE
+
+
+def _resume_events(
+    *, user_id: str, after: int, limit: int
+) -> tuple[list[dict[str, Any]], bool, int]:
+    """The stored events after ``after`` (:func:`selectors.events_after`), and the user's
+    highest event id, read first: an event that commits meanwhile has a higher id (a user's
+    events commit in id order), so a resume never claims an id that is still to come."""
+    highest = Notification.objects.filter(user_id=user_id).aggregate(top=Max("seq"))["top"]
+    events, more = selectors.events_after(user_id=user_id, after=after, limit=limit)
+    return events, more, highest or 0
 
 
 class _Bucket:
@@ -101,12 +137,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         self.device = uuid.uuid4().hex  # this socket, in presence
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.base_send = send
+        self.has_slot = False  # counted in REALTIME_MAX_SOCKETS_PER_USER
+        self.closing = False  # told to close by session.close
         try:
             await await_many_dispatch([receive, self.inbox.get], self.dispatch)
         except StopConsumer:
             pass
         finally:
             await fanout.leave(self)  # also when a handler failed
+            if self.has_slot:
+                self.has_slot = False
+                socket_slot_free(self.user_id)
 
     async def connect(self) -> None:
         await self.accept()
@@ -114,12 +155,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not user.is_active:
+        if not user.is_active or getattr(user, "must_change_password", False):
+            # An account that must change its password first gets 403 over REST too.
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.user = user
         self.user_id = str(user.pk)
-        self.language = getattr(user, "language", "en")
+        if not socket_slot_take(self.user_id):
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.has_slot = True
+        self.language = _socket_language(self.scope, user)
         self.bucket = _Bucket(
             _setting("REALTIME_MESSAGES_PER_SECOND", 10), _setting("REALTIME_MESSAGE_BURST", 30)
         )
@@ -175,7 +221,11 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=push["text"])
 
     async def session_close(self, event: dict[str, Any]) -> None:
-        """The account was deactivated or deleted: end this socket now."""
+        """The user's access changed (deactivation, deletion, logout, password change): end
+        this socket now (a password change, which also logs out, asks twice)."""
+        if self.closing:
+            return
+        self.closing = True
         await self.close(code=int(event.get("code", CLOSE_FORBIDDEN)))
 
     # --- client messages -----------------------------------------------------------------
@@ -193,51 +243,63 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_error(SlowDown())
             return
         self.strikes = 0
-        raw = text_data.encode() if text_data is not None else (bytes_data or b"")
+        raw = (
+            text_data.encode("utf-8", "surrogatepass")
+            if text_data is not None
+            else (bytes_data or b"")
+        )
         if len(raw) > _setting("REALTIME_MAX_MESSAGE_BYTES", 16384):
             await self.send_error(MessageTooLarge())
             return
         try:
-            content = json.loads(raw)
-        except ValueError:
+            # Strict UTF-8 (json.loads would let an encoded lone surrogate through); a frame
+            # of 5,000 "[" recurses past Python's limit: both are malformed, not fatal.
+            content = json.loads(raw.decode())
+        except (ValueError, RecursionError):
             await self.send_error(MalformedFrame())
             return
-        if not isinstance(content, dict):
+        if not isinstance(content, dict) or nested_deeper_than(content, MAX_DEPTH):
             await self.send_error(MalformedFrame())
             return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type")
-        try:
-            if kind == "resume":
-                await self.resume(content)
-            elif kind == "presence.ping":
-                await self.presence_beat()
-            elif isinstance(kind, str) and kind in HANDLERS:
-                # Not thread-sensitive: by default every handler of the process would queue
-                # on one shared thread (a chat send is ~12 ms of SQL: ~86/s per process).
-                handler = database_sync_to_async(
-                    HANDLERS[kind], thread_sensitive=False, executor=_handler_threads()
-                )
-                reply = await handler(user=self.user, content=content)
-                if reply is not None:
-                    await self.send_json(reply)
-            else:
-                raise UnknownType(fields={"type": str(kind or "")[:64]})
-        except ApplicationError as exc:
-            await self.send_error(exc)
+        # Errors build their fields with gettext, here and in the handlers' threads (which
+        # run in a copy of this context, the active language included).
+        with translation.override(self.language):
+            try:
+                if kind == "resume":
+                    await self.resume(content)
+                elif kind == "presence.ping":
+                    await self.presence_beat()
+                elif isinstance(kind, str) and kind in HANDLERS:
+                    # Not thread-sensitive: by default every handler of the process would
+                    # queue on one shared thread (a chat send is ~12 ms of SQL: ~86/s per
+                    # process).
+                    handler = database_sync_to_async(
+                        HANDLERS[kind], thread_sensitive=False, executor=_handler_threads()
+                    )
+                    reply = await handler(user=self.user, content=content)
+                    if reply is not None:
+                        await self.send_json(reply)
+                else:
+                    raise UnknownType(fields={"type": str(kind or "")[:64]})
+            except ApplicationError as exc:
+                await self.send_error(exc)
 
     async def resume(self, content: dict[str, Any]) -> None:
-        """Replay, in order, the stored events after ``after``; then ``resume.done``."""
+        """Replay, in order, the stored events after ``after``; then ``resume.done``. An
+        ``after`` past the user's last event counts as that event: pushes still to come
+        must not be taken for replayed."""
         after = content.get("after", 0)
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise InvalidMessage(fields={"after": "a whole number, 0 or more"})
-        events, more = await database_sync_to_async(selectors.events_after)(
+            raise InvalidMessage(fields={"after": _("Send a whole number, 0 or more.")})
+        events, more, highest = await database_sync_to_async(_resume_events)(
             user_id=self.user_id, after=after, limit=_setting("REALTIME_RESUME_LIMIT", 500)
         )
         already = set(self.live_sent)
-        last = after
+        last = min(after, highest)
         for body in events:
             last = body["id"]
             if last not in already:

@@ -2,7 +2,8 @@
 ``POST /api/v1/realtime/ticket`` (authenticated) for a ticket and opens
 ``/ws/v1/?ticket=...``. A ticket is random, lives in the cache (Redis when configured) for
 ``REALTIME_TICKET_SECONDS``, and is consumed by its first use. Only its hash is a cache key,
-and it is never logged."""
+and it is never logged. It remembers the session of the token it was asked with: a ticket of
+a session that has since ended (logout, password change) opens nothing."""
 
 from __future__ import annotations
 
@@ -24,22 +25,25 @@ def _key(ticket: str) -> str:
     return "rt:ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def ticket_issue(*, user_id: Any) -> str:
+def ticket_issue(*, user_id: Any, session_key: str) -> str:
     ticket = secrets.token_urlsafe(32)
-    cache.set(_key(ticket), str(user_id), timeout=ticket_seconds())
+    cache.set(_key(ticket), (str(user_id), session_key), timeout=ticket_seconds())
     return ticket
 
 
-def ticket_redeem(ticket: str) -> str | None:
-    """The user id the ticket was issued to, once: of two concurrent redeemers only the one
-    whose delete removed the key wins."""
+def ticket_redeem(ticket: str) -> tuple[str, str] | None:
+    """The user id the ticket was issued to and the session it was asked in, once: of two
+    concurrent redeemers only the one whose delete removed the key wins."""
     if not ticket or len(ticket) > 200:
         return None
     key = _key(ticket)
-    user_id = cache.get(key)
-    if user_id is None or not cache.delete(key):
+    found = cache.get(key)
+    if found is None or not cache.delete(key):
         return None
-    return str(user_id)
+    if not isinstance(found, tuple) or len(found) != 2:
+        return None  # issued by a server of the previous release (a user id alone): ask again
+    user_id, session_key = found
+    return str(user_id), str(session_key)
 
 
 _TICKET_IN_TEXT = re.compile(r"(ticket=)[^&\s\"']+")

@@ -362,6 +362,8 @@ ACCOUNT_RATE_LIMITS = {
     # Medical files uploaded (each costs storage and a virus scan), and download links asked.
     "records_upload": env.str("RECORDS_UPLOAD_RATE_LIMIT", default="20/m/user,200/h/user"),
     "records_link": env.str("RECORDS_LINK_RATE_LIMIT", default="60/m/user"),
+    # One-time socket tickets asked for (each reconnection asks for one).
+    "realtime_ticket": env.str("REALTIME_TICKET_RATE_LIMIT", default="30/m/user,300/h/user"),
 }
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app",)
@@ -478,6 +480,8 @@ REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=16384
 REALTIME_MESSAGES_PER_SECOND = env.int("REALTIME_MESSAGES_PER_SECOND", default=10)
 REALTIME_MESSAGE_BURST = env.int("REALTIME_MESSAGE_BURST", default=30)
 REALTIME_FLOOD_CLOSE_AFTER = env.int("REALTIME_FLOOD_CLOSE_AFTER", default=50)
+# Sockets one user may hold open on one server process (past it: close 4409).
+REALTIME_MAX_SOCKETS_PER_USER = env.int("REALTIME_MAX_SOCKETS_PER_USER", default=10)
 REALTIME_RESUME_LIMIT = env.int("REALTIME_RESUME_LIMIT", default=500)
 REALTIME_REDIS_CHECK_SECONDS = env.float("REALTIME_REDIS_CHECK_SECONDS", default=1.0)
 PRESENCE_TTL_SECONDS = env.int("PRESENCE_TTL_SECONDS", default=60)
