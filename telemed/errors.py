@@ -20,6 +20,8 @@ from ninja.errors import (
     Throttled,
     ValidationError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.errors import (
     ApplicationError,
@@ -170,6 +172,14 @@ def install(api: NinjaAPI) -> None:
         # ours is wrong, and the client may try again shortly.
         logger.warning("object storage unavailable: %s", type(exc).__name__)
         return error_response(ServiceUnavailable(headers={"Retry-After": "30"}))
+
+    @api.exception_handler(RedisConnectionError)
+    @api.exception_handler(RedisTimeoutError)
+    def redis_unreachable(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # What lives in Redis alone (presence, rate-limit counters) is unknown while it is
+        # away: the answer is "try again shortly", not a server error.
+        logger.warning("redis unavailable: %s", type(exc).__name__)
+        return error_response(ServiceUnavailable(headers={"Retry-After": "5"}))
 
     @api.exception_handler(ClientError)
     def storage_error(request: HttpRequest, exc: ClientError) -> HttpResponse:

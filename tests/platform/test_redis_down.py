@@ -29,3 +29,24 @@ def test_a_signed_in_request_is_answered_while_redis_is_away(api, settings):
 
     Session.objects.all().delete()
     assert api.get("/api/v1/me", headers=bearer(token)).status_code == 401
+
+
+def test_what_lives_in_redis_alone_is_503_try_again_not_a_500(api, settings):
+    from tests.doctors.factories import doctor
+    from tests.records.conftest import in_care_with
+
+    user = make_user()
+    in_care_with(doctor(), user)  # someone whose presence the user may see
+    token = login(api, user.email)["access"]
+    settings.REDIS_URL = DEAD  # presence's own client
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "core.cache.SharedClientRedisCache",
+            "LOCATION": DEAD,
+            "KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    r = api.get("/api/v1/presence", headers=bearer(token))
+    assert r.status_code == 503, r.content
+    assert r.json()["error"]["code"] == "server.unavailable" and r["Retry-After"] == "5"
