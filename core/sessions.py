@@ -1,7 +1,9 @@
 """Sessions in the database with a cache in front (``cached_db``) that keeps working when the
-cache does not: reads fall back to the database and the cache's copy is written only if it
-can be. A delete is still the cache's too, and fails loudly: a session deleted from the
-database but left in the cache would keep a signed-out token working."""
+cache does not, for reads: they fall back to the database, and the cache's copy is written
+only if it can be. A change (a sign-in's rotation, a refresh, a sign-out) first drops the
+cached copy, and fails loudly when it cannot: Redis back with the copy of before (after a
+partition, or restarted from its snapshot) would bring back a signed-out session or a
+rotated-out refresh token."""
 
 from __future__ import annotations
 
@@ -37,3 +39,14 @@ class SessionStore(CachedDBStore):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         self._cache: Any = _Forgiving(caches[settings.SESSION_CACHE_ALIAS])
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is not None:
+            self._cache.delete(self.cache_key)  # loud: no change the cache could undo
+        super().save(must_create)
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if key is not None:
+            self._cache.delete(self.cache_key_prefix + key)  # loud, before the row goes
+        super().delete(session_key)

@@ -144,10 +144,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         except StopConsumer:
             pass
         finally:
-            await fanout.leave(self)  # also when a handler failed
-            if self.has_slot:
+            if self.has_slot:  # first: leaving may be cancelled midway
                 self.has_slot = False
                 socket_slot_free(self.user_id)
+            await fanout.leave(self)  # also when a handler failed
 
     async def connect(self) -> None:
         await self.accept()

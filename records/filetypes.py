@@ -54,7 +54,7 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "image/tiff": (".tif", ".tiff"),
     "application/dicom": (".dcm", ".dicom"),
     "image/webp": (".webp",),
-    "text/plain": (".txt", ".csv"),
+    "text/plain": (".txt",),  # not .csv: a spreadsheet would run its formulas
 }
 
 

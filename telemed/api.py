@@ -23,18 +23,27 @@ from telemed import errors
 VERSION = "0.1.0"
 
 
-def _refuse_nul(value: Any) -> None:
-    """PostgreSQL text cannot hold NUL characters; refuse them at the edge with a 422."""
+def _refuse_nul(value: Any, field: str = "body") -> None:
+    """PostgreSQL text cannot hold NUL characters, and no text can be stored that is not
+    UTF-8 (a lone surrogate is valid JSON): refuse both at the edge, 422, naming the
+    top-level field that holds them."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise InvalidRequest(fields={"body": _("Text must not contain NUL characters.")})
+            raise InvalidRequest(fields={field: _("Text must not contain NUL characters.")})
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                fields={field: _("Remove the characters that cannot be stored from this text.")}
+            ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _refuse_nul(key)
-            _refuse_nul(item)
+            name = key if field == "body" and isinstance(key, str) and key.isidentifier() else field
+            _refuse_nul(key, field)
+            _refuse_nul(item, name)
     elif isinstance(value, list):
         for item in value:
-            _refuse_nul(item)
+            _refuse_nul(item, field)
 
 
 class ApiParser(Parser):

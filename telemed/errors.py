@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
@@ -20,6 +27,7 @@ from ninja.errors import (
     Throttled,
     ValidationError,
 )
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -39,6 +47,12 @@ from core.errors import (
 )
 
 logger = logging.getLogger("telemed.errors")
+_STORAGE_UNREACHABLE = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
 
 _BY_STATUS: dict[int, type[ApplicationError]] = {
     401: Unauthenticated,
@@ -169,7 +183,10 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(BotoCoreError)
     def storage_unreachable(request: HttpRequest, exc: BotoCoreError) -> HttpResponse:
         # Object storage could not be reached (connection refused, timed out): nothing of
-        # ours is wrong, and the client may try again shortly.
+        # ours is wrong, and the client may try again shortly. Other botocore errors (no
+        # credentials, a bad parameter) are ours: a 500, logged whole.
+        if not isinstance(exc, _STORAGE_UNREACHABLE):
+            return unexpected(request, exc)
         logger.warning("object storage unavailable: %s", type(exc).__name__)
         return error_response(ServiceUnavailable(headers={"Retry-After": "30"}))
 
@@ -177,7 +194,10 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(RedisTimeoutError)
     def redis_unreachable(request: HttpRequest, exc: Exception) -> HttpResponse:
         # What lives in Redis alone (presence, rate-limit counters) is unknown while it is
-        # away: the answer is "try again shortly", not a server error.
+        # away: the answer is "try again shortly", not a server error. A refused password
+        # is our configuration's fault: a 500, logged whole.
+        if isinstance(exc, RedisAuthenticationError):
+            return unexpected(request, exc)
         logger.warning("redis unavailable: %s", type(exc).__name__)
         return error_response(ServiceUnavailable(headers={"Retry-After": "5"}))
 

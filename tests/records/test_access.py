@@ -300,6 +300,7 @@ def test_uploads_and_download_links_are_rate_limited(api, patient_headers, clamd
     [
         ("report.html", b"<html><script>alert(1)</script></html>\n", "report.html.txt"),
         ("notes.txt", b"fever since Monday\n", "notes.txt"),
+        ("sheet.csv", b'=HYPERLINK("http://x.example")\n', "sheet.csv.txt"),
         ("scan.PDF", None, "scan.PDF"),
     ],
 )
