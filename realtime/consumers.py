@@ -258,7 +258,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         except (ValueError, RecursionError):
             await self.send_error(MalformedFrame())
             return
-        if not isinstance(content, dict) or nested_deeper_than(content, MAX_DEPTH):
+        brackets = raw.count(b"[") + raw.count(
+            b"{"
+        )  # bounds the nesting: most frames skip the walk
+        if not isinstance(content, dict) or (
+            brackets > MAX_DEPTH and nested_deeper_than(content, MAX_DEPTH)
+        ):
             await self.send_error(MalformedFrame())
             return
         await self.receive_json(content)
