@@ -363,12 +363,15 @@ def _own_message(user: User, conversation_id: Any, seq: Any) -> tuple[Conversati
 @transaction.atomic
 def message_edit(*, user: User, conversation_id: Any, seq: Any, text: Any) -> dict[str, Any]:
     """The sender changes a message's text within ``CHAT_EDIT_WINDOW_SECONDS`` of sending it;
-    both sides see the new version live (``chat.message`` with ``edited_at``)."""
+    both sides see the new version live (``chat.message`` with ``edited_at``). An edit says
+    something new, so it needs care as sending does; deleting one's message does not."""
     conversation, message = _own_message(user, conversation_id, seq)
     if message.deleted_at is not None:
         raise MessageDeleted()
     if conversation.closed_at is not None:
         raise ConversationClosed()
+    if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
+        raise NotInCare()
     now = timezone.now()
     if now - message.created_at > timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS):
         raise EditWindowPassed()

@@ -272,3 +272,23 @@ def test_redis_lost_after_the_push_turn_was_taken_does_not_fail_the_committed_se
             user=patient, conversation_id=conversation.pk, text="kept", client_id="t1"
         )
     assert ack["seq"] == 1 and Message.objects.get().text == "kept"
+
+
+def test_after_care_a_message_can_be_deleted_but_not_edited(
+    api, conversation, patient, doc, doc_h, settings, events, django_capture_on_commit_callbacks
+):
+    """An edit says something new, as a message does: it needs care. Deleting one's own
+    message takes something back, and stays possible (and is shown to both)."""
+    send(api, doc_h, conversation, "take the blue pills")
+    send(api, doc_h, conversation, "call me tomorrow")
+    events.clear()
+    _end_care(settings)
+    with pytest.raises(NotInCare):
+        services.message_edit(user=doc, conversation_id=conversation.pk, seq=1, text="red")
+    assert Message.objects.get(conversation=conversation, seq=1).text == "take the blue pills"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.message_delete(user=doc, conversation_id=conversation.pk, seq=2)
+    assert Message.objects.get(conversation=conversation, seq=2).deleted_at is not None
+    assert sorted(map(sorted, (ids for ids, _ in events))) == [
+        sorted([str(patient.pk), str(doc.pk)])
+    ]
