@@ -76,6 +76,17 @@ def confirmed(profile: DoctorProfile, patient: User, start: datetime | None = No
     )
 
 
+def booked_the_day_before(profile: DoctorProfile, patient: User, start: datetime) -> Appointment:
+    """An appointment starting at ``start`` (in the past, say), booked a day before it."""
+    return appointment_book(
+        patient=patient,
+        doctor_id=profile.id,
+        start=start,
+        mode="in_person",
+        now=start - timedelta(days=1),
+    )
+
+
 def pending(profile: DoctorProfile, patient: User) -> Appointment:
     BookingPolicy.objects.filter(doctor=profile).update(requires_approval=True)
     a = confirmed(profile, patient)
@@ -343,14 +354,7 @@ def _hold_expired(profile: DoctorProfile, patient: User) -> Act:
 
 def _request_lapsed(profile: DoctorProfile, patient: User) -> Act:
     BookingPolicy.objects.filter(doctor=profile).update(requires_approval=True)
-    start = next_slot(days=-1, hour=11)
-    a = appointment_book(
-        patient=patient,
-        doctor_id=profile.id,
-        start=start,
-        mode="in_person",
-        now=start - timedelta(days=1),
-    )
+    a = booked_the_day_before(profile, patient, next_slot(days=-1, hour=11))
 
     def act() -> tuple[Any, str, History]:
         assert housekeeping.call()["requests_lapsed"] == 1
@@ -360,14 +364,7 @@ def _request_lapsed(profile: DoctorProfile, patient: User) -> Act:
 
 
 def _auto_completed(profile: DoctorProfile, patient: User) -> Act:
-    start = next_slot(days=-2, hour=10)
-    a = appointment_book(
-        patient=patient,
-        doctor_id=profile.id,
-        start=start,
-        mode="in_person",
-        now=start - timedelta(days=1),
-    )
+    a = booked_the_day_before(profile, patient, next_slot(days=-2, hour=10))
 
     def act() -> tuple[Any, str, History]:
         assert housekeeping.call()["auto_completed"] == 1
