@@ -4,6 +4,12 @@
 keeps messages in :data:`outbox` (tests), ``twilio`` sends through the official Twilio SDK
 (``TWILIO_API_BASE_URL`` lets the tests point the SDK at a local stub of Twilio's REST API).
 Never log a message body: it may hold a login code.
+
+A failure is one of two kinds. :class:`SmsError`: the message was not sent (the provider could
+not be reached, or answered with an error), so sending it again is safe. Its subclass
+:class:`SmsOutcomeUnknown`: the request may have reached the provider (no answer in time, the
+connection dropped after sending), which may have accepted it, so sending it again could send
+it twice.
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ class SmsProvider(Protocol):
 
 
 class SmsError(Exception):
-    """The provider refused or could not be reached; the message was not sent."""
+    """The provider refused or could not be reached; the message was not sent (unless it is
+    an :class:`SmsOutcomeUnknown`)."""
+
+
+class SmsOutcomeUnknown(SmsError):
+    """The request may have reached the provider, which may have accepted the message: do
+    not send it again."""
 
 
 outbox: list[SentMessage] = []
@@ -65,7 +77,7 @@ class TwilioProvider:
         self.client = Client(
             settings.TWILIO_ACCOUNT_SID,
             settings.TWILIO_AUTH_TOKEN,
-            http_client=TwilioHttpClient(timeout=10),
+            http_client=TwilioHttpClient(timeout=settings.SMS_TIMEOUT),
         )
         if settings.TWILIO_API_BASE_URL:
             self.client.api.base_url = settings.TWILIO_API_BASE_URL
@@ -74,7 +86,7 @@ class TwilioProvider:
         self, *, to: str, body: str, channel: str = "sms", status_callback: str | None = None
     ) -> SentMessage:
         import requests
-        from twilio.base.exceptions import TwilioException
+        from twilio.base.exceptions import TwilioException, TwilioRestException
 
         sender = settings.TWILIO_FROM_NUMBER
         if channel == "whatsapp":
@@ -82,9 +94,32 @@ class TwilioProvider:
         try:
             extra = {"status_callback": status_callback} if status_callback else {}
             message = self.client.messages.create(to=to, from_=sender, body=body, **extra)
-        except (TwilioException, requests.RequestException) as exc:
+        except TwilioRestException as exc:  # Twilio answered with an error (4xx, 429, 5xx)
+            raise SmsError(type(exc).__name__) from exc
+        except requests.RequestException as exc:
+            if _never_sent(exc):
+                raise SmsError(type(exc).__name__) from exc
+            raise SmsOutcomeUnknown(type(exc).__name__) from exc
+        except TwilioException as exc:  # the SDK's own checks, before any request
             raise SmsError(type(exc).__name__) from exc
         return SentMessage(to=to, body=body, channel=channel, provider_id=str(message.sid))
+
+
+def _never_sent(exc: Exception) -> bool:
+    """Whether a ``requests`` error happened before the request left: a bad URL, or no
+    connection made (refused, no such host, connect timeout). Any other error (a read
+    timeout, a connection dropped while sending or waiting for the answer) may come after
+    Twilio got the message."""
+    import requests
+    from requests import exceptions
+    from urllib3.exceptions import NewConnectionError
+
+    bad_url = (exceptions.InvalidURL, exceptions.MissingSchema, exceptions.InvalidSchema)
+    if isinstance(exc, (requests.ConnectTimeout, *bad_url)):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or not exc.args:
+        return False
+    return isinstance(getattr(exc.args[0], "reason", None), NewConnectionError)
 
 
 @lru_cache(maxsize=4)

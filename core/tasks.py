@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -66,6 +66,29 @@ def run_steps(loop: str, steps: dict[str, Callable[[], int]]) -> dict[str, int |
             logger.exception("housekeeping step failed", extra={"loop": loop, "step": name})
             done[name] = None
     return done
+
+
+PRUNE_BATCH = 1000  # task rows deleted per statement
+PRUNE_BATCHES = 10  # statements per call: a backlog is worked off over several calls
+
+
+def task_results_prune(*, now: datetime) -> int:
+    """Delete, in batches, the finished task rows (successful or failed) that finished more
+    than ``TASK_RESULT_RETENTION_DAYS`` ago, as django-tasks' ``prune_db_task_results``
+    command does (unbatched there); how many. Waiting and running rows are never touched."""
+    from django.conf import settings
+    from django_tasks_db.models import DBTaskResult
+
+    before = now - timedelta(days=settings.TASK_RESULT_RETENTION_DAYS)
+    old = DBTaskResult.objects.finished().filter(finished_at__lte=before).order_by()
+    deleted = 0
+    for _ in range(PRUNE_BATCHES):
+        ids = list(old.values_list("id", flat=True)[:PRUNE_BATCH])
+        if ids:
+            deleted += DBTaskResult.objects.filter(id__in=ids).delete()[0]
+        if len(ids) < PRUNE_BATCH:
+            break
+    return deleted
 
 
 # The housekeeping loops of the domain apps (tasks that run, then enqueue their next run),

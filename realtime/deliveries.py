@@ -4,32 +4,53 @@ providers), SMS and WhatsApp (``core.sms``: the Twilio SDK, console or capture).
 A notification's deliveries are created, and their tasks enqueued, in the notification's own
 transaction (database task backend), so a crash loses neither and a rollback sends nothing.
 ``(notification, channel)`` is the delivery key. One task sends up to ``DELIVERY_BATCH`` of them,
-one after the other; it claims each delivery (``queued`` ->
-``sending``) in a committed transaction before calling the provider, so a retried or
-duplicated task never sends twice: at most once, and a crash mid-send leaves the delivery
-visibly ``sending``, until the housekeeping loop records it ``failed`` ("interrupted") after
-``DELIVERY_SENDING_TIMEOUT_SECONDS``: whether the provider got it is unknown, and sending it
-again could send it twice. A provider failure is retried with bounded exponential backoff up to
-``DELIVERY_MAX_ATTEMPTS``, then recorded ``failed``. Provider status callbacks (Twilio's)
-move ``sent`` to ``delivered`` or ``failed``.
+one after the other, each on its own (an error in one, even the database's, leaves the others
+going). It claims each delivery (``queued`` -> ``sending``) in a committed transaction before
+calling the provider, so a retried or duplicated task never sends twice: at most once. After
+the claim it checks that the recipient is still active, reachable on the channel and wants
+it (an account erased or deactivated, or an opt-out saved, since the delivery was queued); if
+not, it records it ``failed`` unsent.
+
+A provider failure is one of two kinds. Known not sent (no connection made, an error answer:
+SMTP's error replies, HTTP 4xx/5xx): retried with bounded exponential backoff up to
+``DELIVERY_MAX_ATTEMPTS``, then recorded ``failed``. Outcome unknown (a timeout or a dropped
+connection after the message may have reached the provider, or any other error): recorded
+``failed`` at once, since sending it again could send it twice. A crash mid-send leaves the
+delivery visibly ``sending``, until the housekeeping loop records it ``failed``
+("interrupted") after ``DELIVERY_SENDING_TIMEOUT_SECONDS``, for the same reason. Provider
+status callbacks (Twilio's) move ``sent`` to ``delivered`` or ``failed``.
+
+The housekeeping loop also enqueues again the deliveries left ``queued`` past any retry's
+backoff (their task was lost: the database failed when it was to be enqueued or claimed), and
+deletes notifications (with their deliveries) older than ``NOTIFICATION_RETENTION_DAYS`` and
+finished task rows older than ``TASK_RESULT_RETENTION_DAYS``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+import logging
+import smtplib
+from datetime import datetime, timedelta
 from typing import Any
 
+from anymail.exceptions import AnymailAPIError
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
 from core import sms
-from core.tasks import loop_again
+from core.tasks import loop_again, run_steps, task_results_prune
 from realtime.models import Channel, Delivery, DeliveryPreference, DeliveryStatus, Notification
+from realtime.unread import unread_forget_many_on_commit
 
-# The stored event kinds of the protocol (DESIGN.md), each of which a user may route.
+logger = logging.getLogger(__name__)
+
+# The kinds of the notifications the apps store (``notify(kind=...)``), each of which a user
+# may route: bookings', reviews', doctors' verification, chat's "new messages", records'
+# refused files, and the generic ``notification.created`` of the protocol (DESIGN.md).
 KINDS = (
     "booking.created",
     "booking.confirmed",
@@ -42,8 +63,10 @@ KINDS = (
     "booking.no_show",
     "review.created",
     "doctor.verification",
+    "chat.unread",
+    "records.infected",
+    "records.rejected",
     "notification.created",
-    "chat.message",
 )
 # Without a preference of the user's: e-mail for what RT-2 names (bookings made, confirmed,
 # cancelled, moved, reminders), SMS for reminders, and a doctor's verification decision by
@@ -139,24 +162,59 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
 
 
+OUTCOME_UNKNOWN = "outcome unknown: the provider may have accepted it ({}); not sent again"
+NOT_WANTED = "not sent: recipient no longer reachable or opted out"
+
+
+class EmailNotConnected(Exception):
+    """The e-mail backend could not open its connection: nothing was sent."""
+
+
 def _send(delivery: Delivery) -> str:
     """Hand the delivery to its provider; the provider's message id."""
     notification = delivery.notification
     user = notification.user
     if delivery.channel == Channel.EMAIL:
-        message = EmailMessage(
-            subject=notification.title, body=notification.body, to=[str(user.email)]
-        )
-        message.send()
-        status = getattr(message, "anymail_status", None)  # set by django-anymail backends
-        message_id = getattr(status, "message_id", None)
-        return "" if message_id is None else str(message_id)
+        return _send_email(to=str(user.email), subject=notification.title, body=notification.body)
     text = f"{notification.title}: {notification.body}" if notification.body else notification.title
     callback = getattr(settings, "TWILIO_STATUS_CALLBACK_URL", "") or None
     sent = sms.send(
         to=str(user.phone), body=text, channel=delivery.channel, status_callback=callback
     )
     return sent.provider_id
+
+
+def _send_email(*, to: str, subject: str, body: str) -> str:
+    """The connection is opened first, so that a failure to connect (or to log in) is told
+    apart from one during the send."""
+    connection = get_connection()
+    try:
+        connection.open()
+    except Exception as exc:
+        raise EmailNotConnected(type(exc).__name__) from exc
+    try:
+        message = EmailMessage(subject=subject, body=body, to=[to], connection=connection)
+        message.send()
+    finally:
+        with contextlib.suppress(Exception):  # sent or not, a failing QUIT changes nothing
+            connection.close()
+    status = getattr(message, "anymail_status", None)  # set by django-anymail backends
+    message_id = getattr(status, "message_id", None)
+    return "" if message_id is None else str(message_id)
+
+
+def _not_sent(exc: Exception) -> bool:
+    """Whether the provider certainly did not take the message, so that sending it again
+    is safe: no connection was made, or the provider answered with an error (an SMTP error
+    reply, an API's HTTP error status). Anything else (a timeout, a connection dropped
+    after sending, an unexpected error) may come after the provider accepted it."""
+    if isinstance(exc, sms.SmsError):
+        return not isinstance(exc, sms.SmsOutcomeUnknown)
+    if isinstance(exc, AnymailAPIError):  # a 2xx it could not read was accepted
+        return exc.status_code is not None and exc.status_code >= 400
+    return isinstance(
+        exc, (EmailNotConnected, smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
+    )
 
 
 def _claim(delivery_id: str) -> Delivery | None:
@@ -175,60 +233,160 @@ def _claim(delivery_id: str) -> Delivery | None:
     return delivery
 
 
+def _still_wanted(delivery: Delivery) -> bool:
+    """The recipient as they are now (the claim read the row): active, not erased, reachable
+    on the channel, and wanting it (the preference saved now, or the defaults)."""
+    user = delivery.notification.user
+    kind = delivery.notification.kind
+    if not user.is_active or user.deleted_at is not None:
+        return False
+    saved = (
+        DeliveryPreference.objects.filter(user=user, kind=kind)
+        .values_list("channels", flat=True)
+        .first()
+    )
+    return delivery.channel in channels_for(user, kind, saved)
+
+
 @task()
 def send_deliveries(delivery_ids: list[str]) -> list[str]:
     """Each delivery in turn, each claimed on its own: a failure is retried alone (a task of
-    its own, after the backoff) and the others go on; each one's outcome, in order."""
-    return [_deliver(delivery_id) for delivery_id in delivery_ids]
+    its own, after the backoff) and the others go on; each one's outcome, in order. An error
+    of our own (the database's) is logged and leaves the delivery to housekeeping: ``queued``
+    is enqueued again later, ``sending`` is recorded interrupted."""
+    outcomes = []
+    for delivery_id in delivery_ids:
+        try:
+            outcomes.append(_deliver(delivery_id))
+        except Exception:
+            logger.exception("delivery not completed", extra={"delivery": delivery_id})
+            outcomes.append("error: left to housekeeping")
+    return outcomes
 
 
 def _deliver(delivery_id: str) -> str:
     delivery = _claim(delivery_id)
     if delivery is None:
         return "skipped: not queued"
+    if not _still_wanted(delivery):
+        delivery.status, delivery.error = DeliveryStatus.FAILED, NOT_WANTED
+        delivery.save(update_fields=["status", "error", "updated_at"])
+        return delivery.status
     try:
         provider_id = _send(delivery)
-    except Exception as exc:  # any provider failure is recorded and retried, never raised
-        delivery.error = f"{type(exc).__name__}"[:300]
-        with transaction.atomic():
-            if delivery.attempts >= max_attempts():
-                delivery.status = DeliveryStatus.FAILED
-            else:
-                delivery.status = DeliveryStatus.QUEUED
-                due = timezone.now() + backoff(delivery.attempts)
-                send_deliveries.using(run_after=due).enqueue([str(delivery.id)])
-            delivery.save(update_fields=["status", "error", "updated_at"])
+    except Exception as exc:  # any provider failure is recorded, never raised
+        _record_failure(delivery, exc)
         return delivery.status
     delivery.status, delivery.provider_id, delivery.error = DeliveryStatus.SENT, provider_id, ""
     delivery.save(update_fields=["status", "provider_id", "error", "updated_at"])
     return "sent"
 
 
+def _record_failure(delivery: Delivery, exc: Exception) -> None:
+    """Retried after the backoff if it was certainly not sent and attempts remain; else
+    recorded ``failed``."""
+    name, not_sent = type(exc).__name__, _not_sent(exc)
+    retry = not_sent and delivery.attempts < max_attempts()
+    delivery.status = DeliveryStatus.QUEUED if retry else DeliveryStatus.FAILED
+    delivery.error = (name if not_sent else OUTCOME_UNKNOWN.format(name))[:300]
+    with transaction.atomic():
+        if retry:
+            due = timezone.now() + backoff(delivery.attempts)
+            send_deliveries.using(run_after=due).enqueue([str(delivery.id)])
+        delivery.save(update_fields=["status", "error", "updated_at"])
+
+
 HOUSEKEEPING_EVERY = timedelta(minutes=1)
 INTERRUPTED = "interrupted: the sender stopped mid-send; not sent again"
+# Beyond the longest retry backoff, a delivery still queued has lost its task.
+REQUEUE_MARGIN = timedelta(minutes=10)
+HOUSEKEEPING_BATCH = 1000  # rows one step changes or deletes per statement
+RETENTION_BATCHES = 10  # deletions per run: a backlog is worked off over several runs
 
 
 def sending_timeout() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "DELIVERY_SENDING_TIMEOUT_SECONDS", 600)))
 
 
+def requeue_after() -> timedelta:
+    cap = float(getattr(settings, "DELIVERY_RETRY_MAX_BACKOFF_SECONDS", 3600))
+    return timedelta(seconds=cap) + REQUEUE_MARGIN
+
+
+def notification_retention() -> timedelta:
+    return timedelta(days=int(getattr(settings, "NOTIFICATION_RETENTION_DAYS", 365)))
+
+
 @task()
-def deliveries_housekeeping() -> int:
-    """Record as ``failed`` the deliveries left ``sending`` longer than the timeout (their
-    worker died between the claim and the provider's answer); the next run is enqueued first
-    (``loop_again``). Rows another transaction holds are left for the next run."""
+def deliveries_housekeeping() -> dict[str, int | None]:
+    """Every minute: record as ``failed`` the deliveries left ``sending`` past the timeout,
+    enqueue again those left ``queued`` past any backoff, and delete what is past its
+    retention. The next run is enqueued first (``loop_again``); each step runs on its own
+    (``run_steps``). Rows another transaction holds are left for the next run."""
     loop_again(deliveries_housekeeping, HOUSEKEEPING_EVERY)
     now = timezone.now()
-    with transaction.atomic():
-        stuck = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(status=DeliveryStatus.SENDING, updated_at__lte=now - sending_timeout())
-            .values_list("id", flat=True)
-        )
-        Delivery.objects.filter(id__in=stuck).update(
-            status=DeliveryStatus.FAILED, error=INTERRUPTED, updated_at=now
-        )
+    interrupted_before, queued_before = now - sending_timeout(), now - requeue_after()
+    notifications_before = now - notification_retention()
+    return run_steps(
+        "deliveries",
+        {
+            "interrupted": lambda: _fail_interrupted(before=interrupted_before, now=now),
+            "requeued": lambda: _requeue_lost(before=queued_before, now=now),
+            "notifications_deleted": lambda: notifications_delete_old(before=notifications_before),
+            "task_results_deleted": lambda: task_results_prune(now=now),
+        },
+    )
+
+
+@transaction.atomic
+def _fail_interrupted(*, before: datetime, now: datetime) -> int:
+    """Deliveries whose worker died between the claim and the provider's answer."""
+    stuck = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(status=DeliveryStatus.SENDING, updated_at__lte=before)
+        .values_list("id", flat=True)[:HOUSEKEEPING_BATCH]
+    )
+    Delivery.objects.filter(id__in=stuck).update(
+        status=DeliveryStatus.FAILED, error=INTERRUPTED, updated_at=now
+    )
     return len(stuck)
+
+
+@transaction.atomic
+def _requeue_lost(*, before: datetime, now: datetime) -> int:
+    """Deliveries still ``queued`` long after any retry was due: their task was never
+    written, or failed before the claim. Enqueued again (a task that is only late finds
+    them claimed: the claim is atomic), and touched so that they wait as long again."""
+    lost = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(status=DeliveryStatus.QUEUED, updated_at__lte=before)
+        .values_list("id", flat=True)[:HOUSEKEEPING_BATCH]
+    )
+    Delivery.objects.filter(id__in=lost).update(updated_at=now)
+    deliveries_enqueue([str(pk) for pk in lost])
+    return len(lost)
+
+
+def notifications_delete_old(*, before: datetime) -> int:
+    """Notifications created before ``before``, with their deliveries, in batches (each
+    its own transaction); the unread counters of their recipients are dropped, so that
+    they are counted again without them. Event ids are not given again: they come from
+    each user's ``EventCounter``, not from the rows."""
+    deleted = 0
+    for _ in range(RETENTION_BATCHES):
+        with transaction.atomic():
+            rows = list(
+                Notification.objects.filter(created_at__lt=before).values_list(
+                    "id", "user_id", "read_at"
+                )[:HOUSEKEEPING_BATCH]
+            )
+            Notification.objects.filter(id__in=[pk for pk, *_ in rows]).delete()  # cascades
+            unread = {user_id for _, user_id, read_at in rows if read_at is None}
+            unread_forget_many_on_commit(user_ids=sorted(unread, key=str), name="notifications")
+        deleted += len(rows)
+        if len(rows) < HOUSEKEEPING_BATCH:
+            break
+    return deleted
 
 
 # Twilio's MessageStatus values that we record; the others (queued, sending...) say nothing new.

@@ -26,7 +26,12 @@ class Notification(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "-id"], name="notification_user_idx")]
+        indexes = [
+            models.Index(fields=["user", "-id"], name="notification_user_idx"),
+            # Retention deletes the oldest (housekeeping): cheap to keep, as rows come in
+            # creation order.
+            models.Index(fields=["created_at"], name="notification_created_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["user", "seq"], name="notification_user_seq_uniq")
         ]
@@ -109,6 +114,14 @@ class Delivery(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["notification", "channel"], name="delivery_key_uniq")
+        ]
+        # What the housekeeping loop scans each minute: the few deliveries not yet done.
+        indexes = [
+            models.Index(
+                fields=["status", "updated_at"],
+                condition=models.Q(status__in=["queued", "sending"]),
+                name="delivery_pending_idx",
+            )
         ]
 
     def __str__(self) -> str:

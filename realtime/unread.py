@@ -4,20 +4,26 @@ The database is the truth: ``COUNTERS`` maps a counter's name to the query that 
 for a user. realtime registers its own (``notifications``); other apps add theirs at the
 composition root. A missing key (expired, evicted, Redis flushed) is rebuilt on the next
 read; writes adjust an existing key after commit and never create one, and a TTL bounds how
-long a counter raced by a rebuild can stay wrong.
+long a counter raced by a rebuild can stay wrong. A write Redis missed (a blip) leaves its keys
+to :func:`unread_repair`, a task that deletes them a minute later, so they are rebuilt.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
+from django_tasks import task
 
 from core.cache import best_effort, default_redis
 
+logger = logging.getLogger(__name__)
 COUNTERS: dict[str, Callable[[Any], int]] = {}
 
 
@@ -26,7 +32,7 @@ def _key(name: str, user_id: Any) -> str:
 
 
 def _ttl() -> int:
-    return int(getattr(settings, "UNREAD_CACHE_SECONDS", 3600))
+    return int(getattr(settings, "UNREAD_CACHE_SECONDS", 300))
 
 
 def unread_counts(*, user_id: Any) -> dict[str, int]:
@@ -53,9 +59,9 @@ _ADJUST = "for i, key in ipairs(KEYS) do if redis.call('EXISTS', key) == 1 then 
 def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> None:
     """After commit, add ``delta`` to these users' cached counters: one Redis call for any
     number of users (a fan-out to 500 users would otherwise wait for 1,000 round trips)."""
+    keys = [_key(name, user_id) for user_id in user_ids]
 
     def apply() -> None:
-        keys = [_key(name, user_id) for user_id in user_ids]
         redis = default_redis()
         if redis is not None:
             client, make_key = redis
@@ -68,10 +74,47 @@ def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> No
             except ValueError:
                 pass  # not cached: the next read rebuilds it from the database
 
-    transaction.on_commit(lambda: best_effort(apply, what="unread counters"))
+    _on_commit_or_repair(apply, keys)
 
 
 def unread_forget_on_commit(*, user_id: Any, name: str) -> None:
-    transaction.on_commit(
-        lambda: best_effort(cache.delete, _key(name, user_id), what="unread counters")
-    )
+    unread_forget_many_on_commit(user_ids=[user_id], name=name)
+
+
+def unread_forget_many_on_commit(*, user_ids: list[Any], name: str) -> None:
+    """After commit, drop these users' cached counters (one Redis call): the next read
+    counts again."""
+    keys = [_key(name, user_id) for user_id in user_ids]
+    if keys:
+        _on_commit_or_repair(lambda: cache.delete_many(keys), keys)
+
+
+REPAIR_AFTER = timedelta(seconds=60)
+
+
+def _on_commit_or_repair(write: Callable[[], Any], keys: list[str]) -> None:
+    """After commit, ``write`` to Redis. If that fails (Redis away or slow), the keys it
+    would have changed are left to :func:`unread_repair`, a task (a row in the database,
+    so it survives the blip) that runs a minute later, when Redis is likely back."""
+
+    def after_commit() -> None:
+        try:
+            write()
+        except Exception as exc:
+            logger.warning("unread counters unavailable (%s)", type(exc).__name__)
+            best_effort(_repair_later, keys, what="unread counters repair")
+
+    transaction.on_commit(after_commit)
+
+
+def _repair_later(keys: list[str]) -> None:
+    unread_repair.using(run_after=timezone.now() + REPAIR_AFTER).enqueue(keys)
+
+
+@task()
+def unread_repair(keys: list[str]) -> int:
+    """Delete counters a write could not adjust: the next read rebuilds them from the
+    database. If Redis is still away this fails, and the TTL bounds how long they stay
+    wrong."""
+    cache.delete_many(keys)
+    return len(keys)

@@ -283,6 +283,8 @@ else:
 if env.str("EMAIL_BACKEND", default=""):
     EMAIL_BACKEND = env.str("EMAIL_BACKEND")
 ANYMAIL = env.json("ANYMAIL", default={})
+# Seconds an SMTP connection may wait on the server (EMAIL_URL cannot carry it).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Telemed <no-reply@telemed.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -411,6 +413,8 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # SMS: "console" (prints), "capture" (tests), or "twilio" (TWILIO_* below).
 SMS_PROVIDER = env.str("SMS_PROVIDER", default="console")
+# Seconds the SMS provider's API may take to answer.
+SMS_TIMEOUT = env.float("SMS_TIMEOUT", default=10.0)
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
@@ -418,6 +422,20 @@ TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")  # tests point 
 # The public URL of /api/v1/realtime/twilio/status: sent with each message, and the URL
 # Twilio's signature is checked against (behind a proxy the request's own URL differs).
 TWILIO_STATUS_CALLBACK_URL = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
+# The console SMS provider and e-mail backend print phone numbers, login codes and message
+# bodies to the logs: production refuses them unless a local demo opts in.
+ALLOW_CONSOLE_DELIVERY = env.bool("ALLOW_CONSOLE_DELIVERY", default=False)
+if PRODUCTION and not ALLOW_CONSOLE_DELIVERY:
+    if SMS_PROVIDER == "console":
+        raise ImproperlyConfigured(
+            "SMS_PROVIDER=console prints messages to the logs: set SMS_PROVIDER=twilio in "
+            "production (or ALLOW_CONSOLE_DELIVERY=true for a local demo)"
+        )
+    if EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":
+        raise ImproperlyConfigured(
+            "the console e-mail backend prints e-mails to the logs: set EMAIL_URL or "
+            "EMAIL_BACKEND in production (or ALLOW_CONSOLE_DELIVERY=true for a local demo)"
+        )
 
 # --- Internationalisation -------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -487,7 +505,8 @@ REALTIME_REDIS_CHECK_SECONDS = env.float("REALTIME_REDIS_CHECK_SECONDS", default
 PRESENCE_TTL_SECONDS = env.int("PRESENCE_TTL_SECONDS", default=60)
 # How often each server looks for users whose devices ran out (0: a quarter of the TTL).
 PRESENCE_SWEEP_SECONDS = env.float("PRESENCE_SWEEP_SECONDS", default=0)
-UNREAD_CACHE_SECONDS = env.int("UNREAD_CACHE_SECONDS", default=3600)
+# Short: a counter a lost Redis write left wrong is right again within this time at worst.
+UNREAD_CACHE_SECONDS = env.int("UNREAD_CACHE_SECONDS", default=300)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 # Deliveries sent by one task (a fan-out to 500 users is 20 task rows, not 500).
 DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=25)
@@ -497,6 +516,9 @@ DELIVERY_SENDING_TIMEOUT_SECONDS = env.int("DELIVERY_SENDING_TIMEOUT_SECONDS", d
 TASK_RUNNING_TIMEOUT_SECONDS = env.int("TASK_RUNNING_TIMEOUT_SECONDS", default=1800)
 DELIVERY_RETRY_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_BACKOFF_SECONDS", default=30)
 DELIVERY_RETRY_MAX_BACKOFF_SECONDS = env.float("DELIVERY_RETRY_MAX_BACKOFF_SECONDS", default=3600)
+# Notifications (with their deliveries) and finished task rows are deleted after this long.
+NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=365)
+TASK_RESULT_RETENTION_DAYS = env.int("TASK_RESULT_RETENTION_DAYS", default=7)
 
 # --- Audit ----------------------------------------------------------------------------
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)

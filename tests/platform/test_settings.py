@@ -29,6 +29,9 @@ PRODUCTION_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "FIELD_ENCRYPTION_KEYS": "p1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     "JWT_PRIVATE_KEY": _PEM,
+    # Production refuses the console SMS provider and e-mail backend (they print to the logs).
+    "SMS_PROVIDER": "twilio",
+    "EMAIL_URL": "smtp+tls://u:p@smtp.example.org:587",
 }
 
 

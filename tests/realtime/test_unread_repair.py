@@ -1,0 +1,86 @@
+"""A counter write Redis missed (a blip after the commit) is repaired: a task deletes the keys
+a minute later, and the next read counts again from the database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+from django.core.cache import cache
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from realtime.services import notifications_mark_all_read, notify
+from realtime.unread import unread_counts
+from tests.factories import make_user
+from tests.platform.test_tasks import run_worker_batch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+KEY = "rt:unread:notifications:{}"
+
+
+def tell(user) -> None:
+    notify(users=[user], kind="notification.created", data={}, render=lambda u: ("t", ""))
+
+
+def redis_fails(monkeypatch, command: str) -> None:
+    """Redis is unreachable for this command (the server is outside our code)."""
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(redis.Redis, command, unreachable)
+
+
+def repairs() -> list[DBTaskResult]:
+    return list(DBTaskResult.objects.filter(task_path="realtime.unread.unread_repair"))
+
+
+def run_repairs_now() -> None:
+    """A minute passes: the repair is due."""
+    DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now())
+    run_worker_batch()
+
+
+def test_an_increment_redis_missed_is_repaired_by_a_task_a_minute_later(monkeypatch):
+    user = make_user()
+    tell(user)
+    assert unread_counts(user_id=user.pk) == {"notifications": 1, "chat": 0}  # now cached
+
+    with monkeypatch.context() as blip:
+        redis_fails(blip, "eval")
+        tell(user)  # committed; its increment is lost
+    assert cache.get(KEY.format(user.pk)) == 1  # wrong: the database has 2
+    [repair] = repairs()
+    assert repair.status == "READY" and repair.args_kwargs["args"] == [[KEY.format(user.pk)]]
+    assert repair.run_after > timezone.now() + timedelta(seconds=50)
+
+    run_repairs_now()
+    assert cache.get(KEY.format(user.pk)) is None
+    assert unread_counts(user_id=user.pk)["notifications"] == 2
+
+
+def test_a_reset_redis_missed_is_repaired_too(monkeypatch):
+    user = make_user()
+    tell(user)
+    tell(user)
+    assert unread_counts(user_id=user.pk)["notifications"] == 2
+
+    with monkeypatch.context() as blip:
+        redis_fails(blip, "delete")
+        notifications_mark_all_read(user=user)
+    assert cache.get(KEY.format(user.pk)) == 2  # wrong: all read
+
+    run_repairs_now()
+    assert [r.status for r in repairs()] == ["SUCCESSFUL"]
+    assert unread_counts(user_id=user.pk)["notifications"] == 0
+
+
+def test_writes_redis_took_enqueue_nothing():
+    user = make_user()
+    tell(user)
+    unread_counts(user_id=user.pk)
+    tell(user)
+    notifications_mark_all_read(user=user)
+    assert repairs() == []
