@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -157,8 +158,18 @@ def hours_of(doctor: DoctorProfile, *, every_mode: bool = False) -> list[Hours]:
     (the overlap check: hours in a mode turned off come back when it is turned on)."""
     sql, fields = _hours_sql(connection.vendor)
     doctor_id = db_value(AvailabilityRule, "doctor", doctor.pk)
-    # One-off hours of days gone offer nothing (two days back: every zone's today is in)
-    since = db_value(ExtraHours, "date", timezone.now().date() - timedelta(days=2))
+    since = db_value(ExtraHours, "date", _hours_since())
+    return _hours(doctor, db.values(sql, [doctor_id, doctor_id, since], fields), every_mode)
+
+
+def _hours_since() -> date:
+    """One-off hours of days gone offer nothing (two days back: every zone's today is in)."""
+    return timezone.now().date() - timedelta(days=2)
+
+
+def _hours(doctor: DoctorProfile, rows: Iterable[Sequence[Any]], every_mode: bool) -> list[Hours]:
+    """A doctor's hours from their rows ``(start, end, slot minutes, buffer minutes, mode,
+    clinic id, clinic zone, weekday, date)``, in :func:`hours_of`'s order."""
     offered = set(Mode.values) if every_mode else doctor.modes
     found = [
         Hours(
@@ -172,9 +183,7 @@ def hours_of(doctor: DoctorProfile, *, every_mode: bool = False) -> list[Hours]:
             weekday=weekday,
             on_date=on_date,
         )
-        for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in db.values(
-            sql, [doctor_id, doctor_id, since], fields
-        )
+        for start, end, slot, buffer, mode, clinic_id, zone, weekday, on_date in rows
         if mode in offered  # hours in a mode the profile no longer offers are not bookable
     ]
     # A fixed order (rules, then extra hours), because where two sources offer slots that
@@ -282,8 +291,24 @@ def doctor_slots(
     Without a ``schedule`` the cached one is used (see :func:`schedule_of`)."""
     now = now or timezone.now()
     policy, hours = schedule or schedule_of(doctor)
-    margin = timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
+    margin = _margin(hours)
     busy = busy_of(doctor, start, end, now=now, margin=None if ignore_bookings else margin)
+    return _slots((policy, hours), start, end, busy, now)
+
+
+def _margin(hours: list[Hours]) -> timedelta:
+    """How long before a window an appointment may still take slots in it (its buffer)."""
+    return timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
+
+
+def _slots(
+    schedule: Schedule,
+    start: datetime,
+    end: datetime,
+    busy: Iterable[tuple[datetime, datetime]],
+    now: datetime,
+) -> list[Slot]:
+    policy, hours = schedule
     return free_slots(
         hours=hours,
         start=start,
@@ -447,24 +472,95 @@ def first_free_slots(
 ) -> dict[Any, datetime]:
     """For the directory: each doctor's first free slot (in ``mode`` when given) on
     ``on_date`` (in the doctor's :func:`home_zone`), or within the next 14 days without a
-    date."""
+    date. The schedules and busy times of the whole batch are read at once (a fixed number
+    of queries, whatever the number of doctors), the slots worked out as
+    :func:`doctor_slots` does."""
     found: dict[Any, datetime] = {}
     first_day = (on_date or now.date()) - timedelta(days=1)  # a day early: zones differ
-    with_hours = DoctorProfile.objects.filter(id__in=doctor_ids).filter(
-        Exists(AvailabilityRule.objects.filter(doctor=OuterRef("pk")))
-        | Exists(ExtraHours.objects.filter(doctor=OuterRef("pk"), date__gte=first_day))
+    with_hours = list(
+        DoctorProfile.objects.filter(id__in=doctor_ids)
+        .filter(
+            Exists(AvailabilityRule.objects.filter(doctor=OuterRef("pk")))
+            | Exists(ExtraHours.objects.filter(doctor=OuterRef("pk"), date__gte=first_day))
+        )
+        .select_related("booking_policy")
+        .prefetch_related("clinics")
     )  # one query leaves out the doctors with no hours at all: no slots worked out for them
-    for doctor in with_hours.prefetch_related("clinics"):
+    if not with_hours:
+        return found
+    schedules = _schedules_of(with_hours)
+    windows = {}
+    for doctor in with_hours:
         if on_date is not None:
             start = datetime.combine(on_date, datetime.min.time(), tzinfo=home_zone(doctor))
-            end = start + timedelta(days=1)
+            windows[doctor.pk] = (start, start + timedelta(days=1))
         else:
-            start, end = now, now + timedelta(days=14)
-        slots = doctor_slots(doctor=doctor, start=start, end=end, now=now)
+            windows[doctor.pk] = (now, now + timedelta(days=14))
+    busy = _busy_of_many(schedules, windows, now)
+    for doctor in with_hours:
+        start, end = windows[doctor.pk]
+        slots = _slots(schedules[doctor.pk], start, end, busy.get(doctor.pk, []), now)
         first = next((s for s in slots if not mode or s.mode == mode), None)
         if first is not None:
             found[doctor.id] = first.start
     return found
+
+
+def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
+    """:func:`schedule_of` for many doctors (read with their ``booking_policy``): the cached
+    ones in one round trip, the others in two queries, then cached."""
+    keys = {schedule_key(d.pk): d for d in doctors}
+    cached = cache.get_many(list(keys))
+    schedules = {keys[key].pk: schedule for key, schedule in cached.items()}
+    missing = [d for d in doctors if d.pk not in schedules]
+    if not missing:
+        return schedules
+    rows: dict[Any, list[tuple[Any, ...]]] = {d.pk: [] for d in missing}
+    common = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic_id")
+    zone = "clinic__time_zone"
+    for doctor_id, *row in AvailabilityRule.objects.filter(doctor__in=missing).values_list(
+        "doctor_id", *common, zone, "weekday"
+    ):
+        rows[doctor_id].append((*row, None))
+    for doctor_id, *row in ExtraHours.objects.filter(
+        doctor__in=missing, date__gte=_hours_since()
+    ).values_list("doctor_id", *common, zone, "date"):
+        rows[doctor_id].append((*row[:-1], None, row[-1]))
+    fresh = {}
+    for doctor in missing:
+        policy = policy_for(doctor)
+        policy._state.fields_cache.clear()  # as schedule_of caches it
+        fresh[schedule_key(doctor.pk)] = schedules[doctor.pk] = (
+            policy,
+            _hours(doctor, rows[doctor.pk], every_mode=False),
+        )
+    cache.set_many(fresh, SCHEDULE_SECONDS)
+    return schedules
+
+
+def _busy_of_many(
+    schedules: dict[Any, Schedule],
+    windows: dict[Any, tuple[datetime, datetime]],
+    now: datetime,
+) -> dict[Any, list[tuple[datetime, datetime]]]:
+    """:func:`busy_of` for many doctors, each in their own window and margin: two queries
+    over the span of all the windows, sorted out here."""
+    margins = {pk: _margin(hours) for pk, (_, hours) in schedules.items()}
+    low = min(start - margins[pk] for pk, (start, _) in windows.items())
+    high = max(end for _, end in windows.values())
+    busy: dict[Any, list[tuple[datetime, datetime]]] = {}
+    off = TimeOff.objects.filter(doctor_id__in=list(windows), end__gt=low, start__lt=high)
+    booked = holding(
+        Appointment.objects.filter(doctor_id__in=list(windows), end__gt=low, start__lt=high), now
+    )
+    for rows, with_margin in ((off, False), (booked, True)):
+        for doctor_id, start, end in rows.values_list("doctor_id", "start", "end"):
+            window_start, window_end = windows[doctor_id]
+            if with_margin:
+                window_start -= margins[doctor_id]
+            if end > window_start and start < window_end:
+                busy.setdefault(doctor_id, []).append((start, end))
+    return busy
 
 
 def own_rules(user: User) -> QuerySet[AvailabilityRule]:

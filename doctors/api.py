@@ -131,7 +131,11 @@ class SearchQuery(Schema):
     radius_km: float = Field(10, ge=0, le=500)
     sort: Literal["distance", "rating", "fee", "name", "next_available"] | None = None
     available_on: IsoDate | None = Field(
-        None, description="Only doctors with a free slot that day (their zone)"
+        None,
+        description="Only doctors with a free slot that day (their zone). Each request looks "
+        "at a bounded number of candidates: a page may then hold fewer than `limit` doctors "
+        "(even none) with a `next` cursor that goes on with the rest; follow `next` until it "
+        "is null.",
     )
     # A cursor keeps the last row's sort key: two names of up to 150 letters each, for
     # sort=name (Arabic letters travel escaped), fit in 2,048 characters.
@@ -303,11 +307,13 @@ def verification_queue(request: AuthedRequest, q: Query[QueueQuery]) -> dict[str
     items, next_cursor = paginate(
         qs, field="updated_at", cursor=q.cursor, limit=q.limit, descending=False
     )
-    found = selectors.cards([p.id for p in items])
+    # Paired by id: a profile deleted since the page was read has no card, and is left out.
+    found = {card.id: card for card in selectors.cards([p.id for p in items])}
     return {
         "items": [
-            {**_own_out(p, card), "email": p.user.email}
-            for p, card in zip(items, found, strict=True)
+            {**_own_out(p, found[str(p.id)]), "email": p.user.email}
+            for p in items
+            if str(p.id) in found
         ],
         "next": next_cursor,
     }

@@ -60,6 +60,7 @@ from core import money
 from doctors import geo
 from doctors.geocoding import ARABIC_COUNTRY_NAMES, _arabic_name, names_key
 from doctors.index import rebuild as rebuild_index
+from doctors.index import search_name
 from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Specialty, Verification
 
 DOMAIN = "directory.demo.telemed.local"
@@ -474,6 +475,7 @@ def generate_doctor(index: int, *, seed: int, now: datetime) -> GeneratedDoctor:
     profile = DoctorProfile(
         id=profile_id,
         user_id=user_id,
+        search_name=search_name(first_name, last_name),  # bulk_create: no signal sets it
         designation=designation_ar if arabic_script else designation_en,
         bio_en=bio_en,
         bio_ar=bio_ar,

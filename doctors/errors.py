@@ -39,3 +39,9 @@ class ClinicInUse(ApplicationError):
     message = _(
         "This clinic has upcoming appointments. Cancel or move them before removing the clinic."
     )
+
+
+class ClinicBusy(ApplicationError):
+    code = "directory.clinic_busy"
+    status = 409
+    message = _("This clinic is being edited elsewhere. Please try again.")

@@ -400,9 +400,20 @@ def city_key(name: str) -> str:
     return names_key([name, *((city.name, city.arabic) if city else ())])
 
 
+# A name's key is cut to this length: normalising can lengthen a name many times over (NFKD
+# spells U+FDFA out in 18 letters), and a clinic's three names must fit Clinic.city_names.
+NAME_KEY_LENGTH = 120
+
+
+def name_key(name: str) -> str:
+    """A city's name as :func:`names_key` stores it and the city filter looks it up."""
+    return normalise(name)[:NAME_KEY_LENGTH].strip()
+
+
 def names_key(names: list[str]) -> str:
-    """``names`` as :func:`city_key` stores them: normalised, sorted, between commas."""
-    found = sorted({normalise(n) for n in names} - {""})
+    """``names`` as :func:`city_key` stores them: keyed (:func:`name_key`), sorted, between
+    commas: never longer than 3 * (NAME_KEY_LENGTH + 1) + 1 characters for a clinic's 3."""
+    found = sorted({name_key(n) for n in names} - {""})
     return "," + ",".join(found) + "," if found else ""
 
 

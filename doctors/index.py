@@ -1,6 +1,7 @@
 """Keeps :class:`doctors.models.DirectoryEntry` (the nearby-search index by specialty) in step
 with clinics, doctors' specialties and whether each doctor is listed (verified, with an active
-account: copied so that a search by specialty needs no join at all).
+account: copied so that a search by specialty needs no join at all), and each profile's
+``search_name`` in step with its account's name.
 
 Signals, not service calls: the index is derived data and must follow every write of its
 sources (the services, the Django admin, fixtures), or searches would silently miss or show
@@ -15,9 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.db.models.signals import m2m_changed, post_save
+from django.db.models.signals import m2m_changed, post_save, pre_save
 
 from accounts.models import Role
+from doctors.geocoding import normalise
 from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Verification
 
 _COPIED = ("latitude", "longitude", "h3_r3", "h3_r5", "h3_r7")
@@ -93,6 +95,19 @@ def relist(*, doctor_ids: Iterable[Any]) -> None:
         DirectoryEntry.objects.filter(doctor_id__in=ids - shown, listed=True).update(listed=False)
 
 
+def search_name(first_name: str, last_name: str) -> str:
+    """A doctor's name as the name filter compares it: :func:`doctors.geocoding.normalise`-d."""
+    return normalise(f"{first_name} {last_name}")
+
+
+def _profile_saving(
+    sender: type, instance: DoctorProfile, raw: bool = False, **kwargs: Any
+) -> None:
+    """A new profile takes its account's name (later renames: :func:`_user_saved`)."""
+    if not raw and instance._state.adding:
+        instance.search_name = search_name(instance.user.first_name, instance.user.last_name)
+
+
 def _profile_saved(sender: type, instance: DoctorProfile, raw: bool = False, **kwargs: Any) -> None:
     if not raw:
         relist(doctor_ids=[instance.pk])
@@ -116,6 +131,10 @@ def _user_saved(
     if doctor_ids:
         from doctors.services import directory_changed
 
+        name = search_name(instance.first_name, instance.last_name)
+        DoctorProfile.objects.filter(id__in=doctor_ids).exclude(search_name=name).update(
+            search_name=name
+        )
         relist(doctor_ids=doctor_ids)
         directory_changed()
 
@@ -140,6 +159,9 @@ def _specialties_changed(
 
 def connect() -> None:
     post_save.connect(_clinic_saved, sender=Clinic, dispatch_uid="directory-index-clinic")
+    pre_save.connect(
+        _profile_saving, sender=DoctorProfile, dispatch_uid="directory-index-profile-name"
+    )
     post_save.connect(_profile_saved, sender=DoctorProfile, dispatch_uid="directory-index-profile")
     post_save.connect(
         _user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="directory-index-user"

@@ -107,6 +107,9 @@ class DoctorProfile(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     rating_sum = models.PositiveIntegerField(default=0)
     rating_count = models.PositiveIntegerField(default=0)
+    # The account's name as the name filter compares it (doctors.index.search_name: folded
+    # like city names, "أحمد" as "احمد"), kept by doctors.index whatever saves either.
+    search_name = models.TextField(blank=True, default="", editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

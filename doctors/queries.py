@@ -15,7 +15,9 @@ from typing import Any
 
 from django.db import connection
 
+from accounts.models import Role
 from doctors import geo
+from doctors.models import Verification
 
 _ENTRIES = """
 SELECT e.doctor_id::text, e.latitude, e.longitude
@@ -44,6 +46,8 @@ FROM doctors_doctorprofile p
 JOIN accounts_user u ON u.id = p.user_id
 WHERE p.id = ANY(%s::uuid[])
 """
+# The listing rule (doctors.index.listing_q), for the public cards.
+_LISTED = " AND p.verification = %s AND u.is_active AND u.role = %s"
 
 
 def entries(*, specialty: str, resolution: int, cells: list[int]) -> list[tuple[str, float, float]]:
@@ -55,12 +59,16 @@ def entries(*, specialty: str, resolution: int, cells: list[int]) -> list[tuple[
         return cursor.fetchall()
 
 
-def card_rows(ids: list[str]) -> list[tuple[Any, ...]]:
-    """The card columns of these doctors (any order), their specialties and their clinics
-    decoded from the JSON PostgreSQL built. Floats keep every bit: PostgreSQL writes them
-    in their shortest exact form (``extra_float_digits`` 1, its default)."""
+def card_rows(ids: list[str], *, listed_only: bool = False) -> list[tuple[Any, ...]]:
+    """The card columns of these doctors (any order; only the listed ones if
+    ``listed_only``), their specialties and their clinics decoded from the JSON PostgreSQL
+    built. Floats keep every bit: PostgreSQL writes them in their shortest exact form
+    (``extra_float_digits`` 1, its default)."""
     with connection.cursor() as cursor:
-        cursor.execute(_CARDS, [ids])
+        if listed_only:
+            cursor.execute(_CARDS + _LISTED, [ids, Verification.VERIFIED, Role.DOCTOR])
+        else:
+            cursor.execute(_CARDS, [ids])
         rows = cursor.fetchall()
     return [
         (*row[:-2], json.loads(row[-2]) if row[-2] else [], json.loads(row[-1]) if row[-1] else [])

@@ -9,6 +9,7 @@ from ninja import Field, Schema
 from pydantic import StrictBool
 
 from core.schemas import InputSchema, Latitude, Longitude, TimeZoneName
+from doctors.geocoding import MAX_QUERY_LENGTH  # what geocoding takes
 from doctors.models import Mode, Verification
 
 LANGUAGE_CODE = r"^[a-z]{2}$"
@@ -86,7 +87,7 @@ class DoctorProfileIn(InputSchema):
 
 class ClinicIn(InputSchema):
     name: str = Field(..., min_length=1, max_length=120)
-    address: str = Field(..., min_length=3, max_length=300)
+    address: str = Field(..., min_length=3, max_length=MAX_QUERY_LENGTH)
     city: str = Field("", max_length=120)
     latitude: Latitude | None = None
     longitude: Longitude | None = None
@@ -94,7 +95,7 @@ class ClinicIn(InputSchema):
 
 class ClinicPatch(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=120)
-    address: str | None = Field(None, min_length=3, max_length=300)
+    address: str | None = Field(None, min_length=3, max_length=MAX_QUERY_LENGTH)
     city: str | None = Field(None, max_length=120)
     latitude: Latitude | None = None
     longitude: Longitude | None = None

@@ -11,8 +11,20 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Exists,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import Cast
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from accounts.models import User, full_name
@@ -58,7 +70,9 @@ class SearchFilters:
 AVAILABILITY: Callable[[list[Any], date | None, datetime, str], dict[Any, datetime]] | None = None
 # Availability is worked out per doctor, for candidates taken in the order asked for, this
 # many at a time, until the page is full; and at most AVAILABILITY_SCANNED candidates per
-# request (next_available ranks the first that many: it has to look at all of them).
+# request: a page that the budget leaves short still has a cursor, after the last candidate
+# looked at. next_available ranks the first that many by time: a cursor in the candidates'
+# order cannot go on with a ranking by time, so the doctors beyond them are not ranked.
 AVAILABILITY_CANDIDATES = 200
 AVAILABILITY_SCANNED = 1000
 
@@ -82,16 +96,17 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
     p = prefix
     q = listing_q(p) if listing else Q()
     if f.city:
-        from doctors.geocoding import normalise
+        from doctors.geocoding import name_key
 
-        same_city = Q(city__iexact=f.city) | Q(city_names__contains=f",{normalise(f.city)},")
+        same_city = Q(city__iexact=f.city) | Q(city_names__contains=f",{name_key(f.city)},")
         q &= Q(
             Exists(Clinic.objects.filter(same_city, doctor_id=OuterRef(f"{p}id" if p else "id")))
         )
-    for word in f.name.split()[:4]:
-        q &= Q(**{f"{p}user__first_name__icontains": word}) | Q(
-            **{f"{p}user__last_name__icontains": word}
-        )
+    if f.name:
+        from doctors.geocoding import normalise
+
+        for word in normalise(f.name).split()[:4]:  # folded as search_name is
+            q &= Q(**{f"{p}search_name__contains": word})
     if f.language:
         q &= Q(**{f"{p}languages__contains": f",{f.language},"})
     if f.mode:
@@ -102,11 +117,14 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         if value is not None:  # in each doctor's own currency (one when ``currency`` is given)
             q &= money.compare(f"{p}fee_minor", f"{p}currency", lookup, value)
     if f.min_rating is not None:
-        q &= Q(
-            **{
-                f"{p}rating_count__gt": 0,
-                f"{p}rating_sum__gte": f.min_rating * F(f"{p}rating_count"),
-            }
+        # In integers, the threshold in hundredths (as ratings are shown): in floats
+        # 4.4 * 25 is 110.00000000000001, and a 4.4 doctor was not "4.4 and up".
+        hundredths = round(Decimal(str(f.min_rating)) * 100)
+        rating_sum, rating_count = (
+            Cast(F(f"{p}{column}"), BigIntegerField()) for column in ("rating_sum", "rating_count")
+        )
+        q &= Q(**{f"{p}rating_count__gt": 0}) & Q(
+            GreaterThanOrEqual(rating_sum * 100, rating_count * hundredths)
         )
     return q
 
@@ -175,10 +193,18 @@ def _search_page(
         page = _ranked_nearby(filters, after)[start : start + limit + 1]
     else:
         page = _ranked(filters, after, start, limit + 1)
-    found = cards([row.id for row in page[:limit]])
-    for card, row in zip(found, page, strict=False):
-        card.distance_km = round(row.distance, 3) if row.distance is not None else None
-    return found, _next_cursor(offset + limit, page, limit)
+    return _public_cards(page[:limit]), _next_cursor(offset + limit, page, limit)
+
+
+def _public_cards(rows: list[Ranked]) -> list[Card]:
+    """The cards of these ranked doctors still listed, in their order, each with its own
+    row's distance (paired by id: a doctor gone meanwhile has no card)."""
+    found = cards([row.id for row in rows], listed_only=True)
+    distances = {row.id: row.distance for row in rows}
+    for card in found:
+        distance = distances[card.id]
+        card.distance_km = round(distance, 3) if distance is not None else None
+    return found
 
 
 class Ranked(NamedTuple):
@@ -372,23 +398,31 @@ class Card:
     next_available: datetime | None = None
 
 
-def cards(ids: Iterable[Any]) -> list[Card]:
+def cards(ids: Iterable[Any], *, listed_only: bool = False) -> list[Card]:
     """The cards of these doctors, in this order (ids of no doctor left out), whatever their
-    listing: one statement on PostgreSQL (:mod:`doctors.queries`), three elsewhere."""
+    listing unless ``listed_only`` (public answers: the listing rule is checked again here,
+    so that a stale index row never shows an unlisted doctor): one statement on PostgreSQL
+    (:mod:`doctors.queries`), three elsewhere."""
     wanted = [str(i) for i in ids]
     if not wanted:
         return []
-    rows = queries.card_rows(wanted) if connection.vendor == "postgresql" else _card_rows(wanted)
+    if connection.vendor == "postgresql":
+        rows = queries.card_rows(wanted, listed_only=listed_only)
+    else:
+        rows = _card_rows(wanted, listed_only=listed_only)
     by_id = {row[0]: _card(*row) for row in rows}
     return [by_id[i] for i in wanted if i in by_id]
 
 
-def _card_rows(ids: list[Any]) -> list[tuple[Any, ...]]:
+def _card_rows(ids: list[Any], *, listed_only: bool = False) -> list[tuple[Any, ...]]:
     """:func:`doctors.queries.card_rows` through the ORM, for the other databases."""
+    profiles = DoctorProfile.objects.filter(id__in=ids)
+    if listed_only:
+        profiles = profiles.filter(listing_q())
     rows: dict[str, list[Any]] = {
-        str(row[0]): [str(row[0]), *row[1:], [], []]
-        for row in DoctorProfile.objects.filter(id__in=ids).values_list(*_CARD_COLUMNS)
+        str(row[0]): [str(row[0]), *row[1:], [], []] for row in profiles.values_list(*_CARD_COLUMNS)
     }
+    ids = list(rows)
     through = DoctorProfile.specialties.through
     for doctor_id, *specialty in (
         through.objects.filter(doctorprofile_id__in=ids)
@@ -445,7 +479,7 @@ def _card(
 
 
 def doctor_public(*, doctor_id: Any) -> Card:
-    found = cards([doctor_id]) if listed().filter(id=doctor_id).exists() else []
+    found = cards([doctor_id], listed_only=True)
     if not found:
         raise DoctorNotFound()
     return found[0]
@@ -484,9 +518,11 @@ def _by_availability(
     by_time = f.sort == "next_available"
     rank_after = None if by_time else after
     if located:
-        ranked = _ranked_nearby(f, rank_after)[:AVAILABILITY_SCANNED]
+        ranked = _ranked_nearby(f, rank_after)[: AVAILABILITY_SCANNED + 1]
     else:
-        ranked = _ranked(f, rank_after, 0, AVAILABILITY_SCANNED)
+        ranked = _ranked(f, rank_after, 0, AVAILABILITY_SCANNED + 1)
+    more = len(ranked) > AVAILABILITY_SCANNED  # candidates beyond this request's budget
+    ranked = ranked[:AVAILABILITY_SCANNED]
     start = offset if after is None else 0
     free: dict[str, datetime] = {}
     kept: list[Ranked] = []
@@ -507,10 +543,13 @@ def _by_availability(
             last = _time_key(after)
             kept = [row for row in kept if (free[row.id], row.id) > last]
     page = kept[start : start + limit + 1]
-    found = cards([row.id for row in page[:limit]])
-    for card, row in zip(found, page, strict=False):
-        card.distance_km = round(row.distance, 3) if row.distance is not None else None
+    found = _public_cards(page[:limit])
+    for card in found:
         card.next_available = free[card.id]
+    if more and not by_time and len(page) <= limit:
+        # The budget ran out before the page (and one more) filled: the next page goes on
+        # after the last candidate looked at, so none beyond the budget is out of reach.
+        return found, encode_cursor([offset + limit, ranked[-1].key], scope="doctors.search")
     return found, _next_cursor(offset + limit, page, limit)
 
 

@@ -19,7 +19,7 @@ from core import money
 from core.cache import best_effort
 from core.errors import InvalidRequest
 from doctors import geo
-from doctors.errors import ClinicInUse, DoctorNotFound, InvalidLocation
+from doctors.errors import ClinicBusy, ClinicInUse, DoctorNotFound, InvalidLocation, InvalidPlace
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
 
 CACHE_VERSION_KEY = "directory:version"
@@ -121,7 +121,7 @@ def _locate(
     geocoded from its address (in its city, when known), or taken as given when the doctor
     pins the location (the time zone then from the nearest city; the city the doctor gave is
     kept). Half a pin is refused."""
-    from doctors.geocoding import city_key, geocode, nearest_place
+    from doctors.geocoding import MAX_QUERY_LENGTH, city_key, geocode, nearest_place
 
     if (latitude is None) != (longitude is None):
         missing = "latitude" if latitude is None else "longitude"
@@ -129,9 +129,16 @@ def _locate(
     if latitude is not None and longitude is not None:
         place = nearest_place(latitude, longitude)
     else:
-        place = geocode(f"{address}, {city}" if city else address, language=language)
+        query = f"{address}, {city}"
+        # The city only narrows the search: an address too long to take it along goes alone.
+        if not city or len(query) > MAX_QUERY_LENGTH:
+            query = address
+        try:
+            place = geocode(query, language=language)
+        except InvalidPlace as exc:
+            raise InvalidPlace(fields={"address": str(InvalidPlace.message)}) from exc
         latitude, longitude = place.latitude, place.longitude
-    city = city or place.city
+    city = (city or place.city)[: Clinic._meta.get_field("city").max_length]
     return {
         "latitude": latitude,
         "longitude": longitude,
@@ -147,7 +154,6 @@ def _index(clinic: Clinic) -> None:
         setattr(clinic, geo.column_for(resolution), cell)
 
 
-@transaction.atomic
 def clinic_create(
     *,
     user: User,
@@ -157,39 +163,66 @@ def clinic_create(
     latitude: float | None = None,
     longitude: float | None = None,
 ) -> Clinic:
-    profile = doctor_profile_ensure(user=user)
+    require_role(user, Role.DOCTOR)
+    # Geocoded before the transaction: Google may take seconds, and nothing waits on them.
     located = _locate(
         address=address, city=city, latitude=latitude, longitude=longitude, language=user.language
     )
-    clinic = Clinic(doctor=profile, name=name, address=address, **located)
-    _index(clinic)
-    clinic.save()
-    directory_changed()
+    with transaction.atomic():
+        profile = doctor_profile_ensure(user=user)
+        clinic = Clinic(doctor=profile, name=name, address=address, **located)
+        _index(clinic)
+        clinic.save()
+        directory_changed()
     return clinic
 
 
-@transaction.atomic
+_MOVES = {"address", "city", "latitude", "longitude"}
+
+
 def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Clinic:
-    clinic = Clinic.objects.select_for_update().filter(id=clinic_id, doctor__user=user).first()
-    if clinic is None:
-        raise DoctorNotFound()
-    for key in ("name", "address", "city") & changes.keys():
-        setattr(clinic, key, changes[key])
-    if {"address", "city", "latitude", "longitude"} & changes.keys():
+    """Edit a clinic. A new address or pin is geocoded before the clinic is locked (Google
+    may take seconds: bookings of the doctor must not wait on it), then applied under the
+    lock if the address and city it was worked out from are still the clinic's; else it is
+    worked out again."""
+    for _attempt in range(3):
+        seen = _own_clinic(user, clinic_id)
         # What the patch does not change stays: the clinic's city is the context of a new
         # address, and is kept when only the pin moves.
-        located = _locate(
-            address=clinic.address,
-            city=clinic.city,
-            latitude=changes.get("latitude"),
-            longitude=changes.get("longitude"),
-            language=user.language,
-        )
-        for key, value in located.items():
-            setattr(clinic, key, value)
-        _index(clinic)
-    clinic.save()
-    directory_changed()
+        context = {key: changes.get(key, getattr(seen, key)) for key in ("address", "city")}
+        located = None
+        if _MOVES & changes.keys():
+            located = _locate(
+                **context,
+                latitude=changes.get("latitude"),
+                longitude=changes.get("longitude"),
+                language=user.language,
+            )
+        with transaction.atomic():
+            clinic = _own_clinic(user, clinic_id, lock=True)
+            if located is not None and (clinic.address, clinic.city) != (seen.address, seen.city):
+                continue  # edited meanwhile: geocode in its new context
+            for key in ("name", "address", "city") & changes.keys():
+                setattr(clinic, key, changes[key])
+            for key, value in (located or {}).items():
+                setattr(clinic, key, value)
+            if located is not None:
+                _index(clinic)
+            clinic.save()
+            directory_changed()
+            return clinic
+    raise ClinicBusy()
+
+
+def _own_clinic(user: User, clinic_id: Any, *, lock: bool = False) -> Clinic:
+    """The calling doctor's clinic; with ``lock``, the clinic's row alone is locked (not the
+    doctor's profile or account that the filter joins: bookings take those)."""
+    clinics = Clinic.objects.filter(id=clinic_id, doctor__user=user)
+    if lock:
+        clinics = clinics.select_for_update(of=("self",))
+    clinic = clinics.first()
+    if clinic is None:
+        raise DoctorNotFound()
     return clinic
 
 

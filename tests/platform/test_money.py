@@ -43,10 +43,19 @@ def test_the_migrations_move_stored_fees_and_name_stored_cities(tmp_path):
         """
 from django.core.management import call_command
 call_command("migrate", "doctors", "0002", verbosity=0)
-from doctors.models import DoctorProfile
-from tests.doctors.factories import doctor
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from accounts.models import Role
+from tests.factories import make_user
+# The profile as it was at 0002 (today's model has columns added since)
+state = MigrationExecutor(connection).loader.project_state(("doctors", "0002_directory_entry"))
+Profile = state.apps.get_model("doctors", "DoctorProfile")
 fees = {"KWD": 1225, "JPY": 300000, "EGP": 25050}  # 12.25 KWD, 3000 JPY, 250.50 EGP
-ids = {c: doctor(currency=c, fee_minor=m, lat=None, lng=None).pk for c, m in fees.items()}
+ids = {
+    c: Profile.objects.create(user_id=make_user(role=Role.DOCTOR).pk, currency=c, fee_minor=m).pk
+    for c, m in fees.items()
+}
+from doctors.models import DoctorProfile
 call_command("migrate", "doctors", verbosity=0)
 from core import money
 shown = {c: money.amount(DoctorProfile.objects.get(pk=i).fee_minor, c) for c, i in ids.items()}
