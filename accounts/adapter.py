@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 from django.utils import translation
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from accounts.services import access_revoked
+from accounts.services import access_revoked, user_complete_signup, user_phone_set
 from audit.services import record_from_request
 from core import sms
+
+if TYPE_CHECKING:
+    from allauth.socialaccount.models import SocialLogin
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -32,20 +37,22 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def set_phone(self, user: AbstractBaseUser, phone: str, verified: bool) -> None:
         assert isinstance(user, User)
-        user.phone, user.phone_verified = phone, verified
-        user.save(update_fields=["phone", "phone_verified"])
+        user_phone_set(user=user, phone=phone, verified=verified)
 
     def get_phone(self, user: AbstractBaseUser) -> tuple[str, bool] | None:
         assert isinstance(user, User)
         return (user.phone, user.phone_verified) if user.phone else None
 
     def set_phone_verified(self, user: AbstractBaseUser, phone: str) -> None:
+        # ``phone`` may be a new number (the change-phone flow verifies it before storing it):
+        # it replaces the old one, which no longer signs in.
         assert isinstance(user, User)
-        user.phone_verified = True
-        user.save(update_fields=["phone_verified"])
+        user_phone_set(user=user, phone=phone, verified=True)
 
     def get_user_by_phone(self, phone: str) -> AbstractBaseUser | None:
-        return User.objects.filter(phone=phone).first()
+        # Only a verified number is anyone's: an unverified one neither signs in nor blocks
+        # another account from claiming it.
+        return User.objects.filter(phone=phone, phone_verified=True).first()
 
     # --- audit --------------------------------------------------------------------------
     def login(self, request: HttpRequest, user: AbstractBaseUser) -> None:
@@ -66,8 +73,18 @@ class AccountAdapter(DefaultAccountAdapter):
             access_revoked(user_id=user.pk)
 
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
-        login = credentials.get("email") or credentials.get("phone") or ""
-        record_from_request(request, action="auth.login_failed", data={"login": str(login)[:254]})
+        """The append-only trail outlives an erasure, so it never holds the address or number
+        tried: the account when there is one, else a keyed digest (``login_digest``) that
+        still ties the attempts on one login together."""
+        login = str(credentials.get("email") or credentials.get("phone") or "")
+        user = _user_by_login(login)
+        record_from_request(
+            request,
+            action="auth.login_failed",
+            target_type="user" if user else "",
+            target_id=str(user.pk) if user else "",
+            data={"method": "password", "login_digest": login_digest(login)},
+        )
 
     def set_password(self, user: AbstractBaseUser, password: str) -> None:
         assert isinstance(user, User)
@@ -80,3 +97,44 @@ class AccountAdapter(DefaultAccountAdapter):
             record_from_request(
                 request, action="auth.password_changed", target_type="user", target_id=str(user.pk)
             )
+
+
+def login_digest(login: str) -> str:
+    """A keyed digest of a login (e-mail or phone) for the audit trail: whoever holds the
+    secret key can check whether a given address was tried; nobody can read it back."""
+    return salted_hmac("audit.login", login.strip().lower()).hexdigest()[:32]
+
+
+def _user_by_login(login: str) -> User | None:
+    if not login:
+        return None
+    if "@" in login:
+        return User.objects.filter(email__iexact=login).first()
+    return User.objects.filter(phone=login, phone_verified=True).first()
+
+
+def login_code_rejected(
+    sender: Any, request: HttpRequest, user: AbstractBaseUser, last_attempt: bool, **kwargs: Any
+) -> None:
+    """allauth's ``login_code_rejected`` signal (connected in ``AccountsConfig.ready``): a
+    wrong e-mail or SMS login code is a failed login, audited as a wrong password is."""
+    record_from_request(
+        request,
+        action="auth.login_failed",
+        target_type="user",
+        target_id=str(user.pk),
+        data={"method": "code", "last_attempt": last_attempt},
+    )
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def save_user(
+        self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None
+    ) -> AbstractBaseUser:
+        """A Google sign-up ends as an e-mail one does: patient profile, audited. (With a
+        form, the sign-up form's ``signup`` does it.)"""
+        user = super().save_user(request, sociallogin, form)
+        assert isinstance(user, User)
+        if form is not None:
+            return user
+        return user_complete_signup(user=user, first_name=user.first_name, last_name=user.last_name)

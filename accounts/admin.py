@@ -91,7 +91,11 @@ class UserAdmin(BaseUserAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ()
-        if obj.pk == request.user.pk or not may_change_access(request.user):
+        if (
+            obj.pk == request.user.pk
+            or not may_change_access(request.user)
+            or obj.deleted_at is not None  # erased by its owner: never reactivated
+        ):
             return (*_ALWAYS_READ_ONLY, *ACCESS_FIELDS)
         return _ALWAYS_READ_ONLY
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from ninja import Field, Query, Router, Schema, Status
 
@@ -29,6 +30,7 @@ from accounts.schemas import (
     UserOut,
     UserPage,
 )
+from core import ratelimit
 from core.errors import ApplicationError
 from core.pagination import paginate
 from core.schemas import IsoDatetime
@@ -96,6 +98,8 @@ def me_export(request: AuthedRequest) -> dict:
 )
 def me_delete(request: AuthedRequest, payload: DeleteAccountIn) -> Status:
     user: User = request.auth
+    # The password is checked here: without a limit, a stolen access token guesses it.
+    ratelimit.check("account_delete", user.pk, settings.ACCOUNT_RATE_LIMITS.get("account_delete"))
     confirmed = (
         user.check_password(payload.password)
         if user.has_usable_password()

@@ -49,3 +49,15 @@ class SmsUnavailable(ApplicationError):
     code = "auth.sms_unavailable"
     status = 503
     message = _("We could not send the text message right now. Please try again shortly.")
+
+
+class PhoneTaken(ApplicationError):
+    code = "auth.phone_taken"
+    status = 409
+    message = _("This phone number is already verified on another account.")
+
+
+class AccountErased(ApplicationError):
+    code = "auth.account_erased"
+    status = 409
+    message = _("This account was deleted at its owner's request and cannot be reactivated.")

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import json
 
+from allauth.core.exceptions import RateLimited as AllauthRateLimited
 from allauth.core.internal.httpkit import get_authorization_credential
+from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from accounts.errors import PasswordChangeRequired, SmsUnavailable
 from accounts.tokens_validation import validate_access_token
-from core.errors import error_response
+from core.errors import ApplicationError, RateLimited, error_response
 from core.sms import SmsError
 
 # What an account that must change its password may still reach in allauth's API.
@@ -24,7 +26,10 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
     """What allauth's endpoints need from us around them.
 
     - Accounts created by an admin must change their password before anything else; our own
-      endpoints check this in :mod:`accounts.auth`, this covers allauth's.
+      endpoints check this in :mod:`accounts.auth`, this covers allauth's (signed in by
+      access token or by session token).
+    - What allauth's flows raise instead of answering (our adapter's errors, a failing SMS
+      provider, some rate limits) becomes our error envelope, not a 500.
     - allauth answers rate limits with 429 but no ``Retry-After``: add one (its windows are
       at most minutes; a client that waits a minute is never refused for the same reason).
     """
@@ -34,17 +39,20 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
             return None
-        token = get_authorization_credential(request, "Bearer")
-        if not token:
-            return None
-        found = validate_access_token(token)
-        if found is not None and found[1].must_change_password:
+        if _must_change_password(request):
             return error_response(PasswordChangeRequired())
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, SmsError) and request.path.startswith("/_allauth/"):
+        if not request.path.startswith("/_allauth/"):
+            return None
+        if isinstance(exception, SmsError):
             return error_response(SmsUnavailable())
+        if isinstance(exception, AllauthRateLimited):
+            # Raised, not answered, by some of allauth's limits (codes sent to a phone).
+            return error_response(RateLimited(retry_after=int(self.RETRY_AFTER_SECONDS)))
+        if isinstance(exception, ApplicationError):  # ours, raised by the adapter
+            return error_response(exception)
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -58,6 +66,18 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
         if response.status_code == 429:
             response.setdefault("Retry-After", self.RETRY_AFTER_SECONDS)
         return response
+
+
+def _must_change_password(request: HttpRequest) -> bool:
+    """Whether the caller, by access token or by allauth's session token (either one signs
+    a request in), is an account that must change its password first."""
+    token = get_authorization_credential(request, "Bearer")
+    found = validate_access_token(token) if token else None
+    if found is not None and found[1].must_change_password:
+        return True
+    session_token = request.headers.get("X-Session-Token")
+    by_session = authenticate_by_x_session_token(session_token) if session_token else None
+    return by_session is not None and bool(getattr(by_session[0], "must_change_password", False))
 
 
 _RATE_LIMIT_CODES = {"too_many_login_attempts"}

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from core.cache import best_effort
@@ -68,7 +71,9 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField(_("e-mail address"), unique=True, null=True, blank=True)
-    phone = models.CharField(_("phone number"), max_length=20, unique=True, null=True, blank=True)
+    # Unique once verified (see Meta): an unverified number claims nothing, so nobody blocks a
+    # number by signing up with it. NULL, not "", for "no phone" (as when it was unique).
+    phone = models.CharField(_("phone number"), max_length=20, null=True, blank=True)  # noqa: DJ001
     phone_verified = models.BooleanField(default=False)
     first_name = models.CharField(_("first name"), max_length=150, blank=True)
     last_name = models.CharField(_("last name"), max_length=150, blank=True)
@@ -84,6 +89,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     must_change_password = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Mixed into the session auth hash: raising it ends every session of the user for good
+    # (deactivation), as a password change does.
+    session_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -94,6 +102,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     class Meta:
         constraints = [
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
+            models.UniqueConstraint(
+                fields=["phone"],
+                condition=models.Q(phone_verified=True),
+                name="accounts_user_verified_phone_unique",
+            ),
             models.CheckConstraint(
                 condition=models.Q(role__in=[r.value for r in Role]),
                 name="accounts_user_role_valid",
@@ -122,6 +135,24 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def full_name(self) -> str:
         return full_name(self.first_name, self.last_name)
+
+    def get_session_auth_hash(self) -> str:
+        return self._session_auth_hash()
+
+    def get_session_auth_fallback_hash(self) -> Iterator[str]:
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_auth_hash(secret=secret)
+
+    def _session_auth_hash(self, secret: str | bytes | None = None) -> str:
+        # Django's HMAC of the password hash, with the epoch once it has been raised (epoch 0
+        # gives Django's own hash: sessions made before the epoch existed stay valid).
+        value = f"{self.password}:{self.session_epoch}" if self.session_epoch else self.password
+        return salted_hmac(
+            "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash",
+            value,
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
 
 def full_name(first_name: str, last_name: str) -> str:

@@ -5,7 +5,8 @@ a TOTP token from a *confirmed* device. A staff member (role admin or helper) wh
 device yet enrols at ``/admin/otp/enrol/`` (:func:`enrol`):
 
 1. they prove the first factor with e-mail and password (failures are rate-limited per
-   address and per client IP, as the admin login form is not);
+   address and per client IP, counted together with the admin login form's); an account
+   that must still change an admin-set password cannot enrol;
 2. the page shows an unconfirmed :class:`TOTPDevice` as an ``otpauth://`` URI, a QR code and
    the base32 secret (an existing unconfirmed device is reused, secret included);
 3. a correct 6-digit token confirms the device, is audited (``auth.totp_enrolled``) and logs
@@ -66,6 +67,8 @@ PASSWORD_FAILURES_PER_IP = (20, 5 * 60)
 
 ENROL_URL_NAME = "admin_otp_enrol"
 
+_RATE_LIMITED = _("Too many failed attempts. Please try again in a few minutes.")
+
 
 # --- Admin site -------------------------------------------------------------------------
 
@@ -83,6 +86,33 @@ class StaffOTPAdminAuthenticationForm(OTPAdminAuthenticationForm):
             "This account has no authenticator app yet. Set up two-factor authentication first."
         ),
     )
+    error_messages = {
+        **OTPAdminAuthenticationForm.error_messages,
+        "invalid_login": _("Please enter a correct e-mail address, password and code."),
+        "rate_limited": _RATE_LIMITED,
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rate_limited = False
+
+    def clean(self) -> dict[str, Any]:
+        """Failures count against the enrolment page's limits (per address, per client IP),
+        and whatever was wrong, the password or the code, the answer is the same."""
+        email = (self.cleaned_data.get("username") or "").lower()
+        keys = _failure_keys(self.request, email)
+        if _over_limit(keys):
+            self.rate_limited = True
+            raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            if exc.code == "no_device":  # said only after the right password (see above)
+                raise
+            _count_failure(keys)
+            raise forms.ValidationError(
+                self.error_messages["invalid_login"], code="invalid_login"
+            ) from exc
 
     def clean_otp(self, user: Any) -> None:
         if user is not None and not self.cleaned_data.get("otp_device"):
@@ -100,6 +130,13 @@ class StaffOTPAdminSite(OTPAdminSite):
     login_form = StaffOTPAdminAuthenticationForm
     login_template = "accounts/otp_admin_login.html"
 
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        response = super().login(request, extra_context)
+        form = (getattr(response, "context_data", None) or {}).get("form")
+        if getattr(form, "rate_limited", False):
+            response.status_code = 429
+        return response
+
 
 # --- Forms ------------------------------------------------------------------------------
 
@@ -110,7 +147,7 @@ class EnrolPasswordForm(forms.Form):
 
     error_messages = {
         "invalid_login": _("Please enter a correct e-mail address and password."),
-        "rate_limited": _("Too many failed attempts. Please try again in a few minutes."),
+        "rate_limited": _RATE_LIMITED,
     }
 
     def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
@@ -149,7 +186,7 @@ class EnrolTokenForm(forms.Form):
     )
 
 
-# --- Password failure limits ------------------------------------------------------------
+# --- Failure limits (enrolment and admin login share them) -----------------------------
 
 
 def _failure_keys(request: HttpRequest, email: str) -> list[tuple[str, int, int]]:
@@ -177,7 +214,14 @@ def _count_failure(keys: list[tuple[str, int, int]]) -> None:
 
 
 def is_staff_user(user: User) -> bool:
-    return bool(user.is_active and user.is_staff and user.role in STAFF_ROLES)
+    """Staff who may enrol: not while an admin-set password still waits to be changed
+    (whoever set it knows it)."""
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.role in STAFF_ROLES
+        and not user.must_change_password
+    )
 
 
 def _pending_user(request: HttpRequest) -> User | None:

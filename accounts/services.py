@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.errors import CannotChangeOwnAccess, EmailTaken
+from accounts.errors import AccountErased, CannotChangeOwnAccess, EmailTaken, PhoneTaken
 from accounts.models import Invitation, PatientProfile, Role, User
 from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, require_access_change
 from audit.services import record
@@ -31,6 +31,16 @@ ACCESS_REVOKED_HOOKS: list[Callable[[Any], None]] = []
 def access_revoked(*, user_id: Any) -> None:
     for hook in ACCESS_REVOKED_HOOKS:
         hook(user_id)
+
+
+def _save_fields(user: User, fields: Iterable[str]) -> None:
+    """Write only ``fields`` of a user loaded earlier: a whole-row save would undo what
+    changed since it was read (a password reset, a deactivation, a role change)."""
+    update = set(fields)
+    if "role" in update:
+        update |= {"is_staff", "is_superuser"}  # follow the role (User.save)
+    if update:
+        user.save(update_fields=sorted(update))
 
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
@@ -74,6 +84,24 @@ def user_complete_signup(
     return user
 
 
+def user_phone_set(*, user: User, phone: str, verified: bool) -> None:
+    """Store the user's phone number as allauth's flows decide (sign-up, a change, a code
+    sent to it). A number is unique among verified ones only: one verified on another
+    account meanwhile is :class:`PhoneTaken`."""
+    before = (user.phone, user.phone_verified)
+    if before == (phone, verified):
+        return  # a login by SMS code re-verifies the number it was sent to
+    user.phone, user.phone_verified = phone, verified
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["phone", "phone_verified"])
+    except IntegrityError as exc:
+        user.phone, user.phone_verified = before
+        raise PhoneTaken() from exc
+    if verified:
+        _audit(user, "user.phone_verified", user)  # the number is contact data: not recorded
+
+
 def invitation_create(
     *, created_by: User, email: str = "", ttl: timedelta = INVITATION_TTL
 ) -> tuple[Invitation, str]:
@@ -85,7 +113,7 @@ def invitation_create(
         created_by=created_by,
         expires_at=timezone.now() + ttl,
     )
-    _audit(created_by, "invitation.created", invitation, email=invitation.email)
+    _audit(created_by, "invitation.created", invitation, for_email=bool(invitation.email))
     return invitation, code
 
 
@@ -168,7 +196,7 @@ def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) ->
     for key, value in changes.items():
         setattr(user, key, value)
     user.full_clean(exclude=["password"])
-    user.save()
+    _save_fields(user, changes.keys())
     if "role" in changes and before["role"] != user.role:
         _audit(actor, "user.role_changed", user, before=before["role"], after=user.role)
     changed = {k: v for k, v in changes.items() if before[k] != v and k != "role"}
@@ -179,14 +207,21 @@ def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) ->
 
 @transaction.atomic
 def user_set_active(*, actor: User, user: User, active: bool) -> User:
-    """Deactivation takes effect at once: tokens are validated against the user on every
-    request, so an inactive user's access and refresh tokens stop working immediately."""
+    """Deactivation takes effect at once and for good: tokens are validated against the user
+    on every request, so an inactive user's access and refresh tokens stop working
+    immediately, and stay dead after a reactivation (the user signs in again). An account
+    its owner erased is never reactivated."""
     if user.pk == actor.pk:
         raise CannotChangeOwnAccess()
     _check_access_change(actor=actor, user=user, role_change=False)
+    if active and user.deleted_at is not None:
+        raise AccountErased()
     if user.is_active != active:
         user.is_active = active
-        user.save(update_fields=["is_active"])
+        if not active:
+            # Its sessions end for good: a reactivation does not bring their tokens back.
+            user.session_epoch += 1
+        user.save(update_fields=["is_active", "session_epoch"])
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
         if not active:
             access_revoked(user_id=user.pk)
@@ -238,10 +273,11 @@ def profile_update(*, user: User, changes: dict[str, Any]) -> User:
     # choice (language, time zone) as it is.
     changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
     changes = {k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
-    for key in _PROFILE_FIELDS & changes.keys():
+    profile_changes = _PROFILE_FIELDS & changes.keys()
+    for key in profile_changes:
         setattr(user, key, changes[key])
     user.full_clean(exclude=["password"])
-    user.save()
+    _save_fields(user, profile_changes)
     patient_changes = _PATIENT_FIELDS & changes.keys()
     if patient_changes and user.role == Role.PATIENT:
         profile, _ = PatientProfile.objects.get_or_create(user=user)
@@ -269,6 +305,8 @@ def account_delete(*, user: User) -> None:
     user.save()
     EmailAddress.objects.filter(user=user).delete()
     SocialAccount.objects.filter(user=user).delete()
+    # The invitation it signed up with is spent: its address goes too.
+    Invitation.objects.filter(used_by=user).update(email="")
     PatientProfile.objects.filter(user=user).update(
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )

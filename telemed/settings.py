@@ -350,6 +350,11 @@ ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_MAX_EMAIL_ADDRESSES = 2
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
+# Adding or removing an e-mail address, or changing the phone, needs the password again
+# (POST /_allauth/app/v1/auth/reauthenticate, valid 5 minutes): a stolen access token alone
+# cannot take the account over. Changes of address and password are told to the old address.
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
     "login_failed": "10/m/ip,5/5m/key",
@@ -359,6 +364,8 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "change_phone": "1/m/user",
     "reauthenticate": "10/m/user",
+    # Password checks of POST /api/v1/me/delete (core.ratelimit).
+    "account_delete": "5/15m/user",
     # Chat messages sent per user (allauth's limiter and rate syntax, see chat.services).
     "chat_send": env.str("CHAT_SEND_RATE_LIMIT", default="30/10s/user,300/5m/user"),
     # Medical files uploaded (each costs storage and a virus scan), and download links asked.
@@ -403,6 +410,7 @@ SOCIALACCOUNT_PROVIDERS = {
         ),
     }
 }
+SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAccountAdapter"
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 

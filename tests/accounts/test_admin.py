@@ -246,21 +246,16 @@ def test_duplicate_doctor_email_is_409(api, admin_tokens):
     assert r.status_code == 409
 
 
-def test_doctor_signs_up_with_a_single_use_invitation(api, admin_tokens):
-    r = post(
-        api,
-        "/api/v1/admin/invitations",
-        {"email": "new.doc@example.com"},
-        **bearer(admin_tokens[1]["access"]),
-    )
+def _invited_signup(api, admin_access: str, email: str) -> str:
+    """An admin invites ``email``, which signs up with the code and verifies its address;
+    the code."""
+    r = post(api, "/api/v1/admin/invitations", {"email": email}, **bearer(admin_access))
     assert r.status_code == 201
     code = r.json()["code"]
-    assert Invitation.objects.get().code_hash != code  # only the hash is stored
-
     r = post(
         api,
         f"{AUTH}/auth/signup",
-        {"email": "new.doc@example.com", "password": PASSWORD, "invitation_code": code},
+        {"email": email, "password": PASSWORD, "invitation_code": code},
     )
     assert r.status_code == 401
     post(
@@ -269,6 +264,12 @@ def test_doctor_signs_up_with_a_single_use_invitation(api, admin_tokens):
         {"key": last_code()},
         **{"X-Session-Token": r.json()["meta"]["session_token"]},
     )
+    return code
+
+
+def test_doctor_signs_up_with_a_single_use_invitation(api, admin_tokens):
+    code = _invited_signup(api, admin_tokens[1]["access"], "new.doc@example.com")
+    assert Invitation.objects.get().code_hash != code  # only the hash is stored
     assert User.objects.get(email="new.doc@example.com").role == "doctor"
 
     r = post(
@@ -355,3 +356,13 @@ def test_helper_cannot_deactivate_or_rename_another_helper(api):
         content_type="application/json", headers=headers,
     )  # fmt: skip
     assert r.status_code == 200  # patients and doctors are a helper's to look after
+
+
+def test_an_erased_doctor_leaves_no_address_in_its_invitation_or_the_trail(api, admin_tokens):
+    _invited_signup(api, admin_tokens[1]["access"], "erase.me@example.com")
+    doctor = User.objects.get(email="erase.me@example.com")
+    headers = bearer(login(api, doctor.email)["access"])
+    assert post(api, "/api/v1/me/delete", {"password": PASSWORD}, **headers).status_code == 204
+    assert Invitation.objects.get(used_by=doctor).email == ""
+    created = AuditEvent.objects.get(action="invitation.created")
+    assert "erase.me" not in str(created.data) and created.data["for_email"] is True

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core import mail
 
+from accounts.adapter import login_digest
 from audit.models import AuditEvent
 from tests.factories import AUTH, PASSWORD, bearer, last_code, login, make_user, post
 
@@ -79,8 +80,21 @@ def test_failed_login_is_audited_without_the_password(api):
     r = post(api, f"{AUTH}/auth/login", {"email": user.email, "password": "wrong-password-1"})
     assert r.status_code == 400
     event = AuditEvent.objects.get(action="auth.login_failed")
-    assert event.data == {"login": user.email}
-    assert "wrong-password-1" not in str(event.data)
+    # The trail outlives an erasure: the account, and no address, password or phone.
+    assert (event.target_type, event.target_id) == ("user", str(user.pk))
+    assert event.data == {"method": "password", "login_digest": login_digest(str(user.email))}
+    assert str(user.email) not in str(event.data) and "wrong-password-1" not in str(event.data)
+
+
+def test_failed_login_of_no_account_keeps_a_digest_not_the_address(api):
+    tried = "Someone.Else@Example.com"
+    for _ in range(2):
+        post(api, f"{AUTH}/auth/login", {"email": tried, "password": "wrong-password-1"})
+    events = list(AuditEvent.objects.filter(action="auth.login_failed"))
+    assert len(events) == 2
+    assert all(e.target_id == "" and tried.lower() not in str(e.data).lower() for e in events)
+    # The same login, however written, gives the same digest: attempts stay linked.
+    assert {e.data["login_digest"] for e in events} == {login_digest(tried.lower())}
 
 
 def test_wrong_password_answers_in_arabic(api):
