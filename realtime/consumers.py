@@ -32,7 +32,6 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
-from django.db.models import Max
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
@@ -41,7 +40,7 @@ from core.errors import ApplicationError
 from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
-from realtime.models import Notification
+from realtime.models import EventCounter
 from realtime.security import nested_deeper_than, socket_slot_free, socket_slot_take
 
 logger = logging.getLogger(__name__)
@@ -100,8 +99,10 @@ def _resume_events(
 ) -> tuple[list[dict[str, Any]], bool, int]:
     """The stored events after ``after`` (:func:`selectors.events_after`), and the user's
     highest event id, read first: an event that commits meanwhile has a higher id (a user's
-    events commit in id order), so a resume never claims an id that is still to come."""
-    highest = Notification.objects.filter(user_id=user_id).aggregate(top=Max("seq"))["top"]
+    events commit in id order), so a resume never claims an id that is still to come. The
+    id is the user's :class:`EventCounter`, not the newest stored row: retention deletes
+    old rows, and a resume must not go back to 0 when all of them are gone."""
+    highest = EventCounter.objects.filter(user_id=user_id).values_list("last", flat=True).first()
     events, more = selectors.events_after(user_id=user_id, after=after, limit=limit)
     return events, more, highest or 0
 

@@ -115,6 +115,22 @@ async def test_a_resume_past_the_end_with_no_events_at_all_is_zero():
     await ws.disconnect()
 
 
+async def test_a_resume_after_retention_deleted_every_event_keeps_the_clients_place():
+    from realtime.models import Notification
+
+    user = await database_sync_to_async(make_user)()
+    for title in ("one", "two"):
+        await database_sync_to_async(_notify)(user, title)
+    await database_sync_to_async(lambda: Notification.objects.filter(user=user).delete())()
+    ws = await open_socket(user)
+    await ws.send_json_to({"type": "resume", "after": 2})
+    # Not 0: the ids given out are the counter's, and the next one is still 3.
+    assert (await receive_type(ws, "resume.done"))["data"] == {"last": 2, "more": False}
+    await database_sync_to_async(_notify)(user, "three")
+    assert (await receive_type(ws, "notification.created"))["id"] == 3
+    await ws.disconnect()
+
+
 # --- language -------------------------------------------------------------------------------
 
 
