@@ -4,12 +4,13 @@ import json
 
 from allauth.core.exceptions import RateLimited as AllauthRateLimited
 from allauth.core.internal.httpkit import get_authorization_credential
-from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
+from allauth.headless.internal.sessionkit import lookup_session
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from accounts.errors import PasswordChangeRequired, SmsUnavailable
-from accounts.tokens_validation import validate_access_token
+from accounts.tokens_validation import user_snapshot, validate_access_token
 from core.errors import ApplicationError, RateLimited, error_response
 from core.sms import SmsError
 
@@ -75,9 +76,14 @@ def _must_change_password(request: HttpRequest) -> bool:
     found = validate_access_token(token) if token else None
     if found is not None and found[1].must_change_password:
         return True
+    # The session is only read, not authenticated: Django's get_user() would cycle the key of
+    # a session signed with a fallback SECRET_KEY on this copy, and allauth would then find
+    # its token gone (410).
     session_token = request.headers.get("X-Session-Token")
-    by_session = authenticate_by_x_session_token(session_token) if session_token else None
-    return by_session is not None and bool(getattr(by_session[0], "must_change_password", False))
+    session = lookup_session(session_token) if session_token else None
+    user_id = session.get(SESSION_KEY) if session is not None else None
+    snap = user_snapshot(str(user_id)) if user_id else None
+    return snap is not None and snap.must_change_password
 
 
 _RATE_LIMIT_CODES = {"too_many_login_attempts"}

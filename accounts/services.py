@@ -12,6 +12,7 @@ from allauth.account.models import EmailAddress
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.errors import AccountErased, CannotChangeOwnAccess, EmailTaken, PhoneTaken
@@ -218,10 +219,15 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
         raise AccountErased()
     if user.is_active != active:
         user.is_active = active
-        if not active:
-            # Its sessions end for good: a reactivation does not bring their tokens back.
-            user.session_epoch += 1
-        user.save(update_fields=["is_active", "session_epoch"])
+        if active:
+            user.save(update_fields=["is_active"])
+        else:
+            # Its sessions end for good: a reactivation does not bring their tokens back
+            # (raised in the database: the instance may be older than the row).
+            User.objects.filter(pk=user.pk).update(
+                is_active=False, session_epoch=F("session_epoch") + 1
+            )
+            user.refresh_from_db(fields=["session_epoch"])
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
         if not active:
             access_revoked(user_id=user.pk)

@@ -85,6 +85,11 @@ def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
     return snap, user
 
 
+def user_snapshot(user_id: str) -> AuthSnapshot | None:
+    """What requests check of a user (cached), or ``None`` for no such user."""
+    return _snapshot(user_id)[0]
+
+
 def validate_access_token(token: str) -> tuple[Any, AuthSnapshot] | None:
     """``(lazy user, snapshot)`` for a valid access token of an active user, else ``None``."""
     payload = internal.decode_token(token, "access")

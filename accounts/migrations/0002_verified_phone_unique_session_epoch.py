@@ -3,6 +3,12 @@
 from django.db import migrations, models
 
 
+def end_inactive_sessions(apps, schema_editor):
+    # Accounts deactivated before the epoch existed: their sessions end for good too (a
+    # reactivation would otherwise revive their tokens).
+    apps.get_model("accounts", "User").objects.filter(is_active=False).update(session_epoch=1)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -16,6 +22,7 @@ class Migration(migrations.Migration):
             name='session_epoch',
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
+        migrations.RunPython(end_inactive_sessions, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='user',
             name='phone',

@@ -319,6 +319,18 @@ def test_pending_password_change_also_blocks_the_session_token(api, admin_access
     assert r.json()["error"]["code"] == "auth.password_change_required"
 
 
+def test_the_session_token_check_keeps_sessions_of_a_rotated_secret_key(api, settings):
+    user = make_user()
+    r = post(api, f"{AUTH}/auth/login", {"email": user.email, "password": PASSWORD})
+    session = r.json()["meta"]["session_token"]
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "x" * 40
+    # The session's hash matches only the old key: checking it must not cycle the session
+    # away under allauth (410, signed out).
+    r = api.get(f"{AUTH}/account/email", headers={"X-Session-Token": session})
+    assert r.status_code == 200, r.content
+
+
 def test_staff_with_a_pending_password_change_cannot_enrol_a_second_factor():
     staff = User.objects.create_user(
         email="new.helper@example.com",
@@ -372,3 +384,28 @@ def test_google_sign_up_is_audited_and_gets_a_patient_profile(api, request):
     assert PatientProfile.objects.filter(user=user).exists()
     event = AuditEvent.objects.get(action="user.signed_up", target_id=str(user.pk))
     assert event.data == {"role": "patient"}
+
+
+def test_the_migration_ends_the_sessions_of_accounts_already_inactive():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module(
+        "accounts.migrations.0002_verified_phone_unique_session_epoch"
+    )
+    inactive, active = make_user(is_active=False), make_user()
+    migration.end_inactive_sessions(apps, None)
+    inactive.refresh_from_db()
+    active.refresh_from_db()
+    assert (inactive.session_epoch, active.session_epoch) == (1, 0)
+
+
+def test_deactivation_raises_the_epoch_of_the_row_not_of_a_stale_copy(admin_access):
+    user = make_user()
+    stale = User.objects.get(pk=user.pk)
+    User.objects.filter(pk=user.pk).update(session_epoch=5)  # raised meanwhile
+    admin = User.objects.get(role=Role.ADMIN)
+    services.user_set_active(actor=admin, user=stale, active=False)
+    user.refresh_from_db()
+    assert (user.is_active, user.session_epoch) == (False, 6)
