@@ -97,7 +97,7 @@ class TwilioProvider:
         except TwilioRestException as exc:  # Twilio answered with an error (4xx, 429, 5xx)
             raise SmsError(type(exc).__name__) from exc
         except requests.RequestException as exc:
-            if _never_sent(exc):
+            if never_sent(exc):
                 raise SmsError(type(exc).__name__) from exc
             raise SmsOutcomeUnknown(type(exc).__name__) from exc
         except TwilioException as exc:  # the SDK's own checks, before any request
@@ -105,8 +105,9 @@ class TwilioProvider:
         return SentMessage(to=to, body=body, channel=channel, provider_id=str(message.sid))
 
 
-def _never_sent(exc: Exception) -> bool:
-    """Whether a ``requests`` error happened before the request left: a bad URL, or no
+def never_sent(exc: Exception) -> bool:
+    """Whether a ``requests`` error happened before the request left (for any provider
+    reached through ``requests``): a bad URL, or no
     connection made (refused, no such host, connect timeout). Any other error (a read
     timeout, a connection dropped while sending or waiting for the answer) may come after
     Twilio got the message."""

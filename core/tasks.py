@@ -68,6 +68,18 @@ def run_steps(loop: str, steps: dict[str, Callable[[], int]]) -> dict[str, int |
     return done
 
 
+def at_most_every(name: str, period: timedelta) -> bool:
+    """Whether a step that needs doing only once per ``period`` is due in this run of a
+    loop that runs more often (one cache key per step; without the cache, always)."""
+    from django.core.cache import cache
+
+    from core.cache import best_effort
+
+    added = best_effort(cache.add, f"housekeeping:every:{name}", 1, period.total_seconds())
+    return added is not False
+
+
+PRUNE_EVERY = timedelta(hours=1)  # the task table has no index on finished_at: a scan
 PRUNE_BATCH = 1000  # task rows deleted per statement
 PRUNE_BATCHES = 10  # statements per call: a backlog is worked off over several calls
 

@@ -42,7 +42,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from core import sms
-from core.tasks import loop_again, run_steps, task_results_prune
+from core.tasks import PRUNE_EVERY, at_most_every, loop_again, run_steps, task_results_prune
 from realtime.models import Channel, Delivery, DeliveryPreference, DeliveryStatus, Notification
 from realtime.unread import unread_forget_many_on_commit
 
@@ -210,8 +210,11 @@ def _not_sent(exc: Exception) -> bool:
     after sending, an unexpected error) may come after the provider accepted it."""
     if isinstance(exc, sms.SmsError):
         return not isinstance(exc, sms.SmsOutcomeUnknown)
-    if isinstance(exc, AnymailAPIError):  # a 2xx it could not read was accepted
-        return exc.status_code is not None and exc.status_code >= 400
+    if isinstance(exc, AnymailAPIError):
+        if exc.status_code is None:  # no answer: the requests error it was raised from says
+            cause = exc.__cause__
+            return isinstance(cause, Exception) and sms.never_sent(cause)
+        return exc.status_code >= 400  # a 2xx it could not read was accepted
     return isinstance(
         exc, (EmailNotConnected, smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
     )
@@ -333,7 +336,9 @@ def deliveries_housekeeping() -> dict[str, int | None]:
             "interrupted": lambda: _fail_interrupted(before=interrupted_before, now=now),
             "requeued": lambda: _requeue_lost(before=queued_before, now=now),
             "notifications_deleted": lambda: notifications_delete_old(before=notifications_before),
-            "task_results_deleted": lambda: task_results_prune(now=now),
+            "task_results_deleted": lambda: (
+                task_results_prune(now=now) if at_most_every("task_results", PRUNE_EVERY) else 0
+            ),
         },
     )
 

@@ -314,6 +314,24 @@ def test_an_anymail_provider_s_error_answer_is_retried_and_its_silence_is_not(
     assert len(waiting_sends()) == (1 if status == "queued" else 0)
 
 
+def test_an_anymail_provider_not_reached_is_retried(settings):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {
+        "POSTMARK_SERVER_TOKEN": "server-token",
+        "POSTMARK_API_URL": f"http://127.0.0.1:{port}/",
+    }
+    delivery = reminder(make_user()).deliveries.get()
+    run_worker_batch()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error) == ("queued", "AnymailRequestsAPIError")
+    assert len(waiting_sends()) == 1
+
+
 # --- 2. one delivery's database error; deliveries lost before their claim -----------------
 
 
@@ -532,3 +550,23 @@ def test_finished_task_rows_are_deleted_after_their_retention(settings, monkeypa
     left = {str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)}
     assert left == {str(waiting.id), str(recent.id)}
     assert DBTaskResult.objects.get(id=waiting.id).status == "READY"
+
+
+def test_the_minute_loop_prunes_task_rows_at_most_once_an_hour(settings):
+    from django_tasks_db.models import DBTaskResult
+
+    from realtime.deliveries import deliveries_housekeeping
+
+    settings.TASK_RESULT_RETENTION_DAYS = 7
+
+    def finished_long_ago() -> None:
+        done = send_deliveries.enqueue([])
+        run_worker_batch()
+        long_ago = timezone.now() - timedelta(days=8)
+        DBTaskResult.objects.filter(id=done.id).update(finished_at=long_ago, enqueued_at=long_ago)
+
+    finished_long_ago()
+    assert deliveries_housekeeping.call()["task_results_deleted"] == 1
+    finished_long_ago()
+    # The table has no index on finished_at: the next minute's run does not scan it again.
+    assert deliveries_housekeeping.call()["task_results_deleted"] == 0
