@@ -106,6 +106,9 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         from doctors.geocoding import normalise
 
         for word in normalise(f.name).split()[:4]:  # folded as search_name is
+            # The article goes from stored words of 4 letters and more; a shorter word typed
+            # so far ("الح" of "الحسن") drops it too.
+            word = word.removeprefix("ال") or word
             q &= Q(**{f"{p}search_name__contains": word})
     if f.language:
         q &= Q(**{f"{p}languages__contains": f",{f.language},"})

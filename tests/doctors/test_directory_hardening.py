@@ -344,6 +344,9 @@ def test_arabic_names_are_found_whatever_the_alef(api):
     assert set(ids(api.get("/api/v1/doctors", {"name": "أحمد"}))) == both
     assert ids(api.get("/api/v1/doctors", {"name": "إحمد شريف"})) == [str(ahmad.id)]
     assert ids(api.get("/api/v1/doctors", {"name": "ZOE"})) == [str(plain.id)]
+    # As the name is typed: with its article, before and after the stored form drops it.
+    for typed in ("الش", "الشر", "الشريف"):
+        assert ids(api.get("/api/v1/doctors", {"name": typed})) == [str(ahmad.id)], typed
 
 
 def test_a_renamed_doctor_is_found_by_the_new_name_only(api):
@@ -436,3 +439,20 @@ def test_first_free_slots_reads_a_batch_in_a_fixed_number_of_queries(on_date):
 
 def delete_schedules(doctors: list[DoctorProfile]) -> None:
     cache.delete_many([bookings_selectors.schedule_key(d.pk) for d in doctors])
+
+
+def test_the_backfill_folds_every_stored_name_in_batches(monkeypatch):
+    import importlib
+
+    from django.apps import apps
+
+    fill = importlib.import_module("doctors.migrations.0007_doctorprofile_search_name_fill")
+    monkeypatch.setattr(fill, "BATCH", 2)  # several batches, each its own transaction
+    profiles = [
+        doctor(first_name="أحمد", last_name=f"Ÿusuf{n}", lat=None, lng=None) for n in range(5)
+    ]
+    DoctorProfile.objects.update(search_name="")
+    fill.fill(apps, None)
+    assert {
+        p.search_name for p in DoctorProfile.objects.filter(pk__in=[p.pk for p in profiles])
+    } == {f"احمد yusuf{n}" for n in range(5)}
