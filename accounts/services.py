@@ -223,10 +223,10 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
             user.save(update_fields=["is_active"])
         else:
             # Its sessions end for good: a reactivation does not bring their tokens back
-            # (raised in the database: the instance may be older than the row).
-            User.objects.filter(pk=user.pk).update(
-                is_active=False, session_epoch=F("session_epoch") + 1
-            )
+            # (raised in the database: the instance may be older than the row). Through
+            # save(), which drops the cached snapshot requests are checked against.
+            user.session_epoch = F("session_epoch") + 1  # type: ignore[assignment]
+            user.save(update_fields=["is_active", "session_epoch"])
             user.refresh_from_db(fields=["session_epoch"])
         _audit(actor, "user.reactivated" if active else "user.deactivated", user)
         if not active:

@@ -409,3 +409,12 @@ def test_deactivation_raises_the_epoch_of_the_row_not_of_a_stale_copy(admin_acce
     services.user_set_active(actor=admin, user=stale, active=False)
     user.refresh_from_db()
     assert (user.is_active, user.session_epoch) == (False, 6)
+
+
+def test_a_deactivation_ends_a_token_whose_user_is_cached(api, admin_access):
+    user = make_user()
+    access = login(api, user.email)["access"]
+    assert api.get("/api/v1/me", headers=bearer(access)).status_code == 200  # now cached
+    r = post(api, f"/api/v1/admin/users/{user.pk}/deactivate", {}, **bearer(admin_access))
+    assert r.status_code in (200, 204), r.content
+    assert api.get("/api/v1/me", headers=bearer(access)).status_code == 401
