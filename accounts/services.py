@@ -24,7 +24,7 @@ INVITATION_TTL = timedelta(days=7)
 
 # Called with the user's id when an account is deactivated or deleted, or sessions of it end
 # (logout, password change or reset, a replayed refresh token): tokens of those sessions stop
-# working at once. The composition root registers the socket gateway here, which closes every
+# working at once. Also when its role changes (its tokens go on, with the new role). The composition root registers the socket gateway here, which closes every
 # socket of the user (accounts cannot import realtime, which depends on it).
 ACCESS_REVOKED_HOOKS: list[Callable[[Any], None]] = []
 
@@ -200,6 +200,8 @@ def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) ->
     _save_fields(user, changes.keys())
     if "role" in changes and before["role"] != user.role:
         _audit(actor, "user.role_changed", user, before=before["role"], after=user.role)
+        # Sockets were opened with the old role: they close, and reconnect with the new one.
+        access_revoked(user_id=user.pk)
     changed = {k: v for k, v in changes.items() if before[k] != v and k != "role"}
     if changed:
         _audit(actor, "user.updated", user, fields=sorted(changed))

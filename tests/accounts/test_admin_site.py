@@ -117,6 +117,19 @@ def test_superuser_changes_a_role_through_the_audited_service():
     assert updated.data == {"fields": ["first_name"]}
 
 
+def test_a_role_change_closes_the_users_sockets(monkeypatch):
+    revoked: list = []
+    monkeypatch.setattr(services, "ACCESS_REVOKED_HOOKS", [revoked.append])
+    client = staff_client(superuser())
+    user = make_user()
+    data = change_form(client, change_url(user), first_name="Only a name")
+    assert client.post(change_url(user), data).status_code == 302
+    assert revoked == []  # a name is no reason to reconnect
+    data = change_form(client, change_url(user), role=Role.HELPER)
+    assert client.post(change_url(user), data).status_code == 302
+    assert revoked == [user.pk]  # opened as a patient: they reconnect as a helper
+
+
 def test_superuser_deactivates_through_the_service_closing_sockets(monkeypatch):
     revoked: list = []
     monkeypatch.setattr(services, "ACCESS_REVOKED_HOOKS", [revoked.append])
