@@ -55,4 +55,7 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 # Uvicorn streams request bodies to the app (Daphne buffers them whole). --proxy-headers
 # trusts X-Forwarded-Proto/For only from FORWARDED_ALLOW_IPS (default 127.0.0.1): set it to
 # the load balancer's address in production so request.is_secure() sees HTTPS.
-CMD ["uvicorn", "telemed.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log", "--lifespan", "off"]
+# --ws-max-size: a socket message over 64 KiB closes the socket (1009) before it is buffered
+# whole (uvicorn's default is 16 MiB); up to it, the app answers messages over
+# REALTIME_MAX_MESSAGE_BYTES (16 KiB) with an error event. Raise both together.
+CMD ["uvicorn", "telemed.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log", "--lifespan", "off", "--ws-max-size", "65536"]

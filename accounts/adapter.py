@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.utils import translation
 from django.utils.crypto import salted_hmac
@@ -14,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import access_revoked, user_complete_signup, user_phone_set
-from audit.services import record_from_request
+from audit.services import client_ip, record_from_request
 from core import sms
 
 if TYPE_CHECKING:
@@ -53,6 +54,17 @@ class AccountAdapter(DefaultAccountAdapter):
         # Only a verified number is anyone's: an unverified one neither signs in nor blocks
         # another account from claiming it.
         return User.objects.filter(phone=phone, phone_verified=True).first()
+
+    # --- the client's address (allauth's per-IP rate limits) ----------------------------
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """The audit trail's rule (``AUDIT_TRUSTED_PROXY_COUNT``): behind our proxies the
+        address the outermost one saw, else ``REMOTE_ADDR``. allauth's own rule answers 500
+        to a request with fewer ``X-Forwarded-For`` entries than proxies (one that went
+        around them); this one falls back to ``REMOTE_ADDR``."""
+        ip = client_ip(request)
+        if not ip:
+            raise PermissionDenied("Unable to determine client IP address")
+        return ip
 
     # --- audit --------------------------------------------------------------------------
     def login(self, request: HttpRequest, user: AbstractBaseUser) -> None:

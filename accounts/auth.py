@@ -17,6 +17,7 @@ from django.utils import translation
 from accounts.errors import PasswordChangeRequired
 from accounts.models import User
 from accounts.tokens_validation import AuthSnapshot, validate_access_token
+from core.languages import asked_language
 
 
 class AuthedRequest(HttpRequest):
@@ -45,8 +46,8 @@ class JWTAuth(JWTTokenAuth):
         request.auth_snapshot = snap  # type: ignore[attr-defined]  # read as AuthedRequest
         if snap.must_change_password and not self.allow_pending_password_change:
             raise PasswordChangeRequired()
-        if "HTTP_ACCEPT_LANGUAGE" not in request.META:
-            # No language asked for: answer in the user's saved language.
+        if asked_language(request.META.get("HTTP_ACCEPT_LANGUAGE", "")) is None:
+            # No language we speak asked for: answer in the user's saved language.
             translation.activate(snap.language)
             request.LANGUAGE_CODE = snap.language  # type: ignore[attr-defined]
         return user

@@ -34,6 +34,7 @@ from typing import Any
 
 import qrcode
 import qrcode.image.svg
+from allauth.core.internal.ratelimit import truncate_ip
 from django import forms
 from django.contrib.auth import authenticate
 from django.contrib.auth import login as auth_login
@@ -193,7 +194,8 @@ def _failure_keys(request: HttpRequest, email: str) -> list[tuple[str, int, int]
     digest = hashlib.sha256(email.encode()).hexdigest()
     return [
         (f"otp-enrol-fail:email:{digest}", *PASSWORD_FAILURES_PER_EMAIL),
-        (f"otp-enrol-fail:ip:{client_ip(request) or '-'}", *PASSWORD_FAILURES_PER_IP),
+        # An IPv6 client holds a whole /64: counted as one address, as allauth counts it.
+        (f"otp-enrol-fail:ip:{truncate_ip(client_ip(request) or '-')}", *PASSWORD_FAILURES_PER_IP),
     ]
 
 

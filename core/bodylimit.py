@@ -4,7 +4,9 @@ Django's ASGI handler reads the whole body (into a spooled temporary file) befor
 middleware runs, so a limit checked in middleware would come after the upload. This wrapper
 answers 413 at once when the declared ``Content-Length`` is over the limit, and cuts a body
 off with 413 as soon as what arrives grows past it (chunked bodies declare no length).
-The limit is ``API_MAX_BODY_BYTES`` under ``/api/``, or a path's own in ``API_BODY_LIMITS``.
+Every path has a limit: ``API_MAX_BODY_BYTES``, or the path's own in ``API_BODY_LIMITS``
+(a medical record's upload). Pages outside ``/api/`` (allauth, the admin, a calendar feed,
+an unknown URL) are limited too: the handler would otherwise spool any body to disk.
 """
 
 from __future__ import annotations
@@ -15,18 +17,13 @@ from django.conf import settings
 from django.utils import translation
 
 from core.errors import PayloadTooLarge, error_response
+from core.languages import asked_language
 
-API_PREFIX = "/api/"
 
-
-def body_limit(path: str) -> int | None:
-    """The most bytes a request body to ``path`` may have; ``None``: not ours to limit."""
+def body_limit(path: str) -> int:
+    """The most bytes a request body to ``path`` may have."""
     own = getattr(settings, "API_BODY_LIMITS", {}).get(path.rstrip("/") or "/")
-    if own is not None:
-        return int(own)
-    if path.startswith(API_PREFIX):
-        return int(settings.API_MAX_BODY_BYTES)
-    return None
+    return int(own if own is not None else settings.API_MAX_BODY_BYTES)
 
 
 class _BodyTooLarge(Exception):
@@ -41,15 +38,9 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
 
 
 async def _send_413(scope: dict[str, Any], send: Any) -> None:
-    accept = _header(scope, b"accept-language")
-    # The same choice LocaleMiddleware makes, from the header alone (no user yet).
-    code = "en"
-    for part in accept.split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag[:2] in dict(settings.LANGUAGES):
-            code = tag[:2]
-            break
-    with translation.override(code):
+    with translation.override(
+        asked_language(_header(scope, b"accept-language")) or settings.LANGUAGE_CODE
+    ):
         response = error_response(PayloadTooLarge())
     headers = [(b"content-type", response["Content-Type"].encode()), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
@@ -61,10 +52,10 @@ class BodyLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        limit = body_limit(scope.get("path", "")) if scope["type"] == "http" else None
-        if limit is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = body_limit(scope.get("path", ""))
         try:
             declared = int(_header(scope, b"content-length") or 0)
         except ValueError:

@@ -16,10 +16,12 @@ import binascii
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 PREFIX = "enc1"
@@ -65,6 +67,18 @@ def _ring_for(spec: str) -> KeyRing:
 
 def keyring() -> KeyRing:
     return _ring_for(settings.FIELD_ENCRYPTION_KEYS)
+
+
+@checks.register(checks.Tags.security)
+def check_field_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A bad key list fails ``manage.py check`` (and ``migrate``, which runs the checks)
+    instead of the first read or write of a protected field. Registered when this module is
+    imported, which the models' encrypted fields (core.fields) do."""
+    try:
+        KeyRing.parse(settings.FIELD_ENCRYPTION_KEYS)
+    except ImproperlyConfigured as exc:
+        return [checks.Error(f"FIELD_ENCRYPTION_KEYS is not usable: {exc}", id="core.E001")]
+    return []
 
 
 def encrypt(plaintext: str, *, context: str) -> str:

@@ -126,3 +126,23 @@ class ServiceUnavailable(ApplicationError):
     code = "server.unavailable"
     status = 503
     message = _("The service is temporarily unavailable. Please try again shortly.")
+
+
+_BY_STATUS: dict[int, type[ApplicationError]] = {
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidRequest,
+    503: ServiceUnavailable,
+}
+
+
+def error_for_status(status: int) -> ApplicationError:
+    """The error a bare HTTP status stands for (a response or exception of Django's or
+    Ninja's own): the one of that status, else a bad request for any 4xx, else ours."""
+    cls = _BY_STATUS.get(status) or (InvalidRequest if 400 <= status < 500 else ApplicationError)
+    return cls()

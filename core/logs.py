@@ -5,12 +5,19 @@ Our access log names the route, not the path; but Django's ``django.request`` lo
 servers and any library that logs a URL do not. :class:`RedactSecretsFilter` rewrites such
 records before any handler sees them (settings attach it to the handlers and to the
 loggers that write paths).
+
+Query strings are redacted whole: they carry search text, a home address (``near=``), an
+e-mail searched for in the admin. A record's ``request`` (Django passes it to the
+``django.request`` and ``django.security`` loggers, and its repr is the full URL) becomes
+its method and path.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+
+from django.http import HttpRequest
 
 REDACTED = "[redacted]"
 
@@ -21,13 +28,16 @@ SECRET_PATHS = (
     re.compile(r"(?<=/records/files/)[^/?#\s'\"<>]+"),
 )
 
+# The query string of a path or URL: "/api/v1/doctors?near=..." -> "/api/v1/doctors?[redacted]".
+QUERY = re.compile(r"(/[^\s?#'\"<>]*\?)[^\s#'\"<>]+")
+
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
     for pattern in SECRET_PATHS:
         text = pattern.sub(REDACTED, text)
-    return text
+    return QUERY.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def _holds_secret(value: object) -> bool:
@@ -42,10 +52,12 @@ def _holds_secret(value: object) -> bool:
 
 class RedactSecretsFilter(logging.Filter):
     """Redacts the message (once formatted with its arguments), the traceback, the stack and
-    every extra of a record, the request included (``django.request`` passes it whole: the
-    JSON formatter would print its path). Never drops a record."""
+    every extra of a record; a request becomes its method and path. Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        if isinstance(request, HttpRequest):  # its repr is the whole URL, query included
+            record.request = redact(f"{request.method} {request.path}")
         try:
             message = record.getMessage()
         except Exception:  # a bad format: the handler reports it as usual

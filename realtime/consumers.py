@@ -34,9 +34,9 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation.trans_real import parse_accept_lang_header
 
 from core.errors import ApplicationError
+from core.languages import asked_language
 from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
 from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
@@ -83,14 +83,12 @@ def _handler_pool(threads: int) -> ThreadPoolExecutor:
 
 def _socket_language(scope: dict[str, Any], user: Any) -> str:
     """The handshake's ``Accept-Language`` when it names a language we speak, else the
-    user's saved one (the contract's rule for REST too)."""
+    user's saved one (the contract's rule, REST's too: ``core.languages``)."""
     for name, value in scope.get("headers", []):
         if name == b"accept-language":
-            for code, _weight in parse_accept_lang_header(value.decode("latin1")):
-                try:
-                    return translation.get_supported_language_variant(code)
-                except LookupError:
-                    continue
+            asked = asked_language(value.decode("latin1"))
+            if asked:
+                return asked
     return getattr(user, "language", None) or settings.LANGUAGE_CODE
 
 

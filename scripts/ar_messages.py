@@ -15,6 +15,7 @@ import polib
 PO = Path(__file__).resolve().parent.parent / "locale/ar/LC_MESSAGES/django.po"
 
 AR = {
+    "Too many fields or files were sent.": "أُرسِل عدد كبير جدًا من الحقول أو الملفات.",
     "The request body is not valid form data.": "نص الطلب ليس بيانات نموذج صالحة.",
     "Send an object of conversation ids to the last seq seen.": "أرسل كائنًا يربط كل معرّف محادثة بآخر رقم تسلسلي اطّلعت عليه.",
     # records

@@ -13,7 +13,14 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousFileOperation,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -36,15 +43,15 @@ from core.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
-    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
     Unauthenticated,
-    UnsupportedMediaType,
+    error_for_status,
     error_response,
 )
+from core.pagination import InvalidCursor
 
 logger = logging.getLogger("telemed.errors")
 _STORAGE_UNREACHABLE = (
@@ -53,16 +60,6 @@ _STORAGE_UNREACHABLE = (
     ReadTimeoutError,
     ConnectionClosedError,
 )
-
-_BY_STATUS: dict[int, type[ApplicationError]] = {
-    401: Unauthenticated,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-    422: InvalidRequest,
-}
 
 
 def _field_message(error: dict[str, Any]) -> str:
@@ -116,6 +113,9 @@ def install(api: NinjaAPI) -> None:
 
     @api.exception_handler(ValidationError)
     def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        if exc.errors and all(tuple(e.get("loc", ()))[-1:] == ("cursor",) for e in exc.errors):
+            # A cursor too long to be one of ours is a bad cursor, as any other (Lists).
+            return error_response(InvalidCursor())
         return error_response(InvalidRequest(fields=validation_fields(exc.errors)))
 
     @api.exception_handler(HttpError)
@@ -138,10 +138,7 @@ def install(api: NinjaAPI) -> None:
             return response
         if isinstance(exc, AuthorizationError):
             return error_response(Forbidden())
-        cls = _BY_STATUS.get(exc.status_code)
-        if cls is None:
-            cls = InvalidRequest if 400 <= exc.status_code < 500 else ApplicationError
-        return error_response(cls())
+        return error_response(error_for_status(exc.status_code))
 
     @api.exception_handler(DjangoValidationError)
     def model_validation_error(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
@@ -170,6 +167,18 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(RequestDataTooBig)
     def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         return error_response(PayloadTooLarge())
+
+    @api.exception_handler(SuspiciousOperation)
+    def suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+        # Django refuses what it will not parse (over DATA_UPLOAD_MAX_NUMBER_FIELDS or
+        # _FILES...) when a view first reads it: the client's fault, not a crash of ours.
+        if isinstance(exc, SuspiciousFileOperation):  # a path of ours, not the client's input
+            logger.error("suspicious file operation", exc_info=exc)
+            return error_response(ApplicationError())
+        logger.warning("suspicious request refused: %s", type(exc).__name__)
+        if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+            return error_response(InvalidRequest(_("Too many fields or files were sent.")))
+        return error_response(InvalidRequest())
 
     @api.exception_handler(OperationalError)
     def database_error(request: HttpRequest, exc: OperationalError) -> HttpResponse:

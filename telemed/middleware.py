@@ -7,17 +7,14 @@ import re
 import time
 import uuid
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from core.bodylimit import body_limit
 from core.errors import (
-    ApplicationError,
-    MethodNotAllowed,
-    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
+    error_for_status,
     error_response,
 )
 from telemed import metrics
@@ -75,7 +72,10 @@ class RequestContextMiddleware(MiddlewareMixin):
 
 class ApiGuardMiddleware(MiddlewareMixin):
     """Refuse what the API cannot take before any body is read, and give every error under
-    ``/api/`` the one envelope, including Django's own 404/405 for unknown routes and methods.
+    ``/api/`` the one envelope, including Django's own (404/405 for unknown routes and
+    methods, 400 for a bad Host, 403 for CSRF). ``HEAD`` is 405 (Ninja routes name ``GET``
+    alone): answering it by running the ``GET`` would audit downloads and views that never
+    happened, and spend their rate limits.
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
@@ -85,7 +85,7 @@ class ApiGuardMiddleware(MiddlewareMixin):
             declared = int(request.headers.get("Content-Length") or 0)
         except ValueError:
             declared = 0
-        if declared > (body_limit(request.path) or settings.API_MAX_BODY_BYTES):
+        if declared > body_limit(request.path):
             return error_response(PayloadTooLarge())
         if request.method in _UNSAFE and declared > 0:
             content_type = (request.content_type or "").lower()
@@ -97,22 +97,16 @@ class ApiGuardMiddleware(MiddlewareMixin):
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        if not is_api(request) or response.status_code < 400:
+        if not is_api(request):
             return response
-        if response.get("Content-Type", "").startswith("application/json"):
-            return response
+        return self._envelope(response)
+
+    @staticmethod
+    def _envelope(response: HttpResponse) -> HttpResponse:
         status = response.status_code
-        exc: ApplicationError
-        if status == 404:
-            exc = NotFound()
-        elif status == 405:
-            exc = MethodNotAllowed()
-        elif status == 413:
-            exc = PayloadTooLarge()
-        else:
-            exc = ApplicationError()
-            exc.status = status  # type: ignore[misc]
-        new = error_response(exc)
+        if status < 400 or response.get("Content-Type", "").startswith("application/json"):
+            return response
+        new = error_response(error_for_status(status))
         new.status_code = status
         for header, value in response.items():
             if header.lower() not in {"content-type", "content-length"}:

@@ -25,7 +25,10 @@ DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 if DJANGO_ENV not in {"development", "production", "test"}:
     raise ImproperlyConfigured("DJANGO_ENV must be development, production or test")
 PRODUCTION = DJANGO_ENV == "production"
-DEBUG = env.bool("DEBUG", default=False) if PRODUCTION else env.bool("DEBUG", default=True)
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # Debug pages show settings, SQL and local variables (health data) to anyone.
+    raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production")
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 
@@ -454,6 +457,8 @@ USE_I18N = True
 USE_TZ = True
 
 # --- HTTP and security ----------------------------------------------------------------
+# The largest request body on any path, API or not (core/bodylimit.py); API_BODY_LIMITS
+# names the larger exceptions.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
@@ -530,6 +535,9 @@ TASK_RESULT_RETENTION_DAYS = env.int("TASK_RESULT_RETENTION_DAYS", default=7)
 
 # --- Audit ----------------------------------------------------------------------------
 AUDIT_TRUSTED_PROXY_COUNT = env.int("AUDIT_TRUSTED_PROXY_COUNT", default=0)
+# allauth's per-IP rate limits read the client's address by the same rule (the account
+# adapter's get_client_ip): without it, behind a proxy every client would share the proxy's
+# address, and one limit site-wide.
 MONGODB_URI = env.str("MONGODB_URI", default="")
 MONGODB_DB = env.str("MONGODB_DB", default="telemed")
 

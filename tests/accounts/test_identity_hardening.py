@@ -418,3 +418,21 @@ def test_a_deactivation_ends_a_token_whose_user_is_cached(api, admin_access):
     r = post(api, f"/api/v1/admin/users/{user.pk}/deactivate", {}, **bearer(admin_access))
     assert r.status_code in (200, 204), r.content
     assert api.get("/api/v1/me", headers=bearer(access)).status_code == 401
+
+
+def test_a_request_around_the_proxies_is_limited_by_its_own_address(api, settings):
+    settings.AUDIT_TRUSTED_PROXY_COUNT = 2
+    # One X-Forwarded-For entry where two proxies would write two: it went around them.
+    r = api.post(
+        f"{AUTH}/auth/login",
+        {"email": "nobody@example.org", "password": "wrong-password-1"},
+        content_type="application/json",
+        headers={"X-Forwarded-For": "203.0.113.9"},
+    )
+    assert r.status_code == 400  # a failed login, not a 500 of allauth's own rule
+    from accounts.adapter import AccountAdapter
+
+    request = r.wsgi_request
+    assert AccountAdapter(request).get_client_ip(request) == "127.0.0.1"
+    request.META["HTTP_X_FORWARDED_FOR"] = "203.0.113.9, 10.0.0.7"
+    assert AccountAdapter(request).get_client_ip(request) == "203.0.113.9"

@@ -60,6 +60,16 @@ def test_saved_language_is_used_without_accept_language(api):
         headers={**headers, "Accept-Language": "en"},
     )
     assert r.json()["error"]["message"] == "Some of the data sent is not valid."
+    # Asking only for languages we do not speak is asking for none: the saved one answers,
+    # as on the socket.
+    for asked in ("fr", "*", "fr-FR, de;q=0.8"):
+        r = api.patch(
+            "/api/v1/me",
+            {"time_zone": "Nowhere/City"},
+            content_type="application/json",
+            headers={**headers, "Accept-Language": asked},
+        )
+        assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"]), asked
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,30 @@ def test_scopes_do_not_mix():
     old = signing.dumps([3, ""], salt="core.pagination", compress=True)
     with pytest.raises(InvalidCursor):
         decode_cursor(old, scope="doctors.search")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/doctors", "/api/v1/doctors/{id}/reviews", "/api/v1/appointments"]
+)
+def test_a_cursor_too_long_to_be_ours_is_a_bad_cursor_not_a_bad_request(api, path):
+    from tests.factories import bearer, login, make_user
+
+    headers = bearer(login(api, make_user().email)["access"])
+    r = api.get(path.format(id=doctor().id), {"cursor": "x" * 5000}, headers=headers)
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == "request.invalid_cursor"
+
+
+def test_a_bad_cursor_beside_other_bad_fields_names_them_all(api):
+    r = api.get("/api/v1/doctors", {"cursor": "x" * 5000, "limit": -1})
+    assert r.status_code == 422
+    assert set(r.json()["error"]["fields"]) >= {"limit", "cursor"}
+
+
+def test_the_language_asked_for_is_read_as_localemiddleware_reads_it():
+    from core.languages import asked_language
+
+    assert asked_language("fr, ar;q=0.5") == "ar"
+    assert asked_language("en;q=0.1, ar") == "ar"
+    assert asked_language("fr, *, ar") is None  # anything from "*" on: not Arabic
+    assert asked_language("") is None and asked_language("de") is None
