@@ -7,6 +7,7 @@ Sign-up, login, codes, tokens and Google sign-in are allauth's headless API unde
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from accounts.schemas import (
 )
 from core import ratelimit
 from core.errors import ApplicationError
+from core.idempotency import IDEMPOTENCY_KEY, created_once
 from core.pagination import paginate
 from core.schemas import IsoDatetime
 
@@ -159,30 +161,61 @@ def admin_user_reactivate(request: AuthedRequest, user_id: UUID) -> User:
     return services.user_set_active(actor=request.auth, user=user, active=True)
 
 
-@admin_router.post("/doctors", response={201: DoctorCreatedOut}, summary="Create a doctor account")
-def admin_doctor_create(request: AuthedRequest, payload: DoctorCreateIn) -> Status:
-    require_permission(request.auth, "accounts.add_user")
-    user, password = services.doctor_create_by_admin(admin=request.auth, **payload.model_dump())
-    return Status(201, {"user": user, "temporary_password": password})
+_SECRET_KEPT = (
+    "With an `Idempotency-Key`, this answer (its secret included) is kept encrypted for 24 h "
+    "and given again to the same caller's retry with the same key and body."
+)
 
 
 @admin_router.post(
-    "/invitations", response={201: InvitationOut}, summary="Issue a doctor invitation code"
+    "/doctors",
+    response={201: DoctorCreatedOut},
+    summary="Create a doctor account",
+    description=f"The temporary password is shown once. {_SECRET_KEPT}",
 )
-def admin_invitation_create(request: AuthedRequest, payload: InvitationIn) -> Status:
+def admin_doctor_create(
+    request: AuthedRequest,
+    payload: DoctorCreateIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status:
+    require_permission(request.auth, "accounts.add_user")
+
+    def make() -> dict[str, Any]:
+        user, password = services.doctor_create_by_admin(admin=request.auth, **payload.model_dump())
+        answer = DoctorCreatedOut.model_validate({"user": user, "temporary_password": password})
+        return answer.model_dump(mode="json")
+
+    return created_once(request, idempotency_key, payload, make)
+
+
+@admin_router.post(
+    "/invitations",
+    response={201: InvitationOut},
+    summary="Issue a doctor invitation code",
+    description=f"The code is shown once (only its hash is stored). {_SECRET_KEPT}",
+)
+def admin_invitation_create(
+    request: AuthedRequest,
+    payload: InvitationIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status:
     require_permission(request.auth, "accounts.add_invitation")
-    invitation, code = services.invitation_create(
-        created_by=request.auth, email=payload.email, ttl=timedelta(days=payload.ttl_days)
-    )
-    return Status(
-        201,
-        {
-            "id": invitation.id,
-            "code": code,
-            "email": invitation.email,
-            "expires_at": invitation.expires_at,
-        },
-    )
+
+    def make() -> dict[str, Any]:
+        invitation, code = services.invitation_create(
+            created_by=request.auth, email=payload.email, ttl=timedelta(days=payload.ttl_days)
+        )
+        answer = InvitationOut.model_validate(
+            {
+                "id": invitation.id,
+                "code": code,
+                "email": invitation.email,
+                "expires_at": invitation.expires_at,
+            }
+        )
+        return answer.model_dump(mode="json")
+
+    return created_once(request, idempotency_key, payload, make)
 
 
 class AuditFilters(Schema):

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Field, Header, Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StringConstraints
 
 from accounts.auth import AuthedRequest, jwt_auth
@@ -34,7 +34,7 @@ from bookings.schemas import (
     TimeOffOut,
     TimeOffPage,
 )
-from core.idempotency import run_once
+from core.idempotency import IDEMPOTENCY_KEY, created_once, run_once
 from core.pagination import paginate
 from core.responses import json_response
 from core.schemas import InputSchema, IsoDate, IsoDatetime, TimeZoneName
@@ -68,6 +68,7 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpRe
     return json_response(
         {
             "time_zone": zone.key,
+            "next": None,
             "items": [
                 {
                     "start": s.start.astimezone(zone),
@@ -105,7 +106,7 @@ def _out(a: Appointment) -> dict[str, Any]:
 def book(
     request: AuthedRequest,
     payload: BookIn,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Status:
     def action() -> tuple[int, Any]:
         appointment = services.appointment_book(patient=request.auth, **payload.model_dump())
@@ -216,7 +217,7 @@ def reschedule(
     request: AuthedRequest,
     appointment_id: UUID,
     payload: RescheduleIn,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Status:
     def action() -> tuple[int, Any]:
         new = services.appointment_reschedule(
@@ -310,7 +311,7 @@ def rebook(
     request: AuthedRequest,
     appointment_id: UUID,
     payload: RescheduleIn,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Status:
     def action() -> tuple[int, Any]:
         new = services.appointment_rebook(
@@ -360,12 +361,20 @@ class ReviewPage(Schema):
     tags=["reviews"],
     summary="Rate a completed appointment (once)",
 )
-def review_create(request: AuthedRequest, appointment_id: UUID, payload: ReviewIn) -> Status:
-    return Status(
-        201,
-        reviews.review_create(
+def review_create(
+    request: AuthedRequest,
+    appointment_id: UUID,
+    payload: ReviewIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status:
+    return created_once(
+        request,
+        idempotency_key,
+        payload,
+        lambda: reviews.review_create(
             patient=request.auth, appointment_id=appointment_id, **payload.model_dump()
         ),
+        ReviewOut,
     )
 
 
@@ -418,22 +427,6 @@ class PageQuery(Schema):
     limit: int = Field(50, ge=1, le=200)
 
 
-def _created(
-    request: AuthedRequest, key: str | None, payload: Schema, make: Any, out: type[Schema]
-) -> Status:
-    """``make()`` at most once per ``Idempotency-Key``; 201 with ``out`` of what it made."""
-    body = {"path": request.path, "body": payload.model_dump(mode="json")}
-
-    def action() -> tuple[int, Any]:
-        return 201, out.model_validate(make(), from_attributes=True).model_dump(mode="json")
-
-    status, answer = run_once(user=request.auth, key=key, payload=body, action=action)
-    return Status(status, answer)
-
-
-IdempotencyKey = Header(None, alias="Idempotency-Key", max_length=255)
-
-
 @router.get("/availability/rules", response=RulePage, auth=jwt_auth, tags=["availability"])
 def rules(request: AuthedRequest) -> Any:
     return {"items": list(selectors.own_rules(request.auth)), "next": None}
@@ -441,9 +434,9 @@ def rules(request: AuthedRequest) -> Any:
 
 @router.post("/availability/rules", response={201: RuleOut}, auth=jwt_auth, tags=["availability"])
 def rule_create(
-    request: AuthedRequest, payload: RuleIn, idempotency_key: str | None = IdempotencyKey
+    request: AuthedRequest, payload: RuleIn, idempotency_key: str | None = IDEMPOTENCY_KEY
 ) -> Status:
-    return _created(
+    return created_once(
         request,
         idempotency_key,
         payload,
@@ -486,9 +479,9 @@ def time_off_list(request: AuthedRequest, q: Query[PageQuery]) -> Any:
     "/availability/time-off", response={201: TimeOffOut}, auth=jwt_auth, tags=["availability"]
 )
 def time_off(
-    request: AuthedRequest, payload: TimeOffIn, idempotency_key: str | None = IdempotencyKey
+    request: AuthedRequest, payload: TimeOffIn, idempotency_key: str | None = IDEMPOTENCY_KEY
 ) -> Status:
-    return _created(
+    return created_once(
         request,
         idempotency_key,
         payload,
@@ -542,9 +535,9 @@ def extra_hours_list(request: AuthedRequest, q: Query[PageQuery]) -> Any:
     "/availability/extra-hours", response={201: ExtraHoursOut}, auth=jwt_auth, tags=["availability"]
 )
 def extra_hours(
-    request: AuthedRequest, payload: ExtraHoursIn, idempotency_key: str | None = IdempotencyKey
+    request: AuthedRequest, payload: ExtraHoursIn, idempotency_key: str | None = IDEMPOTENCY_KEY
 ) -> Status:
-    return _created(
+    return created_once(
         request,
         idempotency_key,
         payload,

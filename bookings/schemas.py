@@ -21,6 +21,7 @@ class SlotOut(Schema):
 
 class SlotsOut(Schema):
     time_zone: str
+    next: str | None = Field(..., description="Always null: the range asked is one page")
     items: list[SlotOut]
 
 
@@ -131,7 +132,7 @@ class TimeOffOut(Schema):
 
 class RulePage(Schema):
     items: list[RuleOut]
-    next: str | None = Field(None, description="Always null: a doctor keeps at most 100 rules")
+    next: str | None = Field(..., description="Always null: a doctor keeps at most 100 rules")
 
 
 class ExtraHoursPage(Schema):

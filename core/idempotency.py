@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from ninja import Header, Schema, Status
 
 from core import db
 from core.errors import ApplicationError
@@ -50,6 +51,36 @@ def run_once(
         record.status, record.body = status, json.loads(json.dumps(body, default=str))
         db.update(record, ["status", "body"])
         return status, record.body
+
+
+# The header of an endpoint that creates: ``idempotency_key: str | None = IDEMPOTENCY_KEY``.
+IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", max_length=255)
+
+
+def created_once(
+    request: Any,
+    key: str | None,
+    body: Any,
+    make: Callable[[], Any],
+    out: type[Schema] | None = None,
+) -> Status:
+    """201 with what ``make()`` made, at most once per ``Idempotency-Key``: the same caller's
+    retry with the same key, path and ``body`` (the validated payload) gets the same answer.
+    ``out`` is the schema the made object is shown with; without it ``make()`` returns the
+    JSON-able answer itself. The stored answer is encrypted (``IdempotencyRecord.body``), so
+    it may hold a one-time secret that a retry must get again."""
+
+    def action() -> tuple[int, Any]:
+        made = make()
+        if out is not None:
+            made = out.model_validate(made, from_attributes=True).model_dump(mode="json")
+        return 201, made
+
+    if isinstance(body, Schema):
+        body = body.model_dump(mode="json")
+    payload = {"path": request.path, "body": body}
+    status, answer = run_once(user=request.auth, key=key, payload=payload, action=action)
+    return Status(status, answer)
 
 
 def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:

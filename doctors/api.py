@@ -17,6 +17,7 @@ from ninja import Field, Query, Router, Schema, Status
 from accounts.auth import AuthedRequest, jwt_auth
 from core import money
 from core.cache import best_effort
+from core.idempotency import IDEMPOTENCY_KEY, created_once
 from core.pagination import paginate
 from core.responses import dumps
 from core.schemas import IsoDate
@@ -31,7 +32,7 @@ from doctors.schemas import (
     DoctorPage,
     DoctorProfileIn,
     OwnDoctorOut,
-    SpecialtyOut,
+    SpecialtyList,
     VerificationIn,
 )
 
@@ -208,12 +209,13 @@ def doctor(request: HttpRequest, doctor_id: UUID) -> HttpResponse:
 
 @router.get(
     "/specialties",
-    response=list[SpecialtyOut],
-    summary="Specialties, named in the request's language",
+    response=SpecialtyList,
+    summary="Specialties, named in the request's language (one page: `next` is always null)",
 )
-def specialties(request: HttpRequest) -> list[dict[str, str]]:
+def specialties(request: HttpRequest) -> dict[str, Any]:
     language = get_language() or "en"
-    return [{"code": s.code, "name": s.name(language)} for s in selectors.specialties()]
+    items = [{"code": s.code, "name": s.name(language)} for s in selectors.specialties()]
+    return {"items": items, "next": None}
 
 
 # --- the calling doctor -----------------------------------------------------------------
@@ -258,8 +260,18 @@ def own_profile_update(request: AuthedRequest, payload: DoctorProfileIn) -> dict
     auth=jwt_auth,
     summary="Add a clinic (address geocoded)",
 )
-def clinic_create(request: AuthedRequest, payload: ClinicIn) -> Status:
-    return Status(201, services.clinic_create(user=request.auth, **payload.model_dump()))
+def clinic_create(
+    request: AuthedRequest,
+    payload: ClinicIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status:
+    return created_once(
+        request,
+        idempotency_key,
+        payload,
+        lambda: services.clinic_create(user=request.auth, **payload.model_dump()),
+        ClinicOut,
+    )
 
 
 @router.patch(

@@ -20,6 +20,11 @@ class SpecialtyOut(Schema):
     name: str
 
 
+class SpecialtyList(Schema):
+    items: list[SpecialtyOut]
+    next: str | None = Field(..., description="Always null: the specialties fit in one page")
+
+
 class Money(Schema):
     amount: str = Field(..., examples=["250.00"])
     currency: str = Field(..., examples=["EGP"])

@@ -109,7 +109,7 @@ def notification_read(request: AuthedRequest, event_id: int) -> Any:
     summary="Channels beyond the app (e-mail, SMS, WhatsApp) for each kind of notification",
 )
 def preference_list(request: AuthedRequest) -> dict[str, Any]:
-    return {"items": deliveries.preferences_for(user=request.auth)}
+    return {"items": deliveries.preferences_for(user=request.auth), "next": None}
 
 
 @router.put(
@@ -139,6 +139,7 @@ def presence_list(request: AuthedRequest) -> dict[str, Any]:
     ids = presence.audience(request.auth.pk)
     return {
         "items": [{"user_id": u, "online": on} for u, on in presence.online(ids).items()],
+        "next": None,
     }
 
 

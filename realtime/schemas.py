@@ -53,6 +53,7 @@ class PreferenceOut(Schema):
 
 class PreferenceList(Schema):
     items: list[PreferenceOut]
+    next: str | None = Field(..., description="Always null: one entry per kind, one page")
 
 
 class PreferenceIn(InputSchema):
@@ -66,3 +67,4 @@ class PresenceOut(Schema):
 
 class PresenceList(Schema):
     items: list[PresenceOut]
+    next: str | None = Field(..., description="Always null: everyone in care, one page")

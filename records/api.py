@@ -15,10 +15,11 @@ from ninja.errors import ValidationError
 
 from accounts.auth import AuthedRequest, jwt_auth
 from audit.services import client_ip
+from core.idempotency import IDEMPOTENCY_KEY, created_once
 from core.pagination import paginate
 from records import downloads, selectors, services
 from records.errors import FileMissing, InvalidUpload
-from records.models import AccessGrant, MedicalRecord
+from records.models import MedicalRecord
 from records.schemas import (
     BreakGlassIn,
     BreakGlassOut,
@@ -27,6 +28,7 @@ from records.schemas import (
     DownloadOut,
     GrantIn,
     GrantOut,
+    GrantPage,
     RecordIn,
     RecordOut,
     RecordPage,
@@ -84,7 +86,7 @@ _UPLOAD_BODY = {
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a medical file (multipart); it is scanned before anyone can download it",
 )
-def upload(request: AuthedRequest) -> Status:
+def upload(request: AuthedRequest, idempotency_key: str | None = IDEMPOTENCY_KEY) -> Status:
     # Set before the body is parsed: the file streams to a temporary file, hashed and capped.
     request.upload_handlers = [RecordUploadHandler(request)]
     if request.content_type != "multipart/form-data":
@@ -93,7 +95,7 @@ def upload(request: AuthedRequest) -> Status:
         form, files = request.POST, request.FILES
     except MultiPartParserError as exc:
         raise InvalidUpload() from exc
-    file = files.get(FILE_FIELD)
+    file: Any = files.get(FILE_FIELD)
     if file is None:
         raise FileMissing()
     data = {k: v for k, v in form.items() if v != ""}
@@ -101,14 +103,33 @@ def upload(request: AuthedRequest) -> Status:
         payload = RecordIn.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ValidationError([dict(e) for e in exc.errors()]) from exc
-    record = services.record_upload(
-        uploader=request.auth,
-        patient_id=payload.patient_id,
-        fields=_fields(payload),
-        upload=file,
-        origin=_origin(request),
-    )
-    return Status(201, record)
+    # The file counts by the digest taken while it streamed to disk: never read twice.
+    body = {
+        **payload.model_dump(mode="json"),
+        FILE_FIELD: {"name": file.name, "size": file.size, "sha256": file.sha256},
+    }
+    made: list[Any] = []
+
+    def make() -> Any:
+        made.append(
+            services.record_upload(
+                uploader=request.auth,
+                patient_id=payload.patient_id,
+                fields=_fields(payload),
+                upload=file,
+                origin=_origin(request),
+            )
+        )
+        return made[-1]
+
+    try:
+        return created_once(request, idempotency_key, body, make, RecordOut)
+    except BaseException:
+        # With a key, the record's transaction is the key's: rolled back after the file was
+        # stored (the key's own write, the commit), the file would stay in quarantine.
+        for record in made:
+            services.upload_discard(record)
+        raise
 
 
 @router.post(
@@ -117,15 +138,22 @@ def upload(request: AuthedRequest) -> Status:
     auth=jwt_auth,
     summary="Start a direct upload to object storage (S3 only): a presigned POST form",
 )
-def direct_upload_start(request: AuthedRequest, payload: DirectUploadIn) -> Status:
-    record, form = services.direct_upload_start(
-        uploader=request.auth,
-        patient_id=payload.patient_id,
-        fields=_fields(payload),
-        file_name=payload.file_name,
-        origin=_origin(request),
+def direct_upload_start(
+    request: AuthedRequest, payload: DirectUploadIn, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> Status:
+    def make() -> dict[str, Any]:
+        record, form = services.direct_upload_start(
+            uploader=request.auth,
+            patient_id=payload.patient_id,
+            fields=_fields(payload),
+            file_name=payload.file_name,
+            origin=_origin(request),
+        )
+        return {"record": record, "upload": form, "expires_at": record.upload_expires_at}
+
+    return created_once(
+        request, idempotency_key, payload.model_dump(mode="json"), make, DirectUploadOut
     )
-    return Status(201, {"record": record, "upload": form, "expires_at": record.upload_expires_at})
 
 
 @router.post(
@@ -134,14 +162,21 @@ def direct_upload_start(request: AuthedRequest, payload: DirectUploadIn) -> Stat
     auth=jwt_auth,
     summary="Admins: emergency access to one patient's files, with a reason (audited)",
 )
-def break_glass(request: AuthedRequest, payload: BreakGlassIn) -> Status:
-    access = services.break_glass_open(
-        staff=request.auth,
-        patient_id=payload.patient_id,
-        reason=payload.reason,
-        origin=_origin(request),
+def break_glass(
+    request: AuthedRequest, payload: BreakGlassIn, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> Status:
+    return created_once(
+        request,
+        idempotency_key,
+        payload.model_dump(mode="json"),
+        lambda: services.break_glass_open(
+            staff=request.auth,
+            patient_id=payload.patient_id,
+            reason=payload.reason,
+            origin=_origin(request),
+        ),
+        BreakGlassOut,
     )
-    return Status(201, access)
 
 
 @router.post(
@@ -206,11 +241,17 @@ def record_download(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
     return {"url": request.build_absolute_uri(url), "expires_at": expires_at}
 
 
-@router.get("/records/{record_id}/grants", response=list[GrantOut], auth=jwt_auth)
-def grant_list(request: AuthedRequest, record_id: UUID) -> list[AccessGrant]:
-    return selectors.record_grants(
+@router.get(
+    "/records/{record_id}/grants",
+    response=GrantPage,
+    auth=jwt_auth,
+    summary="The doctors the file is shared with (one page: `next` is always null)",
+)
+def grant_list(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
+    grants = selectors.record_grants(
         patient=request.auth, record_id=record_id, origin=_origin(request)
     )
+    return {"items": grants, "next": None}
 
 
 @router.post(
@@ -219,14 +260,24 @@ def grant_list(request: AuthedRequest, record_id: UUID) -> list[AccessGrant]:
     auth=jwt_auth,
     summary="Share the file with a doctor",
 )
-def grant_create(request: AuthedRequest, record_id: UUID, payload: GrantIn) -> Status:
-    grant = services.grant_create(
-        patient=request.auth,
-        record_id=record_id,
-        doctor_id=payload.doctor_id,
-        origin=_origin(request),
+def grant_create(
+    request: AuthedRequest,
+    record_id: UUID,
+    payload: GrantIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status:
+    return created_once(
+        request,
+        idempotency_key,
+        payload.model_dump(mode="json"),
+        lambda: services.grant_create(
+            patient=request.auth,
+            record_id=record_id,
+            doctor_id=payload.doctor_id,
+            origin=_origin(request),
+        ),
+        GrantOut,
     )
-    return Status(201, grant)
 
 
 @router.delete(

@@ -72,6 +72,11 @@ class GrantOut(Schema):
     created_at: datetime
 
 
+class GrantPage(Schema):
+    items: list[GrantOut]
+    next: str | None = Field(..., description="Always null: a file's grants fit in one page")
+
+
 class BreakGlassIn(InputSchema):
     patient_id: UUID
     reason: str = Field(..., max_length=1000)

@@ -152,6 +152,15 @@ def record_upload(
     return record
 
 
+def upload_discard(record: MedicalRecord) -> None:
+    """Delete the stored object of an upload whose record was rolled back (best effort: a
+    failure is logged; the object was never reachable without its row)."""
+    try:
+        storage.delete(record.storage_key)
+    except Exception:
+        logger.exception("orphan upload not deleted", extra={"record": str(record.pk)})
+
+
 def direct_upload_start(
     *, uploader: User, patient_id: Any, fields: RecordFields, file_name: str, origin: Origin
 ) -> tuple[MedicalRecord, dict[str, Any]]:

@@ -44,7 +44,8 @@ async def test_presence_changes_reach_only_those_in_care(doctor_with_hours):
         return Client().get("/api/v1/presence", headers=bearer(token)).json()
 
     assert await database_sync_to_async(rest_presence)() == {
-        "items": [{"user_id": str(patient.pk), "online": True}]
+        "items": [{"user_id": str(patient.pk), "online": True}],
+        "next": None,
     }
     await phone.disconnect()  # the last device
     offline = await receive_type(doctor_ws, "presence.changed")

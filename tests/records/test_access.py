@@ -73,7 +73,8 @@ def test_patient_shares_with_a_doctor_and_revokes(api, clamd_on, patient, patien
     listed = api.get("/api/v1/records", headers=doc).json()["items"]
     assert [i["id"] for i in listed] == [record_id]
     grants = api.get(f"/api/v1/records/{record_id}/grants", headers=patient_headers).json()
-    assert [g["doctor_id"] for g in grants] == [str(profile.user.id)]
+    assert grants["next"] is None
+    assert [g["doctor_id"] for g in grants["items"]] == [str(profile.user.id)]
     r = api.delete(f"/api/v1/records/{record_id}/grants/{grant_id}", headers=patient_headers)
     assert r.status_code == 204
     assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
