@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -240,6 +241,16 @@ _POLICY_FIELDS = {
 def policy_update(*, user: User, changes: dict[str, Any]) -> BookingPolicy:
     doctor = verified_doctor(user)
     policy = BookingPolicy.objects.select_for_update().get_or_create(doctor=doctor)[0]
+    turned_on = changes.get("payment_required") and not policy.payment_required
+    if turned_on and not settings.ONLINE_PAYMENTS_ENABLED:
+        # Every video or chat booking would be held for a payment nobody can make, and expire.
+        raise InvalidRequest(
+            fields={
+                "payment_required": _(
+                    "Online payment is not available yet: patients pay at the appointment."
+                )
+            }
+        )
     for key in _POLICY_FIELDS & changes.keys():
         setattr(policy, key, changes[key])
     policy.save()
@@ -470,7 +481,8 @@ def appointment_book(
         if _matching_slot(doctor, start, mode, clinic_id, now, schedule, ignore_bookings=True):
             raise SlotTaken()
         raise SlotUnavailable()
-    if policy.payment_required and mode != "in_person":
+    # Online payment is required only where it can be made (ONLINE_PAYMENTS_ENABLED).
+    if policy.payment_required and settings.ONLINE_PAYMENTS_ENABLED and mode != "in_person":
         status, hold = Status.HELD, now + timedelta(minutes=policy.hold_minutes)
     else:
         status, hold = (Status.PENDING if policy.requires_approval else Status.CONFIRMED), None
@@ -636,8 +648,8 @@ def appointment_decide(
 def appointment_paid(*, appointment_id: Any, now: datetime | None = None) -> Appointment:
     """The seam through which the payments module confirms a held appointment once it is
     paid (PAY-3; bookings never imports payments): under a lock, a hold still running
-    becomes ``pending`` for a doctor who approves bookings, else ``confirmed``; both sides are
-    told ``booking.confirmed``. A hold that ran out (released or not yet) is refused with
+    becomes ``pending`` for a doctor who approves bookings (both sides are told
+    ``booking.paid``), else ``confirmed`` (``booking.confirmed``). A hold that ran out (released or not yet) is refused with
     ``booking.hold_expired``: the caller refunds the payment. Telling it twice of the same
     payment (a provider's webhook sent again) changes nothing the second time."""
     now = now or timezone.now()
@@ -660,7 +672,8 @@ def appointment_paid(*, appointment_id: Any, now: datetime | None = None) -> App
     _history(appointment, None, PAID)
     tell_both(
         appointment,
-        "booking.confirmed",
+        # Paid and confirmed, or paid and now the doctor's to approve: not "confirmed" then.
+        "booking.confirmed" if appointment.status == Status.CONFIRMED else "booking.paid",
         lambda a, user: (
             _("Payment received"),
             (

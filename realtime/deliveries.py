@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 KINDS = (
     "booking.created",
     "booking.confirmed",
+    "booking.paid",
     "booking.rejected",
     "booking.cancelled",
     "booking.rescheduled",
@@ -75,6 +76,7 @@ KINDS = (
 DEFAULT_CHANNELS: dict[str, list[str]] = {
     "booking.created": [Channel.EMAIL],
     "booking.confirmed": [Channel.EMAIL],
+    "booking.paid": [Channel.EMAIL],  # paid, and the doctor's to approve
     "booking.cancelled": [Channel.EMAIL],
     "booking.rescheduled": [Channel.EMAIL],
     "booking.reminder": [Channel.EMAIL, Channel.SMS],

@@ -422,6 +422,10 @@ OTP_TOTP_ISSUER = "Telemed"
 # could read another staff member's could pass that member's second factor.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
+# Whether an online payment provider is wired (the payments module): until then a doctor
+# cannot require online payment (every video or chat booking would be held, then expire).
+ONLINE_PAYMENTS_ENABLED = env.bool("ONLINE_PAYMENTS_ENABLED", default=False)
+
 # SMS: "console" (prints), "capture" (tests), or "twilio" (TWILIO_* below).
 SMS_PROVIDER = env.str("SMS_PROVIDER", default="console")
 # Seconds the SMS provider's API may take to answer.

@@ -37,3 +37,6 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 
 # A database of this run's own, so that concurrent runs on one machine never collide.
 DATABASES["default"]["TEST"] = {"NAME": f"test_telemed_{os.getpid()}"}  # noqa: F405
+# The payment seam (bookings held until paid) is tested as the payments module will use it;
+# tests of the default (no online provider) turn it off.
+ONLINE_PAYMENTS_ENABLED = True

@@ -276,3 +276,55 @@ def test_the_overlap_check_looks_at_a_year_or_a_day_never_across_centuries(
     # and a rule meeting those far hours is still refused (2199-12-30 is a Monday)
     r = post(api, RULES, {"weekday": 0, "start": "20:30", "end": "22:00", "mode": "video"}, **me)
     assert r.status_code == 422
+
+
+def test_online_payment_cannot_be_required_before_a_provider_exists(
+    api, doctor_with_hours, settings
+):
+    settings.ONLINE_PAYMENTS_ENABLED = False
+    me = auth(api, doctor_with_hours.user, **{"Accept-Language": "ar"})
+    r = api.patch(
+        "/api/v1/availability/policy",
+        {"payment_required": True},
+        content_type="application/json",
+        headers=me,
+    )
+    status, code, fields = error(r)
+    assert (status, code) == (422, "request.invalid")
+    assert "\u0600" <= fields["payment_required"][0] <= "\u06ff"  # in the request's language
+    settings.ONLINE_PAYMENTS_ENABLED = True
+    r = api.patch(
+        "/api/v1/availability/policy",
+        {"payment_required": True},
+        content_type="application/json",
+        headers=me,
+    )
+    assert r.status_code == 200 and r.json()["payment_required"] is True
+
+
+def test_without_online_payments_a_policy_requiring_them_holds_nothing(
+    api, doctor_with_hours, settings
+):
+    from bookings.models import BookingPolicy, Status
+    from tests.bookings.test_booking_events import video_slot
+
+    BookingPolicy.objects.filter(doctor=doctor_with_hours).update(
+        payment_required=True, requires_approval=False
+    )  # set while online payments were on
+    settings.ONLINE_PAYMENTS_ENABLED = False
+    patient = make_user()
+    booked = services.appointment_book(
+        patient=patient,
+        doctor_id=doctor_with_hours.id,
+        start=video_slot(doctor_with_hours),
+        mode="video",
+    )
+    assert booked.status == Status.CONFIRMED and booked.hold_expires_at is None
+    # Other fields of such a policy still change (a client sends the whole policy back).
+    r = api.patch(
+        "/api/v1/availability/policy",
+        {"payment_required": True, "cancel_cutoff_hours": 6},
+        content_type="application/json",
+        headers=auth(api, doctor_with_hours.user),
+    )
+    assert r.status_code == 200 and r.json()["cancel_cutoff_hours"] == 6

@@ -276,12 +276,14 @@ def test_a_paid_hold_is_confirmed_once_through_the_payment_seam(doctor_with_hour
     assert paid.status == (Status.PENDING if approval else Status.CONFIRMED)
     assert paid.hold_expires_at is None and paid.paid_at is not None
     assert paid.history.last().reason == "paid"
-    told = Notification.objects.get(user=patient, kind="booking.confirmed")
+    kind = "booking.paid" if approval else "booking.confirmed"  # confirmed only when it is
+    told = Notification.objects.get(user=patient, kind=kind)
     assert told.data["status"] == paid.status
+    assert list(told.deliveries.values_list("channel", flat=True)) == ["email"]
     assert ("موافقة الطبيب" in told.body) == approval  # in the patient's language
     again = appointment_paid(appointment_id=held.id)
     assert again.status == paid.status and again.paid_at == paid.paid_at
-    assert kinds_for(doctor_with_hours.user) == ["booking.created", "booking.confirmed"]
+    assert kinds_for(doctor_with_hours.user) == ["booking.created", kind]
 
 
 def test_the_payment_seam_refuses_a_hold_that_ran_out(doctor_with_hours):
