@@ -16,9 +16,10 @@ WORKDIR /app
 
 # Dependencies first (their layer is reused while only the code changes). The lock pins
 # every distribution by hash, transitive ones included, so nothing is resolved here; wheels
-# only, so the image needs no compiler.
+# only, so the image needs no compiler, except googlemaps: PyPI has no wheel of 4.10 (a pure
+# Python source archive, built without a compiler).
 COPY requirements.lock ./
-RUN pip install --require-hashes --no-deps --only-binary=:all: -r requirements.lock
+RUN pip install --require-hashes --no-deps --only-binary=:all: --no-binary=googlemaps -r requirements.lock
 
 COPY . .
 
@@ -58,4 +59,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 # --ws-max-size: a socket message over 64 KiB closes the socket (1009) before it is buffered
 # whole (uvicorn's default is 16 MiB); up to it, the app answers messages over
 # REALTIME_MAX_MESSAGE_BYTES (16 KiB) with an error event. Raise both together.
-CMD ["uvicorn", "telemed.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log", "--lifespan", "off", "--ws-max-size", "65536"]
+CMD ["uvicorn", "telemed.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log", "--lifespan", "off", "--ws-max-size", "65536", "--timeout-graceful-shutdown", "25"]

@@ -15,6 +15,10 @@ class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
 
     def database_forwards(self, app_label: str, schema_editor: Any, *args: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
+            # A build that failed or was cancelled leaves an INVALID index of this name (or
+            # a valid one, its migration unrecorded): drop it, so that migrate can run again.
+            name = schema_editor.quote_name(self.index.name)
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             super().database_forwards(app_label, schema_editor, *args)
         else:
             migrations.AddIndex.database_forwards(self, app_label, schema_editor, *args)

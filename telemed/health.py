@@ -1,7 +1,11 @@
 """Liveness (``/healthz``) and readiness (``/readyz``) probes.
 
-``/readyz`` checks every dependency the process needs and answers 503 naming what is down,
-so a load balancer stops sending traffic while ``/healthz`` keeps saying the process lives.
+``/readyz`` checks every dependency and names what is down. It answers 503 only when this
+process cannot serve at all (the database): the others (Redis, storage, clamd) are shared by
+every replica, so failing readiness on them would take every replica out of the load
+balancer at once, while most of the API still works without them (sessions fall back to the
+database, scans wait). Then it answers 200 ``"degraded"``. Each probe waits about a second
+at most: a hung service must not hold the request threads.
 """
 
 from __future__ import annotations
@@ -55,17 +59,51 @@ def _channel_layer() -> str:
     return "redis"
 
 
+PROBE_TIMEOUT = 1.0  # seconds
+REQUIRED = frozenset({"database"})  # without it this process serves nothing
+
+
+@lru_cache(maxsize=4)
+def _probe_s3(*settings_of_storage: str | None) -> Any:
+    """A client of the storage's endpoint with short timeouts and no retries (boto's
+    defaults wait a minute, and retry); one per storage settings."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint, region, access_key, secret_key, token = settings_of_storage
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=token,
+        config=Config(
+            connect_timeout=PROBE_TIMEOUT, read_timeout=PROBE_TIMEOUT, retries={"max_attempts": 1}
+        ),
+    )
+
+
 def _storage() -> str:
     if settings.STORAGE_BACKEND == "s3":
         storage: Any = storages["default"]
-        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+        client = _probe_s3(
+            storage.endpoint_url,
+            storage.region_name,
+            storage.access_key or None,
+            storage.secret_key or None,
+            getattr(storage, "security_token", None) or None,
+        )
+        client.head_bucket(Bucket=storage.bucket_name)
         return "s3"
     settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
     return "local"
 
 
 def _clamd() -> str:
-    if clamd_client().ping() != "PONG":
+    client = clamd_client()
+    client.timeout = min(PROBE_TIMEOUT, client.timeout or PROBE_TIMEOUT)
+    if client.ping() != "PONG":
         raise RuntimeError("clamd did not answer PONG")
     return "clamd"
 
@@ -111,7 +149,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     down = sorted(
         f"{name} ({r.get('backend', name)})" for name, r in results.items() if not r["ok"]
     )
-    status = 503 if down else 200
+    unready = any(not results[name]["ok"] for name in REQUIRED if name in results)
+    status = "down" if unready else ("degraded" if down else "ok")
     return JsonResponse(
-        {"status": "down" if down else "ok", "down": down, "checks": results}, status=status
+        {"status": status, "down": down, "checks": results}, status=503 if unready else 200
     )

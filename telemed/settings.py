@@ -577,7 +577,12 @@ LOGGING = {
         "django.server": {"filters": ["redact_secrets"], "propagate": True},
         "django.channels.server": {"level": "WARNING", "filters": ["redact_secrets"]},
         "daphne": {"level": "WARNING"},
-        "uvicorn.access": {"level": "WARNING", "filters": ["redact_secrets"]},
+        # uvicorn configures its own plain-text handlers before Django starts: these entries
+        # take them off, so its lines (start-up, invalid requests, tracebacks) go through the
+        # console handler (JSON, redacted) like everything else.
+        "uvicorn": {"level": "INFO", "propagate": True},
+        "uvicorn.error": {"level": "INFO", "propagate": True},
+        "uvicorn.access": {"level": "WARNING", "filters": ["redact_secrets"], "propagate": True},
         "twilio.http_client": {"level": "WARNING"},
         # At DEBUG urllib3 logs whole URLs, which carry API keys and search text.
         "urllib3": {"level": "INFO"},

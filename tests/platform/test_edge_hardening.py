@@ -280,3 +280,28 @@ def test_admin_failures_from_one_ipv6_64_count_together():
     assert [fail(f"2001:db8:0:1::{n:x}", n) for n in range(1, 21)] == [200] * 20
     assert fail("2001:db8:0:1:ffff:ffff:ffff:ffff", 21) == 429
     assert fail("2001:db8:0:2::1", 22) == 200
+
+
+def test_uvicorns_own_lines_go_through_our_handler():
+    """uvicorn installs plain-text handlers before Django configures logging; once Django
+    has, uvicorn's lines (start-up, invalid requests, tracebacks) reach the JSON console
+    handler, redacted, like everything else."""
+    import logging.config
+
+    from django.conf import settings
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging.config.dictConfig(LOGGING_CONFIG)  # what `uvicorn ...` does first
+    try:
+        assert logging.getLogger("uvicorn").handlers  # its own, plain text
+        logging.config.dictConfig(settings.LOGGING)  # django.setup(), importing the app
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logger = logging.getLogger(name)
+            assert logger.handlers == [] and logger.propagate, name
+        assert any(
+            isinstance(f, RedactSecretsFilter)
+            for h in logging.getLogger().handlers
+            for f in h.filters
+        )
+    finally:
+        logging.config.dictConfig(settings.LOGGING)
