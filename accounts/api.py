@@ -182,10 +182,9 @@ def admin_doctor_create(
 
     def make() -> dict[str, Any]:
         user, password = services.doctor_create_by_admin(admin=request.auth, **payload.model_dump())
-        answer = DoctorCreatedOut.model_validate({"user": user, "temporary_password": password})
-        return answer.model_dump(mode="json")
+        return {"user": user, "temporary_password": password}
 
-    return created_once(request, idempotency_key, payload, make)
+    return created_once(request, idempotency_key, payload, make, DoctorCreatedOut)
 
 
 @admin_router.post(
@@ -205,17 +204,14 @@ def admin_invitation_create(
         invitation, code = services.invitation_create(
             created_by=request.auth, email=payload.email, ttl=timedelta(days=payload.ttl_days)
         )
-        answer = InvitationOut.model_validate(
-            {
-                "id": invitation.id,
-                "code": code,
-                "email": invitation.email,
-                "expires_at": invitation.expires_at,
-            }
-        )
-        return answer.model_dump(mode="json")
+        return {
+            "id": invitation.id,
+            "code": code,
+            "email": invitation.email,
+            "expires_at": invitation.expires_at,
+        }
 
-    return created_once(request, idempotency_key, payload, make)
+    return created_once(request, idempotency_key, payload, make, InvitationOut)
 
 
 class AuditFilters(Schema):

@@ -3,7 +3,6 @@ reaches the logs, refused configurations, and Django's own refusals in the envel
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -11,17 +10,17 @@ import sys
 
 import httpx
 import pytest
-from django.core.asgi import get_asgi_application
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 from uvicorn.main import main as uvicorn_cli
 
-from core.bodylimit import BodyLimitMiddleware
 from core.logs import RedactSecretsFilter
 from telemed.logging import JsonFormatter
 from telemed.middleware import ApiGuardMiddleware
 from tests import procs
+from tests.asgi_edge import call as _call
+from tests.asgi_edge import scope as _scope
 from tests.factories import bearer, login, make_user
 from tests.platform.test_compose import dockerfile_instructions, exec_form
 from tests.platform.test_settings import PRODUCTION_ENV, run
@@ -38,44 +37,6 @@ def error_of(response):
 
 
 # --- Body limits at the ASGI edge ---------------------------------------------------------
-
-
-def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-
-
-async def _call(scope: dict, chunks: list[bytes]) -> tuple[int, bytes, int]:
-    app = BodyLimitMiddleware(get_asgi_application())
-    sent: list[dict] = []
-    read = 0
-
-    async def receive() -> dict:
-        nonlocal read
-        if read < len(chunks):
-            read += 1
-            more = read < len(chunks)
-            return {"type": "http.request", "body": chunks[read - 1], "more_body": more}
-        await asyncio.Future()  # the client waits for the answer (Django listens for a disconnect)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]), read
 
 
 @pytest.mark.parametrize(

@@ -8,54 +8,20 @@ import json
 
 import httpx
 import pytest
-from django.core.asgi import get_asgi_application
 
-from core.bodylimit import BodyLimitMiddleware
+from tests import asgi_edge as edge
 from tests import procs
 from tests.factories import bearer, make_user
 from tests.records.conftest import PDF
 
 
 def _scope(headers: list[tuple[bytes, bytes]]) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/records",
-        "raw_path": b"/api/v1/records",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
+    return edge.scope("/api/v1/records", headers)
 
 
 async def _call(scope: dict, chunks: list[bytes]) -> tuple[int, dict, int]:
-    app = BodyLimitMiddleware(get_asgi_application())
-    sent: list[dict] = []
-    read = 0
-
-    async def receive() -> dict:
-        nonlocal read
-        if read < len(chunks):
-            read += 1
-            return {
-                "type": "http.request",
-                "body": chunks[read - 1],
-                "more_body": read < len(chunks),
-            }
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    status = sent[0]["status"]
-    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
-    return status, body, read
+    status, body, read = await edge.call(scope, chunks)
+    return status, json.loads(body), read
 
 
 async def test_declared_length_over_the_limit_is_413_without_reading_a_byte(settings):
