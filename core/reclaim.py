@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
-from core.tasks import loop_again
+from core.tasks import ensure_housekeeping, loop_again
 
 # Task paths that may run again after an interruption; registered at the composition root.
 RERUNNABLE: set[str] = set()
@@ -57,4 +57,6 @@ def tasks_reclaim() -> dict[str, int]:
             exception_class_path="core.reclaim.Interrupted",
             traceback=INTERRUPTED,
         )
-    return {"run_again": len(again), "failed": len(given_up)}
+    # A loop whose chain ended (its run could not enqueue the next) starts again.
+    restarted = sum(ensure_housekeeping().values())
+    return {"run_again": len(again), "failed": len(given_up), "loops_restarted": restarted}

@@ -48,11 +48,12 @@ logger = logging.getLogger(__name__)
 
 
 def loop_again(task: Any, every: timedelta) -> None:
-    """Enqueue the next run of a housekeeping loop. Called first thing in the run, outside any
-    transaction (the task runs in autocommit), so the loop goes on whatever becomes of this
-    run: a step that raises, or a worker that dies in the middle (its task row stays
-    ``RUNNING`` for good; the next run is already waiting)."""
-    task.using(run_after=timezone.now() + every).enqueue()
+    """Enqueue the next run of a housekeeping loop, unless one waits already. Called first
+    thing in the run, outside any transaction (the task runs in autocommit), so the loop goes
+    on whatever becomes of this run: a step that raises, or a worker that dies in the middle
+    (its task row stays ``RUNNING`` for good; the next run is already waiting). Two chains of
+    one loop (two workers that started it at once) become one at their next runs."""
+    enqueue_unless_waiting(task, run_after=timezone.now() + every)
 
 
 def run_steps(loop: str, steps: dict[str, Callable[[], int]]) -> dict[str, int | None]:
@@ -108,14 +109,22 @@ def task_results_prune(*, now: datetime) -> int:
 HOUSEKEEPING_LOOPS: list[Any] = []
 
 
-def enqueue_unless_waiting(task: Any) -> bool:
-    """Enqueue ``task`` unless a run of it is already waiting; True if this call enqueued it
-    (idempotent: start-up commands call it on every deploy)."""
+def enqueue_unless_waiting(task: Any, *, run_after: datetime | None = None) -> bool:
+    """Enqueue ``task`` (at ``run_after``) unless a run of it is already waiting; True if this
+    call enqueued it. Idempotent, and safe when two processes ask at once (a transaction
+    lock per task on PostgreSQL; SQLite serialises writers): start-up commands call it on
+    every deploy, each loop run, and ``tasks_reclaim``, which starts again a loop whose chain
+    ended (a run that failed to enqueue its next)."""
+    from django.db import connection, transaction
     from django_tasks_db.models import DBTaskResult
 
-    waiting = DBTaskResult.objects.filter(task_path=task.module_path, status="READY").exists()
-    if not waiting:
-        task.enqueue()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [task.module_path])
+        waiting = DBTaskResult.objects.filter(task_path=task.module_path, status="READY").exists()
+        if not waiting:
+            (task.using(run_after=run_after) if run_after else task).enqueue()
     return not waiting
 
 

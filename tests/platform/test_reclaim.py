@@ -25,7 +25,7 @@ def test_a_task_whose_worker_died_runs_again_if_safe_else_is_failed(settings):
     deliveries = claimed(send_deliveries, timedelta(minutes=11), [])
     loop = claimed(housekeeping, timedelta(minutes=11))
     still_running = claimed(send_deliveries, timedelta(minutes=9), [])
-    assert tasks_reclaim.call() == {"run_again": 1, "failed": 1}
+    assert tasks_reclaim.call() == {"run_again": 1, "failed": 1, "loops_restarted": 3}
     status = dict(DBTaskResult.objects.values_list("id", "status"))
     assert (status[deliveries.id], status[loop.id], status[still_running.id]) == (
         "READY", "FAILED", "RUNNING",
@@ -39,5 +39,21 @@ def test_a_task_that_took_its_worker_down_three_times_is_failed(settings):
     settings.TASK_RUNNING_TIMEOUT_SECONDS = 600
     row = claimed(send_deliveries, timedelta(minutes=11), [])
     DBTaskResult.objects.filter(id=row.id).update(worker_ids=["w1", "w2", "w3"])
-    assert tasks_reclaim.call() == {"run_again": 0, "failed": 1}
+    assert tasks_reclaim.call() == {"run_again": 0, "failed": 1, "loops_restarted": 3}
     assert DBTaskResult.objects.get(id=row.id).status == "FAILED"
+
+
+def test_a_loop_whose_chain_ended_is_started_again_and_never_doubled():
+    from bookings.tasks import housekeeping
+
+    def waiting() -> int:
+        return DBTaskResult.objects.filter(
+            task_path=housekeeping.module_path, status="READY"
+        ).count()
+
+    assert waiting() == 0  # its last run failed to enqueue the next one: the chain ended
+    tasks_reclaim.call()
+    assert waiting() == 1  # started again
+    housekeeping.call()  # a run while its next one waits already
+    tasks_reclaim.call()
+    assert waiting() == 1  # neither the run nor reclaim added a second chain
