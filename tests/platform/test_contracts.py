@@ -15,15 +15,9 @@ from bookings.models import Appointment, Review
 from doctors.models import Clinic
 from tests.doctors.factories import doctor, specialty
 from tests.factories import bearer, login, make_user
+from tests.replay import replayed_once
 
 pytestmark = pytest.mark.django_db
-MISMATCH = "request.idempotency_mismatch"
-
-
-def _post(api: Any, path: str, body: dict[str, Any], headers: dict[str, str], key: str) -> Any:
-    return api.post(
-        path, body, content_type="application/json", headers={**headers, "Idempotency-Key": key}
-    )
 
 
 def _headers(api: Any, user: User) -> dict[str, str]:
@@ -37,24 +31,11 @@ def _stored_body(key: str) -> str:
     return str(raw)
 
 
-def _replayed_once(api: Any, path: str, body: dict, other: dict, headers: dict, key: str) -> Any:
-    """The answer to ``body`` sent twice under ``key`` (asserted equal), after ``other``
-    under the same key was refused."""
-    first = _post(api, path, body, headers, key)
-    assert first.status_code == 201, first.json()
-    again = _post(api, path, body, headers, key)
-    assert (again.status_code, again.json()) == (201, first.json())
-    refused = _post(api, path, other, headers, key)
-    assert refused.status_code == 422, refused.json()
-    assert refused.json()["error"]["code"] == MISMATCH
-    return first.json()
-
-
 def test_a_retried_doctor_creation_gives_the_same_temporary_password_once(api):
     headers = _headers(api, make_user(role=Role.ADMIN))
     body = {"email": "dr.retry@example.com", "first_name": "Rana", "last_name": "Saad"}
     other = {**body, "first_name": "Rania"}
-    answer = _replayed_once(api, "/api/v1/admin/doctors", body, other, headers, "doc-1")
+    answer = replayed_once(api, "/api/v1/admin/doctors", body, other, headers, "doc-1")
     assert User.objects.filter(email="dr.retry@example.com").count() == 1
     # the one-time password is kept for the retry, encrypted (never in clear in the table)
     raw = _stored_body("doc-1")
@@ -69,7 +50,7 @@ def test_a_retried_invitation_gives_the_same_code_once(api):
     headers = _headers(api, make_user(role=Role.ADMIN))
     body = {"email": "invited@example.com", "ttl_days": 3}
     other = {**body, "ttl_days": 4}
-    answer = _replayed_once(api, "/api/v1/admin/invitations", body, other, headers, "inv-1")
+    answer = replayed_once(api, "/api/v1/admin/invitations", body, other, headers, "inv-1")
     assert Invitation.objects.count() == 1
     raw = _stored_body("inv-1")
     assert raw.startswith("enc1:") and answer["code"] not in raw
@@ -80,7 +61,7 @@ def test_a_retried_clinic_creation_adds_one_clinic(api):
     body: dict[str, Any] = {"name": "Heart Care", "address": "12 Nile St", "city": "Cairo"}
     body |= {"latitude": 30.05, "longitude": 31.24}
     other = {**body, "name": "Heart Care 2"}
-    _replayed_once(api, "/api/v1/doctor/clinics", body, other, _headers(api, user), "clinic-1")
+    replayed_once(api, "/api/v1/doctor/clinics", body, other, _headers(api, user), "clinic-1")
     assert Clinic.objects.filter(doctor__user=user).count() == 1
 
 
@@ -97,7 +78,7 @@ def test_a_retried_review_is_one_review(api):
     )
     path = f"/api/v1/appointments/{appointment.id}/review"
     body = {"rating": 4, "text": "Kind"}
-    _replayed_once(api, path, body, {**body, "rating": 5}, _headers(api, patient), "review-1")
+    replayed_once(api, path, body, {**body, "rating": 5}, _headers(api, patient), "review-1")
     assert Review.objects.count() == 1
 
 

@@ -14,15 +14,9 @@ from records.models import AccessGrant, BreakGlassAccess, MedicalRecord
 from tests.doctors.factories import doctor
 from tests.factories import make_user
 from tests.records.conftest import PDF, PNG, headers_for, keys
+from tests.replay import MISMATCH, replayed_once
 
 pytestmark = pytest.mark.django_db
-MISMATCH = "request.idempotency_mismatch"
-
-
-def _json(api: Any, path: str, body: dict[str, Any], headers: dict[str, str], key: str) -> Any:
-    return api.post(
-        path, body, content_type="application/json", headers={**headers, "Idempotency-Key": key}
-    )
 
 
 def _upload(api: Any, headers: dict[str, str], key: str, content: bytes = PDF, **fields: str):
@@ -52,34 +46,16 @@ def test_a_retried_upload_makes_one_record_and_one_scan(api, patient_headers):
 
 def test_a_retried_direct_upload_start_makes_one_record_and_one_form(api, s3, patient_headers):
     body = {"category": "imaging", "title": "MRI", "file_name": "mri.pdf"}
-    first = _json(api, "/api/v1/records/uploads", body, patient_headers, "direct-1")
-    assert first.status_code == 201, first.json()
-    again = _json(api, "/api/v1/records/uploads", body, patient_headers, "direct-1")
-    assert (again.status_code, again.json()) == (201, first.json())
-    assert MedicalRecord.objects.count() == 1
-    other = _json(
-        api, "/api/v1/records/uploads", {**body, "title": "CT"}, patient_headers, "direct-1"
-    )
-    assert other.status_code == 422 and other.json()["error"]["code"] == MISMATCH
+    other = {**body, "title": "CT"}
+    replayed_once(api, "/api/v1/records/uploads", body, other, patient_headers, "direct-1")
     assert MedicalRecord.objects.count() == 1 and keys(s3) == []
 
 
 def test_a_retried_break_glass_opens_one_access(api, patient):
     headers = headers_for(api, make_user(role="admin"))
     body = {"patient_id": str(patient.id), "reason": "Patient unconscious in the ER"}
-    first = _json(api, "/api/v1/records/break-glass", body, headers, "bg-1")
-    assert first.status_code == 201, first.json()
-    again = _json(api, "/api/v1/records/break-glass", body, headers, "bg-1")
-    assert (again.status_code, again.json()) == (201, first.json())
-    assert BreakGlassAccess.objects.count() == 1
-    other = _json(
-        api,
-        "/api/v1/records/break-glass",
-        {**body, "reason": "Another reason, long"},
-        headers,
-        "bg-1",
-    )
-    assert other.status_code == 422 and other.json()["error"]["code"] == MISMATCH
+    other = {**body, "reason": "Another reason, long"}
+    replayed_once(api, "/api/v1/records/break-glass", body, other, headers, "bg-1")
     assert BreakGlassAccess.objects.count() == 1
 
 
@@ -90,15 +66,11 @@ def test_a_retried_grant_gives_the_first_answer_and_grants_are_a_list_envelope(
     first_doctor, second_doctor = doctor(), doctor()
     path = f"/api/v1/records/{record_id}/grants"
     body = {"doctor_id": str(first_doctor.user_id)}
-    first = _json(api, path, body, patient_headers, "grant-1")
-    assert first.status_code == 201, first.json()
-    again = _json(api, path, body, patient_headers, "grant-1")
-    assert (again.status_code, again.json()) == (201, first.json())
-    other = _json(api, path, {"doctor_id": str(second_doctor.user_id)}, patient_headers, "grant-1")
-    assert other.status_code == 422 and other.json()["error"]["code"] == MISMATCH
+    other = {"doctor_id": str(second_doctor.user_id)}
+    first = replayed_once(api, path, body, other, patient_headers, "grant-1")
     assert AccessGrant.objects.count() == 1
     listed = api.get(path, headers=patient_headers).json()
-    assert listed == {"items": [first.json()], "next": None}
+    assert listed == {"items": [first], "next": None}
 
 
 def test_an_upload_whose_key_cannot_be_stored_leaves_no_file_behind(
