@@ -39,7 +39,7 @@ from core.errors import ApplicationError
 from core.languages import asked_language
 from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
-from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES
+from realtime.metrics import OPEN_SOCKETS, SOCKET_CLOSES, close_code_label
 from realtime.models import EventCounter
 from realtime.security import nested_deeper_than, socket_slot_free, socket_slot_take
 
@@ -185,7 +185,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             return
         self.authenticated = False
         OPEN_SOCKETS.dec()
-        SOCKET_CLOSES.labels(str(code)).inc()
+        SOCKET_CLOSES.labels(close_code_label(code)).inc()
         await fanout.leave(self)
         try:
             went_offline = await sync_to_async(presence.leave, thread_sensitive=False)(

@@ -306,3 +306,38 @@ def test_a_ticket_stored_by_the_previous_release_is_refused_not_a_crash():
 
     cache.set(tickets._key("old-ticket"), str(make_user().pk), timeout=30)  # a user id alone
     assert tickets.ticket_redeem("old-ticket") is None
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+def _closes(label: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("telemed_websocket_closes_total", {"code": label}) or 0.0
+
+
+async def test_a_client_chosen_close_code_is_counted_as_other_not_as_a_series_of_its_own():
+    user = await database_sync_to_async(make_user)()
+    before_other, before_normal = _closes("other"), _closes("1000")
+    for code in (4999, 1000):
+        ws = await open_socket(user)
+        await ws.send_input({"type": "websocket.disconnect", "code": code})
+        await ws.wait(timeout=5)
+    assert _closes("4999") == 0.0
+    assert _closes("other") == before_other + 1
+    assert _closes("1000") == before_normal + 1
+
+
+def test_every_close_code_the_gateway_sends_has_a_series_of_its_own():
+    from realtime import consumers, fanout
+    from realtime.metrics import close_code_label
+
+    for code in (
+        consumers.CLOSE_UNAUTHENTICATED,
+        consumers.CLOSE_FORBIDDEN,
+        consumers.CLOSE_TOO_MANY_SOCKETS,
+        consumers.CLOSE_FLOOD,
+        fanout.CLOSE_SERVICE_RESTART,
+    ):
+        assert close_code_label(code) == str(code)
