@@ -77,3 +77,15 @@ class RedactSecretsFilter(logging.Filter):
                 record.exc_info, record.exc_text = None, redact(text)
                 record.exc = record.exc_text
         return True
+
+
+class AsWarningFilter(logging.Filter):
+    """Records of this logger go out as warnings: for what a client caused and the server
+    can do nothing about, which Django logs as errors (a request for a host not in
+    ``ALLOWED_HOSTS``: every scanner that finds the server's address sends them, and an
+    alert on errors would fire all day). Still logged, so a wrong ``ALLOWED_HOSTS`` shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

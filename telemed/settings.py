@@ -557,6 +557,7 @@ LOGGING = {
         # Secrets in URLs (a calendar feed's token): on the handlers for whatever logger, and
         # on the loggers that write paths, so that every handler of theirs gets them redacted.
         "redact_secrets": {"()": "core.logs.RedactSecretsFilter"},
+        "as_warning": {"()": "core.logs.AsWarningFilter"},
     },
     "formatters": {
         "json": {"()": "telemed.logging.JsonFormatter"},
@@ -575,6 +576,7 @@ LOGGING = {
         "django.request": {"level": "ERROR", "filters": ["redact_secrets"]},
         # runserver's request lines, through the console handler like everything else
         "django.server": {"filters": ["redact_secrets"], "propagate": True},
+        "django.security.DisallowedHost": {"filters": ["as_warning"]},
         "django.channels.server": {"level": "WARNING", "filters": ["redact_secrets"]},
         "daphne": {"level": "WARNING"},
         # uvicorn configures its own plain-text handlers before Django starts: these entries

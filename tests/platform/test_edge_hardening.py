@@ -170,6 +170,17 @@ def test_too_many_query_fields_is_422_not_a_crash(api, caplog):
     err = error_of(r)
     assert err["code"] == "request.invalid"
     assert ARABIC.search(err["message"])
+
+
+def test_a_bad_host_is_logged_as_a_warning_not_an_error(caplog):
+    # Django logs it as an error; every scanner that finds the address sends such requests.
+    with caplog.at_level(logging.INFO):
+        r = Client().get("/healthz?near=Nile", HTTP_HOST="evil.example")
+    assert r.status_code == 400
+    records = [rec for rec in caplog.records if rec.name == "django.security.DisallowedHost"]
+    assert records, [rec.name for rec in caplog.records]
+    assert {rec.levelno for rec in records} == {logging.WARNING}
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
 
 
