@@ -439,6 +439,8 @@ TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")  # tests point 
 TWILIO_STATUS_CALLBACK_URL = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
 # The console SMS provider and e-mail backend print phone numbers, login codes and message
 # bodies to the logs: production refuses them unless a local demo opts in.
+# e.g. records.W002 when the worker shares the server's disk (manage.py check --deploy)
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 ALLOW_CONSOLE_DELIVERY = env.bool("ALLOW_CONSOLE_DELIVERY", default=False)
 if PRODUCTION and not ALLOW_CONSOLE_DELIVERY:
     if SMS_PROVIDER == "console":

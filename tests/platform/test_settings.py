@@ -32,6 +32,11 @@ PRODUCTION_ENV = {
     # Production refuses the console SMS provider and e-mail backend (they print to the logs).
     "SMS_PROVIDER": "twilio",
     "EMAIL_URL": "smtp+tls://u:p@smtp.example.org:587",
+    # Without a scanner, or with files on a disk the separate worker may not see, records
+    # cannot work: check --deploy warns (records.W001, records.W002).
+    "CLAMD_HOST": "clamav",
+    "STORAGE_BACKEND": "s3",
+    "STORAGE_S3_BUCKET": "telemed-records",
 }
 
 
@@ -50,6 +55,33 @@ def test_check_deploy_passes_without_warnings():
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no issues" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("changes", "warned", "not_warned"),
+    [
+        ({"CLAMD_HOST": None}, "records.W001", "records.W002"),
+        ({"STORAGE_BACKEND": None}, "records.W002", "records.W001"),
+        # The one-process setup: the worker is a thread of the server and sees its disk.
+        ({"STORAGE_BACKEND": None, "TASK_WORKER_IN_PROCESS": "true"}, None, "records.W002"),
+        (
+            {"STORAGE_BACKEND": None, "SILENCED_SYSTEM_CHECKS": "records.W002"},
+            None,
+            "records.W002",
+        ),
+    ],
+)
+def test_check_deploy_warns_when_records_cannot_work(changes, warned, not_warned):
+    r = run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        {**PRODUCTION_ENV, **changes},
+    )
+    out = r.stdout + r.stderr
+    assert not_warned not in out
+    if warned:
+        assert r.returncode != 0 and warned in out, out
+    else:
+        assert r.returncode == 0, out
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,35 @@
+"""Deployment checks (``manage.py check --deploy``) for what records need to work at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from records import scanner
+
+
+@checks.register(checks.Tags.files, deploy=True)
+def check_records_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    found: list[checks.CheckMessage] = []
+    if not scanner.configured():
+        found.append(
+            checks.Warning(
+                "No virus scanner is configured: every uploaded medical file stays quarantined "
+                "and nobody can open it.",
+                hint="Set CLAMD_HOST (and CLAMD_PORT) or CLAMD_SOCKET.",
+                id="records.W001",
+            )
+        )
+    if settings.STORAGE_BACKEND == "local" and not settings.TASK_WORKER_IN_PROCESS:
+        found.append(
+            checks.Warning(
+                "Files are kept on this machine's disk but tasks run in a separate worker, "
+                "which scans uploads: it finds none unless it shares the same disk (VAR_DIR).",
+                hint="Use STORAGE_BACKEND=s3, or run the worker where it sees the same VAR_DIR "
+                "and silence this warning (SILENCED_SYSTEM_CHECKS).",
+                id="records.W002",
+            )
+        )
+    return found
