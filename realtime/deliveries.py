@@ -36,6 +36,7 @@ from typing import Any
 
 from anymail.exceptions import AnymailAPIError
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.utils import timezone
@@ -284,6 +285,7 @@ def _deliver(delivery_id: str) -> str:
         return delivery.status
     delivery.status, delivery.provider_id, delivery.error = DeliveryStatus.SENT, provider_id, ""
     delivery.save(update_fields=["status", "provider_id", "error", "updated_at"])
+    _apply_early_status(provider_id)
     return "sent"
 
 
@@ -407,13 +409,53 @@ _TWILIO_STATUS = {
 _FINAL = {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED}
 
 
-@transaction.atomic
+# A callback can come before the worker has stored the message's id (Twilio answers the send,
+# then calls back, while the worker is still saving): its status waits this long for the id.
+EARLY_STATUS_SECONDS = 600
+
+
+def _early_key(provider_id: str) -> str:
+    return f"delivery-early-status:{provider_id}"
+
+
 def delivery_status_update(*, provider_id: str, status: str, error_code: str = "") -> bool:
     """Apply a provider's status callback; callbacks arrive out of order, so a final status
-    is never moved back. False if no delivery has this provider id."""
+    is never moved back. False if no delivery has this provider id yet: the status is then
+    kept for a while and applied once the worker stores the id (:func:`_apply_early_status`).
+    Each side writes first and then looks for the other's write, so one of them sees both."""
+    if not provider_id:
+        return False
+    if _status_apply(provider_id=provider_id, status=status, error_code=error_code):
+        return True
+    if status not in _TWILIO_STATUS:
+        return False
+    with contextlib.suppress(Exception):  # Redis away: the status is lost, as it would be
+        kept = cache.get(_early_key(provider_id))
+        if kept is None or _rank(status) >= _rank(kept[0]):
+            cache.set(_early_key(provider_id), (status, error_code), EARLY_STATUS_SECONDS)
+    return _status_apply(provider_id=provider_id, status=status, error_code=error_code)
+
+
+def _rank(status: str) -> int:
+    return 1 if _TWILIO_STATUS.get(status) in _FINAL else 0
+
+
+def _apply_early_status(provider_id: str) -> None:
+    if not provider_id:
+        return
+    try:
+        kept = cache.get(_early_key(provider_id))
+    except Exception:  # Redis away: nothing was kept either
+        return
+    if kept is not None:
+        _status_apply(provider_id=provider_id, status=kept[0], error_code=kept[1])
+
+
+@transaction.atomic
+def _status_apply(*, provider_id: str, status: str, error_code: str) -> bool:
     new = _TWILIO_STATUS.get(status)
     delivery = Delivery.objects.select_for_update().filter(provider_id=provider_id).first()
-    if delivery is None or not provider_id:
+    if delivery is None:
         return False
     if new is None or delivery.status in _FINAL:
         return True

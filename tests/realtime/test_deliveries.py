@@ -198,6 +198,48 @@ def test_twilio_status_callbacks_update_the_delivery_and_bad_signatures_are_refu
     assert delivery.status == "delivered"  # a late "sent" does not move it back
 
 
+def test_a_status_callback_before_the_worker_stored_the_id_is_applied_once_it_is(
+    api, twilio, monkeypatch
+):
+    """Twilio answers the send, then calls back at once, while the worker has yet to save
+    the message's id: the callback finds no delivery, and its status must not be lost."""
+    from realtime import deliveries
+
+    real_send = deliveries._send
+    answers = []
+
+    def send_then_call_back(delivery):
+        sid = real_send(delivery)
+        if delivery.channel != "sms":
+            return sid
+        params = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+        sig = RequestValidator(AUTH_TOKEN).compute_signature(CALLBACK, params)
+        r = api.post("/api/v1/realtime/twilio/status", params, headers={"X-Twilio-Signature": sig})
+        answers.append(r.status_code)
+        return sid
+
+    monkeypatch.setattr(deliveries, "_send", send_then_call_back)
+    delivery = reminder_for(sms_user())
+    run_worker_batch()
+    delivery.refresh_from_db()
+    assert answers == [204]
+    assert (delivery.status, delivery.error) == ("failed", "provider error 30003")
+
+
+def test_an_early_sent_does_not_replace_an_early_final_status():
+    from realtime import deliveries
+
+    user = sms_user()
+    delivery = reminder_for(user)
+    assert not deliveries.delivery_status_update(provider_id="SMearly", status="delivered")
+    assert not deliveries.delivery_status_update(provider_id="SMearly", status="sent")
+    assert not deliveries.delivery_status_update(provider_id="SMearly", status="queued")
+    Delivery.objects.filter(pk=delivery.pk).update(status="sent", provider_id="SMearly")
+    deliveries._apply_early_status("SMearly")
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+
+
 def test_whatsapp_goes_through_twilio_with_whatsapp_numbers(twilio):
     user = sms_user()
     DeliveryPreference.objects.create(user=user, kind="booking.reminder", channels=["whatsapp"])
