@@ -11,6 +11,9 @@ Django's ``RedisCacheClient.get_client`` also builds a new ``redis.Redis`` for e
 and each one copies redis-py's table of ~170 response callbacks: about 0.15 ms of CPU per
 call. A ``redis.Redis`` is safe to share between threads (each command takes a connection
 from the pool), so there is one per pool.
+
+The pools' connections carry a circuit breaker (``core/redis_breaker.py``): a Redis that
+hangs costs a request one socket timeout, then fails at once for a few seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+from core.redis_breaker import connection_class_for
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +46,9 @@ class _SharedClient(RedisCacheClient):
             with _LOCK:
                 pool = _POOLS.get(key)
                 if pool is None:
-                    pool = self._pool_class.from_url(server, **options)  # type: ignore[attr-defined]
+                    pool = self._pool_class.from_url(  # type: ignore[attr-defined]
+                        server, **{"connection_class": connection_class_for(server), **options}
+                    )
                     _POOLS[key] = pool
         return pool
 

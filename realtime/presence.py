@@ -23,6 +23,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from core.redis_breaker import connection_class_for
+
 AUDIENCE: Callable[[Any], list[Any]] | None = None
 
 
@@ -34,6 +36,7 @@ def ttl_seconds() -> int:
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
+        connection_class=connection_class_for(url),
         socket_connect_timeout=1,
         socket_timeout=2,
         max_connections=getattr(settings, "REDIS_MAX_CONNECTIONS", 1000),

@@ -178,6 +178,9 @@ if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="telemed")
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1000)
+# After a Redis timeout or connection error, commands to it fail at once for this long
+# (core/redis_breaker.py): a hung Redis costs one timeout, not one per request.
+REDIS_BREAKER_SECONDS = env.float("REDIS_BREAKER_SECONDS", default=5.0)
 if PRODUCTION and not REDIS_URL:
     raise ImproperlyConfigured(
         "REDIS_URL must be set in production (shared cache and channel layer)"
