@@ -6,13 +6,18 @@ running ``RUNNING`` for good: django-tasks' database backend neither notices nor
 started, makes it ``READY`` again if it is safe to run twice (:data:`RERUNNABLE`: it checks,
 under a lock, whether its work is still to do: a file's scan, a delivery's claim), or records
 it ``FAILED`` otherwise (a housekeeping loop has enqueued its next run before working), or
-after ``MAX_RUNS`` runs. A worker that is only slow may see its task run again beside it:
+after ``MAX_RUNS`` runs; a task path may register a hook in :data:`GIVEN_UP` that then
+settles what the task was for (a file whose scan keeps killing its worker is refused, not
+left waiting for ever). A worker that is only slow may see its task run again beside it:
 the rerunnable tasks check under a lock, so the work is still done once.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,11 +28,16 @@ from core.tasks import ensure_housekeeping, loop_again
 
 # Task paths that may run again after an interruption; registered at the composition root.
 RERUNNABLE: set[str] = set()
+# Task path -> called with the task's arguments when it is recorded failed here, in the same
+# transaction; registered by the app that owns the task.
+GIVEN_UP: dict[str, Callable[..., Any]] = {}
 EVERY = timedelta(minutes=5)
 INTERRUPTED = "interrupted: its worker stopped while it ran"
 
 
 MAX_RUNS = 3  # a task that took its worker down this often (a scan out of memory) is failed
+
+logger = logging.getLogger(__name__)
 
 
 def running_timeout() -> timedelta:
@@ -46,10 +56,12 @@ def tasks_reclaim() -> dict[str, int]:
         stuck = list(
             DBTaskResult.objects.select_for_update(skip_locked=True)
             .filter(status="RUNNING", started_at__lt=now - running_timeout())
-            .values_list("id", "task_path", "worker_ids")
+            .values_list("id", "task_path", "worker_ids", "args_kwargs")
         )
-        again = [pk for pk, path, ran in stuck if path in RERUNNABLE and len(ran) < MAX_RUNS]
-        given_up = [pk for pk, *_ in stuck if pk not in again]
+        again = [pk for pk, path, ran, _ in stuck if path in RERUNNABLE and len(ran) < MAX_RUNS]
+        given_up = [
+            pk for pk, path, _, call in stuck if pk not in again and _settled(pk, path, call)
+        ]
         DBTaskResult.objects.filter(id__in=again).update(status="READY", started_at=None)
         DBTaskResult.objects.filter(id__in=given_up).update(
             status="FAILED",
@@ -60,3 +72,18 @@ def tasks_reclaim() -> dict[str, int]:
     # A loop whose chain ended (its run could not enqueue the next) starts again.
     restarted = sum(ensure_housekeeping().values())
     return {"run_again": len(again), "failed": len(given_up), "loops_restarted": restarted}
+
+
+def _settled(pk: Any, path: str, call: dict[str, Any]) -> bool:
+    """Run the task's :data:`GIVEN_UP` hook (in a savepoint): False if it raised, and the
+    task is left ``RUNNING`` for the next run to try again."""
+    hook = GIVEN_UP.get(path)
+    if hook is None:
+        return True
+    try:
+        with transaction.atomic():
+            hook(*call.get("args", []), **call.get("kwargs", {}))
+    except Exception:
+        logger.exception("given-up hook failed, tried again later", extra={"task": str(pk)})
+        return False
+    return True

@@ -24,6 +24,14 @@ class ScannerUnavailable(Exception):
     """No scanner configured, or it could not be reached or answered nonsense."""
 
 
+class ScanTooLarge(Exception):
+    """clamd refused the file: it is longer than its ``StreamMaxLength``. Asking again gets
+    the same answer: the file can never be scanned."""
+
+
+SIZE_LIMIT_REPLY = "INSTREAM size limit exceeded. ERROR"
+
+
 class _Instream:
     clamd_socket: Any
 
@@ -31,16 +39,29 @@ class _Instream:
         try:
             self._init_socket()  # type: ignore[attr-defined]
             self._send_command("INSTREAM")  # type: ignore[attr-defined]
-            while chunk := buff.read(CHUNK):
-                self.clamd_socket.sendall(struct.pack("!L", len(chunk)) + chunk)
-            self.clamd_socket.sendall(struct.pack("!L", 0))
+            try:
+                while chunk := buff.read(CHUNK):
+                    self.clamd_socket.sendall(struct.pack("!L", len(chunk)) + chunk)
+                self.clamd_socket.sendall(struct.pack("!L", 0))
+            except (BrokenPipeError, ConnectionResetError):
+                # Past its StreamMaxLength clamd answers and closes the socket while we send:
+                # its answer says whether that was the reason.
+                if self._reply_or_none() == SIZE_LIMIT_REPLY:
+                    raise ScanTooLarge(SIZE_LIMIT_REPLY) from None
+                raise
             result = self._recv_response()  # type: ignore[attr-defined]
-            if result == "INSTREAM size limit exceeded. ERROR":
-                raise clamd.BufferTooLongError(result)
+            if result == SIZE_LIMIT_REPLY:
+                raise ScanTooLarge(result)
             filename, reason, status = self._parse_response(result)  # type: ignore[attr-defined]
             return {filename: (status, reason)}
         finally:
             self._close_socket()  # type: ignore[attr-defined]
+
+    def _reply_or_none(self) -> str | None:
+        try:
+            return str(self._recv_response())  # type: ignore[attr-defined]
+        except clamd.ClamdError:
+            return None
 
 
 class _UnixClient(_Instream, clamd.ClamdUnixSocket):
@@ -90,7 +111,8 @@ class Verdict:
 
 def scan(stream: IO[bytes]) -> Verdict:
     """Stream ``stream`` to clamd. Raises :class:`ScannerUnavailable` when there is no
-    answer to trust: the caller keeps the file quarantined and tries again later."""
+    answer to trust: the caller keeps the file quarantined and tries again later; and
+    :class:`ScanTooLarge` when clamd will never take the file."""
     if not configured():
         raise ScannerUnavailable("no scanner configured")
     reader = _HashingReader(stream)

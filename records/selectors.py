@@ -146,9 +146,9 @@ def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalReco
 
 
 def record_grants(*, patient: User, record_id: Any, origin: Origin) -> list[AccessGrant]:
+    """The doctors who may see the file through a grant: not those whose verification was
+    withdrawn (their grant works again, and is listed again, if they are verified again)."""
     record = record_owned(patient=patient, record_id=record_id)
-    grants = list(
-        AccessGrant.objects.filter(record=record, revoked_at__isnull=True).order_by("created_at")
-    )
+    grants = list(live_grants().filter(record=record).order_by("created_at"))
     audit(patient, "records.grants_viewed", record, origin)
     return grants

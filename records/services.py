@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
@@ -251,27 +252,65 @@ def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) ->
     return record
 
 
-def scan_retry(*, record_id: Any) -> timedelta:
+# Why a file was refused without a verdict (in the notification and the audit trail).
+TOO_LARGE_TO_SCAN = "too_large_to_scan"  # longer than clamd's StreamMaxLength
+SCAN_FAILED = "scan_failed"  # RECORDS_SCAN_MAX_ATTEMPTS failed attempts, or its worker died
+SCAN_MAX_ATTEMPTS = 30  # ~ a day of attempts at the default backoff (RECORDS_SCAN_MAX_ATTEMPTS)
+
+
+def _locked() -> QuerySet[MedicalRecord]:
+    # Lock the record only: FOR UPDATE on the joined user row would block every insert
+    # that references that user (its foreign key check) while we wait for the audit lock.
+    return MedicalRecord.objects.select_for_update(of=("self",)).select_related("uploaded_by")
+
+
+def scan_retry(*, record_id: Any) -> timedelta | None:
     """The scanner could not answer: the record stays pending and is tried again later,
-    waiting twice as long each time (30 s, 1 min, 2 min, ... up to the configured cap)."""
+    waiting twice as long each time (30 s, 1 min, 2 min, ... up to the configured cap).
+    After ``RECORDS_SCAN_MAX_ATTEMPTS`` failed attempts the file is refused instead (None):
+    no record stays pending for ever."""
+    max_attempts = getattr(settings, "RECORDS_SCAN_MAX_ATTEMPTS", SCAN_MAX_ATTEMPTS)
     with transaction.atomic():
-        record = MedicalRecord.objects.select_for_update().get(pk=record_id)
+        record = _locked().get(pk=record_id)
         record.scan_attempts += 1
         record.save(update_fields=["scan_attempts"])
+        if record.status == ScanStatus.PENDING and record.scan_attempts >= max_attempts:
+            _refuse(record, ScanStatus.REJECTED, reason=SCAN_FAILED)
+            return None
         exponent = min(record.scan_attempts - 1, 20)
         delay = timedelta(seconds=min(30 * 2**exponent, settings.RECORDS_SCAN_RETRY_MAX_SECONDS))
         _enqueue_scan(record, delay)
     return delay
 
 
-def _render_refused(record: MedicalRecord, reason: str) -> Any:
+def scan_give_up(*, record_id: Any, reason: str) -> str:
+    """A pending file that will never get a verdict (clamd refuses its size; its scan took
+    its worker down too often): refused like an infected one, the uploader told why."""
+    with transaction.atomic():
+        record = _locked().filter(pk=record_id).first()
+        if record is None or record.status != ScanStatus.PENDING or record.deleted_at is not None:
+            return "skipped"  # a deleted record's object goes with the purge
+        return _refuse(record, ScanStatus.REJECTED, reason=reason)
+
+
+def _render_refused(record: MedicalRecord, status: str, reason: str) -> Any:
     def render(user: User) -> tuple[str, str]:
         day = record.created_at.date().isoformat()
-        if reason == ScanStatus.INFECTED:
+        if status == ScanStatus.INFECTED:
             body = _(
                 "The virus scan found %(signature)s in the file you uploaded on %(day)s. "
                 "It has been deleted; nobody can download it."
             ) % {"signature": record.signature, "day": day}
+        elif reason == TOO_LARGE_TO_SCAN:
+            body = _(
+                "The file you uploaded on %(day)s is too large for the virus scan. It has been "
+                "deleted; please upload a smaller file."
+            ) % {"day": day}
+        elif reason == SCAN_FAILED:
+            body = _(
+                "The file you uploaded on %(day)s could not be virus-scanned. It has been "
+                "deleted; please upload it again."
+            ) % {"day": day}
         else:
             body = _(
                 "The file you uploaded on %(day)s changed after it was checked. It has been "
@@ -282,18 +321,28 @@ def _render_refused(record: MedicalRecord, reason: str) -> Any:
     return render
 
 
-def _refuse(record: MedicalRecord, status: str, **data: Any) -> str:
-    """Delete the object, mark the record, tell the uploader, audit it."""
-    storage.delete(record.storage_key)
+def _delete_on_commit(key: str) -> None:
+    """Delete an object once the transaction has committed: rolled back, the row still
+    points at it. A failure is logged (the committed row no longer refers to it)."""
+    transaction.on_commit(lambda: storage.delete(key), robust=True)
+
+
+def _refuse(record: MedicalRecord, status: str, reason: str = "", **data: Any) -> str:
+    """Mark the record, tell the uploader, audit it; its objects are deleted on commit (the
+    quarantined one, and a clean copy an interrupted promotion may have left)."""
+    keys = {record.storage_key, storage.clean_key(record.patient_id, record.pk)} - {""}
     record.status, record.storage_key, record.scanned_at = status, "", timezone.now()
     record.save(update_fields=["status", "signature", "storage_key", "scanned_at"])
+    why = {"reason": reason} if reason else {}
     notify(
         users=[record.uploaded_by],
         kind=f"records.{status}",
-        data={"record_id": str(record.pk), "status": status},
-        render=_render_refused(record, status),
+        data={"record_id": str(record.pk), "status": status, **why},
+        render=_render_refused(record, status, reason),
     )
-    audit(None, f"records.{status}", record, None, **data)
+    audit(None, f"records.{status}", record, None, **why, **data)
+    for key in sorted(keys):
+        _delete_on_commit(key)
     return status
 
 
@@ -306,28 +355,15 @@ def _changed(record: MedicalRecord, verdict: Verdict) -> bool:
     )
 
 
-def scan_verdict_apply(*, record_id: Any, verdict: Verdict, version: str | None = None) -> str:
-    """Make a clean file available (moved out of quarantine, only if it is still the version
-    that was scanned) or delete an infected or changed one, telling the uploader. Only a
-    pending record changes."""
-    with transaction.atomic():
-        # Lock the record only: FOR UPDATE on the joined user row would block every insert
-        # that references that user (its foreign key check) while we wait for the audit lock.
-        record = (
-            MedicalRecord.objects.select_for_update(of=("self",))
-            .select_related("uploaded_by")
-            .filter(pk=record_id)
-            .first()
-        )
-        if record is None or record.status != ScanStatus.PENDING:
-            return "skipped"
-        if verdict.infected:
-            record.signature = verdict.signature[:200]
-            return _refuse(record, ScanStatus.INFECTED, signature=record.signature)
-        if _changed(record, verdict):
-            return _refuse(record, ScanStatus.REJECTED)
-        target = storage.clean_key(record.patient_id, record.pk)
-        storage.promote(record.storage_key, target, version=version)
+def _promote(record: MedicalRecord, verdict: Verdict, version: str | None, copied: bool) -> str:
+    """Copy the file to its clean place (unless ``copied``: it was scanned there) and mark
+    the record clean; the quarantined object goes on commit. If this transaction fails
+    before its commit, the copy is deleted while the row is still locked (a rerun copies
+    again): the row and the objects never disagree."""
+    source, target = record.storage_key, storage.clean_key(record.patient_id, record.pk)
+    if not copied:
+        storage.copy_scanned(source, target, version=version)
+    try:
         record.status, record.storage_key, record.scanned_at = (
             ScanStatus.CLEAN,
             target,
@@ -336,7 +372,35 @@ def scan_verdict_apply(*, record_id: Any, verdict: Verdict, version: str | None 
         record.sha256, record.size = verdict.sha256, verdict.size
         record.save(update_fields=["status", "storage_key", "scanned_at", "sha256", "size"])
         audit(None, "records.clean", record, None)
-        return "clean"
+    except BaseException:
+        if not copied:
+            try:
+                storage.delete(target)
+            except Exception:  # the error that matters is the one being raised
+                logger.exception("clean copy not deleted", extra={"record": str(record.pk)})
+        raise
+    _delete_on_commit(source)
+    return "clean"
+
+
+def scan_verdict_apply(
+    *, record_id: Any, verdict: Verdict, version: str | None = None, scanned_key: str = ""
+) -> str:
+    """Make a clean file available (copied out of quarantine, only if it is still the
+    version that was scanned) or refuse an infected or changed one, telling the uploader.
+    ``scanned_key`` is what was scanned when not the record's quarantined object: its clean
+    copy, left by an interrupted promotion. Only a pending record changes."""
+    with transaction.atomic():
+        record = _locked().filter(pk=record_id).first()
+        if record is None or record.status != ScanStatus.PENDING:
+            return "skipped"
+        if verdict.infected:
+            record.signature = verdict.signature[:200]
+            return _refuse(record, ScanStatus.INFECTED, signature=record.signature)
+        if _changed(record, verdict):
+            return _refuse(record, ScanStatus.REJECTED)
+        copied = scanned_key == storage.clean_key(record.patient_id, record.pk)
+        return _promote(record, verdict, version, copied)
 
 
 def record_delete(*, patient: User, record_id: Any, origin: Origin) -> None:

@@ -1,8 +1,9 @@
 """Where record bytes live: Django's default storage (S3 in production, local disk for
 ``make run``). Keys carry ids only, never file names.
 
-``quarantine/<record id>`` holds what has not been scanned yet; a clean file is moved to
-``records/<patient id>/<record id>``. On S3 a move is a server-side copy; on disk a rename.
+``quarantine/<record id>`` holds what has not been scanned yet; a clean file is copied to
+``records/<patient id>/<record id>`` (on S3 a server-side copy, on disk a hard link) and the
+quarantined object deleted once the record's new state has committed.
 
 On S3 every call goes through one low-level boto3 client per storage (boto3 clients are
 thread-safe). django-storages keeps a boto3 session per thread, each loading the S3 service
@@ -13,6 +14,7 @@ concurrent direct uploads cost ~150 MB more with the per-thread sessions (bench/
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import weakref
 from pathlib import Path
@@ -138,18 +140,21 @@ def open_stream(key: str) -> IO[bytes]:
 
 
 def open_versioned(key: str) -> tuple[IO[bytes], str | None]:
-    """A stream of the object and its version (the S3 ETag), so that a later move can insist
-    on the very bytes that were read (see :func:`promote`)."""
+    """A stream of the object and its version (the S3 ETag), so that a later copy can insist
+    on the very bytes that were read (see :func:`copy_scanned`)."""
     if is_s3():
         obj = _s3_client().get_object(Bucket=_bucket(), Key=_s3_key(key))
         return obj["Body"], str(obj["ETag"])
     return open_stream(key), None
 
 
-def promote(source: str, target: str, *, version: str | None = None) -> None:
-    """Move an object from quarantine to its clean place. With ``version`` (an ETag) S3
-    copies only if the object is still that version: a file replaced after its scan (a
-    presigned POST stays usable until it expires) is not promoted, and the copy fails."""
+def copy_scanned(source: str, target: str, *, version: str | None = None) -> None:
+    """Copy an object from quarantine to its clean place, leaving the source: the caller
+    deletes it once the record's new state has committed, so a rollback finds the file where
+    its row says it is. With ``version`` (an ETag) S3 copies only if the object is still that
+    version: a file replaced after its scan (a presigned POST stays usable until it expires)
+    is not promoted, and the copy fails. On disk a hard link (a copy where links fail),
+    replacing whatever an earlier attempt left there."""
     if is_s3():
         bucket = _bucket()
         condition = {"CopySourceIfMatch": version} if version else {}
@@ -161,11 +166,18 @@ def promote(source: str, target: str, *, version: str | None = None) -> None:
             **condition,
             **_sse(),
         )
-        delete(source)
         return
     src, dst = Path(storage().path(source)), Path(storage().path(target))
     dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except FileNotFoundError:
+        raise
+    except OSError:  # a file system without hard links
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def disposition(file_name: str) -> str:

@@ -18,28 +18,56 @@ logger = logging.getLogger(__name__)
 @task()
 def scan_record(record_id: str) -> str:
     """Stream the quarantined file to clamd and apply the verdict. If clamd cannot be asked,
-    the record stays pending (never downloadable) and the scan is retried with backoff."""
-    from records.services import scan_retry, scan_verdict_apply
+    the record stays pending (never downloadable) and the scan is retried with backoff, up
+    to ``RECORDS_SCAN_MAX_ATTEMPTS``; a file clamd will never take is refused at once."""
+    from records.services import TOO_LARGE_TO_SCAN, scan_give_up, scan_retry, scan_verdict_apply
 
     record = MedicalRecord.objects.filter(pk=record_id).first()
     if record is None or record.status != ScanStatus.PENDING or record.deleted_at is not None:
         return "skipped"  # a deleted record's quarantined object goes with the purge
     try:
-        stream, version = storage.open_versioned(record.storage_key)
+        key = _scannable_key(record)
+        stream, version = storage.open_versioned(key)
         with stream:
             verdict = scanner.scan(stream)
-        return scan_verdict_apply(record_id=record_id, verdict=verdict, version=version)
+        return scan_verdict_apply(
+            record_id=record_id, verdict=verdict, version=version, scanned_key=key
+        )
+    except scanner.ScanTooLarge:
+        return scan_give_up(record_id=record_id, reason=TOO_LARGE_TO_SCAN)
     except scanner.ScannerUnavailable as exc:
         reason = str(exc)
     except Exception as exc:  # storage or database trouble: never leave a record stuck
         logger.exception("scan failed, retried later", extra={"record": record_id})
         reason = type(exc).__name__
     delay = scan_retry(record_id=record_id)
+    if delay is None:
+        logger.warning("record not scanned, refused", extra={"record": record_id, "reason": reason})
+        return "rejected"
     logger.warning(
         "record not scanned, retried later",
         extra={"record": record_id, "reason": reason, "retry_in_s": delay.total_seconds()},
     )
     return "retry"
+
+
+def _scannable_key(record: MedicalRecord) -> str:
+    """The quarantined object; or, if it is gone but the record's clean copy exists (a
+    promotion whose transaction rolled back after the object had been moved, as promotions
+    did before the move waited for the commit), that copy: scanned again, its promotion is
+    finished instead of retried for ever."""
+    if storage.exists(record.storage_key):
+        return record.storage_key
+    clean = storage.clean_key(record.patient_id, record.pk)
+    return clean if storage.exists(clean) else record.storage_key
+
+
+def scan_record_given_up(record_id: str) -> None:
+    """``core.reclaim`` gave up on a scan whose worker died in it too often (a file that
+    takes clamd or the worker down): the file is refused, the uploader told."""
+    from records.services import SCAN_FAILED, scan_give_up
+
+    scan_give_up(record_id=record_id, reason=SCAN_FAILED)
 
 
 @task()

@@ -167,6 +167,8 @@ AR = {
     "The request signature is not valid.": "توقيع الطلب غير صالح.",
     "Hold expired": "انتهت مدة الحجز المؤقت",
     "The slot held for %(when)s was released: it was not paid in time.": "أُلغي حجز الموعد المؤقت في %(when)s لأنه لم يُدفع في الوقت المحدد.",
+    "The file you uploaded on %(day)s is too large for the virus scan. It has been deleted; please upload a smaller file.": "الملف الذي رفعته بتاريخ %(day)s أكبر من أن يُفحص بحثًا عن الفيروسات. تم حذفه؛ يرجى رفع ملف أصغر.",
+    "The file you uploaded on %(day)s could not be virus-scanned. It has been deleted; please upload it again.": "تعذّر فحص الملف الذي رفعته بتاريخ %(day)s بحثًا عن الفيروسات. تم حذفه؛ يرجى رفعه مرة أخرى.",
 }
 
 

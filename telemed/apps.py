@@ -50,6 +50,10 @@ class TelemedConfig(AppConfig):
                 realtime_deliveries.send_deliveries.module_path,
             }
         )
+        # What a task given up for good was for: a scan leaves no record pending.
+        core_reclaim.GIVEN_UP[records_tasks.scan_record.module_path] = (
+            records_tasks.scan_record_given_up
+        )
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),

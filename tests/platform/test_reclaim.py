@@ -57,3 +57,36 @@ def test_a_loop_whose_chain_ended_is_started_again_and_never_doubled():
     housekeeping.call()  # a run while its next one waits already
     tasks_reclaim.call()
     assert waiting() == 1  # neither the run nor reclaim added a second chain
+
+
+def test_a_task_given_up_runs_its_hook_with_its_arguments(settings, monkeypatch):
+    from core import reclaim
+
+    settings.TASK_RUNNING_TIMEOUT_SECONDS = 600
+    row = claimed(send_deliveries, timedelta(minutes=11), ["d1", "d2"])
+    DBTaskResult.objects.filter(id=row.id).update(worker_ids=["w1", "w2", "w3"])
+    calls: list[list[str]] = []
+    monkeypatch.setitem(reclaim.GIVEN_UP, send_deliveries.module_path, calls.append)
+    assert tasks_reclaim.call()["failed"] == 1
+    assert calls == [["d1", "d2"]]
+    assert DBTaskResult.objects.get(id=row.id).status == "FAILED"
+
+
+def test_a_hook_that_raises_leaves_its_task_for_the_next_run(settings, monkeypatch):
+    from core import reclaim
+
+    settings.TASK_RUNNING_TIMEOUT_SECONDS = 600
+    row = claimed(housekeeping, timedelta(minutes=11))
+    other = claimed(send_deliveries, timedelta(minutes=11), [])
+    DBTaskResult.objects.filter(id=other.id).update(worker_ids=["w1", "w2", "w3"])
+
+    def broken() -> None:
+        raise RuntimeError("the hook's database is down")
+
+    monkeypatch.setitem(reclaim.GIVEN_UP, housekeeping.module_path, broken)
+    assert tasks_reclaim.call()["failed"] == 1
+    status = dict(DBTaskResult.objects.values_list("id", "status"))
+    assert (status[row.id], status[other.id]) == ("RUNNING", "FAILED")
+    monkeypatch.setitem(reclaim.GIVEN_UP, housekeeping.module_path, lambda: None)
+    assert tasks_reclaim.call()["failed"] == 1
+    assert DBTaskResult.objects.get(id=row.id).status == "FAILED"

@@ -111,3 +111,14 @@ def upload(
 
 def doctor_user() -> Any:
     return make_user(role=Role.DOCTOR)
+
+
+def scanned(record_id: str) -> str:
+    """The scan task as a worker runs it, its transaction committed: the objects it deletes
+    are deleted on commit, which the test's own transaction never reaches."""
+    from django.test import TestCase
+
+    from records.tasks import scan_record
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return str(scan_record.call(record_id))

@@ -16,7 +16,7 @@ from records.services import records_purge
 from records.tasks import scan_record
 from tests.doctors.factories import doctor
 from tests.factories import make_user
-from tests.records.conftest import PDF, headers_for, in_care_with, keys, upload
+from tests.records.conftest import PDF, headers_for, in_care_with, keys, scanned, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -174,7 +174,7 @@ def test_deleted_record_disappears_and_its_object_is_purged_after_retention(
     api, clamd_on, s3, patient_headers, settings
 ):
     record_id = _record(api, patient_headers)
-    scan_record.call(record_id)
+    scanned(record_id)
     assert len(keys(s3)) == 1
     assert api.delete(f"/api/v1/records/{record_id}", headers=patient_headers).status_code == 204
     assert api.get(f"/api/v1/records/{record_id}", headers=patient_headers).status_code == 404
@@ -345,3 +345,28 @@ def test_object_storage_away_is_503_in_the_request_language_not_a_500(
     assert r.status_code == 503, r.content
     assert r.json()["error"]["code"] == "server.unavailable" and r["Retry-After"] == "30"
     assert not MedicalRecord.objects.exists()
+
+
+def test_the_grants_list_leaves_out_a_doctor_whose_verification_was_withdrawn(
+    api, patient, patient_headers
+):
+    from doctors.services import doctor_verify
+
+    record_id = upload(api, patient_headers).json()["id"]
+    kept, withdrawn = doctor(), doctor()
+    for profile in (kept, withdrawn):
+        r = api.post(
+            f"/api/v1/records/{record_id}/grants", {"doctor_id": str(profile.user_id)},
+            content_type="application/json", headers=patient_headers,
+        )  # fmt: skip
+        assert r.status_code == 201
+
+    def listed() -> list[str]:
+        r = api.get(f"/api/v1/records/{record_id}/grants", headers=patient_headers)
+        return [g["doctor_id"] for g in r.json()["items"]]
+
+    admin = make_user(role="admin")
+    doctor_verify(actor=admin, doctor_id=withdrawn.id, decision="rejected", reason="licence")
+    assert listed() == [str(kept.user_id)]  # as it has no access any more
+    doctor_verify(actor=admin, doctor_id=withdrawn.id, decision="verified")
+    assert listed() == [str(kept.user_id), str(withdrawn.user_id)]  # its grant works again

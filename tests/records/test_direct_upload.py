@@ -9,7 +9,7 @@ import pytest
 from records.models import MedicalRecord
 from records.tasks import scan_record
 from tests import procs
-from tests.records.conftest import EXE, PDF, keys
+from tests.records.conftest import EXE, PDF, keys, scanned
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def test_direct_upload_end_to_end(api, clamd_on, s3, patient, patient_headers):
     assert (
         api.get(f"/api/v1/records/{record_id}/download", headers=patient_headers).status_code == 409
     )
-    assert scan_record.call(record_id) == "clean"
+    assert scanned(record_id) == "clean"
     clean_key = f"telemed/records/{patient.id}/{record_id}"
     assert keys(s3) == [clean_key]
     assert s3.head_object(Bucket=s3.bucket, Key=clean_key)["ServerSideEncryption"] == "AES256"
@@ -64,7 +64,7 @@ def test_direct_upload_of_eicar_ends_infected_with_nothing_left(api, clamd_on, s
     _send(started["upload"], procs.EICAR)
     record_id = started["record"]["id"]
     api.post(f"/api/v1/records/{record_id}/complete", headers=patient_headers)
-    assert scan_record.call(record_id) == "infected"
+    assert scanned(record_id) == "infected"
     assert keys(s3) == []
 
 
@@ -137,7 +137,7 @@ def test_file_replaced_after_completion_is_rejected_not_served(
     r = api.post(f"/api/v1/records/{record_id}/complete", headers=patient_headers)
     assert r.status_code == 200
     _send(started["upload"], EXE)  # the form is still valid: the object is swapped
-    assert scan_record.call(record_id) == "rejected"
+    assert scanned(record_id) == "rejected"
     assert keys(s3) == []
     assert MedicalRecord.objects.get(id=record_id).status == "rejected"
     assert Notification.objects.filter(user=patient, kind="records.rejected").exists()

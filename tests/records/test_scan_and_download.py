@@ -19,7 +19,7 @@ from records.models import MedicalRecord
 from records.tasks import scan_record
 from tests import procs
 from tests.factories import make_user
-from tests.records.conftest import PDF, headers_for, keys, upload
+from tests.records.conftest import PDF, headers_for, keys, scanned, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def test_eicar_upload_ends_infected_deleted_and_the_uploader_told(
 ):
     record_id = upload(api, patient_headers, procs.EICAR, "innocent.txt").json()["id"]
     assert keys(s3) == [f"telemed/quarantine/{record_id}"]
-    assert scan_record.call(record_id) == "infected"
+    assert scanned(record_id) == "infected"
     record = MedicalRecord.objects.get(id=record_id)
     assert record.status == "infected"
     assert record.signature == "Eicar-Test-Signature.UNOFFICIAL"
@@ -59,7 +59,7 @@ def test_clean_pdf_becomes_clean_and_its_presigned_url_returns_the_exact_bytes(
     record_id = upload(api, patient_headers, PDF, "Blood count.pdf").json()["id"]
     r = api.get(f"/api/v1/records/{record_id}/download", headers=patient_headers)
     assert r.status_code == 409  # pending: never downloadable before the verdict
-    assert scan_record.call(record_id) == "clean"
+    assert scanned(record_id) == "clean"
     clean_key = f"telemed/records/{patient.id}/{record_id}"
     assert keys(s3) == [clean_key]
     assert s3.head_object(Bucket=s3.bucket, Key=clean_key)["ServerSideEncryption"] == "AES256"
@@ -179,7 +179,7 @@ def test_storage_failure_during_the_verdict_leaves_the_record_pending_and_retrie
     def broken(source: str, target: str) -> None:
         raise OSError("storage is down")
 
-    monkeypatch.setattr(storage, "promote", broken)
+    monkeypatch.setattr(storage, "copy_scanned", broken)
     assert scan_record.call(record_id) == "retry"
     record = MedicalRecord.objects.get(id=record_id)
     assert (record.status, record.scan_attempts) == ("pending", 1)
