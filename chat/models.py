@@ -39,6 +39,14 @@ class Conversation(models.Model):
     doctor_notified_at = models.DateTimeField(null=True, blank=True)
     doctor_notified_seq = models.PositiveBigIntegerField(default=0)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Changes that add no message (an edit, a deletion, a close or a reopen) each take the
+    # next ``rev``, under the row lock: a reconnecting client that names the last ``rev`` it
+    # saw gets what changed since (``chat.selectors.resume_changes``). ``state_rev``: the
+    # ``rev`` of the last close or reopen. Plain (not positive) integers: adding a CHECK
+    # constraint would scan the table under its lock. A default in the database too: servers
+    # of the previous release insert conversations without these columns.
+    rev = models.BigIntegerField(default=0, db_default=0)
+    state_rev = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
@@ -75,12 +83,22 @@ class Message(models.Model):
     created_at = models.DateTimeField()
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The conversation's ``rev`` of this message's last edit or deletion; null if never
+    # changed (nullable: added to a large table without rewriting it).
+    changed_rev = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="chat_message_seq"),
             models.UniqueConstraint(
                 fields=["conversation", "sender", "client_id"], name="chat_message_client_id"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["conversation", "changed_rev"],
+                condition=Q(changed_rev__isnull=False),
+                name="chat_message_changed",
             ),
         ]
 

@@ -54,6 +54,9 @@ class MessageOut(Schema):
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
+    rev: int = Field(
+        ..., description="The conversation's rev of its last edit or deletion (0: never changed)"
+    )
 
 
 class ConversationOut(Schema):
@@ -65,6 +68,9 @@ class ConversationOut(Schema):
     created_at: datetime
     last_activity_at: datetime
     last_seq: int
+    rev: int = Field(
+        ..., description="Counts the edits, deletions, closes and reopens (for a socket resume)"
+    )
     read_seq: int = Field(..., description="The caller's read marker")
     other_read_seq: int = Field(..., description="The other participant's read marker")
     unread: int = Field(..., description="Messages from the other side after the caller's marker")

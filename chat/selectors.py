@@ -5,6 +5,7 @@ service. Unread counts come from the database (a Redis cache of them can sit in 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
@@ -40,6 +41,17 @@ def message_data(message: Message) -> dict[str, Any]:
         "created_at": _iso(message.created_at),
         "edited_at": _iso(message.edited_at),
         "deleted_at": _iso(message.deleted_at),
+        # The conversation's ``rev`` of its last edit or deletion (0: never changed).
+        "rev": message.changed_rev or 0,
+    }
+
+
+def state_event(conversation: Conversation) -> dict[str, Any]:
+    """``chat.closed`` or ``chat.reopened``: the conversation's state, with the ``rev`` of
+    its last close or reopen."""
+    return {
+        "type": "chat.closed" if conversation.closed_at is not None else "chat.reopened",
+        "data": {"conversation_id": str(conversation.pk), "rev": conversation.state_rev},
     }
 
 
@@ -80,22 +92,97 @@ def _conversation_sql(vendor: str, lock: bool) -> str:
     return select_sql(Conversation, f"{pk} = %s AND ({patient} = %s OR {doctor} = %s)", lock=lock)
 
 
-def messages_after(
-    *, viewer: User, marks: dict[str, int], limit: int
-) -> tuple[list[Message], bool]:
-    """What a reconnecting client missed: the messages after the last ``seq`` it saw in each
-    of these conversations (``{conversation id: seq}``), of the ones ``viewer`` is in, in
-    ``(conversation, seq)`` order, at most ``limit``; and whether there are more (page the
-    rest with ``GET .../messages?after_seq=``). Unknown conversations are skipped."""
-    wanted = Q(pk__in=[])
-    for conversation_id, seq in marks.items():
-        wanted |= Q(conversation_id=conversation_id, seq__gt=seq)
-    found = list(
-        Message.objects.filter(wanted)
-        .filter(conversation__in=Conversation.objects.filter(participating(viewer)))
-        .order_by("conversation_id", "seq")[: limit + 1]
+@dataclass
+class Resumed:
+    """What :func:`resume_changes` found: ``events`` in order, the ``marks`` the client keeps
+    (``{conversation id: [seq, rev]}``, for the conversations it named that had anything),
+    ``more`` when the limits cut it (resume again with these marks)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    marks: dict[str, list[int]] = field(default_factory=dict)
+    more: bool = False
+
+
+def resume_changes(
+    *, viewer: User, marks: dict[str, tuple[int, int]], limit: int, new_limit: int
+) -> Resumed:
+    """What a reconnecting client missed in chat. ``marks``: ``{conversation id: (last seq
+    seen, last rev seen)}`` of the conversations it knows. For each of those ``viewer`` is
+    in (in id order): the close or reopen after its ``rev`` mark, the messages it had seen
+    that were edited or deleted since (in ``rev`` order), then the new messages (in ``seq``
+    order); at most ``limit`` messages in all. Then every conversation of the viewer that it
+    did not name (one that is new to it), as ``chat.conversation`` (the list's item), most
+    recent first, at most ``new_limit``. Five queries whatever the number of conversations.
+
+    Changes are read up to the ``rev`` read with the conversation (they commit in ``rev``
+    order, under its row lock), so the marks answered never pass a change not sent."""
+    result = Resumed()
+    known = list(
+        Conversation.objects.filter(participating(viewer), pk__in=list(marks)).order_by("pk")
     )
-    return found[:limit], len(found) > limit
+    stale = []
+    for c in known:
+        seq, rev = marks[str(c.pk)]
+        if c.last_seq > seq or c.rev > rev:
+            stale.append((c, seq, rev))
+    changed_q, new_q = Q(pk__in=[]), Q(pk__in=[])
+    for c, seq, rev in stale:
+        if c.rev > rev:
+            changed_q |= Q(
+                conversation_id=c.pk, seq__lte=seq, changed_rev__gt=rev, changed_rev__lte=c.rev
+            )
+        if c.last_seq > seq:
+            new_q |= Q(conversation_id=c.pk, seq__gt=seq)
+    changed = list(
+        Message.objects.filter(changed_q).order_by("conversation_id", "changed_rev")[: limit + 1]
+    )
+    new = list(Message.objects.filter(new_q).order_by("conversation_id", "seq")[: limit + 1])
+    order = {c.pk: i for i, c in enumerate(c for c, _, _ in stale)}
+    changed_by, changed_edge = _grouped(changed, limit, order)
+    new_by, new_edge = _grouped(new, limit, order)
+    budget = limit
+    for i, (c, seq, rev) in enumerate(stale):
+        if budget <= 0:
+            result.more = True
+            break
+        if c.state_rev > rev:
+            result.events.append(state_event(c))
+        mine = changed_by.get(c.pk, [])
+        sent = mine[:budget]
+        budget -= len(sent)
+        result.events += [{"type": "chat.message", "data": message_data(m)} for m in sent]
+        if len(sent) < len(mine) or i == changed_edge:  # its changes go on past the cut
+            result.marks[str(c.pk)] = [seq, sent[-1].changed_rev if sent else rev]  # type: ignore[list-item]
+            result.more = True
+            break
+        mine = new_by.get(c.pk, [])
+        sent = mine[:budget]
+        budget -= len(sent)
+        result.events += [{"type": "chat.message", "data": message_data(m)} for m in sent]
+        result.marks[str(c.pk)] = [sent[-1].seq if sent else seq, c.rev]
+        if len(sent) < len(mine) or i == new_edge:
+            result.more = True
+            break
+    unnamed, more_unnamed = _conversation_items(
+        Conversation.objects.filter(participating(viewer)).exclude(pk__in=list(marks)),
+        viewer=viewer,
+        limit=new_limit,
+    )
+    result.events += [{"type": "chat.conversation", "data": item} for item in unnamed]
+    result.more = result.more or more_unnamed
+    return result
+
+
+def _grouped(
+    rows: list[Message], limit: int, order: dict[Any, int]
+) -> tuple[dict[Any, list[Message]], int]:
+    """``rows`` (a query cut at ``limit + 1``) by conversation, and the index (in ``order``)
+    of the conversation whose rows may go on past the cut (-1: none were cut)."""
+    edge = order[rows[limit - 1].conversation_id] if len(rows) > limit else -1
+    grouped: dict[Any, list[Message]] = {}
+    for m in rows[:limit]:
+        grouped.setdefault(m.conversation_id, []).append(m)
+    return grouped, edge
 
 
 def message_in(*, conversation: Conversation, seq: Any, lock: bool = False) -> Message:
@@ -132,11 +219,8 @@ def unread_total(viewer_id: Any) -> int:
     return unread_messages(viewer_id).count()
 
 
-def conversation_list(
-    *, viewer: User, cursor: str | None, limit: int
-) -> tuple[list[dict[str, Any]], str | None]:
-    """The viewer's conversations, most recent activity first, each with its last message
-    and the viewer's unread count: three queries whatever the page size."""
+def _listed(qs: QuerySet[Conversation], viewer: User) -> QuerySet[Conversation]:
+    """``qs`` with what a list item shows: the viewer's unread count and last message."""
     unread = (
         Message.objects.filter(
             conversation=OuterRef("pk"), seq__gt=OuterRef("my_read_seq"), deleted_at__isnull=True
@@ -147,16 +231,18 @@ def conversation_list(
         .values("n")
     )
     last = Message.objects.filter(conversation=OuterRef("pk")).order_by("-seq").values("pk")[:1]
-    qs = (
-        Conversation.objects.filter(participating(viewer))
-        .select_related("patient", "doctor")
-        .annotate(
-            my_read_seq=_my_read_seq(viewer),
-            unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
-            last_message_pk=Subquery(last),
-        )
+    return qs.select_related("patient", "doctor").annotate(
+        my_read_seq=_my_read_seq(viewer),
+        unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
+        last_message_pk=Subquery(last),
     )
-    conversations, next_cursor = paginate(qs, field="last_activity_at", cursor=cursor, limit=limit)
+
+
+def _items(
+    conversations: list[Conversation], viewer: User, *, presence: bool
+) -> list[dict[str, Any]]:
+    """List items of conversations from :func:`_listed`: one more query (their last
+    messages), and with ``presence`` the other sides' presence."""
     last_messages = {
         m.pk: m
         for m in Message.objects.filter(
@@ -166,8 +252,10 @@ def conversation_list(
     # The other side's presence, as the gateway shows it: only to those in care together;
     # unknown (null) while Redis is away, rather than no list at all.
     others = [c.doctor_id if c.patient_id == viewer.pk else c.patient_id for c in conversations]
-    visible = set(audience(viewer.pk)) & {str(o) for o in others}
-    status = (best_effort(online, visible, what="presence") or {}) if visible else {}
+    status: dict[str, bool] = {}
+    if presence:
+        visible = set(audience(viewer.pk)) & {str(o) for o in others}
+        status = (best_effort(online, visible, what="presence") or {}) if visible else {}
     items = []
     for c, other in zip(conversations, others, strict=True):
         message = last_messages.get(c.last_message_pk)  # type: ignore[attr-defined]
@@ -180,7 +268,26 @@ def conversation_list(
                 other_online=status.get(str(other)),
             )
         )
-    return items, next_cursor
+    return items
+
+
+def _conversation_items(
+    qs: QuerySet[Conversation], *, viewer: User, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` of these conversations as list items (without presence), most recent
+    activity first, and whether there are more."""
+    found = list(_listed(qs, viewer).order_by("-last_activity_at", "-pk")[: limit + 1])
+    return _items(found[:limit], viewer, presence=False), len(found) > limit
+
+
+def conversation_list(
+    *, viewer: User, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The viewer's conversations, most recent activity first, each with its last message
+    and the viewer's unread count: three queries whatever the page size."""
+    qs = _listed(Conversation.objects.filter(participating(viewer)), viewer)
+    conversations, next_cursor = paginate(qs, field="last_activity_at", cursor=cursor, limit=limit)
+    return _items(conversations, viewer, presence=True), next_cursor
 
 
 def _person(user: User) -> dict[str, Any]:
@@ -209,6 +316,7 @@ def conversation_data(
         "created_at": _iso(conversation.created_at),
         "last_activity_at": _iso(conversation.last_activity_at),
         "last_seq": conversation.last_seq,
+        "rev": conversation.rev,
         "read_seq": getattr(conversation, f"{mine}_read_seq"),
         "other_read_seq": getattr(conversation, f"{other}_read_seq"),
         "unread": unread,

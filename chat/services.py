@@ -87,15 +87,13 @@ def _set_closed(*, user: User, conversation_id: Any, closed: bool) -> dict[str, 
         if user.pk != conversation.doctor_id:
             raise DoctorOnly()
         if (conversation.closed_at is not None) != closed:
+            release = _hold_push_order(conversation.pk)
             conversation.closed_at = timezone.now() if closed else None
-            conversation.save(update_fields=["closed_at"])
-            publish_on_commit(
-                user_ids=[conversation.patient_id, conversation.doctor_id],
-                event={
-                    "type": "chat.closed" if closed else "chat.reopened",
-                    "data": {"conversation_id": str(conversation.pk)},
-                },
-            )
+            conversation.rev += 1  # a change a resume replays (the row is locked)
+            conversation.state_rev = conversation.rev
+            conversation.save(update_fields=["closed_at", "rev", "state_rev"])
+            _publish(conversation, selectors.state_event(conversation))
+            transaction.on_commit(release)  # runs after the push, registered before it
     return selectors.conversation_data(conversation, viewer=user)
 
 
@@ -352,12 +350,35 @@ def _tell_recipient(conversation: Conversation, message: Message, now: Any) -> l
 
 
 def _own_message(user: User, conversation_id: Any, seq: Any) -> tuple[Conversation, Message]:
-    """Inside a transaction: the caller's message, locked."""
-    conversation = selectors.conversation_for(viewer=user, conversation_id=conversation_id)
+    """Inside a transaction: the caller's message, and its conversation locked (its ``rev``
+    is taken by :func:`_changed`)."""
+    conversation = selectors.conversation_for(
+        viewer=user, conversation_id=conversation_id, lock=True
+    )
     message = selectors.message_in(conversation=conversation, seq=seq, lock=True)
     if message.sender_id != user.pk:
         raise NotSender()
     return conversation, message
+
+
+def _changed(conversation: Conversation, message: Message, fields: list[str]) -> dict[str, Any]:
+    """Save an edit or a deletion under the next ``rev`` of the conversation (locked), so a
+    resume replays it to a device that had already seen the message, and push it after
+    commit in ``rev`` order (the push turn, as for sends: an edit then a deletion must not
+    arrive swapped). Answers the message's data."""
+    release = _hold_push_order(conversation.pk)
+    try:
+        conversation.rev += 1
+        db.update(conversation, ["rev"])
+        message.changed_rev = conversation.rev
+        message.save(update_fields=[*fields, "changed_rev"])
+        data = selectors.message_data(message)
+        _publish(conversation, {"type": "chat.message", "data": data})
+    except BaseException:
+        release()
+        raise
+    transaction.on_commit(release)  # runs after the push, registered before it
+    return data
 
 
 @transaction.atomic
@@ -377,10 +398,7 @@ def message_edit(*, user: User, conversation_id: Any, seq: Any, text: Any) -> di
         raise EditWindowPassed()
     message.text = _checked_text(text, has_attachments=bool(message.attachments))
     message.edited_at = now
-    message.save(update_fields=["text", "edited_at"])
-    data = selectors.message_data(message)
-    _publish(conversation, {"type": "chat.message", "data": data})
-    return data
+    return _changed(conversation, message, ["text", "edited_at"])
 
 
 @transaction.atomic
@@ -390,10 +408,9 @@ def message_delete(*, user: User, conversation_id: Any, seq: Any) -> dict[str, A
     conversation, message = _own_message(user, conversation_id, seq)
     if message.deleted_at is None:
         message.text, message.attachments, message.deleted_at = "", [], timezone.now()
-        message.save(update_fields=["text", "attachments", "deleted_at"])
         for participant in (conversation.patient_id, conversation.doctor_id):  # rebuilt on read
             unread_forget_on_commit(user_id=participant, name="chat")
-        _publish(conversation, {"type": "chat.message", "data": selectors.message_data(message)})
+        return _changed(conversation, message, ["text", "attachments", "deleted_at"])
     return selectors.message_data(message)
 
 

@@ -70,24 +70,29 @@ def _session_holds(session_key: str, user: Any) -> bool:
 
 
 @database_sync_to_async
-def _user_for_ticket(ticket: str) -> Any:
+def _user_for_ticket(ticket: str) -> tuple[Any, str | None]:
+    """The ticket's user and the session it was asked in (checked again once the socket
+    has joined: see ``realtime.consumers._access_holds``)."""
     found = ticket_redeem(ticket)
     if found is None:
-        return AnonymousUser()
+        return AnonymousUser(), None
     user_id, session_key = found
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None or not _session_holds(session_key, user):
-        return AnonymousUser()
-    return user
+        return AnonymousUser(), None
+    return user, session_key
 
 
 class SocketAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         ticket, token = _ticket(scope), _bearer(scope)
+        session_key = None
         if ticket is not None:
-            user = await _user_for_ticket(ticket)
+            user, session_key = await _user_for_ticket(ticket)
         elif token:
             user = await _user_for_token(token)
         else:
             user = AnonymousUser()
-        return await super().__call__(dict(scope, user=user), receive, send)
+        return await super().__call__(
+            dict(scope, user=user, session_key=session_key), receive, send
+        )

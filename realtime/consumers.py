@@ -33,9 +33,10 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import translation
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, RateLimited
 from core.languages import asked_language
 from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
@@ -58,8 +59,9 @@ MAX_DEPTH = 32
 # an ApplicationError they raise becomes an ``error`` event.
 HANDLERS: dict[str, Callable[..., dict[str, Any] | None]] = {}
 # What else a ``resume`` replays, by name, wired at the composition root:
-# ``resumer(*, user, content) -> events`` (run in a thread), sent after the stored events and
-# before ``resume.done`` (chat's missed messages, by the last ``seq`` seen per conversation).
+# ``resumer(*, user, content) -> events`` (run in a thread, before anything is replayed, so
+# that it may refuse its part), sent after the stored events and before ``resume.done``
+# (chat's missed messages and changes, by the last ``seq`` and ``rev`` seen per conversation).
 RESUMERS: dict[str, Callable[..., list[dict[str, Any]]]] = {}
 
 
@@ -103,6 +105,32 @@ def _resume_events(
     highest = EventCounter.objects.filter(user_id=user_id).values_list("last", flat=True).first()
     events, more = selectors.events_after(user_id=user_id, after=after, limit=limit)
     return events, more, highest or 0
+
+
+def _access_holds(scope: dict[str, Any], user: Any) -> bool:
+    """Whether the socket's credential still admits ``user`` as the handshake saw them, from
+    a fresh look at the user's auth snapshot (dropped by every save of the user): active,
+    no password to change, the same role, and the session not ended (a logout, a password
+    change or a deactivation, which raises the session epoch, changes the hash sessions are
+    checked against). A bearer token is validated again whole; for a ticket, the session it
+    was asked in is checked when the authentication left its key (``session_key``)."""
+    from accounts.tokens_validation import user_snapshot, validate_access_token
+    from realtime.auth import _bearer, _session_holds, _ticket
+
+    snap = user_snapshot(str(user.pk))
+    if (
+        snap is None
+        or not snap.is_active
+        or snap.must_change_password
+        or snap.role != getattr(user, "role", snap.role)
+        or not constant_time_compare(snap.session_auth_hash, user.get_session_auth_hash())
+    ):
+        return False
+    token = _bearer(scope)
+    if _ticket(scope) is None and token:
+        return validate_access_token(token) is not None
+    session_key = scope.get("session_key")
+    return not session_key or _session_holds(session_key, user)
 
 
 class _Bucket:
@@ -174,6 +202,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         self.live_sent: deque[int] = deque(maxlen=_setting("REALTIME_RESUME_LIMIT", 500))
         self.replayed_upto = 0
         await fanout.join(self)
+        # Checked again now that a close of the user's sockets would find this one: a
+        # deactivation or logout whose close went out between the handshake's check and the
+        # join found nothing to close, and is seen here instead.
+        if not await database_sync_to_async(_access_holds)(self.scope, user):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         self.authenticated = True
         OPEN_SOCKETS.inc()
         watchdog.watch()
@@ -224,7 +258,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         this socket now (a password change, which also logs out, asks twice)."""
         if self.closing:
             return
-        self.closing = True
+        self.closing = True  # frames already received are not handled (``receive``)
         await self.close(code=int(event.get("code", CLOSE_FORBIDDEN)))
 
     # --- client messages -----------------------------------------------------------------
@@ -232,7 +266,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
-        if not self.authenticated:
+        if not self.authenticated or self.closing:
             return
         if not self.bucket.take():
             self.strikes += 1
@@ -299,6 +333,13 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         after = content.get("after", 0)
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise InvalidMessage(fields={"after": _("Send a whole number, 0 or more.")})
+        # The resumers first: one that refuses its part of the request (an error event) must
+        # do so before anything is replayed, or the client would get events and no
+        # ``resume.done``. Their events are still sent after the stored ones.
+        extra = [
+            await database_sync_to_async(resumer)(user=self.user, content=content)
+            for resumer in RESUMERS.values()
+        ]
         events, more, highest = await database_sync_to_async(_resume_events)(
             user_id=self.user_id, after=after, limit=_setting("REALTIME_RESUME_LIMIT", 500)
         )
@@ -309,8 +350,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             if last not in already:
                 await self.send_json(body)
         self.replayed_upto = max(self.replayed_upto, last)
-        for resumer in RESUMERS.values():
-            for event in await database_sync_to_async(resumer)(user=self.user, content=content):
+        for part in extra:
+            for event in part:
                 await self.send_json(event)
         await self.send_json({"type": "resume.done", "data": {"last": last, "more": more}})
 
@@ -329,6 +370,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, exc: ApplicationError) -> None:
         with translation.override(self.language):
             body = exc.envelope()
+        if isinstance(exc, RateLimited):
+            # A socket has no ``Retry-After`` header: the seconds to wait ride beside the
+            # envelope.
+            body["retry_after"] = max(1, int(exc.retry_after))
         await self.send_json({"type": "error", **body})
 
 

@@ -18,7 +18,7 @@ AR = {
     "Online payment is not available yet: patients pay at the appointment.": "الدفع الإلكتروني غير متاح بعد: يدفع المرضى عند الموعد.",
     "The request body is not valid form data.": "نص الطلب ليس بيانات نموذج صالحة.",
     "Too many fields or files were sent.": "أُرسِل عدد كبير جدًا من الحقول أو الملفات.",
-    "Send an object of conversation ids to the last seq seen.": "أرسل كائنًا يربط كل معرّف محادثة بآخر رقم تسلسلي اطّلعت عليه.",
+    "Send an object of conversation ids to the last seq and rev seen.": "أرسل كائنًا يربط كل معرّف محادثة بآخر رقم تسلسلي وآخر رقم مراجعة اطّلعت عليهما.",
     # records
     "This medical record does not exist or you cannot see it.": "هذا السجل الطبي غير موجود أو لا يحق لك الاطلاع عليه.",
     'Attach the file to upload as the form field "file".': 'أرفق الملف المراد رفعه في حقل النموذج "file".',

@@ -154,7 +154,7 @@ async def test_field_errors_of_handlers_and_resume_are_in_the_users_language():
         await ws.send_json_to({"type": "resume", "chat": 5})  # chat's resumer, in a thread
         reply = await receive_type(ws, "error")
         assert reply["error"]["fields"]["chat"] == (
-            "أرسل كائنًا يربط كل معرّف محادثة بآخر رقم تسلسلي اطّلعت عليه."
+            "أرسل كائنًا يربط كل معرّف محادثة بآخر رقم تسلسلي وآخر رقم مراجعة اطّلعت عليهما."
         )
         await ws.disconnect()
     finally:
