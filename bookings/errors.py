@@ -55,6 +55,13 @@ class PatientBusy(ApplicationError):
     code = "booking.patient_busy"
     status = 409
     message = _("You already have an appointment at this time.")
+    to_the_doctor = _("The patient already has an appointment at this time.")  # moving it
+
+
+class PatientNotBookable(ApplicationError):
+    code = "booking.patient_not_bookable"
+    status = 422
+    message = _("This patient's account is closed: their appointments cannot be moved.")
 
 
 class HoldNotMovable(ApplicationError):

@@ -178,6 +178,7 @@ COMPLETED_AUTOMATICALLY = "completed automatically"
 REQUEST_LAPSED = "not answered in time"
 ACCOUNT_CLOSED = "account closed"
 VERIFICATION_WITHDRAWN = "doctor's verification withdrawn"
+ROLE_CHANGED = "account role changed"
 PAID = "paid"
 SYSTEM_REASONS = {
     RESCHEDULED: _("rescheduled"),
@@ -186,6 +187,7 @@ SYSTEM_REASONS = {
     REQUEST_LAPSED: _("not answered in time"),
     ACCOUNT_CLOSED: _("account closed"),
     VERIFICATION_WITHDRAWN: _("doctor's verification withdrawn"),
+    ROLE_CHANGED: _("account role changed"),
     PAID: _("paid"),
 }
 

@@ -27,6 +27,24 @@ def _account_saved(sender: type, instance: User, raw: bool = False, **kwargs: An
         CalendarFeed.objects.filter(user=instance).delete()
 
 
+def _role_saved(
+    sender: type, instance: User, raw: bool = False, created: bool = False, **kwargs: Any
+) -> None:
+    """A role changed (an admin's ``user_update_by_admin`` saves ``role`` among its
+    ``update_fields``) leaves no upcoming appointment on the side of a role the user no
+    longer holds: a demoted doctor could neither see nor cancel them, and their patients
+    would still expect the visit. A whole-row save (no ``update_fields``) may have changed
+    the role too: the appointments that exist decide (usually none, and nothing changes). A
+    closed account is :func:`_account_saved`'s."""
+    update_fields = kwargs.get("update_fields")
+    if raw or created or not instance.is_active or (update_fields and "role" not in update_fields):
+        return
+    from bookings.services import appointments_close_for_role
+
+    with transaction.atomic():
+        appointments_close_for_role(instance)
+
+
 def _doctor_saved(sender: type, instance: DoctorProfile, raw: bool = False, **kwargs: Any) -> None:
     """A doctor rejected (verification withdrawn) keeps no upcoming appointment: the
     directory no longer lists them, and nobody can book them."""
@@ -45,6 +63,7 @@ def _doctor_saved(sender: type, instance: DoctorProfile, raw: bool = False, **kw
 
 def connect() -> None:
     post_save.connect(_account_saved, sender=User, dispatch_uid="bookings-account-closed")
+    post_save.connect(_role_saved, sender=User, dispatch_uid="bookings-role-changed")
     post_save.connect(
         _doctor_saved, sender=DoctorProfile, dispatch_uid="bookings-verification-withdrawn"
     )

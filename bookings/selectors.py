@@ -39,15 +39,20 @@ def bookable_doctor(doctor_id: Any, *, patient_id: Any = None) -> DoctorProfile 
     query and the instances (``filter(...).select_related("user", "booking_policy")``).
 
     With ``patient_id`` (a booking or a move, in its transaction) the patient's account must
-    be active too, and on PostgreSQL the doctor's profile, the doctor's account and the
-    patient's account stay locked ``FOR SHARE`` until the transaction ends: closing either
-    account or withdrawing the verification waits for the booking to commit, and then cancels
-    it (``bookings.receivers``); a booking that comes second waits, then finds nobody to book.
+    be an active patient's too, and on PostgreSQL the doctor's profile, the doctor's account
+    and the patient's account stay locked ``FOR SHARE`` until the transaction ends: closing
+    either account, changing its role or withdrawing the verification waits for the booking
+    to commit, and then cancels it (``bookings.receivers``); a booking that comes second
+    waits, then finds nobody to book.
     Unlocked, a booking committed beside an account closing stayed active."""
     read = _bookable_read(connection.vendor, patient_id is not None)
     params = [db_value(DoctorProfile, "id", doctor_id), *read.params]
     if patient_id is not None:
-        params += [db_value(User, "id", patient_id), db_value(User, "is_active", True)]
+        params += [
+            db_value(User, "id", patient_id),
+            db_value(User, "is_active", True),
+            db_value(User, "role", Role.PATIENT),
+        ]
     rows = db.values(read.sql, params, read.fields)
     if not rows:
         return None
@@ -96,7 +101,7 @@ def _bookable_read(vendor: str, for_patient: bool) -> _BookableRead:
         f"AND u.{role} = %s"
     )
     if for_patient:
-        sql += f" AND pu.{user_id} = %s AND pu.{is_active} = %s"
+        sql += f" AND pu.{user_id} = %s AND pu.{is_active} = %s AND pu.{role} = %s"
         if vendor == "postgresql":  # SQLite serialises writers instead
             sql += " FOR SHARE OF d, u, pu"
     return _BookableRead(
@@ -237,17 +242,20 @@ def busy_of(
     end: datetime,
     *,
     now: datetime,
-    margin: timedelta | None,
+    margin: timedelta,
+    appointments: bool = True,
 ) -> list[tuple[datetime, datetime]]:
-    """The doctor's time off meeting ``[start, end)`` and, unless ``margin`` is None, the
-    active appointments meeting ``[start - margin, end)`` (a hold past its expiry no longer
-    blocks anything; :func:`_active` states the same rule as a queryset): one hand-written
-    statement, read for every slot list and every booking."""
-    sql, fields = _busy_sql(connection.vendor, margin is not None)
+    """The doctor's time off and, with ``appointments``, their active appointments meeting
+    ``[start - margin, end)`` (a hold past its expiry no longer blocks anything; :func:`holding`
+    states the same rule as a queryset): one hand-written statement, read for every slot list
+    and every booking. Time off takes the margin too: the slots after it keep their buffer
+    (``free_slots``), so time off ending just before the window takes its first slots, as
+    the booking of such a slot (its window starts earlier) finds."""
+    sql, fields = _busy_sql(connection.vendor, appointments)
     doctor_id = db_value(TimeOff, "doctor", doctor.pk)
     at = functools.partial(db_value, Appointment, "start")
-    params = [doctor_id, at(start), at(end)]
-    if margin is not None:
+    params = [doctor_id, at(start - margin), at(end)]
+    if appointments:
         params += [doctor_id, at(start - margin), at(end), *ACTIVE, Status.HELD, at(now)]
     return db.values(sql, params, fields)
 
@@ -292,12 +300,13 @@ def doctor_slots(
     now = now or timezone.now()
     policy, hours = schedule or schedule_of(doctor)
     margin = _margin(hours)
-    busy = busy_of(doctor, start, end, now=now, margin=None if ignore_bookings else margin)
+    busy = busy_of(doctor, start, end, now=now, margin=margin, appointments=not ignore_bookings)
     return _slots((policy, hours), start, end, busy, now)
 
 
 def _margin(hours: list[Hours]) -> timedelta:
-    """How long before a window an appointment may still take slots in it (its buffer)."""
+    """How long before a window an appointment or time off may still take slots in it (the
+    buffer after it)."""
     return timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
 
 
@@ -360,7 +369,9 @@ def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> b
     """The one answer to "are this doctor and this patient in care together?": a confirmed
     or completed appointment, upcoming or ended less than ``CARE_RELATIONSHIP_DAYS`` ago,
     with a doctor still verified (one whose verification is withdrawn sees nobody's files
-    and chats with nobody, whatever they saw before).
+    and chats with nobody, whatever they saw before), whose account is still an active
+    doctor's (an admin may change a role), with a patient whose account is active (an
+    account closed or erased, ``deleted_at``, is inactive: nobody chats with it).
     Chat, records and presence ask this; nobody re-implements it. The two are users or their
     ids.
 
@@ -376,6 +387,9 @@ def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> b
                 *_CARE_STATUSES,
                 db_value(Appointment, "end", _care_since(now)),
                 db_value(DoctorProfile, "verification", Verification.VERIFIED),
+                db_value(User, "role", Role.DOCTOR),
+                db_value(User, "is_active", True),
+                db_value(User, "is_active", True),
             ],
         )
         return cursor.fetchone() is not None
@@ -390,10 +404,14 @@ def _in_care_sql(vendor: str) -> str:
         Appointment, "doctor", "patient", "status", "end"
     )
     profiles, profile_id, user, verification = names(DoctorProfile, "id", "user", "verification")
+    users, user_id, role, is_active = names(User, "id", "role", "is_active")
     return (
         f"SELECT 1 FROM {appointments} a JOIN {profiles} d ON d.{profile_id} = a.{doctor} "  # noqa: S608 (names from the models)
+        f"JOIN {users} du ON du.{user_id} = d.{user} "
+        f"JOIN {users} pu ON pu.{user_id} = a.{patient} "
         f"WHERE d.{user} = %s AND a.{patient} = %s AND a.{status} IN (%s, %s) AND a.{end} >= %s "
-        f"AND d.{verification} = %s LIMIT 1"
+        f"AND d.{verification} = %s AND du.{role} = %s AND du.{is_active} = %s "
+        f"AND pu.{is_active} = %s LIMIT 1"
     )
 
 
@@ -406,6 +424,9 @@ def _in_care(now: datetime | None) -> QuerySet[Appointment]:
         status__in=_CARE_STATUSES,
         end__gte=_care_since(now),
         doctor__verification=Verification.VERIFIED,
+        doctor__user__role=Role.DOCTOR,
+        doctor__user__is_active=True,
+        patient__is_active=True,
     )
 
 
@@ -553,11 +574,10 @@ def _busy_of_many(
     booked = holding(
         Appointment.objects.filter(doctor_id__in=list(windows), end__gt=low, start__lt=high), now
     )
-    for rows, with_margin in ((off, False), (booked, True)):
+    for rows in (off, booked):  # both with the margin, as busy_of reads them
         for doctor_id, start, end in rows.values_list("doctor_id", "start", "end"):
             window_start, window_end = windows[doctor_id]
-            if with_margin:
-                window_start -= margins[doctor_id]
+            window_start -= margins[doctor_id]
             if end > window_start and start < window_end:
                 busy.setdefault(doctor_id, []).append((start, end))
     return busy

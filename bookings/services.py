@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.errors import AccountInactive
+from accounts.errors import AccountInactive, RoleRequired
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from audit.services import record
@@ -27,6 +27,7 @@ from bookings.errors import (
     HoursNotFound,
     NotVerified,
     PatientBusy,
+    PatientNotBookable,
     SlotTaken,
     SlotUnavailable,
     TimeOffConflict,
@@ -39,6 +40,7 @@ from bookings.models import (
     PAID,
     REQUEST_LAPSED,
     RESCHEDULED,
+    ROLE_CHANGED,
     VERIFICATION_WITHDRAWN,
     Appointment,
     AvailabilityRule,
@@ -371,6 +373,28 @@ def appointments_close_for(user: User, *, now: datetime | None = None) -> list[A
     )
 
 
+def appointments_close_for_role(user: User, *, now: datetime | None = None) -> list[Any]:
+    """Cancel the upcoming appointments a user keeps on the side of a role they no longer hold
+    (an admin changed it): as a doctor unless they are one, as a patient unless they are one.
+    Nobody could see or cancel them any more (``visible_to`` follows the role), while the
+    other party expected the visit. Both sides are told, as for a closed account."""
+    sides = Q()
+    if user.role != Role.PATIENT:
+        sides |= Q(patient=user)
+    if user.role != Role.DOCTOR:
+        sides |= Q(doctor__in=DoctorProfile.objects.filter(user=user).values("id"))
+    return _cancel_upcoming(
+        sides,
+        now=now,
+        reason=ROLE_CHANGED,
+        render=lambda a, u: (
+            _("Appointment cancelled"),
+            _("The appointment on %(when)s was cancelled: an account's role was changed.")
+            % {"when": when(a)},
+        ),
+    )
+
+
 def appointments_withdraw_for(doctor: DoctorProfile, *, now: datetime | None = None) -> list[Any]:
     """Cancel the upcoming appointments of a doctor whose verification was withdrawn (a
     verified doctor rejected): only verified doctors see patients. Both sides are told."""
@@ -472,7 +496,7 @@ def appointment_book(
     now = now or timezone.now()
     doctor = selectors.bookable_doctor(doctor_id, patient_id=patient.pk)
     if doctor is None:
-        raise _not_bookable(patient)
+        raise _not_bookable(patient, patient.pk)
     schedule = selectors.schedule_of(doctor, fresh=True)
     policy = schedule[0]
     slot = _matching_slot(doctor, start, mode, clinic_id, now, schedule)
@@ -483,7 +507,8 @@ def appointment_book(
         raise SlotUnavailable()
     # Online payment is required only where it can be made (ONLINE_PAYMENTS_ENABLED).
     if policy.payment_required and settings.ONLINE_PAYMENTS_ENABLED and mode != "in_person":
-        status, hold = Status.HELD, now + timedelta(minutes=policy.hold_minutes)
+        # Never past the start: a payment made once the visit has begun is refused.
+        status, hold = Status.HELD, min(now + timedelta(minutes=policy.hold_minutes), slot.start)
     else:
         status, hold = (Status.PENDING if policy.requires_approval else Status.CONFIRMED), None
     appointment = Appointment(
@@ -498,7 +523,7 @@ def appointment_book(
         hold_expires_at=hold,
     )
     appointment.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
-    _insert(appointment, now)
+    _insert(appointment, now, patient)
     _history(appointment, patient)
     tell_both(
         appointment,
@@ -512,16 +537,23 @@ def appointment_book(
     return appointment
 
 
-def _not_bookable(user: User) -> Exception:
-    """Why a booking or a move found nobody to book (``bookable_doctor`` answered None): the
-    acting user's own account was closed while the request ran (its token was checked before),
-    or else the doctor is not bookable."""
-    if not User.objects.filter(pk=user.pk, is_active=True).exists():
+def _not_bookable(user: User, patient_id: Any) -> Exception:
+    """Why a booking or a move found nobody to book (``bookable_doctor`` answered None), as the
+    acting user reads it: their own account was closed, or its role changed, while the request
+    ran (its token was checked before); to a doctor moving an appointment, the patient's
+    account is closed (or no longer a patient's); or else the doctor is not bookable."""
+    acting = User.objects.filter(pk=user.pk).values_list("is_active", "role").first()
+    if acting is None or not acting[0]:
         return AccountInactive()
+    if acting[1] != user.role:
+        return RoleRequired()
+    patient = User.objects.filter(pk=patient_id, is_active=True, role=Role.PATIENT)
+    if str(patient_id) != str(user.pk) and not patient.exists():
+        return PatientNotBookable()
     return DoctorNotBookable()
 
 
-def _insert(appointment: Appointment, now: datetime) -> None:
+def _insert(appointment: Appointment, now: datetime, actor: User) -> None:
     """Insert, letting the database decide conflicts: ``INSERT ... ON CONFLICT DO NOTHING``
     meets the exclusion constraints without an error, so no savepoint is needed around it.
     Two conflicting inserts checked at the same instant may deadlock on the constraint
@@ -548,7 +580,11 @@ def _insert(appointment: Appointment, now: datetime) -> None:
             start__lt=appointment.end,
             end__gt=appointment.start,
         ).exists()
-        raise PatientBusy() if patient_busy else SlotTaken()
+        if not patient_busy:
+            raise SlotTaken()
+        # Told to the one who acts: a doctor moving the visit is not the one who is busy.
+        mine = actor.pk == appointment.patient_id
+        raise PatientBusy() if mine else PatientBusy(PatientBusy.to_the_doctor)
 
 
 def _release_expired_holds(appointment: Appointment, now: datetime) -> int:
@@ -649,7 +685,8 @@ def appointment_paid(*, appointment_id: Any, now: datetime | None = None) -> App
     """The seam through which the payments module confirms a held appointment once it is
     paid (PAY-3; bookings never imports payments): under a lock, a hold still running
     becomes ``pending`` for a doctor who approves bookings (both sides are told
-    ``booking.paid``), else ``confirmed`` (``booking.confirmed``). A hold that ran out (released or not yet) is refused with
+    ``booking.paid``), else ``confirmed`` (``booking.confirmed``). A hold that ran out (released
+    or not yet), or whose appointment has begun, is refused with
     ``booking.hold_expired``: the caller refunds the payment. Telling it twice of the same
     payment (a provider's webhook sent again) changes nothing the second time."""
     now = now or timezone.now()
@@ -663,7 +700,11 @@ def appointment_paid(*, appointment_id: Any, now: datetime | None = None) -> App
         raise AppointmentNotFound()
     if appointment.paid_at:
         return appointment  # this payment was applied already, whatever happened since
-    if appointment.status != Status.HELD or (appointment.hold_expires_at or now) <= now:
+    if (
+        appointment.status != Status.HELD
+        or (appointment.hold_expires_at or now) <= now
+        or appointment.start <= now  # a hold kept past the start (made before it was capped)
+    ):
         raise HoldExpired()
     approval = selectors.policy_for(appointment.doctor).requires_approval
     appointment.status = Status.PENDING if approval else Status.CONFIRMED
@@ -784,7 +825,7 @@ def appointment_reschedule(
     if old.status == Status.HELD:
         raise HoldNotMovable()
     if bookable is None:
-        raise _not_bookable(user)
+        raise _not_bookable(user, old.patient_id)
     if user.role == Role.PATIENT:
         _check_cutoff(old, now)
     status = (
@@ -816,7 +857,7 @@ def appointment_reschedule(
         rescheduled_from=old,
     )
     new.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
-    _insert(new, now)
+    _insert(new, now, user)
     _history(new, user, reason or RESCHEDULED)
     tell_both(
         new,

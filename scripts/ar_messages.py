@@ -169,6 +169,14 @@ AR = {
     "The slot held for %(when)s was released: it was not paid in time.": "أُلغي حجز الموعد المؤقت في %(when)s لأنه لم يُدفع في الوقت المحدد.",
     "The file you uploaded on %(day)s is too large for the virus scan. It has been deleted; please upload a smaller file.": "الملف الذي رفعته بتاريخ %(day)s أكبر من أن يُفحص بحثًا عن الفيروسات. تم حذفه؛ يرجى رفع ملف أصغر.",
     "The file you uploaded on %(day)s could not be virus-scanned. It has been deleted; please upload it again.": "تعذّر فحص الملف الذي رفعته بتاريخ %(day)s بحثًا عن الفيروسات. تم حذفه؛ يرجى رفعه مرة أخرى.",
+    "account role changed": "تغيّر دور الحساب",
+    "The appointment on %(when)s was cancelled: an account's role was changed.": "أُلغي الموعد في %(when)s: تغيّر دور أحد الحسابات.",
+    "The patient already has an appointment at this time.": "لدى المريض موعد آخر في هذا الوقت بالفعل.",
+    "This patient's account is closed: their appointments cannot be moved.": "حساب هذا المريض مغلق: لا يمكن نقل مواعيده.",
+    "Enter a valid e-mail address.": "أدخل عنوان بريد إلكتروني صالحًا.",
+    "This account was erased at its owner's request: it cannot be changed.": "حُذف هذا الحساب بطلب من صاحبه: لا يمكن تغييره.",
+    "Only a superuser can erase an administrator's account.": "لا يمكن حذف حساب مسؤول إلا لمستخدم خارق.",
+    "a deleted account": "حساب محذوف",
 }
 
 

@@ -63,12 +63,12 @@ def seed() -> tuple:
     return profile, cairo, dubai
 
 
-def expected_busy(profile, start, end, now, margin):
-    """The rule as querysets: time off meeting the range, active appointments meeting it
-    widened by the margin, a hold past its expiry not among them."""
-    off = TimeOff.objects.filter(doctor=profile, end__gt=start, start__lt=end)
+def expected_busy(profile, start, end, now, margin, appointments):
+    """The rule as querysets: time off and, with ``appointments``, active appointments meeting
+    the range widened by the margin, a hold past its expiry not among them."""
+    off = TimeOff.objects.filter(doctor=profile, end__gt=start - margin, start__lt=end)
     found = list(off.values_list("start", "end"))
-    if margin is not None:
+    if appointments:
         booked = Appointment.objects.filter(
             doctor=profile, end__gt=start - margin, start__lt=end, status__in=selectors.ACTIVE
         ).exclude(status=Status.HELD, hold_expires_at__lte=now)
@@ -86,11 +86,18 @@ def check_busy(profile) -> int:
             if end <= start:
                 continue
             for now in (T0 - timedelta(hours=1), T0, T0 + timedelta(seconds=30)):
-                for margin in (None, timedelta(0), timedelta(minutes=5)):
-                    got = sorted(selectors.busy_of(profile, start, end, now=now, margin=margin))
-                    assert got == expected_busy(profile, start, end, now, margin), (start, end)
-                    assert all(a.tzinfo is not None and b.tzinfo is not None for a, b in got)
-                    compared += len(got)
+                for margin in (timedelta(0), timedelta(minutes=5), timedelta(minutes=40)):
+                    for appointments in (False, True):
+                        got = sorted(
+                            selectors.busy_of(
+                                profile, start, end, now=now, margin=margin,
+                                appointments=appointments,
+                            )
+                        )  # fmt: skip
+                        expected = expected_busy(profile, start, end, now, margin, appointments)
+                        assert got == expected, (start, end, margin, appointments)
+                        assert all(a.tzinfo is not None and b.tzinfo is not None for a, b in got)
+                        compared += len(got)
     return compared
 
 
@@ -172,6 +179,13 @@ def check_bookable_doctor() -> None:
             assert selectors.policy_for(found).min_notice_minutes == 60  # the defaults
     for profile_id in (pending.pk, inactive.pk, uuid.uuid4()):
         assert selectors.bookable_doctor(profile_id) is None
+    # for a booking or a move: the patient's account must be an active patient's
+    patient, closed, moved = make_user(), make_user(), make_user()
+    type(closed).objects.filter(pk=closed.pk).update(is_active=False)
+    type(moved).objects.filter(pk=moved.pk).update(role="helper")
+    assert selectors.bookable_doctor(without.pk, patient_id=patient.pk) is not None
+    for other in (closed, moved):
+        assert selectors.bookable_doctor(without.pk, patient_id=other.pk) is None
 
 
 @pytest.mark.django_db
