@@ -19,14 +19,17 @@ from typing import Any, cast
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.forms import TypedChoiceField
+from django.forms import MultipleHiddenInput, TypedChoiceField
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 
 from accounts import services
 from accounts.models import Role, User
 from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, may_change_access
+from audit.services import record
 
 ACCESS_FIELDS = (
     "role",
@@ -53,6 +56,49 @@ class UserAddForm(BaseUserCreationForm):
         self.fields["email"].required = True  # the login of an account opened here
 
 
+class UserChangeForm(BaseUserChangeForm):
+    """Each field posts back, hidden, the value the page showed: only what the admin changed
+    on the page is a change. A row changed since the page was rendered (another admin's
+    deactivation or role change) is not silently set back to what the page showed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if field.disabled:  # the password hash's field: never posted, nor shown
+                continue
+            # A post without the hidden value (not from the page) is compared with the row;
+            # but a page showing no choice of a multiple one posts no hidden value either.
+            shown = self.add_initial_prefix(name)
+            multiple = issubclass(field.hidden_widget, MultipleHiddenInput)
+            field.show_hidden_initial = not self.is_bound or shown in self.data or multiple
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if self.instance.pk is not None and self.changed_data:
+            # The row locked until the save commits (an erasure takes the same lock): an
+            # account erased since the page was read is refused here, not by a 500 later.
+            row = User.objects.select_for_update().get(pk=self.instance.pk)
+            if row.deleted_at is not None:
+                raise ValidationError(
+                    _("This account was erased at its owner's request: it cannot be changed.")
+                )
+        return cleaned
+
+
+def _require_password_change(actor: User, user: User) -> None:
+    """The user must change their password before anything else (set here, never cleared:
+    see :meth:`UserAdmin.get_readonly_fields`). Audited."""
+    user.must_change_password = True
+    user.save(update_fields=["must_change_password"])
+    record(
+        action="user.password_change_required",
+        actor_id=actor.pk,
+        actor_role=actor.role,
+        target_type="user",
+        target_id=str(user.pk),
+    )
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
@@ -77,6 +123,7 @@ class UserAdmin(BaseUserAdmin):
         ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+    form = UserChangeForm
     add_form = UserAddForm
     add_fieldsets = (
         (
@@ -97,6 +144,10 @@ class UserAdmin(BaseUserAdmin):
             or obj.deleted_at is not None  # erased by its owner: never reactivated
         ):
             return (*_ALWAYS_READ_ONLY, *ACCESS_FIELDS)
+        if obj.must_change_password:
+            # Cleared only by its owner, by changing the password: whoever opened the account
+            # knows the one-time password and could otherwise keep it working.
+            return (*_ALWAYS_READ_ONLY, "must_change_password")
         return _ALWAYS_READ_ONLY
 
     def formfield_for_choice_field(
@@ -145,16 +196,19 @@ class UserAdmin(BaseUserAdmin):
             obj.refresh_from_db()
             return
         changed = {name: form.cleaned_data[name] for name in form.changed_data}
-        by_services = changed.keys() & (services.ADMIN_EDITABLE | {"is_active", "is_superuser"})
-        for name in by_services:  # as it was: the services change it, audit it and act on it
-            setattr(obj, name, form.initial[name])
-        super().save_model(request, obj, form, change)
+        # The row as it is now, locked until the commit: only the fields changed on the page
+        # are written, each by its service, so what changed since it was read (a
+        # deactivation, a password change, a new session epoch, an erasure) stays.
+        user = User.objects.select_for_update().get(pk=obj.pk)
         profile = {k: v for k, v in changed.items() if k in services.ADMIN_EDITABLE}
         if profile:
-            services.user_update_by_admin(actor=actor, user=obj, changes=profile)
+            services.user_update_by_admin(actor=actor, user=user, changes=profile)
         if "is_active" in changed:
-            services.user_set_active(actor=actor, user=obj, active=changed["is_active"])
-        services.user_grants_set(actor=actor, user=obj, changes=changed)
+            services.user_set_active(actor=actor, user=user, active=changed["is_active"])
+        services.user_grants_set(actor=actor, user=user, changes=changed)
+        if changed.get("must_change_password") and not user.must_change_password:
+            _require_password_change(actor, user)
+        obj.refresh_from_db()
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Groups and permissions were set by save_model, through their service.
@@ -196,9 +250,48 @@ def _admins_only(model_admin: admin.ModelAdmin) -> None:
         setattr(model_admin, name, check)
 
 
+# Login addresses and linked Google accounts: view-only for everyone, superusers included.
+# Whoever could add, change or verify an address on someone's account, or link a Google
+# account to it, could sign in as that user (by e-mail code), past the break-glass rule and
+# unaudited. They change through their owner's verified flows only.
+VIEW_ONLY = (
+    "account.EmailAddress",
+    "socialaccount.SocialAccount",
+    "socialaccount.SocialToken",
+)
+# Second factors are enrolled by their owners (``/admin/otp/enrol/``): a device added or
+# changed here, with a key of the admin's choice, would pass another staff member's second
+# factor. One may still be deleted (a lost phone): its owner then enrols again, which takes
+# their password.
+NOT_ADDED_OR_CHANGED = ("otp_totp.TOTPDevice",)
+
+
+def _never(request: HttpRequest, *args: Any) -> bool:
+    return False
+
+
+def _no_actions(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+def _restrict(model_admin: admin.ModelAdmin, *, deletable: bool) -> None:
+    denied = ["has_add_permission", "has_change_permission"]
+    if not deletable:
+        denied.append("has_delete_permission")
+        # allauth's "mark as verified" asks for no permission: it would verify addresses.
+        model_admin.get_actions = _no_actions  # type: ignore[method-assign]
+    for name in denied:
+        setattr(model_admin, name, _never)
+
+
 def _guard_access_models() -> None:
     from django.apps import apps
 
+    for labels, deletable in ((VIEW_ONLY, False), (NOT_ADDED_OR_CHANGED, True)):
+        for label in labels:
+            model_admin = admin.site._registry.get(apps.get_model(label))
+            if model_admin is not None:
+                _restrict(model_admin, deletable=deletable)
     for label in ADMINS_ONLY:
         model_admin = admin.site._registry.get(apps.get_model(label))
         if model_admin is not None:

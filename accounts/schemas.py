@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from uuid import UUID
 
@@ -100,9 +101,22 @@ class DoctorCreatedOut(Schema):
     temporary_password: str
 
 
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # as DoctorCreateIn's pattern
+
+
 class InvitationIn(InputSchema):
-    email: str = Field("", max_length=254)
+    email: str = Field("", max_length=254, description="Only this address may redeem it.")
     ttl_days: int = Field(7, ge=1, le=30, strict=True)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        # Compared with the address a doctor signs up with (stored lower-case): a space or a
+        # typo would make the invitation one nobody can ever redeem.
+        value = value.strip().lower()
+        if value and not _EMAIL_RE.match(value):
+            raise ValueError(_("Enter a valid e-mail address."))
+        return value
 
 
 class InvitationOut(Schema):

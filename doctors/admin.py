@@ -6,10 +6,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import ForeignKey, QuerySet
-from django.forms import ModelChoiceField
+from django.forms import ModelChoiceField, MultipleHiddenInput
 from django.http import HttpRequest
 
 from accounts.models import Role, User
+from audit.services import record
 from core.errors import ApplicationError
 from doctors import services
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
@@ -38,11 +39,38 @@ class SpecialtyAdmin(InvalidatesDirectory):
     search_fields = ("code", "name_en", "name_ar")
 
 
+class PostsBackWhatItShowed(forms.ModelForm):
+    """Each field posts back, hidden, the value the page showed: only what the admin changed
+    on the page is a change, and a field the doctor changed since the page was rendered is
+    not set back to what the page showed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance._state.adding:
+            return
+        for name, field in self.fields.items():
+            if field.disabled or field.widget.is_hidden:
+                continue
+            # A post without the hidden value (not from the page) is compared with the row;
+            # but a page showing no choice of a multiple one posts no hidden value either.
+            shown = self.add_initial_prefix(name)
+            multiple = issubclass(field.hidden_widget, MultipleHiddenInput)
+            field.show_hidden_initial = not self.is_bound or shown in self.data or multiple
+
+
+def _changed_columns(form: forms.ModelForm) -> list[str]:
+    """The model's own columns among what the form changed (not its many-to-many fields,
+    which ``save_m2m`` sets)."""
+    columns = {f.name for f in form._meta.model._meta.concrete_fields}
+    return [name for name in form.changed_data if name in columns]
+
+
 class ClinicInline(admin.TabularInline):
     """Clinics are added and moved by their doctors (the API geocodes them and indexes their
     location); here only a name can be corrected."""
 
     model = Clinic
+    form = PostsBackWhatItShowed
     extra = 0
     fields = ("name", "address", "city", "country", "latitude", "longitude", "time_zone")
     readonly_fields = ("address", "city", "country", "latitude", "longitude", "time_zone")
@@ -76,6 +104,7 @@ class DoctorProfileAdmin(InvalidatesDirectory):
         "rating_sum",
         "rating_count",
     )
+    form = PostsBackWhatItShowed
     inlines = [ClinicInline]
     actions = ["verify", "reject"]
     action_form = DecisionForm
@@ -90,6 +119,48 @@ class DoctorProfileAdmin(InvalidatesDirectory):
         if db_field.name == "user":
             kwargs["queryset"] = User.objects.filter(role=Role.DOCTOR)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """Only the fields changed on the page are written: a whole-row save would set back
+        what changed since the profile was read (a rejection, which relists the doctor;
+        ratings added meanwhile; the doctor's own edits)."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        columns = _changed_columns(form)
+        if columns:
+            obj.save(update_fields=[*columns, "updated_at"])
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Clinics, as their profile: only what changed on the page is written (a doctor's
+        move of a clinic meanwhile, geocoded and indexed, stays)."""
+        formset.save(commit=False)
+        for clinic, fields in formset.changed_objects:
+            clinic.save(update_fields=fields)
+        for clinic in formset.deleted_objects:
+            clinic.delete()
+        formset.save_m2m()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Audited, as the API's changes of a profile are."""
+        super().save_related(request, form, formsets, change)
+        data: dict[str, Any] = {"fields": sorted(form.changed_data)}
+        for formset in formsets:
+            if formset.model is Clinic:
+                changed = sorted(str(clinic.pk) for clinic, _ in formset.changed_objects)
+                deleted = sorted(str(clinic.pk) for clinic in formset.deleted_objects)
+                data |= {"clinics_changed": changed} if changed else {}
+                data |= {"clinics_deleted": deleted} if deleted else {}
+        if change and data == {"fields": []}:
+            return  # saved as it was
+        record(
+            action="doctor.updated_by_admin" if change else "doctor.created_by_admin",
+            actor_id=request.user.pk,
+            actor_role=getattr(request.user, "role", ""),
+            target_type="doctor",
+            target_id=str(form.instance.pk),
+            data=data,
+        )
 
     def _decide(
         self, request: HttpRequest, queryset: QuerySet[DoctorProfile], decision: str

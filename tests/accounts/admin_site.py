@@ -52,6 +52,13 @@ def _form_data(form: forms.BaseForm) -> dict[str, Any]:
             continue
         value = form[name].value()
         key = form.add_prefix(name)
+        if field.show_hidden_initial:  # the hidden copy of what the page showed
+            shown = form.add_initial_prefix(name)
+            if isinstance(field, forms.MultipleChoiceField | forms.ModelMultipleChoiceField):
+                if value:  # none chosen: a browser posts no hidden value
+                    data[shown] = [str(v) for v in value]
+            else:
+                data[shown] = "" if value is None else str(value)
         if isinstance(field.widget, forms.CheckboxInput):
             if value:
                 data[key] = "on"
@@ -64,7 +71,8 @@ def _form_data(form: forms.BaseForm) -> dict[str, Any]:
 
 def change_form(client: Client, url: str, **changes: Any) -> dict[str, Any]:
     """What the change page at ``url`` posts back as it is, with ``changes`` applied (a
-    checkbox set to False is left out, as a browser does)."""
+    checkbox set to False is left out, as a browser does; the hidden copies of the values
+    the page showed stay as they were)."""
     page = client.get(url)
     assert page.status_code == 200, page.status_code
     data = _form_data(page.context["adminform"].form)

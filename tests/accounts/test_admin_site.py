@@ -256,8 +256,8 @@ def test_totp_secrets_of_staff_are_not_shown():
     "perms, url",
     [
         (("auth.view_group", "auth.change_group"), "/admin/auth/group/"),
-        (("account.view_emailaddress", "account.add_emailaddress"), "/admin/account/emailaddress/add/"),
-        (("otp_totp.view_totpdevice", "otp_totp.add_totpdevice"), "/admin/otp_totp/totpdevice/add/"),
+        (("account.view_emailaddress", "account.add_emailaddress"), "/admin/account/emailaddress/"),
+        (("otp_totp.view_totpdevice", "otp_totp.add_totpdevice"), "/admin/otp_totp/totpdevice/"),
         (("socialaccount.view_socialaccount",), "/admin/socialaccount/socialaccount/"),
     ],
 )  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from core import crypto
@@ -26,6 +26,9 @@ class Command(BaseCommand):
         if options["new_key"]:
             self.stdout.write(crypto.generate_key_spec(options["new_key"]))
             return
+        batch_size = options["batch_size"]
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1.")
         current = crypto.keyring().current_id
         total = 0
         for field in encrypted_fields():
@@ -39,13 +42,14 @@ class Command(BaseCommand):
                 .values_list(pk_name, flat=True)
             )
             ids = list(stale)
-            for start in range(0, len(ids), options["batch_size"]):
-                chunk = ids[start : start + options["batch_size"]]
+            done = 0  # what was written: a row deleted meanwhile is not counted
+            for start in range(0, len(ids), batch_size):
+                chunk = ids[start : start + batch_size]
                 with transaction.atomic():
                     for obj in model._default_manager.select_for_update().filter(pk__in=chunk):
-                        model._default_manager.filter(pk=obj.pk).update(
+                        done += model._default_manager.filter(pk=obj.pk).update(
                             **{field.attname: getattr(obj, field.attname)}
                         )
-                total += len(chunk)
-            self.stdout.write(f"{table}.{column}: {len(ids)} re-encrypted")
+            total += done
+            self.stdout.write(f"{table}.{column}: {done} re-encrypted")
         self.stdout.write(self.style.SUCCESS(f"done: {total} values now under key {current}"))
