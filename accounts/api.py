@@ -31,6 +31,7 @@ from accounts.schemas import (
     UserOut,
     UserPage,
 )
+from audit.services import record_from_request
 from core import ratelimit
 from core.errors import ApplicationError
 from core.idempotency import IDEMPOTENCY_KEY, created_once
@@ -92,7 +93,12 @@ def me_update(request: AuthedRequest, payload: MeIn) -> dict:
 
 @router.get("/me/export", auth=jwt_auth, summary="Export the caller's personal data (GDPR)")
 def me_export(request: AuthedRequest) -> dict:
-    return selectors.user_export(user=request.auth)
+    data = selectors.user_export(user=request.auth)
+    # Who took a copy of the personal data, and when: a stolen token's export is visible.
+    record_from_request(
+        request, action="user.exported", target_type="user", target_id=str(request.auth.pk)
+    )
+    return data
 
 
 @router.post(
@@ -159,6 +165,21 @@ def admin_user_reactivate(request: AuthedRequest, user_id: UUID) -> User:
     require_permission(request.auth, "accounts.change_user")
     user = selectors.user_get(viewer=request.auth, user_id=user_id)
     return services.user_set_active(actor=request.auth, user=user, active=True)
+
+
+@admin_router.post(
+    "/users/{user_id}/erase",
+    response=UserOut,
+    summary="Erase a user's account (GDPR)",
+    description="As `POST /me/delete` does for its owner: personal data wiped, records kept "
+    "linked to the anonymised id, audited (`user.deleted`, the admin as actor). Admins only; "
+    "an admin's account only by a superuser; never one's own. Erasing an erased account "
+    "changes nothing.",
+)
+def admin_user_erase(request: AuthedRequest, user_id: UUID) -> User:
+    require_permission(request.auth, "accounts.delete_user")
+    user = selectors.user_get(viewer=request.auth, user_id=user_id)
+    return services.account_erase_by_admin(actor=request.auth, user=user)
 
 
 _SECRET_KEPT = (

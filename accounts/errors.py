@@ -61,3 +61,9 @@ class AccountErased(ApplicationError):
     code = "auth.account_erased"
     status = 409
     message = _("This account was deleted at its owner's request and cannot be reactivated.")
+
+
+class SuperuserRequired(ApplicationError):
+    code = "auth.superuser_required"
+    status = 403
+    message = _("Only a superuser can erase an administrator's account.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from accounts.errors import AdminOnly, RoleRequired
+from accounts.errors import AdminOnly, RoleRequired, SuperuserRequired
 from accounts.models import Role
 from core.errors import Forbidden, Unauthenticated
 
@@ -51,6 +51,14 @@ def is_staff_account(user: Any) -> bool:
 def require_access_change(user: Any) -> None:
     if not may_change_access(user):
         raise AdminOnly()
+
+
+def require_erasure_allowed(actor: Any, user: Any) -> None:
+    """Erasing someone else's account is for admins only; an admin's account (a superuser's
+    counts) only for a superuser, so that no admin can wipe another out of the way."""
+    require_access_change(actor)
+    if (user.role == Role.ADMIN or user.is_superuser) and not actor.is_superuser:
+        raise SuperuserRequired()
 
 
 def require_permission(user: Any, perm: str) -> None:

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db.models import F, Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
-from accounts.errors import AccountErased, CannotChangeOwnAccess, EmailTaken, PhoneTaken
+from accounts.errors import (
+    AccountErased,
+    AccountInactive,
+    CannotChangeOwnAccess,
+    EmailTaken,
+    PhoneTaken,
+)
 from accounts.models import Invitation, PatientProfile, Role, User
-from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, require_access_change
+from accounts.permissions import (
+    UNPRIVILEGED_ROLES,
+    is_staff_account,
+    require_access_change,
+    require_erasure_allowed,
+)
 from audit.services import record
 
 INVITATION_TTL = timedelta(days=7)
@@ -32,6 +48,13 @@ ACCESS_REVOKED_HOOKS: list[Callable[[Any], None]] = []
 def access_revoked(*, user_id: Any) -> None:
     for hook in ACCESS_REVOKED_HOOKS:
         hook(user_id)
+
+
+def _locked(user: User) -> User:
+    """The user's row as it is now, locked until the transaction ends. Erasure
+    (:func:`account_delete`) takes the same lock: a change that passed its token check before
+    an erasure either commits first (and is wiped by it) or sees it and is refused."""
+    return User.objects.select_for_update().get(pk=user.pk)
 
 
 def _save_fields(user: User, fields: Iterable[str]) -> None:
@@ -189,8 +212,12 @@ ADMIN_EDITABLE = frozenset({"first_name", "last_name", "role", "language", "time
 
 @transaction.atomic
 def user_update_by_admin(*, actor: User, user: User, changes: dict[str, Any]) -> User:
+    """An erased account is never renamed (its name would come back): :class:`AccountErased`."""
     changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
     changes = {k: v for k, v in changes.items() if k in ADMIN_EDITABLE and v is not None}
+    user = _locked(user)
+    if user.deleted_at is not None:
+        raise AccountErased()
     role_change = "role" in changes and changes["role"] != user.role
     _check_access_change(actor=actor, user=user, role_change=role_change)
     before = {k: getattr(user, k) for k in changes}
@@ -276,11 +303,17 @@ _NULLABLE = {"date_of_birth", "latitude", "longitude"}
 
 @transaction.atomic
 def profile_update(*, user: User, changes: dict[str, Any]) -> User:
-    """The caller's own profile. E-mail and phone change through allauth's verified flows."""
+    """The caller's own profile. E-mail and phone change through allauth's verified flows.
+    An account erased or deactivated after the caller's token was checked is refused."""
     # PATCH semantics: an omitted field is unchanged; null clears a text field and leaves a
     # choice (language, time zone) as it is.
     changes = {k: ("" if v is None and k in _CLEARABLE_TEXT else v) for k, v in changes.items()}
     changes = {k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
+    user = _locked(user)
+    if user.deleted_at is not None:
+        raise AccountErased()
+    if not user.is_active:
+        raise AccountInactive()
     profile_changes = _PROFILE_FIELDS & changes.keys()
     for key in profile_changes:
         setattr(user, key, changes[key])
@@ -297,12 +330,19 @@ def profile_update(*, user: User, changes: dict[str, Any]) -> User:
 
 
 @transaction.atomic
-def account_delete(*, user: User) -> None:
-    """GDPR erasure. Personal data is removed and the account can no longer log in; medical
-    and financial records stay (legal retention), linked only to the anonymised account.
-    The audit trail keeps the user's id, never their name or contact details."""
+def account_delete(*, user: User, actor: User | None = None) -> User:
+    """GDPR erasure, by its owner or (``actor``) an admin. Personal data is removed and the
+    account can no longer log in; medical and financial records stay (legal retention),
+    linked only to the anonymised account. The audit trail keeps the user's id, never their
+    name or contact details. Under the user's row lock (see :func:`_locked`); an account
+    erased already is left as it is."""
     from allauth.socialaccount.models import SocialAccount
 
+    user = _locked(user)
+    if user.deleted_at is not None:
+        return user
+    identifiers = [str(user.pk), user.email or "", user.phone or ""]
+    name = user.full_name
     user.email = None
     user.phone = None
     user.phone_verified = False
@@ -310,7 +350,22 @@ def account_delete(*, user: User) -> None:
     user.is_active = False
     user.deleted_at = timezone.now()
     user.set_unusable_password()
-    user.save()
+    # Only what changes: a whole-row save would write back what the instance holds of
+    # anything else. (Saving is_active closes its upcoming appointments and delists a
+    # doctor: bookings' and doctors' receivers of the user's save.)
+    _save_fields(
+        user,
+        (
+            "email",
+            "phone",
+            "phone_verified",
+            "first_name",
+            "last_name",
+            "is_active",
+            "deleted_at",
+            "password",
+        ),
+    )
     EmailAddress.objects.filter(user=user).delete()
     SocialAccount.objects.filter(user=user).delete()
     # The invitation it signed up with is spent: its address goes too.
@@ -318,9 +373,162 @@ def account_delete(*, user: User) -> None:
     PatientProfile.objects.filter(user=user).update(
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )
+    _erase_doctor_profile(user)
+    _erase_reviews(user)
+    _erase_notifications(user, name)
+    _sessions_delete(identifiers)
     # Its sessions die with it: tokens are validated against an active user on every request.
     access_revoked(user_id=user.pk)
-    _audit(user, "user.deleted", user)
+    _audit(actor or user, "user.deleted", user)
+    return user
+
+
+def account_erase_by_admin(*, actor: User, user: User) -> User:
+    """Erasure asked of an admin (its owner cannot: a deactivated account has no live token).
+    Never one's own account here; an admin's only by a superuser."""
+    if user.pk == actor.pk:
+        raise CannotChangeOwnAccess()
+    require_erasure_allowed(actor, user)
+    return account_delete(user=user, actor=actor)
+
+
+# What erasure reaches in the apps above accounts. They may not be imported at module level
+# (accounts is below them): each is imported where it is used, only on this rare path.
+
+
+def _erase_doctor_profile(user: User) -> None:
+    """A doctor's free texts (designation, biographies, the verifier's reason, languages, time
+    off reasons) are cleared, and their clinics' names and addresses (kept: past
+    appointments point at them). The directory stopped listing the doctor when the account
+    was saved inactive (doctors.index); its cached answers are dropped here too."""
+    from bookings.models import TimeOff
+    from doctors.models import Clinic, DoctorProfile
+    from doctors.services import directory_changed
+
+    doctor_ids = list(DoctorProfile.objects.filter(user=user).values_list("id", flat=True))
+    if not doctor_ids:
+        return
+    DoctorProfile.objects.filter(id__in=doctor_ids).update(
+        designation="", bio_en="", bio_ar="", verification_reason="", languages=","
+    )
+    TimeOff.objects.filter(doctor_id__in=doctor_ids).exclude(reason="").update(reason="")
+    Clinic.objects.filter(doctor_id__in=doctor_ids).update(name="", address="")
+    directory_changed()
+
+
+def _erase_reviews(user: User) -> None:
+    """The texts of the patient's reviews go (they are public); the ratings stay, so the
+    doctors' averages do not change."""
+    from bookings.models import Review
+
+    Review.objects.filter(patient=user).exclude(text="").update(text="")
+
+
+# Notifications that name a person (rendered once, at creation, in the recipient's language):
+# (kind, the data key of the appointment or conversation, the msgid that names them). The
+# msgids are bookings' and chat's (their translations are theirs).
+_BOOKED = gettext_noop("%(patient)s booked %(when)s.")
+_MESSAGE_FROM = gettext_noop("New message from %(name)s")
+
+
+def _unnamed_booked(found: dict[str, str]) -> str:
+    return _(_BOOKED) % {"patient": _("A patient"), "when": found["when"]}
+
+
+def _unnamed_message_from(found: dict[str, str]) -> str:
+    return _("New message")  # what chat says of a sender with no name
+
+
+_NAMING: dict[str, tuple[str, str, Callable[[dict[str, str]], str]]] = {
+    "booking.created": ("appointment_id", _BOOKED, _unnamed_booked),
+    "chat.unread": ("conversation_id", _MESSAGE_FROM, _unnamed_message_from),
+}
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """``template``'s text with each ``%(key)s`` as a named group."""
+    parts = re.split(r"%\((\w+)\)s", template)
+    return re.compile(
+        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*)" for i, p in enumerate(parts)),
+        re.DOTALL,
+    )
+
+
+def _unnamed(text: str, kind: str, name: str, language: str) -> str:
+    """``text`` without the person's name: rendered again as for a person with no name, in
+    the language it was rendered in; else (another wording) the name replaced."""
+    _key, template, unnamed = _NAMING[kind]
+    for code, _label in settings.LANGUAGES:
+        with translation.override(code):
+            found = _template_pattern(_(template)).fullmatch(text)
+            if found:
+                return unnamed(found.groupdict())
+    if name and name in text:
+        with translation.override(language or "en"):
+            return text.replace(name, _("a deleted account"))
+    return text
+
+
+def _erase_notifications(user: User, name: str) -> None:
+    """The user's own notifications go (their deliveries with them); those of the people
+    they dealt with that name them are rewritten without the name. Deliveries still queued
+    send the rewritten text: they read the notification when they are sent."""
+    from bookings.models import Appointment
+    from chat.models import Conversation
+    from realtime.models import Notification
+    from realtime.unread import unread_forget_on_commit
+
+    Notification.objects.filter(user=user).delete()
+    unread_forget_on_commit(user_id=user.pk, name="notifications")
+    # Who was told about the user, about what: the doctors of their bookings (the booking
+    # names the patient), the other side of each of their conversations (the sender).
+    told: dict[str, tuple[set[Any], set[str]]] = {kind: (set(), set()) for kind in _NAMING}
+    for appointment_id, doctor_user_id in Appointment.objects.filter(patient=user).values_list(
+        "id", "doctor__user_id"
+    ):
+        told["booking.created"][0].add(doctor_user_id)
+        told["booking.created"][1].add(str(appointment_id))
+    for conversation_id, patient_id, doctor_id in Conversation.objects.filter(
+        Q(patient=user) | Q(doctor=user)
+    ).values_list("id", "patient_id", "doctor_id"):
+        told["chat.unread"][0].add(doctor_id if patient_id == user.pk else patient_id)
+        told["chat.unread"][1].add(str(conversation_id))
+    changed = []
+    for kind, (recipients, ids) in told.items():
+        if not ids:
+            continue
+        key = _NAMING[kind][0]
+        for n in Notification.objects.filter(
+            user_id__in=recipients, kind=kind, **{f"data__{key}__in": sorted(ids)}
+        ).select_related("user"):
+            title = _unnamed(n.title, kind, name, n.user.language)[:200]
+            body = _unnamed(n.body, kind, name, n.user.language)
+            if (title, body) != (n.title, n.body):
+                n.title, n.body = title, body
+                changed.append(n)
+    Notification.objects.bulk_update(changed, ["title", "body"], batch_size=500)
+
+
+def _sessions_delete(identifiers: list[str]) -> None:
+    """Delete the sessions (database rows and cached copies) that hold the user's id, e-mail
+    or phone: signed-in sessions keep the address allauth signed in with, and a sign-in not
+    finished holds the login tried. No index of a user's sessions exists, so every stored
+    session is read (about 15 microseconds each): erasure is rare."""
+    from django.contrib.sessions.models import Session
+
+    from core.sessions import SessionStore
+
+    wanted = [i.lower() for i in identifiers if i]
+    store = SessionStore()
+    doomed = []
+    for key, data in Session.objects.values_list("session_key", "session_data").iterator(
+        chunk_size=2000
+    ):
+        text = json.dumps(store.decode(data), default=str).lower()
+        if any(i in text for i in wanted):
+            doomed.append(key)
+    for key in doomed:
+        store.delete(key)  # the cached copy first (loudly), then the row
 
 
 def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:

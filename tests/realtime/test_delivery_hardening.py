@@ -444,8 +444,9 @@ def test_nothing_goes_to_an_account_erased_or_deactivated_or_to_a_channel_droppe
         for user_id, n in queued.items()
         for d in n.deliveries.all()
     }
+    # Erasure deletes the erased user's notifications, their deliveries with them.
+    assert not Delivery.objects.filter(notification__user=erased).exists()
     assert outcome == {
-        (erased.pk, "email"): ("failed", NOT_WANTED),
         (deactivated.pk, "email"): ("failed", NOT_WANTED),
         (opted_out.pk, "email"): ("failed", NOT_WANTED),
         (moved.pk, "email"): ("sent", ""),
