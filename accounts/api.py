@@ -93,6 +93,8 @@ def me_update(request: AuthedRequest, payload: MeIn) -> dict:
 
 @router.get("/me/export", auth=jwt_auth, summary="Export the caller's personal data (GDPR)")
 def me_export(request: AuthedRequest) -> dict:
+    limit = settings.ACCOUNT_RATE_LIMITS.get("account_export")
+    ratelimit.check("account_export", request.auth.pk, limit)
     data = selectors.user_export(user=request.auth)
     # Who took a copy of the personal data, and when: a stolen token's export is visible.
     record_from_request(

@@ -374,6 +374,8 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
     # Password checks of POST /api/v1/me/delete (core.ratelimit).
     "account_delete": "5/15m/user",
+    # Personal-data exports (GET /api/v1/me/export): each reads every row about the person.
+    "account_export": "10/h/user",
     # Chat messages sent per user (allauth's limiter and rate syntax, see chat.services).
     "chat_send": env.str("CHAT_SEND_RATE_LIMIT", default="30/10s/user,300/5m/user"),
     # Medical files uploaded (each costs storage and a virus scan), and download links asked.

@@ -101,3 +101,17 @@ def test_the_export_of_ones_data_is_audited(api):
     [event] = AuditEvent.objects.filter(action="user.exported")
     assert (event.actor_id, event.target_type, event.target_id) == (user.pk, "user", str(user.pk))
     assert event.ip  # from the request
+
+
+def test_exports_are_rate_limited_per_user(api, settings):
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "account_export": "2/h/user"}
+    user, other = make_user(), make_user()
+    token = login(api, user.email)["access"]
+    answers = [api.get("/api/v1/me/export", headers=bearer(token)).status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    r = api.get("/api/v1/me/export", headers=bearer(token))
+    assert r.json()["error"]["code"] == "request.rate_limited" and "Retry-After" in r
+    assert (
+        api.get("/api/v1/me/export", headers=bearer(login(api, other.email)["access"])).status_code
+        == 200
+    )
