@@ -88,3 +88,12 @@ class TimeOffConflict(ApplicationError):
     message = _(
         "Appointments fall in this time off: cancel or move them first (their patients are told)."
     )
+
+
+class TooManyUpcoming(ApplicationError):
+    code = "booking.too_many_upcoming"
+    status = 409
+    message = _(
+        "You have as many upcoming appointments as can be booked. Cancel one, or wait until one "
+        "has taken place."
+    )

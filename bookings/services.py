@@ -8,8 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -31,6 +31,7 @@ from bookings.errors import (
     SlotTaken,
     SlotUnavailable,
     TimeOffConflict,
+    TooManyUpcoming,
     TransitionNotAllowed,
 )
 from bookings.models import (
@@ -505,6 +506,7 @@ def appointment_book(
         if _matching_slot(doctor, start, mode, clinic_id, now, schedule, ignore_bookings=True):
             raise SlotTaken()
         raise SlotUnavailable()
+    _check_upcoming_quota(patient, doctor, now)
     # Online payment is required only where it can be made (ONLINE_PAYMENTS_ENABLED).
     if policy.payment_required and settings.ONLINE_PAYMENTS_ENABLED and mode != "in_person":
         # Never past the start: a payment made once the visit has begun is refused.
@@ -535,6 +537,27 @@ def appointment_book(
         ),
     )
     return appointment
+
+
+def _check_upcoming_quota(patient: User, doctor: DoctorProfile, now: datetime) -> None:
+    """A patient holds at most ``BOOKING_MAX_UPCOMING`` active upcoming appointments, and
+    ``BOOKING_MAX_UPCOMING_PER_DOCTOR`` with one doctor: one account cannot take every free
+    slot of a doctor (nor keep re-holding them). The patient's bookings are serialised on
+    PostgreSQL (a transaction lock on the patient's id, nobody else's bookings wait), so two
+    at once cannot both pass the count; SQLite serialises every write already. A move keeps
+    the count as it is and is not checked."""
+    total = settings.BOOKING_MAX_UPCOMING
+    per_doctor = settings.BOOKING_MAX_UPCOMING_PER_DOCTOR
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"booking-quota:{patient.pk}"]
+            )
+    counts = selectors.holding(
+        Appointment.objects.filter(patient=patient, end__gt=now), now
+    ).aggregate(total=Count("id"), with_doctor=Count("id", filter=Q(doctor=doctor)))
+    if counts["total"] >= total or counts["with_doctor"] >= per_doctor:
+        raise TooManyUpcoming()
 
 
 def _not_bookable(user: User, patient_id: Any) -> Exception:

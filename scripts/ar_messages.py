@@ -177,6 +177,7 @@ AR = {
     "This account was erased at its owner's request: it cannot be changed.": "حُذف هذا الحساب بطلب من صاحبه: لا يمكن تغييره.",
     "Only a superuser can erase an administrator's account.": "لا يمكن حذف حساب مسؤول إلا لمستخدم خارق.",
     "a deleted account": "حساب محذوف",
+    "You have as many upcoming appointments as can be booked. Cancel one, or wait until one has taken place.": "لديك أكبر عدد مسموح به من المواعيد القادمة. ألغِ أحدها، أو انتظر حتى يحين موعد أحدها وينقضي.",
 }
 
 

@@ -513,6 +513,10 @@ GEOCODING_CACHE_SECONDS = env.int("GEOCODING_CACHE_SECONDS", default=30 * 86400)
 REMINDER_OFFSETS_MINUTES = env.list("REMINDER_OFFSETS_MINUTES", cast=int, default=[24 * 60, 60])
 AUTO_COMPLETE_AFTER_HOURS = env.int("AUTO_COMPLETE_AFTER_HOURS", default=6)
 CARE_RELATIONSHIP_DAYS = env.int("CARE_RELATIONSHIP_DAYS", default=90)
+# Active appointments not yet over a patient may hold, in all and with one doctor (409
+# booking.too_many_upcoming): one account cannot take every free slot of a doctor.
+BOOKING_MAX_UPCOMING = env.int("BOOKING_MAX_UPCOMING", default=20)
+BOOKING_MAX_UPCOMING_PER_DOCTOR = env.int("BOOKING_MAX_UPCOMING_PER_DOCTOR", default=8)
 
 # --- Chat -----------------------------------------------------------------------------
 CHAT_EDIT_WINDOW_SECONDS = env.int("CHAT_EDIT_WINDOW_SECONDS", default=900)
