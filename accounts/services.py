@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import re
+import logging
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
-from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
-from django.utils import timezone, translation
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
+from django.db.models import F
+from django.utils import timezone
 
 from accounts.errors import (
     AccountErased,
@@ -37,6 +34,7 @@ from accounts.permissions import (
 from audit.services import record
 
 INVITATION_TTL = timedelta(days=7)
+logger = logging.getLogger(__name__)
 
 # Called with the user's id when an account is deactivated or deleted, or sessions of it end
 # (logout, password change or reset, a replayed refresh token): tokens of those sessions stop
@@ -48,6 +46,22 @@ ACCESS_REVOKED_HOOKS: list[Callable[[Any], None]] = []
 def access_revoked(*, user_id: Any) -> None:
     for hook in ACCESS_REVOKED_HOOKS:
         hook(user_id)
+
+
+@dataclass(frozen=True)
+class ErasedPerson:
+    """Who an erased account was: what the erasure hooks need that is wiped from the user's
+    row before they run."""
+
+    id: Any
+    full_name: str
+
+
+# Called in order by :func:`account_delete`, in its transaction and under the user's row lock,
+# after the row is wiped: each app above accounts erases what it holds of the person (texts
+# that name them, profiles, notifications). Registered at the composition root (accounts
+# cannot import those apps).
+ERASURE_HOOKS: list[Callable[[User, ErasedPerson], None]] = []
 
 
 def _locked(user: User) -> User:
@@ -342,7 +356,7 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     if user.deleted_at is not None:
         return user
     identifiers = [str(user.pk), user.email or "", user.phone or ""]
-    name = user.full_name
+    person = ErasedPerson(id=user.pk, full_name=user.full_name)
     user.email = None
     user.phone = None
     user.phone_verified = False
@@ -373,10 +387,10 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     PatientProfile.objects.filter(user=user).update(
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )
-    _erase_doctor_profile(user)
-    _erase_reviews(user)
-    _erase_notifications(user, name)
-    _sessions_delete(identifiers)
+    for hook in ERASURE_HOOKS:  # what the apps above accounts hold of the person
+        hook(user, person)
+    # What the stored sessions hold of the identifiers, once this commits.
+    transaction.on_commit(lambda: _sessions_delete(user_id=user.pk, identifiers=identifiers))
     # Its sessions die with it: tokens are validated against an active user on every request.
     access_revoked(user_id=user.pk)
     _audit(actor or user, "user.deleted", user)
@@ -392,143 +406,47 @@ def account_erase_by_admin(*, actor: User, user: User) -> User:
     return account_delete(user=user, actor=actor)
 
 
-# What erasure reaches in the apps above accounts. They may not be imported at module level
-# (accounts is below them): each is imported where it is used, only on this rare path.
-
-
-def _erase_doctor_profile(user: User) -> None:
-    """A doctor's free texts (designation, biographies, the verifier's reason, languages, time
-    off reasons) are cleared, and their clinics' names and addresses (kept: past
-    appointments point at them). The directory stopped listing the doctor when the account
-    was saved inactive (doctors.index); its cached answers are dropped here too."""
-    from bookings.models import TimeOff
-    from doctors.models import Clinic, DoctorProfile
-    from doctors.services import directory_changed
-
-    doctor_ids = list(DoctorProfile.objects.filter(user=user).values_list("id", flat=True))
-    if not doctor_ids:
-        return
-    DoctorProfile.objects.filter(id__in=doctor_ids).update(
-        designation="", bio_en="", bio_ar="", verification_reason="", languages=","
-    )
-    TimeOff.objects.filter(doctor_id__in=doctor_ids).exclude(reason="").update(reason="")
-    Clinic.objects.filter(doctor_id__in=doctor_ids).update(name="", address="")
-    directory_changed()
-
-
-def _erase_reviews(user: User) -> None:
-    """The texts of the patient's reviews go (they are public); the ratings stay, so the
-    doctors' averages do not change."""
-    from bookings.models import Review
-
-    Review.objects.filter(patient=user).exclude(text="").update(text="")
-
-
-# Notifications that name a person (rendered once, at creation, in the recipient's language):
-# (kind, the data key of the appointment or conversation, the msgid that names them). The
-# msgids are bookings' and chat's (their translations are theirs).
-_BOOKED = gettext_noop("%(patient)s booked %(when)s.")
-_MESSAGE_FROM = gettext_noop("New message from %(name)s")
-
-
-def _unnamed_booked(found: dict[str, str]) -> str:
-    return _(_BOOKED) % {"patient": _("A patient"), "when": found["when"]}
-
-
-def _unnamed_message_from(found: dict[str, str]) -> str:
-    return _("New message")  # what chat says of a sender with no name
-
-
-_NAMING: dict[str, tuple[str, str, Callable[[dict[str, str]], str]]] = {
-    "booking.created": ("appointment_id", _BOOKED, _unnamed_booked),
-    "chat.unread": ("conversation_id", _MESSAGE_FROM, _unnamed_message_from),
-}
-
-
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """``template``'s text with each ``%(key)s`` as a named group."""
-    parts = re.split(r"%\((\w+)\)s", template)
-    return re.compile(
-        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*)" for i, p in enumerate(parts)),
-        re.DOTALL,
-    )
-
-
-def _unnamed(text: str, kind: str, name: str, language: str) -> str:
-    """``text`` without the person's name: rendered again as for a person with no name, in
-    the language it was rendered in; else (another wording) the name replaced."""
-    _key, template, unnamed = _NAMING[kind]
-    for code, _label in settings.LANGUAGES:
-        with translation.override(code):
-            found = _template_pattern(_(template)).fullmatch(text)
-            if found:
-                return unnamed(found.groupdict())
-    if name and name in text:
-        with translation.override(language or "en"):
-            return text.replace(name, _("a deleted account"))
-    return text
-
-
-def _erase_notifications(user: User, name: str) -> None:
-    """The user's own notifications go (their deliveries with them); those of the people
-    they dealt with that name them are rewritten without the name. Deliveries still queued
-    send the rewritten text: they read the notification when they are sent."""
-    from bookings.models import Appointment
-    from chat.models import Conversation
-    from realtime.models import Notification
-    from realtime.unread import unread_forget_on_commit
-
-    Notification.objects.filter(user=user).delete()
-    unread_forget_on_commit(user_id=user.pk, name="notifications")
-    # Who was told about the user, about what: the doctors of their bookings (the booking
-    # names the patient), the other side of each of their conversations (the sender).
-    told: dict[str, tuple[set[Any], set[str]]] = {kind: (set(), set()) for kind in _NAMING}
-    for appointment_id, doctor_user_id in Appointment.objects.filter(patient=user).values_list(
-        "id", "doctor__user_id"
-    ):
-        told["booking.created"][0].add(doctor_user_id)
-        told["booking.created"][1].add(str(appointment_id))
-    for conversation_id, patient_id, doctor_id in Conversation.objects.filter(
-        Q(patient=user) | Q(doctor=user)
-    ).values_list("id", "patient_id", "doctor_id"):
-        told["chat.unread"][0].add(doctor_id if patient_id == user.pk else patient_id)
-        told["chat.unread"][1].add(str(conversation_id))
-    changed = []
-    for kind, (recipients, ids) in told.items():
-        if not ids:
-            continue
-        key = _NAMING[kind][0]
-        for n in Notification.objects.filter(
-            user_id__in=recipients, kind=kind, **{f"data__{key}__in": sorted(ids)}
-        ).select_related("user"):
-            title = _unnamed(n.title, kind, name, n.user.language)[:200]
-            body = _unnamed(n.body, kind, name, n.user.language)
-            if (title, body) != (n.title, n.body):
-                n.title, n.body = title, body
-                changed.append(n)
-    Notification.objects.bulk_update(changed, ["title", "body"], batch_size=500)
-
-
-def _sessions_delete(identifiers: list[str]) -> None:
-    """Delete the sessions (database rows and cached copies) that hold the user's id, e-mail
-    or phone: signed-in sessions keep the address allauth signed in with, and a sign-in not
-    finished holds the login tried. No index of a user's sessions exists, so every stored
-    session is read (about 15 microseconds each): erasure is rare."""
+def _sessions_delete(*, user_id: Any, identifiers: list[str]) -> None:
+    """Delete the unexpired sessions (database rows and cached copies) that hold the user's
+    id, e-mail or phone as a value: signed-in sessions keep the address allauth signed in
+    with, and a sign-in not finished holds the login tried. Run after the erasure commits
+    (the sessions stopped working then: the password hash changed and the account is
+    inactive; this removes the personal data they store), so the user's row is not locked
+    while every session is read: no index of a user's sessions exists (about 15
+    microseconds each; erasure is rare). Expired sessions are left to the housekeeping
+    prune. A failure is logged, without the identifiers, and not raised: the erasure is
+    done."""
     from django.contrib.sessions.models import Session
 
     from core.sessions import SessionStore
 
-    wanted = [i.lower() for i in identifiers if i]
-    store = SessionStore()
-    doomed = []
-    for key, data in Session.objects.values_list("session_key", "session_data").iterator(
-        chunk_size=2000
-    ):
-        text = json.dumps(store.decode(data), default=str).lower()
-        if any(i in text for i in wanted):
-            doomed.append(key)
-    for key in doomed:
-        store.delete(key)  # the cached copy first (loudly), then the row
+    wanted = {i.casefold() for i in identifiers if i}
+    try:
+        store = SessionStore()
+        doomed = [
+            key
+            for key, data in Session.objects.filter(expire_date__gt=timezone.now())
+            .values_list("session_key", "session_data")
+            .iterator(chunk_size=2000)
+            if _holds(store.decode(data), wanted)
+        ]
+        for key in doomed:
+            store.delete(key)  # the cached copy first (loudly), then the row
+    except Exception as exc:
+        logger.warning(
+            "erasure: stored sessions not deleted",
+            extra={"user_id": str(user_id), "error": type(exc).__name__},
+        )
+
+
+def _holds(value: Any, wanted: set[str]) -> bool:
+    """Whether the decoded session ``value`` has a string (a value or a key, at any depth)
+    equal to one of ``wanted``, ignoring case: a@b.com is not in aa@b.com's session."""
+    if isinstance(value, dict):
+        return any(_holds(k, wanted) or _holds(v, wanted) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds(v, wanted) for v in value)
+    return isinstance(value, str) and value.casefold() in wanted
 
 
 def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:

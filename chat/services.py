@@ -22,9 +22,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.errors import RoleRequired
 from accounts.models import Role, User
+from accounts.services import ErasedPerson
 from audit.services import record as audit_record
 from bookings.selectors import in_care
 from chat import selectors
@@ -49,7 +51,7 @@ from core.cache import best_effort
 from core.errors import ApplicationError, InvalidRequest
 from core.ids import is_uuid
 from realtime.presence import online
-from realtime.services import notify, publish_on_commit
+from realtime.services import notifications_unname, notify, publish_on_commit
 from realtime.unread import unread_adjust_on_commit, unread_forget_on_commit
 
 # Wired at the composition root (chat does not import records): of these record ids, those
@@ -535,3 +537,28 @@ def break_glass_read(
         },
     )
     return {"items": items, "next": next_cursor}
+
+
+# The msgid of the chat.unread notification that names the sender (_render_unread).
+_MESSAGE_FROM = gettext_noop("New message from %(name)s")
+
+
+def account_erased(user: User, person: ErasedPerson) -> None:
+    """Erasure of ``user``'s account (``accounts.services.ERASURE_HOOKS``, wired at the root):
+    the other side of each of their conversations, told "New message from <name>", is told
+    "New message" (what chat says of a sender with no name)."""
+    others, conversations = set(), set()
+    for conversation_id, patient_id, doctor_id in Conversation.objects.filter(
+        selectors.participating(user)
+    ).values_list("id", "patient_id", "doctor_id"):
+        others.add(doctor_id if patient_id == user.pk else patient_id)
+        conversations.add(str(conversation_id))
+    notifications_unname(
+        kind="chat.unread",
+        key="conversation_id",
+        recipient_ids=others,
+        ids=conversations,
+        name=person.full_name,
+        template=_MESSAGE_FROM,
+        unnamed=lambda found: _("New message"),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +24,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
-from core.tasks import ensure_housekeeping, loop_again
+from core.sessions import sessions_prune
+from core.tasks import PRUNE_EVERY, at_most_every, ensure_housekeeping, loop_again, run_steps
 
 # Task paths that may run again after an interruption; registered at the composition root.
 RERUNNABLE: set[str] = set()
@@ -47,7 +48,8 @@ def running_timeout() -> timedelta:
 @task()
 def tasks_reclaim() -> dict[str, int]:
     """Tasks ``RUNNING`` for longer than ``TASK_RUNNING_TIMEOUT_SECONDS``: run again, or
-    recorded failed. Rows another transaction holds are left for the next run."""
+    recorded failed. Rows another transaction holds are left for the next run. Also, at most
+    hourly, expired sessions are deleted."""
     from django_tasks_db.models import DBTaskResult
 
     loop_again(tasks_reclaim, EVERY)
@@ -71,7 +73,23 @@ def tasks_reclaim() -> dict[str, int]:
         )
     # A loop whose chain ended (its run could not enqueue the next) starts again.
     restarted = sum(ensure_housekeeping().values())
+    _prune_sessions(now)
     return {"run_again": len(again), "failed": len(given_up), "loops_restarted": restarted}
+
+
+def _prune_sessions(now: datetime) -> None:
+    """Expired sessions, at most hourly (nothing else deletes them; this is core's one loop).
+    A failure is logged and left to a later run."""
+    done = run_steps(
+        "reclaim",
+        {
+            "sessions_deleted": lambda: (
+                sessions_prune(now=now) if at_most_every("sessions", PRUNE_EVERY) else 0
+            )
+        },
+    )
+    if done["sessions_deleted"]:
+        logger.info("expired sessions deleted", extra={"count": done["sessions_deleted"]})
 
 
 def _settled(pk: Any, path: str, call: dict[str, Any]) -> bool:

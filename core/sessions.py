@@ -7,6 +7,7 @@ rotated-out refresh token."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -50,3 +51,25 @@ class SessionStore(CachedDBStore):
         if key is not None:
             self._cache.delete(self.cache_key_prefix + key)  # loud, before the row goes
         super().delete(session_key)
+
+
+PRUNE_BATCH = 1000  # session rows deleted per statement
+PRUNE_BATCHES = 10  # statements per call: a backlog is worked off over several calls
+
+
+def sessions_prune(*, now: datetime) -> int:
+    """Delete, in batches, the sessions that expired before ``now``, as Django's
+    ``clearsessions`` command does (nothing else ever deletes them); how many. A session
+    renewed meanwhile is kept (its expiry is checked again). Their cached copies expire with
+    them."""
+    from django.contrib.sessions.models import Session
+
+    expired = Session.objects.filter(expire_date__lt=now)
+    deleted = 0
+    for _ in range(PRUNE_BATCHES):
+        keys = list(expired.values_list("session_key", flat=True)[:PRUNE_BATCH])
+        if keys:
+            deleted += expired.filter(session_key__in=keys).delete()[0]
+        if len(keys) < PRUNE_BATCH:
+            break
+    return deleted

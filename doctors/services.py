@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
+from accounts.services import ErasedPerson
 from audit.services import record
 from core import money
 from core.cache import best_effort
@@ -299,3 +300,19 @@ def _tell_doctor(profile: DoctorProfile, decision: str, reason: str) -> None:
         data={"doctor_id": str(profile.pk), "decision": decision},
         render=render,
     )
+
+
+def account_erased(user: User, person: ErasedPerson) -> None:
+    """Erasure of ``user``'s account (``accounts.services.ERASURE_HOOKS``, wired at the root):
+    a doctor's free texts (designation, biographies, the verifier's reason, languages) are
+    cleared, and their clinics' names and addresses (kept: past appointments point at them).
+    The directory stopped listing the doctor when the account was saved inactive
+    (doctors.index); its cached answers are dropped here too."""
+    doctor_ids = list(DoctorProfile.objects.filter(user=user).values_list("id", flat=True))
+    if not doctor_ids:
+        return
+    DoctorProfile.objects.filter(id__in=doctor_ids).update(
+        designation="", bio_en="", bio_ar="", verification_reason="", languages=","
+    )
+    Clinic.objects.filter(doctor_id__in=doctor_ids).update(name="", address="")
+    directory_changed()

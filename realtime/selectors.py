@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.export import Rows, iso
+from realtime.deliveries import preferences_for
 from realtime.models import Notification
 
 
@@ -25,3 +27,26 @@ def events_after(*, user_id: Any, after: int, limit: int) -> tuple[list[dict[str
 def unread_notifications(user_id: Any) -> int:
     """The unread counter's rebuild from the database."""
     return Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()
+
+
+def export_section(user: Any, rows: Rows) -> dict[str, Any]:
+    """The user's notifications and delivery preferences (as their API shows them), for the
+    personal-data export (``accounts.selectors.user_export``, wired at the root)."""
+    notifications = rows.take(
+        "realtime.notifications", Notification.objects.filter(user=user).order_by("seq")
+    )
+    return {
+        "notifications": [
+            {
+                "id": n.seq,
+                "kind": n.kind,
+                "title": n.title,
+                "body": n.body,
+                "data": n.data,
+                "created_at": iso(n.created_at),
+                "read_at": iso(n.read_at),
+            }
+            for n in notifications
+        ],
+        "delivery_preferences": preferences_for(user=user),
+    }

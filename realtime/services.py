@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from core import db
 from core.cache import best_effort
@@ -267,3 +270,70 @@ def notifications_mark_all_read(*, user: Any) -> int:
 def close_user_sockets(*, user_id: Any, code: int = CLOSE_FORBIDDEN) -> None:
     """After the current transaction commits, close every open socket of the user."""
     _publish_on_commit(fanout.close_batches([user_id], code))
+
+
+def account_erased(user: Any, person: Any) -> None:
+    """Erasure of ``user``'s account (``accounts.services.ERASURE_HOOKS``, wired at the root):
+    their own notifications go (their deliveries with them), and their unread counter."""
+    Notification.objects.filter(user=user).delete()
+    unread_forget_on_commit(user_id=user.pk, name="notifications")
+
+
+def notifications_unname(
+    *,
+    kind: str,
+    key: str,
+    recipient_ids: set[Any],
+    ids: set[str],
+    name: str,
+    template: str,
+    unnamed: Callable[[dict[str, str]], str],
+) -> None:
+    """Rewrite without ``name`` (an erased account's) the notifications of ``kind`` that
+    named them: those of ``recipient_ids`` whose ``data[key]`` is one of ``ids``. A text is
+    rendered once, at creation, in the recipient's language: one that ``template`` (the
+    msgid that named the person, of the app that owns ``kind``) matches in a language is
+    rendered again by ``unnamed`` (given the matched values) in that language; one of another
+    wording has the name replaced. Deliveries still queued send the rewritten text: they read
+    the notification when they are sent."""
+    if not ids:
+        return
+    changed = []
+    for n in Notification.objects.filter(
+        user_id__in=recipient_ids, kind=kind, **{f"data__{key}__in": sorted(ids)}
+    ).select_related("user"):
+        title = _unnamed(n.title, template, unnamed, name, n.user.language)[:200]
+        body = _unnamed(n.body, template, unnamed, name, n.user.language)
+        if (title, body) != (n.title, n.body):
+            n.title, n.body = title, body
+            changed.append(n)
+    Notification.objects.bulk_update(changed, ["title", "body"], batch_size=500)
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """``template``'s text with each ``%(key)s`` as a named group."""
+    parts = re.split(r"%\((\w+)\)s", template)
+    return re.compile(
+        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*)" for i, p in enumerate(parts)),
+        re.DOTALL,
+    )
+
+
+def _unnamed(
+    text: str,
+    template: str,
+    unnamed: Callable[[dict[str, str]], str],
+    name: str,
+    language: str,
+) -> str:
+    """``text`` without the person's name: rendered again as for a person with no name, in
+    the language it was rendered in; else (another wording) the name replaced."""
+    for code, _label in settings.LANGUAGES:
+        with translation.override(code):
+            found = _template_pattern(_(template)).fullmatch(text)
+            if found:
+                return unnamed(found.groupdict())
+    if name and name in text:
+        with translation.override(language or "en"):
+            return text.replace(name, _("a deleted account"))
+    return text

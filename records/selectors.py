@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
 from audit.services import record as audit_record
 from bookings.selectors import in_care
+from core.export import AuditTargets, Rows, id_texts, iso
 from core.ids import is_uuid as _valid_id
 from doctors.models import Verification
 from records.errors import RecordNotFound
@@ -152,3 +153,113 @@ def record_grants(*, patient: User, record_id: Any, origin: Origin) -> list[Acce
     grants = list(live_grants().filter(record=record).order_by("created_at"))
     audit(patient, "records.grants_viewed", record, origin)
     return grants
+
+
+# --- the personal-data export (accounts.selectors.user_export, wired at the root) -----------
+
+
+def _export_files(user: User, rows: Rows) -> list[MedicalRecord]:
+    """The user's files, deleted ones too; read once per export (the access log needs them)."""
+    return rows.once(
+        "records.files",
+        lambda: rows.take(
+            "records.files",
+            MedicalRecord.objects.filter(patient=user).order_by("created_at", "id"),
+        ),
+    )
+
+
+def export_section(user: User, rows: Rows) -> dict[str, Any]:
+    """The details of the user's medical files (never their contents; deleted ones too, with
+    when), the grants they gave or were given, and the staff break-glass accesses to their
+    files: who, when, why."""
+    files = _export_files(user, rows)
+    fields = ("id", "record_id", "record__patient_id", "doctor_id", "created_at", "revoked_at")
+    grants = rows.take(
+        "records.grants",
+        AccessGrant.objects.filter(record__patient=user)
+        .values(*fields)
+        .union(AccessGrant.objects.filter(doctor=user).values(*fields))  # two index reads
+        .order_by("created_at", "id"),
+    )
+    accesses = rows.take(
+        "records.break_glass",
+        BreakGlassAccess.objects.filter(patient=user).order_by("created_at", "id"),
+    )
+    return {
+        "files": [
+            {
+                "id": str(r.id),
+                "patient_id": str(r.patient_id),
+                "uploaded_by_id": str(r.uploaded_by_id),
+                "category": r.category,
+                "title": r.title,
+                "notes": r.notes,
+                "record_date": iso(r.record_date),
+                "file_name": r.file_name,
+                "content_type": r.content_type,
+                "size": r.size,
+                "sha256": r.sha256,
+                "status": r.status,
+                "signature": r.signature,
+                "created_at": iso(r.created_at),
+                "scanned_at": iso(r.scanned_at),
+                "deleted_at": iso(r.deleted_at),
+            }
+            for r in files
+        ],
+        "grants": [
+            {
+                "id": str(g["id"]),
+                "record_id": str(g["record_id"]),
+                "patient_id": str(g["record__patient_id"]),
+                "doctor_id": str(g["doctor_id"]),
+                "created_at": iso(g["created_at"]),
+                "revoked_at": iso(g["revoked_at"]),
+            }
+            for g in grants
+        ],
+        "break_glass": [
+            {
+                "id": str(b.id),
+                "staff_id": str(b.staff_id),
+                "reason": b.reason,
+                "created_at": iso(b.created_at),
+                "expires_at": iso(b.expires_at),
+            }
+            for b in accesses
+        ],
+    }
+
+
+def export_audit_targets(user: User, rows: Rows) -> AuditTargets:
+    """Events about the user's files; and the lists of files shared with a doctor, which name
+    the files, not the patient: only doctors the user shared a file with can have listed one
+    of them. Such a list shows only the user's files, and is left out if it has none of
+    them."""
+    uid = str(user.pk)
+    own = {str(r.id) for r in _export_files(user, rows)}
+
+    def shown(event: Any, data: dict[str, Any]) -> dict[str, Any] | None:
+        if "record_ids" in data:  # a list of files may name other patients' files
+            data["record_ids"] = [i for i in data["record_ids"] if i in own]
+            if not data["record_ids"] and event.target_id != uid:
+                return None  # none of the user's files was in it
+        return data
+
+    shared_with = AccessGrant.objects.filter(record__patient=user).values("doctor_id")
+    return AuditTargets(
+        events=[
+            Q(
+                target_type="medical_record",
+                target_id__in=id_texts(MedicalRecord.objects.filter(patient=user)),
+            ),
+            Q(
+                action="records.listed",
+                target_type="patient",
+                target_id="",
+                actor_id__in=shared_with,
+            ),
+        ],
+        shown=shown,
+    )

@@ -9,18 +9,25 @@ class TelemedConfig(AppConfig):
 
     def ready(self) -> None:
         """Wire the domain apps together where none may import the other."""
+        from accounts import selectors as accounts_selectors
         from accounts import services as accounts_services
+        from bookings import erasure as bookings_erasure
+        from bookings import export as bookings_export
         from bookings import selectors as bookings_selectors
         from bookings import tasks as bookings_tasks
         from chat import consumers as chat_consumers
+        from chat import export as chat_export
         from chat import selectors as chat_selectors
         from chat import services as chat_services
         from core import reclaim as core_reclaim
         from core import tasks as core_tasks
+        from doctors import export as doctors_export
         from doctors import selectors as doctors_selectors
+        from doctors import services as doctors_services
         from realtime import consumers as realtime_consumers
         from realtime import deliveries as realtime_deliveries
         from realtime import presence as realtime_presence
+        from realtime import selectors as realtime_selectors
         from realtime import services as realtime_services
         from realtime import unread as realtime_unread
         from records import selectors as records_selectors
@@ -57,4 +64,27 @@ class TelemedConfig(AppConfig):
 
         accounts_services.ACCESS_REVOKED_HOOKS[:] = [
             lambda user_id: realtime_services.close_user_sockets(user_id=user_id),
+        ]
+        # Erasure and the personal-data export reach every app's rows about a person.
+        accounts_services.ERASURE_HOOKS[:] = [
+            doctors_services.account_erased,
+            bookings_erasure.account_erased,
+            realtime_services.account_erased,
+            chat_services.account_erased,
+        ]
+        accounts_selectors.EXPORT_SECTIONS.clear()
+        accounts_selectors.EXPORT_SECTIONS.update(
+            {  # the document's keys, in this order
+                "doctor": bookings_export.doctor_section,
+                "bookings": bookings_export.bookings_section,
+                "chat": chat_export.chat_section,
+                "records": records_selectors.export_section,
+                "realtime": realtime_selectors.export_section,
+            }
+        )
+        accounts_selectors.ACCESS_LOG_TARGETS[:] = [
+            doctors_export.audit_targets,
+            bookings_export.audit_targets,
+            chat_export.audit_targets,
+            records_selectors.export_audit_targets,
         ]
