@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 import weakref
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -178,6 +179,66 @@ def copy_scanned(source: str, target: str, *, version: str | None = None) -> Non
     except OSError:  # a file system without hard links
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+LIST_PAGE = 1000  # S3's most keys per listing request
+
+
+def list_objects(
+    folder: str, *, after: str = "", limit: int
+) -> tuple[list[tuple[str, datetime]], str]:
+    """Up to ``limit`` objects under ``folder`` ("quarantine", "records") whose keys sort
+    after ``after``, in key order, each with the time it was last written; and where the next
+    call goes on (``after``), or "" once the listing is done. On S3 pages of the bucket
+    listing; on disk a walk with ``listdir`` (only the page's files are looked at), an object's
+    time the later of its modification and status change: a hard link (a promotion on disk)
+    keeps its source's modification time, not its status change time."""
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    if is_s3():
+        return _s3_list(folder, after, limit)
+    keys = sorted(key for key in _local_keys(folder) if key > after)
+    page, more = keys[:limit], len(keys) > limit
+    found = []
+    for key in page:
+        try:
+            stat = os.stat(storage().path(key))
+        except FileNotFoundError:  # deleted since the listing
+            continue
+        found.append((key, datetime.fromtimestamp(max(stat.st_mtime, stat.st_ctime), tz=UTC)))
+    return found, (page[-1] if more else "")
+
+
+def _local_keys(folder: str) -> list[str]:
+    try:
+        directories, files = storage().listdir(folder)
+    except FileNotFoundError:
+        return []
+    keys = [f"{folder}/{name}" for name in files]
+    for directory in directories:
+        keys += _local_keys(f"{folder}/{directory}")
+    return keys
+
+
+def _s3_list(folder: str, after: str, limit: int) -> tuple[list[tuple[str, datetime]], str]:
+    client, base = _s3_client(), _s3_key(folder).rstrip("/") + "/"
+    start = _s3_key(after) if after else ""
+    found: list[tuple[str, datetime]] = []
+    while len(found) < limit:
+        request: dict[str, Any] = {
+            "Bucket": _bucket(),
+            "Prefix": base,
+            "MaxKeys": min(LIST_PAGE, limit - len(found)),
+        }
+        if start:
+            request["StartAfter"] = start
+        page = client.list_objects_v2(**request)
+        for entry in page.get("Contents", ()):
+            start = entry["Key"]
+            found.append((f"{folder}/{start[len(base) :]}", entry["LastModified"]))
+        if not page.get("IsTruncated") or not page.get("Contents"):
+            return found, ""
+    return found, found[-1][0]
 
 
 def disposition(file_name: str) -> str:

@@ -1,5 +1,5 @@
-"""Background work of records: the virus scan of each upload, and the purge of deleted
-files, run by the task worker (django-tasks, database backend)."""
+"""Background work of records: the virus scan of each upload, the purge of deleted files and
+the sweep of objects no record needs, run by the task worker (django-tasks, database backend)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django_tasks import task
 
-from core.tasks import loop_again
+from core.tasks import loop_again, run_steps
 from records import scanner, storage
 from records.models import MedicalRecord, ScanStatus
 
@@ -83,9 +83,12 @@ HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 
 @task()
-def records_housekeeping() -> int:
-    """Purge what is due; the next run is enqueued first (``loop_again``)."""
+def records_housekeeping() -> dict[str, int | None]:
+    """Every hour: purge what is due, and delete a bounded number of objects no record needs
+    (``records.orphans``). The next run is enqueued first (``loop_again``); each step runs
+    on its own (``run_steps``)."""
+    from records.orphans import orphans_sweep
     from records.services import records_purge
 
     loop_again(records_housekeeping, HOUSEKEEPING_EVERY)
-    return records_purge()
+    return run_steps("records", {"purged": records_purge, "orphans_deleted": orphans_sweep})

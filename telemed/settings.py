@@ -311,6 +311,9 @@ RECORDS_DIRECT_UPLOAD_TTL = env.int("RECORDS_DIRECT_UPLOAD_TTL", default=900)
 RECORDS_SCAN_RETRY_MAX_SECONDS = env.int("RECORDS_SCAN_RETRY_MAX_SECONDS", default=3600)
 # Failed scan attempts after which a file is refused (about a day at the default backoff).
 RECORDS_SCAN_MAX_ATTEMPTS = env.int("RECORDS_SCAN_MAX_ATTEMPTS", default=30)
+# An object under quarantine/ or records/ that no record needs is deleted once this old
+# (records/orphans.py): never an upload still in flight.
+RECORDS_ORPHAN_GRACE_SECONDS = env.int("RECORDS_ORPHAN_GRACE_SECONDS", default=86400)
 RECORDS_BREAK_GLASS_MINUTES = env.int("RECORDS_BREAK_GLASS_MINUTES", default=60)
 # Bodies larger than API_MAX_BODY_BYTES, by path prefix: the upload and its form fields.
 API_BODY_LIMITS = {"/api/v1/records": RECORDS_MAX_UPLOAD_BYTES + 64 * 1024}
