@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
+from allauth.core import context, ratelimit
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
+from django.forms import BaseForm
 from django.http import HttpRequest
 from django.utils import translation
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 
+from accounts.auth import RecentSignInRequired, signed_in_recently
 from accounts.models import User
 from accounts.services import access_revoked, user_complete_signup, user_phone_set
 from audit.services import client_ip, record_from_request
@@ -50,10 +55,47 @@ class AccountAdapter(DefaultAccountAdapter):
         assert isinstance(user, User)
         user_phone_set(user=user, phone=phone, verified=True)
 
+    def save_user(
+        self, request: HttpRequest, user: AbstractBaseUser, form: BaseForm, commit: bool = True
+    ) -> AbstractBaseUser:
+        """A sign-up with a phone: allauth texts the code only after the account is saved,
+        and refuses to (429) when that number or this client asked for codes too often,
+        which would leave an account behind that its owner was told was not made. The same
+        limit is looked at first (not counted: sending the code counts it), so a refused
+        sign-up creates nothing. A number already verified on an account never reaches
+        here (allauth's answer to it hides that it exists) and gets the same 429 when
+        sending its code is refused."""
+        phone = form.cleaned_data.get("phone") if getattr(form, "_has_phone_field", False) else ""
+        if phone and account_settings.PHONE_VERIFICATION_ENABLED:
+            ratelimit.consume(
+                request, action="verify_phone", key=phone, dry_run=True, raise_exception=True
+            )
+        return super().save_user(request, user, form, commit)
+
     def get_user_by_phone(self, phone: str) -> AbstractBaseUser | None:
         # Only a verified number is anyone's: an unverified one neither signs in nor blocks
         # another account from claiming it.
         return User.objects.filter(phone=phone, phone_verified=True).first()
+
+    # --- reauthentication ------------------------------------------------------------
+    def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
+        """allauth lets an account it has no way to reauthenticate (no password: Google
+        sign-in only) change its e-mail addresses and phone with no check at all. Such an
+        account must have signed in recently instead (``RECENT_SIGN_IN_MINUTES``, as for
+        ``POST /api/v1/me/delete``), else 403 ``auth.recent_sign_in_required``: a stolen
+        access token alone cannot take the account over."""
+        required = super().is_reauthentication_required(app=app, **kwargs)
+        request = context.request
+        user = getattr(request, "user", None)
+        if (
+            required
+            and user is not None
+            and user.is_authenticated
+            and not get_reauthentication_flows(user)
+            and not signed_in_recently(getattr(request, "session", None), user)
+        ):
+            raise RecentSignInRequired()
+        return required
 
     # --- the client's address (allauth's per-IP rate limits) ----------------------------
     def get_client_ip(self, request: HttpRequest) -> str:

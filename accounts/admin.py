@@ -25,11 +25,13 @@ from django.db import models
 from django.forms import MultipleHiddenInput, TypedChoiceField
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
 from accounts.models import Role, User
 from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, may_change_access
-from audit.services import record
+from audit.services import client_ip, record
 
 ACCESS_FIELDS = (
     "role",
@@ -216,6 +218,31 @@ class UserAdmin(BaseUserAdmin):
             self.save_formset(request, form, formset, change=change)
 
 
+class TOTPDeviceAdmin(BaseTOTPDeviceAdmin):
+    """django-otp's page of TOTP devices, whose removals (one from its page, or several with
+    the "delete selected" action) go through :func:`services.totp_devices_delete`: audited
+    (``auth.totp_removed``). Adding and changing are refused (see :data:`NOT_ADDED_OR_CHANGED`)."""
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        self._delete(request, queryset)
+
+    def _delete(self, request: HttpRequest, devices: Any) -> None:
+        services.totp_devices_delete(
+            actor=_actor(request),
+            devices=devices,
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+
+
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)
+admin.site.register(TOTPDevice, TOTPDeviceAdmin)
+
+
 # Models of other apps that hold access or its keys: a group's permissions, an account's
 # login addresses, its linked Google account and tokens, its second factor, and the task
 # queue (whose rows run code with their arguments). On the admin site they are the admins'
@@ -261,8 +288,8 @@ VIEW_ONLY = (
 )
 # Second factors are enrolled by their owners (``/admin/otp/enrol/``): a device added or
 # changed here, with a key of the admin's choice, would pass another staff member's second
-# factor. One may still be deleted (a lost phone): its owner then enrols again, which takes
-# their password.
+# factor. One may still be deleted (a lost phone), audited (:class:`TOTPDeviceAdmin`): its
+# owner then enrols again, which takes their password.
 NOT_ADDED_OR_CHANGED = ("otp_totp.TOTPDevice",)
 
 

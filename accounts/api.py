@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts import selectors, services
-from accounts.auth import AuthedRequest, JWTAuth, jwt_auth
+from accounts.auth import AuthedRequest, JWTAuth, jwt_auth, require_recent_sign_in
 from accounts.models import Role, User
 from accounts.permissions import require_permission
 from accounts.schemas import (
@@ -104,17 +104,26 @@ def me_export(request: AuthedRequest) -> dict:
 
 
 @router.post(
-    "/me/delete", response={204: None}, auth=jwt_auth, summary="Delete the caller's account (GDPR)"
+    "/me/delete",
+    response={204: None},
+    auth=jwt_auth,
+    summary="Delete the caller's account (GDPR)",
+    description="An account with a password sends it (`password`). An account without one "
+    '(Google sign-in only) sends `confirm: "delete my account"` with an access token of a '
+    "sign-in made within `RECENT_SIGN_IN_MINUTES` (5 by default); an older one gets 403 "
+    "`auth.recent_sign_in_required`: sign in again, then retry with the new token.",
 )
 def me_delete(request: AuthedRequest, payload: DeleteAccountIn) -> Status:
     user: User = request.auth
     # The password is checked here: without a limit, a stolen access token guesses it.
     ratelimit.check("account_delete", user.pk, settings.ACCOUNT_RATE_LIMITS.get("account_delete"))
-    confirmed = (
-        user.check_password(payload.password)
-        if user.has_usable_password()
-        else payload.confirm.strip().lower() == "delete my account"
-    )
+    if user.has_usable_password():
+        confirmed = user.check_password(payload.password)
+    else:
+        # No password to ask for: a stolen access token (or refresh token) alone must not
+        # erase the account, so the sign-in it comes from must be recent.
+        require_recent_sign_in(request)
+        confirmed = payload.confirm.strip().lower() == "delete my account"
     if not confirmed:
         raise WrongPassword()
     services.account_delete(user=user)

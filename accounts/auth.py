@@ -3,21 +3,47 @@
 allauth's ``JWTTokenAuth`` declares an ``apiKey`` scheme with no name, which is not valid
 OpenAPI; this declares HTTP bearer. Tokens are validated statefully (see settings): a token
 of a logged-out session, a changed password or a deactivated user is refused at once.
+
+Sensitive actions ask for the password again. An account with none (Google sign-in only)
+cannot give it; for it, a recent sign-in counts instead: the token's session was
+authenticated (any way: Google, a code) within ``RECENT_SIGN_IN_MINUTES``
+(:func:`require_recent_sign_in`). allauth records each authentication in the session
+(``account_authentication_methods``); refreshing tokens adds none, so a stolen refresh
+token never makes a session recent again.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from allauth.account.internal.flows.login import (
+    _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+    AUTHENTICATION_METHODS_SESSION_KEY,
+)
+from allauth.account.internal.userkit import user_id_to_str
 from allauth.core.internal.httpkit import get_authorization_credential
 from allauth.headless.contrib.ninja.security import JWTTokenAuth
+from allauth.headless.tokens.strategies.jwt import internal
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from accounts.errors import PasswordChangeRequired
 from accounts.models import User
 from accounts.tokens_validation import AuthSnapshot, validate_access_token
+from core.errors import ApplicationError
 from core.languages import asked_language
+
+DEFAULT_RECENT_SIGN_IN_MINUTES = 5
+
+
+class RecentSignInRequired(ApplicationError):
+    code = "auth.recent_sign_in_required"
+    status = 403
+    message = _("For your security, please sign in again, then try again within a few minutes.")
 
 
 class AuthedRequest(HttpRequest):
@@ -54,3 +80,46 @@ class JWTAuth(JWTTokenAuth):
 
 
 jwt_auth = JWTAuth()
+
+
+# --- Recent sign-in (accounts without a password) ----------------------------------------
+
+
+def recent_sign_in_seconds() -> float:
+    return 60.0 * float(getattr(settings, "RECENT_SIGN_IN_MINUTES", DEFAULT_RECENT_SIGN_IN_MINUTES))
+
+
+def last_signed_in_at(session: SessionBase, user: Any) -> float | None:
+    """When ``session`` last authenticated ``user`` (a Unix time), from allauth's records of
+    the session's sign-ins (password, code, Google...), or ``None``."""
+    if session.get(_AUTHENTICATION_METHODS_USER_SESSION_KEY) != user_id_to_str(user):
+        return None
+    records = session.get(AUTHENTICATION_METHODS_SESSION_KEY)
+    if not isinstance(records, list):
+        return None
+    times = [
+        float(r["at"])
+        for r in records
+        if isinstance(r, dict) and isinstance(r.get("at"), int | float)
+    ]
+    return max(times, default=None)
+
+
+def signed_in_recently(session: SessionBase | None, user: Any) -> bool:
+    at = last_signed_in_at(session, user) if session is not None else None
+    return at is not None and time.time() - at < recent_sign_in_seconds()
+
+
+def token_session(request: HttpRequest) -> SessionBase | None:
+    """The server-side session of the request's access token (checked by :class:`JWTAuth`)."""
+    token = get_authorization_credential(request, "Bearer")
+    payload = internal.decode_token(token, "access") if token else None
+    return internal.get_token_session(payload) if payload is not None else None
+
+
+def require_recent_sign_in(request: AuthedRequest) -> None:
+    """For an account without a password, in place of asking for it: the access token's
+    session signed in within ``RECENT_SIGN_IN_MINUTES``, else :class:`RecentSignInRequired`
+    (the client signs in again, with Google, and retries with the new token)."""
+    if not signed_in_recently(token_session(request), request.auth):
+        raise RecentSignInRequired()

@@ -22,6 +22,10 @@ possible here.
 :class:`StaffOTPAdminSite` is the admin site's class (``telemed/urls.py``): the login page
 links to the enrolment page, selects the user's only device by itself and tells a staff
 member without a device to enrol.
+
+A device is removed only by an admin, on the admin site's page of TOTP devices (one, or
+several at once): each removal is audited (``auth.totp_removed``, see
+``accounts.admin.TOTPDeviceAdmin``); no API or command removes one.
 """
 
 from __future__ import annotations

@@ -454,3 +454,33 @@ def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:
     session.flush()
     access_revoked(user_id=user_id)
     record(action="auth.refresh_reuse", actor_id=user_id, target_type="user", target_id=user_id)
+
+
+@transaction.atomic
+def totp_devices_delete(
+    *, actor: User, devices: Iterable[Any], ip: str | None = None, user_agent: str = ""
+) -> int:
+    """Remove staff second factors (a lost phone: the owner enrols again, password first).
+    Admins only (the admin site's TOTP pages are theirs only). Each removal is audited in
+    the same transaction (``auth.totp_removed``: who removed it, whose it was, the device's
+    id and whether it was confirmed; never its key), so no second factor goes unaudited.
+    Returns how many were removed (a device removed meanwhile is skipped)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    require_access_change(actor)
+    ids = [device.pk for device in devices]
+    locked = list(TOTPDevice.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    for device in locked:
+        device_id, owner_id, confirmed = device.pk, device.user_id, device.confirmed
+        device.delete()
+        record(
+            action="auth.totp_removed",
+            actor_id=actor.pk,
+            actor_role=actor.role,
+            target_type="user",
+            target_id=str(owner_id),
+            ip=ip,
+            user_agent=user_agent,
+            data={"device_id": device_id, "confirmed": confirmed},
+        )
+    return len(locked)

@@ -365,6 +365,10 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
 # (POST /_allauth/app/v1/auth/reauthenticate, valid 5 minutes): a stolen access token alone
 # cannot take the account over. Changes of address and password are told to the old address.
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
+# Accounts with no password (Google sign-in only) cannot give it again: for them, erasure
+# (POST /api/v1/me/delete) and those changes need a sign-in made this many minutes ago at
+# most (accounts/auth.py), else 403 auth.recent_sign_in_required.
+RECENT_SIGN_IN_MINUTES = env.int("RECENT_SIGN_IN_MINUTES", default=5)
 ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
