@@ -5,10 +5,14 @@ service. Unread counts come from the database (a Redis cache of them can sit in 
 from __future__ import annotations
 
 import functools
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
@@ -92,30 +96,82 @@ def _conversation_sql(vendor: str, lock: bool) -> str:
     return select_sql(Conversation, f"{pk} = %s AND ({patient} = %s OR {doctor} = %s)", lock=lock)
 
 
+# A place in the list of conversations (most recent activity first, ties by id): the
+# ``last_activity_at`` and id of the last conversation sent.
+ListPlace = tuple[datetime, uuid.UUID]
+
+
 @dataclass
 class Resumed:
     """What :func:`resume_changes` found: ``events`` in order, the ``marks`` the client keeps
     (``{conversation id: [seq, rev]}``, for the conversations it named that had anything),
-    ``more`` when the limits cut it (resume again with these marks)."""
+    ``more`` when the limit cut the named conversations' messages (resume again with these
+    marks), ``list_next`` the place of the last conversation sent when the unnamed ones were
+    cut (None: all were sent)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     marks: dict[str, list[int]] = field(default_factory=dict)
     more: bool = False
+    list_next: ListPlace | None = None
+
+
+@contextmanager
+def _snapshot() -> Iterator[None]:
+    """One view of the database for all the queries inside (PostgreSQL: a repeatable-read
+    transaction), so a change committing between two of them is in neither. Inside a
+    transaction already, that one's view."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 def resume_changes(
-    *, viewer: User, marks: dict[str, tuple[int, int]], limit: int, new_limit: int
+    *,
+    viewer: User,
+    marks: dict[str, tuple[int, int | None]],
+    limit: int,
+    new_limit: int,
+    list_after: ListPlace | None = None,
+    list_done: bool = False,
 ) -> Resumed:
     """What a reconnecting client missed in chat. ``marks``: ``{conversation id: (last seq
-    seen, last rev seen)}`` of the conversations it knows. For each of those ``viewer`` is
-    in (in id order): the close or reopen after its ``rev`` mark, the messages it had seen
-    that were edited or deleted since (in ``rev`` order), then the new messages (in ``seq``
-    order); at most ``limit`` messages in all. Then every conversation of the viewer that it
-    did not name (one that is new to it), as ``chat.conversation`` (the list's item), most
-    recent first, at most ``new_limit``. Five queries whatever the number of conversations.
+    seen, last rev seen)}`` of the conversations it knows (a rev of None: the conversation's
+    own, so that no earlier change is sent again). For each of those ``viewer`` is in (in id
+    order): the close or reopen after its ``rev`` mark, the messages it had seen that were
+    edited or deleted since (in ``rev`` order), then the new messages (in ``seq`` order); at
+    most ``limit`` messages in all. Then the conversations of the viewer that it did not name
+    (new to it), as ``chat.conversation`` (the list's item), most recent first, at most
+    ``new_limit``, after ``list_after`` (none with ``list_done``). Five queries whatever the
+    number of conversations (and the statement that opens the snapshot), all in one
+    snapshot: the conversations, their changes and their messages are of one moment, so
+    nothing is sent twice across the rounds of a cut resume.
 
     Changes are read up to the ``rev`` read with the conversation (they commit in ``rev``
-    order, under its row lock), so the marks answered never pass a change not sent."""
+    order, under its row lock), so the marks answered never pass a change not sent; a close
+    or reopen is sent only in the round whose marks pass its ``rev``."""
+    with _snapshot():
+        return _resume_changes(
+            viewer=viewer,
+            marks=marks,
+            limit=limit,
+            new_limit=new_limit,
+            list_after=list_after,
+            list_done=list_done,
+        )
+
+
+def _resume_changes(
+    *,
+    viewer: User,
+    marks: dict[str, tuple[int, int | None]],
+    limit: int,
+    new_limit: int,
+    list_after: ListPlace | None,
+    list_done: bool,
+) -> Resumed:
     result = Resumed()
     known = list(
         Conversation.objects.filter(participating(viewer), pk__in=list(marks)).order_by("pk")
@@ -123,6 +179,8 @@ def resume_changes(
     stale = []
     for c in known:
         seq, rev = marks[str(c.pk)]
+        if rev is None:  # a bare seq: no earlier change is sent again
+            rev = c.rev
         if c.last_seq > seq or c.rev > rev:
             stale.append((c, seq, rev))
     changed_q, new_q = Q(pk__in=[]), Q(pk__in=[])
@@ -145,14 +203,19 @@ def resume_changes(
         if budget <= 0:
             result.more = True
             break
-        if c.state_rev > rev:
-            result.events.append(state_event(c))
         mine = changed_by.get(c.pk, [])
         sent = mine[:budget]
         budget -= len(sent)
+        cut = len(sent) < len(mine) or i == changed_edge  # its changes go on past the cut
+        # The rev this round reaches: a close or reopen past it comes in a later round.
+        upto = c.rev
+        if cut:
+            upto = sent[-1].changed_rev if sent else rev  # type: ignore[assignment]
+        if rev < c.state_rev <= upto:
+            result.events.append(state_event(c))
         result.events += [{"type": "chat.message", "data": message_data(m)} for m in sent]
-        if len(sent) < len(mine) or i == changed_edge:  # its changes go on past the cut
-            result.marks[str(c.pk)] = [seq, sent[-1].changed_rev if sent else rev]  # type: ignore[list-item]
+        if cut:
+            result.marks[str(c.pk)] = [seq, upto]
             result.more = True
             break
         mine = new_by.get(c.pk, [])
@@ -163,13 +226,13 @@ def resume_changes(
         if len(sent) < len(mine) or i == new_edge:
             result.more = True
             break
-    unnamed, more_unnamed = _conversation_items(
-        Conversation.objects.filter(participating(viewer)).exclude(pk__in=list(marks)),
-        viewer=viewer,
-        limit=new_limit,
-    )
-    result.events += [{"type": "chat.conversation", "data": item} for item in unnamed]
-    result.more = result.more or more_unnamed
+    if not list_done:
+        unnamed = Conversation.objects.filter(participating(viewer)).exclude(pk__in=list(marks))
+        if list_after is not None:
+            at, pk = list_after
+            unnamed = unnamed.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk))
+        items, result.list_next = _conversation_items(unnamed, viewer=viewer, limit=new_limit)
+        result.events += [{"type": "chat.conversation", "data": item} for item in items]
     return result
 
 
@@ -273,11 +336,16 @@ def _items(
 
 def _conversation_items(
     qs: QuerySet[Conversation], *, viewer: User, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], ListPlace | None]:
     """Up to ``limit`` of these conversations as list items (without presence), most recent
-    activity first, and whether there are more."""
+    activity first (ties: the higher id first), and the place of the last one if there are
+    more (None if not)."""
     found = list(_listed(qs, viewer).order_by("-last_activity_at", "-pk")[: limit + 1])
-    return _items(found[:limit], viewer, presence=False), len(found) > limit
+    page = found[:limit]
+    more = len(found) > limit and bool(page)
+    return _items(page, viewer, presence=False), (
+        (page[-1].last_activity_at, page[-1].pk) if more else None
+    )
 
 
 def conversation_list(

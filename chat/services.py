@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -82,20 +83,20 @@ def conversation_open(*, user: User, other_id: Any) -> tuple[Conversation, bool]
 
 
 def _set_closed(*, user: User, conversation_id: Any, closed: bool) -> dict[str, Any]:
-    with transaction.atomic():
+    with _pushing() as turn:
         conversation = selectors.conversation_for(
             viewer=user, conversation_id=conversation_id, lock=True
         )
         if user.pk != conversation.doctor_id:
             raise DoctorOnly()
         if (conversation.closed_at is not None) != closed:
-            release = _hold_push_order(conversation.pk)
+            turn.take(conversation.pk)
             conversation.closed_at = timezone.now() if closed else None
             conversation.rev += 1  # a change a resume replays (the row is locked)
             conversation.state_rev = conversation.rev
             conversation.save(update_fields=["closed_at", "rev", "state_rev"])
             _publish(conversation, selectors.state_event(conversation))
-            transaction.on_commit(release)  # runs after the push, registered before it
+            turn.give_back_after_push()
     return selectors.conversation_data(conversation, viewer=user)
 
 
@@ -198,7 +199,7 @@ def message_send(
     record_ids = _checked_attachments(attachments)
     text = _checked_text(text, has_attachments=bool(record_ids))
     client_id = _checked_client_id(client_id)
-    with transaction.atomic():
+    with _pushing() as turn:
         # Under the conversation's row lock: a retry that raced its first send finds it here.
         conversation = selectors.conversation_for(
             viewer=user, conversation_id=conversation_id, lock=True, people=False
@@ -215,19 +216,15 @@ def message_send(
             if ack is None:
                 raise
             return ack
-        release = _hold_push_order(conversation.pk)
-        try:
-            data = _append(user, conversation, text, client_id, record_ids)
-        except BaseException:
-            release()
-            raise
+        turn.take(conversation.pk)
+        data = _append(user, conversation, text, client_id, record_ids)
         if data is None:  # sent before: its client id is taken
-            release()
+            turn.give_back()
             data = _earlier_ack(conversation, user, client_id)
             if data is None:  # SQLite's INSERT OR IGNORE skips other violations too
                 raise RuntimeError("a chat message insert was refused, not by its client id")
             return data
-        transaction.on_commit(release)  # runs after the push, registered before it
+        turn.give_back_after_push()
     return data
 
 
@@ -292,6 +289,45 @@ def _hold_push_order(conversation_id: Any) -> Callable[[], None]:
         best_effort(cache.delete, key, what="chat push order")
 
     return release
+
+
+class _Turn:
+    """The push turn of one change (:func:`_pushing`): taken at most once, given back once."""
+
+    def __init__(self) -> None:
+        self._release: Callable[[], None] | None = None
+
+    def take(self, conversation_id: Any) -> None:
+        self._release = _hold_push_order(conversation_id)
+
+    def give_back(self) -> None:
+        # Once: a second delete could free the turn another change has taken since.
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def give_back_after_push(self) -> None:
+        """After commit, once the change's push has left: call it after :func:`_publish`
+        (commit callbacks run in the order they were registered)."""
+        transaction.on_commit(self.give_back)
+
+
+@contextmanager
+def _pushing() -> Iterator[_Turn]:
+    """The atomic block of a change that pushes in the conversation's turn. The turn is given
+    back after the push when the block commits, and at once when it does not: an error inside
+    it or a failed commit (commit callbacks are dropped with a rollback, so a turn given back
+    only by one would be held until it expires, and every later change of the conversation
+    would wait ``PUSH_ORDER_SECONDS`` for it). Inside an outer transaction (none of chat's
+    callers opens one), that transaction's own rollback is not seen here: the turn then
+    expires."""
+    turn = _Turn()
+    try:
+        with transaction.atomic():
+            yield turn
+    except BaseException:
+        turn.give_back()
+        raise
 
 
 def _check_attachable(conversation: Conversation, record_ids: list[str]) -> None:
@@ -363,57 +399,55 @@ def _own_message(user: User, conversation_id: Any, seq: Any) -> tuple[Conversati
     return conversation, message
 
 
-def _changed(conversation: Conversation, message: Message, fields: list[str]) -> dict[str, Any]:
+def _changed(
+    turn: _Turn, conversation: Conversation, message: Message, fields: list[str]
+) -> dict[str, Any]:
     """Save an edit or a deletion under the next ``rev`` of the conversation (locked), so a
     resume replays it to a device that had already seen the message, and push it after
     commit in ``rev`` order (the push turn, as for sends: an edit then a deletion must not
     arrive swapped). Answers the message's data."""
-    release = _hold_push_order(conversation.pk)
-    try:
-        conversation.rev += 1
-        db.update(conversation, ["rev"])
-        message.changed_rev = conversation.rev
-        message.save(update_fields=[*fields, "changed_rev"])
-        data = selectors.message_data(message)
-        _publish(conversation, {"type": "chat.message", "data": data})
-    except BaseException:
-        release()
-        raise
-    transaction.on_commit(release)  # runs after the push, registered before it
+    turn.take(conversation.pk)
+    conversation.rev += 1
+    db.update(conversation, ["rev"])
+    message.changed_rev = conversation.rev
+    message.save(update_fields=[*fields, "changed_rev"])
+    data = selectors.message_data(message)
+    _publish(conversation, {"type": "chat.message", "data": data})
+    turn.give_back_after_push()
     return data
 
 
-@transaction.atomic
 def message_edit(*, user: User, conversation_id: Any, seq: Any, text: Any) -> dict[str, Any]:
     """The sender changes a message's text within ``CHAT_EDIT_WINDOW_SECONDS`` of sending it;
     both sides see the new version live (``chat.message`` with ``edited_at``). An edit says
     something new, so it needs care as sending does; deleting one's message does not."""
-    conversation, message = _own_message(user, conversation_id, seq)
-    if message.deleted_at is not None:
-        raise MessageDeleted()
-    if conversation.closed_at is not None:
-        raise ConversationClosed()
-    if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
-        raise NotInCare()
-    now = timezone.now()
-    if now - message.created_at > timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS):
-        raise EditWindowPassed()
-    message.text = _checked_text(text, has_attachments=bool(message.attachments))
-    message.edited_at = now
-    return _changed(conversation, message, ["text", "edited_at"])
+    with _pushing() as turn:
+        conversation, message = _own_message(user, conversation_id, seq)
+        if message.deleted_at is not None:
+            raise MessageDeleted()
+        if conversation.closed_at is not None:
+            raise ConversationClosed()
+        if not in_care(doctor_user=conversation.doctor_id, patient=conversation.patient_id):
+            raise NotInCare()
+        now = timezone.now()
+        if now - message.created_at > timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS):
+            raise EditWindowPassed()
+        message.text = _checked_text(text, has_attachments=bool(message.attachments))
+        message.edited_at = now
+        return _changed(turn, conversation, message, ["text", "edited_at"])
 
 
-@transaction.atomic
 def message_delete(*, user: User, conversation_id: Any, seq: Any) -> dict[str, Any]:
     """The sender deletes a message: it stays as a tombstone (its ``seq``, sender and times;
     no text, no attachments), so the sequence keeps no hole."""
-    conversation, message = _own_message(user, conversation_id, seq)
-    if message.deleted_at is None:
-        message.text, message.attachments, message.deleted_at = "", [], timezone.now()
-        for participant in (conversation.patient_id, conversation.doctor_id):  # rebuilt on read
-            unread_forget_on_commit(user_id=participant, name="chat")
-        return _changed(conversation, message, ["text", "attachments", "deleted_at"])
-    return selectors.message_data(message)
+    with _pushing() as turn:
+        conversation, message = _own_message(user, conversation_id, seq)
+        if message.deleted_at is None:
+            message.text, message.attachments, message.deleted_at = "", [], timezone.now()
+            for participant in (conversation.patient_id, conversation.doctor_id):  # on read
+                unread_forget_on_commit(user_id=participant, name="chat")
+            return _changed(turn, conversation, message, ["text", "attachments", "deleted_at"])
+        return selectors.message_data(message)
 
 
 # --- Read markers ----------------------------------------------------------------------
