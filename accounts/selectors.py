@@ -7,11 +7,12 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django_otp import device_classes
 
 from accounts.models import Invitation, PatientProfile, User
 from accounts.permissions import require_permission
 from core.errors import NotFound
-from core.export import AuditTargets, Rows
+from core.export import AuditTargets, Rows, iso
 
 
 def invitation_usable(*, code: str, email: str = "") -> Invitation | None:
@@ -72,9 +73,10 @@ ACCESS_LOG_TARGETS: list[Callable[[User, Rows], AuditTargets]] = []
 def user_export(*, user: User) -> dict[str, Any]:
     """The user's personal data (GDPR art. 15/20): their account and profile, what they did
     in every app (appointments, reviews, chats, medical files' details, grants,
-    notifications, a doctor's profile and hours), their own audit trail and who else did
-    something to their data. Of other people, only what the user already sees in the app
-    (a name on an appointment or a chat): nobody else's contact details, files or activity.
+    notifications, a doctor's profile and hours, a calendar feed), their second-factor
+    devices and invitation, their own audit trail and who else did something to their data.
+    Of other people, only what the user already sees in the app (a name on an appointment
+    or a chat): nobody else's contact details, files or activity.
     A fixed number of queries, whatever the number of rows."""
     from allauth.account.models import EmailAddress
     from allauth.socialaccount.models import SocialAccount
@@ -113,6 +115,8 @@ def user_export(*, user: User) -> dict[str, Any]:
         "linked_providers": [
             {"provider": s.provider, "uid": s.uid} for s in SocialAccount.objects.filter(user=user)
         ],
+        "second_factor_devices": _devices(user),
+        "invitation": _invitation(user),
         **{key: section(user, rows) for key, section in EXPORT_SECTIONS.items()},
         "activity": [
             {"time": e.created_at.isoformat(), "action": e.action, "ip": e.ip}
@@ -122,6 +126,34 @@ def user_export(*, user: User) -> dict[str, Any]:
         "truncated": rows.truncated,
         "row_limit": rows.limit,
         "exported_at": timezone.now().isoformat(),
+    }
+
+
+def _devices(user: User) -> list[dict[str, Any]]:
+    """The user's second-factor devices (staff TOTP apps; any django-otp plugin installed),
+    never their secrets. One query per kind of device."""
+    return [
+        {
+            "kind": model._meta.label_lower,
+            "name": device.name,
+            "confirmed": device.confirmed,
+            "created_at": iso(getattr(device, "created_at", None)),
+            "last_used_at": iso(getattr(device, "last_used_at", None)),
+        }
+        for model in device_classes()
+        for device in model.objects.filter(user=user).order_by("pk")
+    ]
+
+
+def _invitation(user: User) -> dict[str, Any] | None:
+    """The invitation the user signed up with (a doctor): the address it was for, when."""
+    invitation = Invitation.objects.filter(used_by=user).first()
+    if invitation is None:
+        return None
+    return {
+        "email": invitation.email,
+        "created_at": iso(invitation.created_at),
+        "used_at": iso(invitation.used_at),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from django_otp import device_classes
 
 from accounts.errors import (
     AccountErased,
@@ -32,6 +34,7 @@ from accounts.permissions import (
     require_erasure_allowed,
 )
 from audit.services import record
+from core.models import IdempotencyRecord
 
 INVITATION_TTL = timedelta(days=7)
 logger = logging.getLogger(__name__)
@@ -69,6 +72,36 @@ def _locked(user: User) -> User:
     (:func:`account_delete`) takes the same lock: a change that passed its token check before
     an erasure either commits first (and is wiped by it) or sees it and is refused."""
     return User.objects.select_for_update().get(pk=user.pk)
+
+
+def user_hold(user: User) -> tuple[bool, bool]:
+    """Hold ``user``'s row against an erasure until the transaction ends: whether the
+    account is (active, erased) now. Every service that writes free text about a person (a
+    profile, a clinic, a review, a reply, a reason) holds that person first in its
+    transaction: such a write either commits before an erasure (which then wipes it) or
+    waits for it and sees it, never stores the text after it. ``FOR SHARE`` on PostgreSQL
+    (erasure locks the row ``FOR UPDATE``; bookings hold it for share too, so they do not
+    wait on each other); on SQLite the write transaction is serialised already."""
+    query = User.objects.filter(pk=user.pk).values_list("is_active", "deleted_at").query
+    sql, params = query.sql_with_params()
+    if connection.vendor == "postgresql":
+        sql += " FOR SHARE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False, True
+    return bool(row[0]), row[1] is not None
+
+
+def user_hold_active(user: User) -> None:
+    """:func:`user_hold` for the caller's own account: refused if it was erased or
+    deactivated since the request's token was checked."""
+    active, erased = user_hold(user)
+    if erased:
+        raise AccountErased()
+    if not active:
+        raise AccountInactive()
 
 
 def _save_fields(user: User, fields: Iterable[str]) -> None:
@@ -254,9 +287,11 @@ def user_set_active(*, actor: User, user: User, active: bool) -> User:
     """Deactivation takes effect at once and for good: tokens are validated against the user
     on every request, so an inactive user's access and refresh tokens stop working
     immediately, and stay dead after a reactivation (the user signs in again). An account
-    its owner erased is never reactivated."""
+    erased is never reactivated: checked under the row lock erasure takes, so an erasure
+    that committed after ``user`` was loaded is seen."""
     if user.pk == actor.pk:
         raise CannotChangeOwnAccess()
+    user = _locked(user)
     _check_access_change(actor=actor, user=user, role_change=False)
     if active and user.deleted_at is not None:
         raise AccountErased()
@@ -348,14 +383,18 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     """GDPR erasure, by its owner or (``actor``) an admin. Personal data is removed and the
     account can no longer log in; medical and financial records stay (legal retention),
     linked only to the anonymised account. The audit trail keeps the user's id, never their
-    name or contact details. Under the user's row lock (see :func:`_locked`); an account
-    erased already is left as it is."""
+    name or contact details. Here: the account's row, profile, login addresses, linked
+    accounts, second-factor devices, stored request answers, invitations and its mentions in
+    the admin site's log; each app above accounts erases its own rows (:data:`ERASURE_HOOKS`),
+    and the sessions go after the commit. Under the user's row lock (see :func:`_locked`); an
+    account erased already is left as it is."""
     from allauth.socialaccount.models import SocialAccount
 
     user = _locked(user)
     if user.deleted_at is not None:
         return user
-    identifiers = [str(user.pk), user.email or "", user.phone or ""]
+    contacts = _contacts(user)
+    identifiers = [str(user.pk), *contacts]
     person = ErasedPerson(id=user.pk, full_name=user.full_name)
     user.email = None
     user.phone = None
@@ -380,13 +419,17 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
             "password",
         ),
     )
-    EmailAddress.objects.filter(user=user).delete()
-    SocialAccount.objects.filter(user=user).delete()
-    # The invitation it signed up with is spent: its address goes too.
+    EmailAddress.objects.filter(user=user).delete()  # their pending confirmations with them
+    SocialAccount.objects.filter(user=user).delete()  # the provider's tokens with them
+    # The invitation it signed up with is spent: its address goes too. One still pending for
+    # one of its addresses is the person's too, and of no more use: it goes.
     Invitation.objects.filter(used_by=user).update(email="")
+    Invitation.objects.filter(used_by__isnull=True, email__in=contacts).delete()
     PatientProfile.objects.filter(user=user).update(
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )
+    _keys_delete(user, actor or user)
+    _admin_log_unname(user=user, contacts=contacts)
     for hook in ERASURE_HOOKS:  # what the apps above accounts hold of the person
         hook(user, person)
     # What the stored sessions hold of the identifiers, once this commits.
@@ -395,6 +438,66 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     access_revoked(user_id=user.pk)
     _audit(actor or user, "user.deleted", user)
     return user
+
+
+def _contacts(user: User) -> list[str]:
+    """The account's e-mail addresses (its login and any other it added) and phone number,
+    lower-cased: what erasure looks for in the rows that name it by them."""
+    found = {user.email or "", user.phone or ""}
+    found.update(EmailAddress.objects.filter(user=user).values_list("email", flat=True))
+    return sorted({c.lower() for c in found if c})
+
+
+def _keys_delete(user: User, actor: User) -> None:
+    """What opens or replays the account, beyond its password: its second-factor devices
+    (every django-otp plugin installed: TOTP apps, static codes...), each removal audited
+    as an admin's is (``auth.totp_removed``, by whoever erases, marked ``erasure``), and the
+    answers stored for its ``Idempotency-Key`` requests (encrypted copies of what it
+    created: a booking's reason among them). Codes sent to it (login, phone or e-mail
+    verification) live in its sessions (see :func:`_sessions_delete`)."""
+    for model in device_classes():
+        for device in model.objects.filter(user=user).order_by("pk"):
+            device_id, confirmed = device.pk, device.confirmed
+            device.delete()
+            record(
+                action="auth.totp_removed",
+                actor_id=actor.pk,
+                actor_role=actor.role,
+                target_type="user",
+                target_id=str(user.pk),
+                data={"device_id": device_id, "confirmed": confirmed, "erasure": True},
+            )
+    IdempotencyRecord.objects.filter(user=user).delete()
+
+
+def _mention(contacts: list[str]) -> re.Pattern[str]:
+    """Any of ``contacts`` as a whole value, ignoring case: a@b.com, not within aa@b.com or
+    a@b.com.eg (an e-mail at the end of a sentence still counts)."""
+    values = "|".join(re.escape(c) for c in contacts)
+    return re.compile(rf"(?<![\w.+%-])(?:{values})(?![\w+-]|\.\w)", re.IGNORECASE)
+
+
+def _admin_log_unname(*, user: User, contacts: list[str]) -> None:
+    """The admin site's change log names what it changed as it prints: an account, its
+    login addresses and second-factor devices by e-mail or phone. Each mention becomes the
+    account's id (what an erased account prints as); what was done, and by whom, stays."""
+    from django.contrib.admin.models import LogEntry
+
+    if not contacts:
+        return
+    mention = _mention(contacts)
+    found = Q()
+    for contact in contacts:
+        found |= Q(object_repr__icontains=contact) | Q(change_message__icontains=contact)
+    changed = []
+    for entry in LogEntry.objects.filter(found).only("id", "object_repr", "change_message"):
+        repr_, message = (
+            mention.sub(str(user.pk), v) for v in (entry.object_repr, entry.change_message)
+        )
+        if (repr_, message) != (entry.object_repr, entry.change_message):
+            entry.object_repr, entry.change_message = repr_[:200], message
+            changed.append(entry)
+    LogEntry.objects.bulk_update(changed, ["object_repr", "change_message"], batch_size=500)
 
 
 def account_erase_by_admin(*, actor: User, user: User) -> User:

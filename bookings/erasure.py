@@ -20,11 +20,16 @@ def _unnamed_booked(found: dict[str, str]) -> str:
 
 
 def account_erased(user: User, person: ErasedPerson) -> None:
-    """A doctor's time off reasons are cleared; the texts of the patient's reviews go (they are
-    public; the ratings stay, so the doctors' averages do not change); and the doctors of
-    their bookings, told "<patient> booked ...", are told it of "A patient"."""
+    """A doctor's time off reasons are cleared, and the replies they wrote to reviews; the
+    texts of the patient's reviews go (they are public; the ratings stay, so the doctors'
+    averages do not change), and the doctors' replies to them, which may name the patient
+    (their date stays: no new reply is written to an erased person's review); and the
+    doctors of their bookings, told "<patient> booked ...", are told it of "A patient". (The
+    secret of their calendar feed went when the account was saved inactive: see
+    ``bookings.receivers``.)"""
     TimeOff.objects.filter(doctor__user=user).exclude(reason="").update(reason="")
-    Review.objects.filter(patient=user).exclude(text="").update(text="")
+    Review.objects.filter(patient=user).exclude(text="", reply="").update(text="", reply="")
+    Review.objects.filter(doctor__user=user).exclude(reply="").update(reply="")
     doctors, appointments = set(), set()
     for appointment_id, doctor_user_id in Appointment.objects.filter(patient=user).values_list(
         "id", "doctor__user_id"

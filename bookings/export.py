@@ -13,6 +13,7 @@ from accounts.models import User
 from bookings.models import (
     Appointment,
     AvailabilityRule,
+    CalendarFeed,
     ExtraHours,
     Review,
     StatusChange,
@@ -95,7 +96,9 @@ def _hours(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
 def bookings_section(user: User, rows: Rows) -> dict[str, Any]:
     """Appointments as patient or as doctor, each with its status history (as the
     appointment's API shows them), the reviews the user wrote and, for a doctor, the visible
-    reviews of them (without their authors, as the public list shows them)."""
+    reviews of them (without their authors, as the public list shows them); and whether the
+    user has a calendar feed (when its current URL was made: the URL itself is a secret that
+    only its digest is kept of)."""
     doctor_ids = _doctor_ids(user, rows)
     mine = Q(patient=user) | Q(doctor_id__in=doctor_ids)
     appointments = rows.take(
@@ -120,6 +123,7 @@ def bookings_section(user: User, rows: Rows) -> dict[str, Any]:
             "created_at", "id"
         ),
     )
+    feed = CalendarFeed.objects.filter(user=user).first()
     return {
         "appointments": [
             {
@@ -154,6 +158,7 @@ def bookings_section(user: User, rows: Rows) -> dict[str, Any]:
         "reviews_received": [
             {"id": str(r.id), **_review(r)} for r in reviews if r.patient_id != user.pk
         ],
+        "calendar_feed": None if feed is None else {"created_at": iso(feed.created_at)},
     }
 
 

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
+from accounts.services import user_hold, user_hold_active
 from audit.services import record
 from bookings.models import Appointment, Review, Status
 from core.errors import ApplicationError
@@ -39,6 +40,14 @@ class ReviewNotFound(ApplicationError):
     message = gettext_lazy("This review was not found.")
 
 
+class ReviewClosed(ApplicationError):
+    code = "booking.review_closed"
+    status = 409
+    message = gettext_lazy(
+        "The author of this review deleted their account: it can no longer be replied to."
+    )
+
+
 class AlreadyReplied(ApplicationError):
     code = "booking.review_already_replied"
     status = 409
@@ -48,6 +57,7 @@ class AlreadyReplied(ApplicationError):
 @transaction.atomic
 def review_create(*, patient: User, appointment_id: Any, rating: int, text: str = "") -> Review:
     require_role(patient, Role.PATIENT)
+    user_hold_active(patient)  # its text is not stored after an erasure of the account
     appointment = (
         Appointment.objects.select_related("doctor__user")
         .filter(id=appointment_id, patient=patient, status=Status.COMPLETED)
@@ -85,13 +95,19 @@ def review_create(*, patient: User, appointment_id: Any, rating: int, text: str 
 @transaction.atomic
 def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
     require_role(doctor_user, Role.DOCTOR)
+    user_hold_active(doctor_user)
     review = (
-        Review.objects.select_for_update().filter(id=review_id, doctor__user=doctor_user).first()
+        Review.objects.select_for_update(of=("self",))  # not the doctor's rows it joins
+        .filter(id=review_id, doctor__user=doctor_user)
+        .first()
     )
     if review is None:
         raise ReviewNotFound()
     if review.replied_at is not None:
         raise AlreadyReplied()
+    # A reply may name the patient: none after their account's erasure (which blanks them).
+    if user_hold(review.patient)[1]:
+        raise ReviewClosed()
     review.reply, review.replied_at = text, timezone.now()
     review.save(update_fields=["reply", "replied_at"])
     directory_changed()

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from accounts.errors import AccountInactive, RoleRequired
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
+from accounts.services import user_hold_active
 from audit.services import record
 from bookings import selectors
 from bookings.errors import (
@@ -264,6 +265,7 @@ def policy_update(*, user: User, changes: dict[str, Any]) -> BookingPolicy:
 def time_off_create(*, user: User, start: datetime, end: datetime, reason: str = "") -> TimeOff:
     """Time off, which no appointment may fall in: the doctor cancels or moves those first
     (their patients are told why), so that nobody keeps a visit the doctor will not be at."""
+    user_hold_active(user)  # its reason is not stored after an erasure of the account
     doctor = verified_doctor(user, lock=True)
     now = timezone.now()
     if end <= start:
@@ -545,7 +547,8 @@ def _check_upcoming_quota(patient: User, doctor: DoctorProfile, now: datetime) -
     slot of a doctor (nor keep re-holding them). The patient's bookings are serialised on
     PostgreSQL (a transaction lock on the patient's id, nobody else's bookings wait), so two
     at once cannot both pass the count; SQLite serialises every write already. A move keeps
-    the count as it is and is not checked."""
+    the count as it is and is not checked, but for one that ended unmarked (a doctor may move
+    it ahead: it was not counted)."""
     total = settings.BOOKING_MAX_UPCOMING
     per_doctor = settings.BOOKING_MAX_UPCOMING_PER_DOCTOR
     if connection.vendor == "postgresql":
@@ -851,6 +854,8 @@ def appointment_reschedule(
         raise _not_bookable(user, old.patient_id)
     if user.role == Role.PATIENT:
         _check_cutoff(old, now)
+    if old.end <= now:  # ended unmarked: not counted, so moving it ahead adds one
+        _check_upcoming_quota(old.patient, old.doctor, now)
     status = (
         Status.PENDING
         if old.status == Status.PENDING and user.role == Role.PATIENT

@@ -14,12 +14,12 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
-from accounts.services import ErasedPerson
+from accounts.services import ErasedPerson, user_hold_active
 from audit.services import record
 from core import money
 from core.cache import best_effort
 from core.errors import InvalidRequest
-from doctors import geo
+from doctors import geo, index
 from doctors.errors import ClinicBusy, ClinicInUse, DoctorNotFound, InvalidLocation, InvalidPlace
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
 
@@ -91,6 +91,7 @@ def _set_fee(profile: DoctorProfile, fee: Decimal | None, currency: str | None) 
 
 @transaction.atomic
 def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfile:
+    user_hold_active(user)  # not written back after an erasure of the account
     profile = doctor_profile_ensure(user=user)
     profile = DoctorProfile.objects.select_for_update().get(pk=profile.pk)
     for key in _PROFILE_FIELDS & changes.keys():
@@ -170,6 +171,7 @@ def clinic_create(
         address=address, city=city, latitude=latitude, longitude=longitude, language=user.language
     )
     with transaction.atomic():
+        user_hold_active(user)  # not written back after an erasure of the account
         profile = doctor_profile_ensure(user=user)
         clinic = Clinic(doctor=profile, name=name, address=address, **located)
         _index(clinic)
@@ -200,6 +202,7 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
                 language=user.language,
             )
         with transaction.atomic():
+            user_hold_active(user)  # not written back after an erasure of the account
             clinic = _own_clinic(user, clinic_id, lock=True)
             if located is not None and (clinic.address, clinic.city) != (seen.address, seen.city):
                 continue  # edited meanwhile: geocode in its new context
@@ -302,17 +305,34 @@ def _tell_doctor(profile: DoctorProfile, decision: str, reason: str) -> None:
     )
 
 
+# Decimal places an erased doctor's clinic keeps of its pin: a tenth of a degree (about
+# 11 km), the precision of the city the clinic still names.
+ERASED_PIN_DECIMALS = 1
+
+
 def account_erased(user: User, person: ErasedPerson) -> None:
     """Erasure of ``user``'s account (``accounts.services.ERASURE_HOOKS``, wired at the root):
     a doctor's free texts (designation, biographies, the verifier's reason, languages) are
-    cleared, and their clinics' names and addresses (kept: past appointments point at them).
-    The directory stopped listing the doctor when the account was saved inactive
-    (doctors.index); its cached answers are dropped here too."""
+    cleared, and their clinics' names and addresses. The clinics stay (past appointments
+    point at them) with their city, and with their pin rounded to the city's precision
+    (:data:`ERASED_PIN_DECIMALS`), not cleared: an exact pin would point at the doctor's
+    door, but a clinic has a location by definition (non-null columns that the directory's
+    index, its hand-written search SQL and every clinic answer rely on). The directory
+    stopped listing the doctor when the account was saved inactive (doctors.index); its
+    entries are rebuilt from the rounded pins and its cached answers dropped here too."""
     doctor_ids = list(DoctorProfile.objects.filter(user=user).values_list("id", flat=True))
     if not doctor_ids:
         return
     DoctorProfile.objects.filter(id__in=doctor_ids).update(
         designation="", bio_en="", bio_ar="", verification_reason="", languages=","
     )
-    Clinic.objects.filter(doctor_id__in=doctor_ids).update(name="", address="")
+    clinics = list(Clinic.objects.filter(doctor_id__in=doctor_ids))
+    for clinic in clinics:
+        clinic.name = clinic.address = ""
+        clinic.latitude = round(clinic.latitude, ERASED_PIN_DECIMALS)
+        clinic.longitude = round(clinic.longitude, ERASED_PIN_DECIMALS)
+        _index(clinic)
+    cells = [geo.column_for(resolution) for resolution in geo.RESOLUTIONS]
+    Clinic.objects.bulk_update(clinics, ["name", "address", "latitude", "longitude", *cells])
+    index.rebuild(doctor_ids=doctor_ids)  # bulk_update sends no post_save
     directory_changed()

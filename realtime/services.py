@@ -274,8 +274,10 @@ def close_user_sockets(*, user_id: Any, code: int = CLOSE_FORBIDDEN) -> None:
 
 def account_erased(user: Any, person: Any) -> None:
     """Erasure of ``user``'s account (``accounts.services.ERASURE_HOOKS``, wired at the root):
-    their own notifications go (their deliveries with them), and their unread counter."""
+    their own notifications go (their deliveries with them), their delivery preferences and
+    their unread counter."""
     Notification.objects.filter(user=user).delete()
+    DeliveryPreference.objects.filter(user=user).delete()
     unread_forget_on_commit(user_id=user.pk, name="notifications")
 
 

@@ -78,3 +78,41 @@ def test_bookings_at_once_do_not_pass_the_quota_together(doctor_with_hours, sett
     assert len(results) == 1, (results, errors)
     assert errors and all(isinstance(e, TooManyUpcoming) for e in errors), errors
     assert Appointment.objects.filter(patient=patient).count() == 2
+
+
+@pytest.mark.django_db
+def test_moving_an_ended_unmarked_appointment_ahead_counts_against_the_quota(
+    doctor_with_hours, settings
+):
+    """A move keeps the count, but one that ended unmarked was not counted: a doctor moving
+    it ahead would add one past the quota."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bookings.services import appointment_reschedule
+
+    settings.BOOKING_MAX_UPCOMING_PER_DOCTOR = 1
+    patient = make_user()
+    start = timezone.now() - timedelta(days=1)
+    ended = Appointment.objects.create(
+        doctor=doctor_with_hours,
+        patient=patient,
+        mode="in_person",
+        clinic=doctor_with_hours.clinics.get(),
+        status="confirmed",
+        start=start,
+        end=start + timedelta(minutes=30),
+    )
+    upcoming = _book(patient, doctor_with_hours, 9)
+
+    with pytest.raises(TooManyUpcoming):
+        appointment_reschedule(
+            user=doctor_with_hours.user, appointment_id=ended.pk, start=next_slot(hour=10)
+        )
+    assert Appointment.objects.get(pk=ended.pk).status == "confirmed"
+    # An upcoming one moves freely: the count stays as it is.
+    moved = appointment_reschedule(
+        user=doctor_with_hours.user, appointment_id=upcoming.pk, start=next_slot(hour=11)
+    )
+    assert moved.status == "confirmed"
