@@ -141,12 +141,26 @@ class AccountAdapter(DefaultAccountAdapter):
         )
 
     def set_password(self, user: AbstractBaseUser, password: str) -> None:
+        """Also where an account with no password (Google sign-in only) is given one: allauth
+        asks for no current password then, so, as for its other changes, the session must
+        have signed in recently (else 403 ``auth.recent_sign_in_required``): a stolen token
+        alone cannot set a password and then sign in with it. A reset by e-mailed link is
+        not signed in: the link is the proof."""
         assert isinstance(user, User)
+        request = self.request
+        signed_in = getattr(request, "user", None)
+        if (
+            signed_in is not None
+            and signed_in.is_authenticated
+            and signed_in.pk == user.pk
+            and not user.has_usable_password()
+            and not signed_in_recently(getattr(request, "session", None), user)
+        ):
+            raise RecentSignInRequired()
         user.set_password(password)
         user.must_change_password = False
         user.save(update_fields=["password", "must_change_password"])
         access_revoked(user_id=user.pk)  # every session was made with the old password
-        request = self.request
         if request is not None:
             record_from_request(
                 request, action="auth.password_changed", target_type="user", target_id=str(user.pk)

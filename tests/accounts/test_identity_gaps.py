@@ -287,3 +287,21 @@ def test_google_only_account_changes_addresses_only_after_a_recent_sign_in(api, 
     r = post(api, f"{AUTH}/account/email", {"email": "second@example.com"}, **bearer(fresh))
     assert r.status_code == 200, r.content
     assert mail.outbox[-1].to == ["second@example.com"]  # its verification code
+
+
+def test_google_only_account_sets_a_password_only_after_a_recent_sign_in(api, google_access):
+    """allauth asks an account with no password for no current one before setting it: with a
+    stolen token alone, one could set a password, then sign in with it and pass every check
+    that asks for the password."""
+    access = google_access()
+    _age_sign_in(access, 6 * 60)
+    new = {"new_password": "a-new-Passw0rd-for-layla"}
+    r = post(api, f"{AUTH}/account/password/change", new, **bearer(access))
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "auth.recent_sign_in_required"
+    assert not _google_user().has_usable_password()
+
+    fresh = google_access()
+    r = post(api, f"{AUTH}/account/password/change", new, **bearer(fresh))
+    assert r.status_code in (200, 401), r.content  # set; allauth may sign the session out
+    assert User.objects.get(email="layla@example.com").check_password(new["new_password"])
