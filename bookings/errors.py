@@ -97,3 +97,7 @@ class TooManyUpcoming(ApplicationError):
         "You have as many upcoming appointments as can be booked. Cancel one, or wait until one "
         "has taken place."
     )
+    to_the_doctor = _(  # a doctor moving an appointment that ended unmarked
+        "The patient has as many upcoming appointments as can be booked: this one cannot be "
+        "moved ahead."
+    )

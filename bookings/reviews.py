@@ -65,6 +65,9 @@ def review_create(*, patient: User, appointment_id: Any, rating: int, text: str 
     )
     if appointment is None:
         raise NotReviewable()
+    # The doctor's account before their profile (the rating) and the notification, in the
+    # order an erasure of it takes them: no deadlock with one.
+    user_hold(appointment.doctor.user)
     try:
         with transaction.atomic():
             review = Review.objects.create(
@@ -96,18 +99,19 @@ def review_create(*, patient: User, appointment_id: Any, rating: int, text: str 
 def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
     require_role(doctor_user, Role.DOCTOR)
     user_hold_active(doctor_user)
-    review = (
-        Review.objects.select_for_update(of=("self",))  # not the doctor's rows it joins
-        .filter(id=review_id, doctor__user=doctor_user)
-        .first()
-    )
+    reviews = Review.objects.filter(id=review_id, doctor__user=doctor_user)
+    patient_id = reviews.values_list("patient_id", flat=True).first()
+    if patient_id is None:
+        raise ReviewNotFound()
+    # A reply may name the patient: none after their account's erasure (which blanks them).
+    # The patient's row is held before the review is locked, in the order erasure takes them.
+    if user_hold(User(pk=patient_id))[1]:
+        raise ReviewClosed()
+    review = reviews.select_for_update(of=("self",)).first()  # not the doctor's rows it joins
     if review is None:
         raise ReviewNotFound()
     if review.replied_at is not None:
         raise AlreadyReplied()
-    # A reply may name the patient: none after their account's erasure (which blanks them).
-    if user_hold(review.patient)[1]:
-        raise ReviewClosed()
     review.reply, review.replied_at = text, timezone.now()
     review.save(update_fields=["reply", "replied_at"])
     directory_changed()

@@ -855,7 +855,12 @@ def appointment_reschedule(
     if user.role == Role.PATIENT:
         _check_cutoff(old, now)
     if old.end <= now:  # ended unmarked: not counted, so moving it ahead adds one
-        _check_upcoming_quota(old.patient, old.doctor, now)
+        try:
+            _check_upcoming_quota(old.patient, old.doctor, now)
+        except TooManyUpcoming:
+            if user.role == Role.PATIENT:
+                raise
+            raise TooManyUpcoming(TooManyUpcoming.to_the_doctor) from None
     status = (
         Status.PENDING
         if old.status == Status.PENDING and user.role == Role.PATIENT

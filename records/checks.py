@@ -32,4 +32,15 @@ def check_records_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 id="records.W002",
             )
         )
+    grace = settings.RECORDS_ORPHAN_GRACE_SECONDS
+    if grace < max(3600, settings.RECORDS_DIRECT_UPLOAD_TTL):
+        found.append(
+            checks.Error(
+                "RECORDS_ORPHAN_GRACE_SECONDS is shorter than an upload may take: the orphan "
+                "sweep could delete a file still being uploaded (an S3 object's time is when "
+                "its upload started).",
+                hint="Set it to at least an hour and at least RECORDS_DIRECT_UPLOAD_TTL.",
+                id="records.E001",
+            )
+        )
     return found

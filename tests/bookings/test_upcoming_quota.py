@@ -106,10 +106,11 @@ def test_moving_an_ended_unmarked_appointment_ahead_counts_against_the_quota(
     )
     upcoming = _book(patient, doctor_with_hours, 9)
 
-    with pytest.raises(TooManyUpcoming):
+    with pytest.raises(TooManyUpcoming) as refused:
         appointment_reschedule(
             user=doctor_with_hours.user, appointment_id=ended.pk, start=next_slot(hour=10)
         )
+    assert str(refused.value.detail).startswith("The patient has as many")  # told the doctor
     assert Appointment.objects.get(pk=ended.pk).status == "confirmed"
     # An upcoming one moves freely: the count stays as it is.
     moved = appointment_reschedule(

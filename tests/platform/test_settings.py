@@ -69,6 +69,14 @@ def test_check_deploy_passes_without_warnings():
             None,
             "records.W002",
         ),
+        # The orphan sweep would delete uploads still in flight.
+        ({"RECORDS_ORPHAN_GRACE_SECONDS": "600"}, "records.E001", "records.W001"),
+        (
+            {"RECORDS_ORPHAN_GRACE_SECONDS": "3600", "RECORDS_DIRECT_UPLOAD_TTL": "7200"},
+            "records.E001",
+            "records.W001",
+        ),
+        ({"RECORDS_ORPHAN_GRACE_SECONDS": "7200"}, None, "records.E001"),
     ],
 )
 def test_check_deploy_warns_when_records_cannot_work(changes, warned, not_warned):
