@@ -59,7 +59,7 @@ def _mark(value: Any) -> tuple[int, int | None] | None:
     """A conversation's mark: ``[last seq seen, last rev seen]``, or the last seq alone (the
     first protocol's, from a client that knows nothing of edits: rev None, read as the
     conversation's own, so no earlier change is sent again and the new messages come at
-    once)."""
+    once, after the conversation's state if it was ever closed)."""
     if _count(value):
         return value, None
     if isinstance(value, list) and len(value) == 2 and all(_count(v) for v in value):

@@ -119,8 +119,15 @@ class Resumed:
 def _snapshot() -> Iterator[None]:
     """One view of the database for all the queries inside (PostgreSQL: a repeatable-read
     transaction), so a change committing between two of them is in neither. Inside a
-    transaction already, that one's view."""
+    transaction already, that one's view.
+
+    ``SET TRANSACTION`` must be the transaction's first statement, so the health check of a
+    reused connection (``CONN_HEALTH_CHECKS``: its ``SELECT 1``, due again after every
+    ``close_old_connections``) is run here first, under autocommit. (Django's ``atomic()``
+    runs it before its ``BEGIN`` too; this keeps the snapshot from depending on that.)"""
     outermost = not connection.in_atomic_block
+    if outermost:
+        connection.close_if_health_check_failed()
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -138,9 +145,11 @@ def resume_changes(
     list_done: bool = False,
 ) -> Resumed:
     """What a reconnecting client missed in chat. ``marks``: ``{conversation id: (last seq
-    seen, last rev seen)}`` of the conversations it knows (a rev of None: the conversation's
-    own, so that no earlier change is sent again). For each of those ``viewer`` is in (in id
-    order): the close or reopen after its ``rev`` mark, the messages it had seen that were
+    seen, last rev seen)}`` of the conversations it knows (a rev of None, a bare seq: the
+    conversation's own, so that no earlier change is sent again; but its state, closed or
+    reopened, if it was ever closed: such a client cannot say which one it saw, and learns of
+    a close or reopen only live). For each of those ``viewer`` is in (in id order): the close
+    or reopen after its ``rev`` mark, the messages it had seen that were
     edited or deleted since (in ``rev`` order), then the new messages (in ``seq`` order); at
     most ``limit`` messages in all. Then the conversations of the viewer that it did not name
     (new to it), as ``chat.conversation`` (the list's item), most recent first, at most
@@ -177,11 +186,15 @@ def _resume_changes(
         Conversation.objects.filter(participating(viewer), pk__in=list(marks)).order_by("pk")
     )
     stale = []
+    # The conversations named by a bare seq that were ever closed: their state is sent.
+    state_of: set[Any] = set()
     for c in known:
         seq, rev = marks[str(c.pk)]
-        if rev is None:  # a bare seq: no earlier change is sent again
+        if rev is None:  # a bare seq: no earlier change is sent again, only the state
             rev = c.rev
-        if c.last_seq > seq or c.rev > rev:
+            if c.state_rev > 0:
+                state_of.add(c.pk)
+        if c.last_seq > seq or c.rev > rev or c.pk in state_of:
             stale.append((c, seq, rev))
     changed_q, new_q = Q(pk__in=[]), Q(pk__in=[])
     for c, seq, rev in stale:
@@ -211,7 +224,7 @@ def _resume_changes(
         upto = c.rev
         if cut:
             upto = sent[-1].changed_rev if sent else rev  # type: ignore[assignment]
-        if rev < c.state_rev <= upto:
+        if rev < c.state_rev <= upto or c.pk in state_of:
             result.events.append(state_event(c))
         result.events += [{"type": "chat.message", "data": message_data(m)} for m in sent]
         if cut:

@@ -50,9 +50,11 @@ def test_edits_deletions_and_a_close_of_seen_messages_are_replayed(db, patient, 
         {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 3]}}},
     ]
     assert deleted["deleted_at"] and deleted["text"] == ""
-    # A bare seq (the first protocol's, which knows no rev) replays no earlier change.
+    # A bare seq (the first protocol's, which knows no rev) replays no earlier change, only
+    # the state (such a client learns of a close only live).
     assert _resume(patient, {cid: 3}) == [
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
+        {"type": "chat.closed", "data": {"conversation_id": cid, "rev": 3}},
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 3]}}},
     ]
 
     # Caught up: nothing more; a reopen then comes alone.

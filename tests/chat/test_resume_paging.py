@@ -5,13 +5,14 @@ replayed twice across the rounds of a cut resume."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from chat import consumers, services
@@ -207,12 +208,15 @@ async def test_a_forged_cursor_over_the_socket_is_an_error_event_and_the_socket_
 # --- a bare seq (the first protocol) -------------------------------------------------------
 
 
-def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages(
+def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages_and_the_state(
     db, patient, doc, settings, django_capture_on_commit_callbacks
 ):
     """A bare seq comes from a client that knows nothing of ``rev``: it counts as the
     conversation's ``rev`` at the resume, so however many edits and deletions came before,
-    the new messages come at once (they used to wait behind every change ever made)."""
+    the new messages come at once (they used to wait behind every change ever made). A
+    close or reopen reaches it only live, and it cannot say which state it saw: a
+    conversation ever closed comes with its state (closed while it was away, it would still
+    show it open)."""
     settings.REALTIME_RESUME_LIMIT = 2
     capture = django_capture_on_commit_callbacks
     in_care_with(doc, patient)
@@ -220,17 +224,33 @@ def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages(
     cid = str(conversation.pk)
     for text in ("one", "two", "three"):
         _send(capture, doc, conversation, text)
+    # caught up, never closed: nothing
+    assert _resume(patient, {cid: 3}) == [
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
+    ]
     for seq in (1, 2, 3):
         _now(capture, services.message_edit, user=doc, conversation_id=cid, seq=seq, text="x")
     _now(capture, services.conversation_close, user=doc, conversation_id=cid)
+    closed = {"type": "chat.closed", "data": {"conversation_id": cid, "rev": 4}}
+    assert _resume(patient, {cid: 3}) == [
+        closed,
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 4]}}},
+    ]
     _now(capture, services.conversation_reopen, user=doc, conversation_id=cid)
     new = _send(capture, doc, conversation, "four")
+    reopened = {"type": "chat.reopened", "data": {"conversation_id": cid, "rev": 5}}
     assert _resume(patient, {cid: 3}) == [
+        reopened,
         {"type": "chat.message", "data": new},
         {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [4, 5]}}},
     ]
-    # caught up, the same bare seq again: nothing
+    # caught up, the same bare seq again: the state alone (no edit, no message)
     assert _resume(patient, {cid: 4}) == [
+        reopened,
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [4, 5]}}},
+    ]
+    # a client that sends its rev gets nothing once caught up
+    assert _resume(patient, {cid: [4, 5]}) == [
         {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
     ]
 
@@ -304,3 +324,65 @@ def test_an_edit_committed_while_a_resume_reads_is_sent_once():
     assert sent == [(2, 0), (2, 1)]
     assert second[0]["data"]["text"] == "unseen, edited"
     assert second[-1]["data"]["marks"] == {cid: [2, 1]}
+
+
+def _persistent_connection() -> Any:
+    """In this thread, the test database's connection as production has it with the pool off
+    (``DB_POOL_MAX_SIZE=0``, ``DB_CONN_MAX_AGE`` > 0): kept open across calls, health checks
+    on. Answers the connection it replaces, to put back."""
+    original = connections["default"]
+    settings_dict = copy.deepcopy(original.settings_dict)
+    settings_dict["OPTIONS"].pop("pool", None)
+    settings_dict.update(CONN_MAX_AGE=None, CONN_HEALTH_CHECKS=True)
+    connections["default"] = original.__class__(settings_dict, alias="default")
+    return original
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_resume_on_a_reused_connection_with_health_checks_reads_its_snapshot():
+    """``database_sync_to_async`` sets a kept connection's health check due again before each
+    call: its ``SELECT 1`` must not start the snapshot's transaction, or ``SET TRANSACTION``
+    (which must come first) fails and every resume on a reused connection is an error."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the snapshot is PostgreSQL's")
+    state: dict[str, Any] = {}
+
+    def setup() -> None:
+        state["original"] = _persistent_connection()
+        patient, doc = make_user(), doctor().user
+        in_care_with(doc, patient)
+        conversation = services.conversation_open(user=patient, other_id=doc.pk)[0]
+        services.message_send(user=doc, conversation_id=conversation.pk, text="a", client_id="a")
+        services.conversation_close(user=doc, conversation_id=conversation.pk)
+        state.update(patient=patient, cid=str(conversation.pk))
+
+    def resume() -> tuple[bool, list[str], list[dict[str, Any]]]:
+        reused, statements = connection.connection is not None, []
+        db: Any = connection  # its health-check flags are not in django-stubs
+        due = db.health_check_enabled and not db.health_check_done
+
+        def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(record):
+            events = _resume(state["patient"], {state["cid"]: [0, 0]})
+        return reused and due, statements, events
+
+    def teardown() -> None:
+        connection.close()
+        connections["default"] = state["original"]
+
+    await database_sync_to_async(setup)()
+    try:
+        for _ in range(3):
+            checked, statements, events = await database_sync_to_async(resume)()
+            assert checked  # the connection was reused, its health check due
+            assert statements[0] == "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+            assert [e["type"] for e in events] == [
+                "chat.closed",
+                "chat.message",
+                "chat.resume.done",
+            ]
+    finally:
+        await database_sync_to_async(teardown)()
