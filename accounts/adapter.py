@@ -144,13 +144,17 @@ class AccountAdapter(DefaultAccountAdapter):
         """Also where an account with no password (Google sign-in only) is given one: allauth
         asks for no current password then, so, as for its other changes, the session must
         have signed in recently (else 403 ``auth.recent_sign_in_required``): a stolen token
-        alone cannot set a password and then sign in with it. A reset by e-mailed link is
-        not signed in: the link is the proof."""
+        alone cannot set a password and then sign in with it. Only on the change-password
+        endpoint: a reset (by e-mailed link or code) is proof enough, whether or not the
+        client sent a token of an older sign-in."""
         assert isinstance(user, User)
         request = self.request
         signed_in = getattr(request, "user", None)
+        match = getattr(request, "resolver_match", None)
         if (
-            signed_in is not None
+            match is not None
+            and match.url_name == "change_password"
+            and signed_in is not None
             and signed_in.is_authenticated
             and signed_in.pk == user.pk
             and not user.has_usable_password()

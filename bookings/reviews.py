@@ -122,7 +122,14 @@ def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
 def review_hide(*, actor: User, review_id: Any, reason: str) -> Review:
     """Hiding takes the rating out of the doctor's average too (audited)."""
     require_permission(actor, "bookings.change_review")
-    review = Review.objects.select_for_update().filter(id=review_id).first()
+    reviews = Review.objects.filter(id=review_id)
+    doctor_user_id = reviews.values_list("doctor__user_id", flat=True).first()
+    if doctor_user_id is None:
+        raise ReviewNotFound()
+    # The doctor's account, then the review, then their profile: the order an erasure of
+    # the doctor takes them (no deadlock with one).
+    user_hold(User(pk=doctor_user_id))
+    review = reviews.select_for_update(of=("self",)).first()
     if review is None:
         raise ReviewNotFound()
     if not review.hidden:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 from django.core.cache import caches
 
@@ -42,9 +43,17 @@ class SessionStore(CachedDBStore):
         self._cache: Any = _Forgiving(caches[settings.SESSION_CACHE_ALIAS])
 
     def save(self, must_create: bool = False) -> None:
+        """Also when the session ended during the request (its row deleted: a password
+        changed or reset in it, whose new hash another read of the session found stale, or
+        a sign-out elsewhere): nothing is saved, it is not brought back, and the request
+        goes on (allauth saves the session itself at the end of its views, outside
+        Django's middleware, which would have answered 400)."""
         if self.session_key is not None:
             self._cache.delete(self.cache_key)  # loud: no change the cache could undo
-        super().save(must_create)
+        try:
+            super().save(must_create)
+        except UpdateError:
+            pass  # ended: kept ended (no new row: the data would sign its user in again)
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
-from accounts.services import ErasedPerson, user_hold_active
+from accounts.services import ErasedPerson, user_hold, user_hold_active
 from audit.services import record
 from core import money
 from core.cache import best_effort
@@ -258,8 +258,13 @@ def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "
     reason = reason.strip()
     if decision == Verification.REJECTED and not reason:
         raise InvalidRequest(fields={"reason": _("Say why: the doctor is told the reason.")})
+    # The doctor's account before their profile, in the order an erasure of it takes them.
+    user_id = DoctorProfile.objects.filter(id=doctor_id).values_list("user_id", flat=True).first()
+    if user_id is None:
+        raise DoctorNotFound()
+    user_hold(User(pk=user_id))
     profile = (
-        DoctorProfile.objects.select_for_update()
+        DoctorProfile.objects.select_for_update(of=("self",))
         .select_related("user")
         .filter(id=doctor_id)
         .first()

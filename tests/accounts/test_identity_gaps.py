@@ -19,7 +19,7 @@ from core import sms
 from tests.accounts.admin_site import helper_with, staff_client, superuser
 from tests.accounts.test_google import _id_token, _sign_in, google_certs, google_key  # noqa: F401
 from tests.accounts.test_phone import capture_sms  # noqa: F401  (autouse: SMS are captured)
-from tests.factories import AUTH, PASSWORD, bearer, login, make_user, post
+from tests.factories import AUTH, PASSWORD, bearer, last_code, login, make_user, post
 
 pytestmark = pytest.mark.django_db
 
@@ -305,3 +305,20 @@ def test_google_only_account_sets_a_password_only_after_a_recent_sign_in(api, go
     r = post(api, f"{AUTH}/account/password/change", new, **bearer(fresh))
     assert r.status_code in (200, 401), r.content  # set; allauth may sign the session out
     assert User.objects.get(email="layla@example.com").check_password(new["new_password"])
+
+
+def test_a_reset_by_code_sets_a_first_password_even_with_an_older_sign_ins_token(
+    api, google_access
+):
+    """The recent-sign-in rule is for the change-password endpoint only: a reset proves the
+    address with its code, whether or not the app sends the token of an older sign-in."""
+    access = google_access()
+    _age_sign_in(access, 6 * 60)
+    mail.outbox.clear()
+    r = post(api, f"{AUTH}/auth/password/request", {"email": "layla@example.com"}, **bearer(access))
+    assert r.status_code in (200, 401), r.content
+    code = last_code(mail.outbox)
+    new = "a-new-Passw0rd-for-layla"
+    r = post(api, f"{AUTH}/auth/password/reset", {"key": code, "password": new}, **bearer(access))
+    assert r.status_code in (200, 401), r.content
+    assert User.objects.get(email="layla@example.com").check_password(new)

@@ -50,3 +50,21 @@ def test_the_prune_works_in_bounded_batches(monkeypatch):
     assert sessions_prune(now=timezone.now()) == 1
     assert sessions_prune(now=timezone.now()) == 0
     assert list(Session.objects.values_list("session_key", flat=True)) == [live]
+
+
+def test_a_session_ended_during_the_request_is_not_saved_back():
+    """A password reset in a session that another read found stale (its row deleted) used to
+    be a 500 when allauth saved the session at the end of its view; and nothing may bring
+    the ended session back."""
+    session = SessionStore()
+    session["_auth_user_id"] = "someone"
+    session.create()
+    key = session.session_key
+    SessionStore(key).delete()  # ended meanwhile (a password change, a sign-out elsewhere)
+
+    session["n"] = 2
+    session.save()  # no error
+
+    assert not Session.objects.filter(session_key=key).exists()
+    assert Session.objects.count() == 0
+    assert SessionStore(key).load() == {}
