@@ -103,7 +103,9 @@ def _bookable_read(vendor: str, for_patient: bool) -> _BookableRead:
     if for_patient:
         sql += f" AND pu.{user_id} = %s AND pu.{is_active} = %s AND pu.{role} = %s"
         if vendor == "postgresql":  # SQLite serialises writers instead
-            sql += " FOR SHARE OF d, u, pu"
+            # Locked in this order (PostgreSQL locks a row's tables as the list names them):
+            # the accounts before the profile, as erasure and every profile write take them.
+            sql += " FOR SHARE OF u, pu, d"
     return _BookableRead(
         sql=sql,
         params=(

@@ -288,3 +288,29 @@ def test_a_booking_that_releases_an_expired_hold_and_a_cancel_beside_it_both_suc
     )
     assert isinstance(outcome.first, Appointment), outcome
     assert isinstance(outcome.second, Appointment), outcome
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_booking_beside_the_doctors_erasure_does_not_deadlock(doctor_with_hours, monkeypatch):
+    """Erasure locks the doctor's account, then changes their profile; a booking locks the
+    doctor's account (and the patient's) before the profile, in that order, in its one
+    statement. With the profile first, a booking arriving between the two waited for the
+    account while holding the profile the erasure needed: PostgreSQL ended one of them."""
+    from accounts import services as accounts_services
+    from accounts.models import User
+    from accounts.services import account_delete
+
+    d, patient = doctor_with_hours, make_user()
+    outcome = race(  # the erasure paused right after it locked the doctor's account
+        monkeypatch,
+        lambda: account_delete(user=User.objects.get(pk=d.user_id)),
+        lambda: services.appointment_book(
+            patient=patient, doctor_id=d.id, start=next_slot(days=3), mode="in_person"
+        ),
+        at=(accounts_services, "_locked"),
+    )
+    assert outcome.second_waited  # for the erasure
+    assert isinstance(outcome.first, User) and outcome.first.deleted_at is not None, outcome
+    # The booking came second: it finds nobody to book (never a deadlock, never a 500).
+    assert isinstance(outcome.second, ApplicationError), outcome
+    assert not Appointment.objects.filter(doctor=d).exists()
