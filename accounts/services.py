@@ -457,17 +457,31 @@ def _keys_delete(user: User, actor: User) -> None:
     verification) live in its sessions (see :func:`_sessions_delete`)."""
     for model in device_classes():
         for device in model.objects.filter(user=user).order_by("pk"):
-            device_id, confirmed = device.pk, device.confirmed
-            device.delete()
-            record(
-                action="auth.totp_removed",
-                actor_id=actor.pk,
-                actor_role=actor.role,
-                target_type="user",
-                target_id=str(user.pk),
-                data={"device_id": device_id, "confirmed": confirmed, "erasure": True},
-            )
+            _device_remove(device, actor=actor, erasure=True)
     IdempotencyRecord.objects.filter(user=user).delete()
+
+
+def _device_remove(
+    device: Any, *, actor: User, ip: str | None = None, user_agent: str = "", erasure: bool = False
+) -> None:
+    """Delete a second-factor device, audited in the same transaction (``auth.totp_removed``:
+    who removed it, whose it was, the device's id and whether it was confirmed, and whether
+    an erasure did; never its key)."""
+    device_id, owner_id, confirmed = device.pk, device.user_id, device.confirmed
+    device.delete()
+    data: dict[str, Any] = {"device_id": device_id, "confirmed": confirmed}
+    if erasure:
+        data["erasure"] = True
+    record(
+        action="auth.totp_removed",
+        actor_id=actor.pk,
+        actor_role=actor.role,
+        target_type="user",
+        target_id=str(owner_id),
+        ip=ip,
+        user_agent=user_agent,
+        data=data,
+    )
 
 
 def _mention(contacts: list[str]) -> re.Pattern[str]:
@@ -574,16 +588,5 @@ def totp_devices_delete(
     ids = [device.pk for device in devices]
     locked = list(TOTPDevice.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
     for device in locked:
-        device_id, owner_id, confirmed = device.pk, device.user_id, device.confirmed
-        device.delete()
-        record(
-            action="auth.totp_removed",
-            actor_id=actor.pk,
-            actor_role=actor.role,
-            target_type="user",
-            target_id=str(owner_id),
-            ip=ip,
-            user_agent=user_agent,
-            data={"device_id": device_id, "confirmed": confirmed},
-        )
+        _device_remove(device, actor=actor, ip=ip, user_agent=user_agent)
     return len(locked)

@@ -6,7 +6,6 @@ other people's rows stay as they were. And the export shows each of these while 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,22 +25,15 @@ from core.models import IdempotencyRecord
 from doctors import geo
 from doctors.models import Clinic, DirectoryEntry
 from realtime.models import DeliveryPreference
+from tests.bookings.conftest import completed
 from tests.doctors.factories import doctor, specialty
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
 
-def _visit(profile, patient, days_ago: int = 2) -> Appointment:
-    start = datetime.now(UTC) - timedelta(days=days_ago)
-    return Appointment.objects.create(
-        doctor=profile,
-        patient=patient,
-        mode="video",
-        status="completed",
-        start=start,
-        end=start + timedelta(minutes=30),
-    )
+def _visit(profile, patient) -> Appointment:
+    return completed(profile, patient, days_ago=2)
 
 
 def test_the_users_stored_request_answers_go_and_others_stay():

@@ -35,6 +35,22 @@ def doctor_with_hours(db):
     return profile
 
 
+def completed(doctor, patient, days_ago: int = 1):
+    """A completed video appointment of ``patient`` with ``doctor``, ``days_ago`` days ago:
+    what a review needs."""
+    from bookings.models import Appointment
+
+    start = datetime.now(UTC) - timedelta(days=days_ago)
+    return Appointment.objects.create(
+        doctor=doctor,
+        patient=patient,
+        mode="video",
+        status="completed",
+        start=start,
+        end=start + timedelta(minutes=30),
+    )
+
+
 def next_slot(days: int = 3, hour: int = 10, minute: int = 0) -> datetime:
     """A Cairo wall-clock time some days ahead, as a UTC instant."""
     from zoneinfo import ZoneInfo

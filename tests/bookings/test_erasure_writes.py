@@ -16,24 +16,13 @@ from accounts import services as accounts_services
 from accounts.errors import AccountErased
 from accounts.models import User
 from accounts.services import account_delete, user_set_active
-from bookings.models import Appointment, Review, TimeOff
+from bookings.models import Review, TimeOff
 from bookings.reviews import ReviewClosed, review_create, review_reply
 from bookings.services import time_off_create
 from doctors.models import Clinic, DoctorProfile
 from doctors.services import clinic_create, clinic_update, doctor_profile_update
+from tests.bookings.conftest import completed
 from tests.factories import make_user
-
-
-def _completed(doctor: DoctorProfile, patient: User) -> Appointment:
-    start = timezone.now() - timedelta(days=1)
-    return Appointment.objects.create(
-        doctor=doctor,
-        patient=patient,
-        mode="video",
-        status="completed",
-        start=start,
-        end=start + timedelta(minutes=30),
-    )
 
 
 def _stale(user: User) -> User:
@@ -66,7 +55,7 @@ def test_a_doctor_erased_meanwhile_writes_no_profile_clinic_or_time_off(doctor_w
 @pytest.mark.django_db
 def test_a_patient_erased_meanwhile_writes_no_review(doctor_with_hours):
     patient = make_user()
-    appointment = _completed(doctor_with_hours, patient)
+    appointment = completed(doctor_with_hours, patient)
     loaded = _stale(patient)
     account_delete(user=patient)
 
@@ -80,12 +69,12 @@ def test_no_reply_names_a_patient_after_their_erasure(doctor_with_hours):
     patient, other = make_user(), make_user()
     review = review_create(
         patient=patient,
-        appointment_id=_completed(doctor_with_hours, patient).pk,
+        appointment_id=completed(doctor_with_hours, patient).pk,
         rating=4,
         text="Kind",
     )
     kept = review_create(
-        patient=other, appointment_id=_completed(doctor_with_hours, other).pk, rating=5
+        patient=other, appointment_id=completed(doctor_with_hours, other).pk, rating=5
     )
     account_delete(user=patient)
 

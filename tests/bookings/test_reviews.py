@@ -2,7 +2,6 @@
 
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -13,21 +12,10 @@ from bookings.models import Appointment
 from bookings.reviews import review_create
 from doctors.models import DoctorProfile
 from realtime.models import Notification
+from tests.bookings.conftest import completed
 from tests.factories import bearer, login, make_user, post
 
 pytestmark = pytest.mark.django_db
-
-
-def completed(doctor, patient, days_ago=1):
-    start = datetime.now(UTC) - timedelta(days=days_ago)
-    return Appointment.objects.create(
-        doctor=doctor,
-        patient=patient,
-        mode="video",
-        status="completed",
-        start=start,
-        end=start + timedelta(minutes=30),
-    )
 
 
 def test_patient_reviews_a_completed_appointment_once(api, doctor_with_hours):
