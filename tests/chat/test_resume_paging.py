@@ -46,6 +46,15 @@ def _send(capture: Any, user: Any, conversation: Any, text: str) -> dict[str, An
     )
 
 
+def _three_messages(capture: Any, patient: Any, doc: Any) -> Conversation:
+    """A conversation of ``patient`` and ``doc`` in care, with the doctor's messages 1-3."""
+    in_care_with(doc, patient)
+    conversation = services.conversation_open(user=patient, other_id=doc.pk)[0]
+    for text in ("one", "two", "three"):
+        _send(capture, doc, conversation, text)
+    return conversation
+
+
 def _many(doc: Any, n: int) -> list[Conversation]:
     """``n`` conversations of ``doc``, most recent first; three share each activity time
     (the cursor must break the ties)."""
@@ -219,11 +228,8 @@ def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages_and_the_stat
     show it open)."""
     settings.REALTIME_RESUME_LIMIT = 2
     capture = django_capture_on_commit_callbacks
-    in_care_with(doc, patient)
-    conversation = services.conversation_open(user=patient, other_id=doc.pk)[0]
+    conversation = _three_messages(capture, patient, doc)
     cid = str(conversation.pk)
-    for text in ("one", "two", "three"):
-        _send(capture, doc, conversation, text)
     # caught up, never closed: nothing
     assert _resume(patient, {cid: 3}) == [
         {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
@@ -266,11 +272,8 @@ def test_a_resume_cut_among_the_changes_sends_the_close_once(
     the round that passes its rev."""
     settings.REALTIME_RESUME_LIMIT = 2
     capture = django_capture_on_commit_callbacks
-    in_care_with(doc, patient)
-    conversation = services.conversation_open(user=patient, other_id=doc.pk)[0]
+    conversation = _three_messages(capture, patient, doc)
     cid = str(conversation.pk)
-    for text in ("one", "two", "three"):
-        _send(capture, doc, conversation, text)
     for seq in (1, 2, 3):
         _now(capture, services.message_edit, user=doc, conversation_id=cid, seq=seq, text="x")
     _now(capture, services.conversation_close, user=doc, conversation_id=cid)
