@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django_otp import device_classes
 
 from accounts.errors import (
@@ -386,7 +387,7 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     name or contact details. Here: the account's row, profile, login addresses, linked
     accounts, second-factor devices, stored request answers, invitations and its mentions in
     the admin site's log; each app above accounts erases its own rows (:data:`ERASURE_HOOKS`),
-    and the sessions go after the commit. Under the user's row lock (see :func:`_locked`); an
+    and its stored sessions are deleted by a task committed with it. Under the user's row lock (see :func:`_locked`); an
     account erased already is left as it is."""
     from allauth.socialaccount.models import SocialAccount
 
@@ -432,8 +433,9 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     _admin_log_unname(user=user, contacts=contacts)
     for hook in ERASURE_HOOKS:  # what the apps above accounts hold of the person
         hook(user, person)
-    # What the stored sessions hold of the identifiers, once this commits.
-    transaction.on_commit(lambda: _sessions_delete(user_id=user.pk, identifiers=identifiers))
+    # What the stored sessions hold of the identifiers: a task committed with the erasure,
+    # retried until it is done (``accounts.tasks``), that knows them only as keyed digests.
+    _erased_sessions_enqueue(user_id=user.pk, identifiers=identifiers)
     # Its sessions die with it: tokens are validated against an active user on every request.
     access_revoked(user_id=user.pk)
     _audit(actor or user, "user.deleted", user)
@@ -454,7 +456,7 @@ def _keys_delete(user: User, actor: User) -> None:
     as an admin's is (``auth.totp_removed``, by whoever erases, marked ``erasure``), and the
     answers stored for its ``Idempotency-Key`` requests (encrypted copies of what it
     created: a booking's reason among them). Codes sent to it (login, phone or e-mail
-    verification) live in its sessions (see :func:`_sessions_delete`)."""
+    verification) live in its sessions (see :func:`sessions_holding_delete`)."""
     for model in device_classes():
         for device in model.objects.filter(user=user).order_by("pk"):
             _device_remove(device, actor=actor, erasure=True)
@@ -523,47 +525,65 @@ def account_erase_by_admin(*, actor: User, user: User) -> User:
     return account_delete(user=user, actor=actor)
 
 
-def _sessions_delete(*, user_id: Any, identifiers: list[str]) -> None:
-    """Delete the unexpired sessions (database rows and cached copies) that hold the user's
-    id, e-mail or phone as a value: signed-in sessions keep the address allauth signed in
-    with, and a sign-in not finished holds the login tried. Run after the erasure commits
-    (the sessions stopped working then: the password hash changed and the account is
-    inactive; this removes the personal data they store), so the user's row is not locked
-    while every session is read: no index of a user's sessions exists (about 15
-    microseconds each; erasure is rare). Expired sessions are left to the housekeeping
-    prune. A failure is logged, without the identifiers, and not raised: the erasure is
-    done."""
+def _erased_sessions_enqueue(*, user_id: Any, identifiers: list[str]) -> None:
+    from accounts.tasks import erased_sessions_delete
+
+    erased_sessions_delete.enqueue(str(user_id), identifier_digests(identifiers))
+
+
+def identifier_digests(identifiers: Iterable[str]) -> list[str]:
+    """Keyed digests (BLAKE2b under a key derived from ``SECRET_KEY``) of identifiers,
+    ignoring case: what the task that deletes an erased account's sessions is given, so that
+    its stored row (kept ``TASK_RESULT_RETENTION_DAYS``) does not hold the e-mail addresses
+    and phone number the erasure removed, nor lets them be guessed without the key."""
+    key = _digest_key()
+    return sorted({_digest(key, i) for i in identifiers if i})
+
+
+def _digest_key() -> bytes:
+    return salted_hmac("accounts.erased-sessions", "identifier", algorithm="sha256").digest()
+
+
+def _digest(key: bytes, value: str) -> str:
+    return hashlib.blake2b(value.casefold().encode(), key=key, digest_size=16).hexdigest()
+
+
+def sessions_holding_delete(*, digests: Iterable[str]) -> int:
+    """Delete the unexpired sessions (database rows and cached copies) that hold, as a value
+    or a key at any depth, a string whose digest is one of ``digests`` (whole values only:
+    a@b.com is not in aa@b.com's session); how many. Signed-in sessions keep the address
+    allauth signed in with, and a sign-in not finished holds the login tried. Run by a task
+    after an erasure commits (the sessions stopped working then: the password hash changed
+    and the account is inactive; this removes the personal data they store): no index of a
+    user's sessions exists, so every unexpired one is read (about 15 microseconds each);
+    expired ones are left to the housekeeping prune. Deleting twice is harmless: the task
+    may run again after a failure."""
     from django.contrib.sessions.models import Session
 
     from core.sessions import SessionStore
 
-    wanted = {i.casefold() for i in identifiers if i}
-    try:
-        store = SessionStore()
-        doomed = [
-            key
-            for key, data in Session.objects.filter(expire_date__gt=timezone.now())
-            .values_list("session_key", "session_data")
-            .iterator(chunk_size=2000)
-            if _holds(store.decode(data), wanted)
-        ]
-        for key in doomed:
-            store.delete(key)  # the cached copy first (loudly), then the row
-    except Exception as exc:
-        logger.warning(
-            "erasure: stored sessions not deleted",
-            extra={"user_id": str(user_id), "error": type(exc).__name__},
-        )
+    wanted, key = set(digests), _digest_key()
+    store = SessionStore()
+    doomed = [
+        session_key
+        for session_key, data in Session.objects.filter(expire_date__gt=timezone.now())
+        .values_list("session_key", "session_data")
+        .iterator(chunk_size=2000)
+        if _holds(store.decode(data), wanted, key)
+    ]
+    for session_key in doomed:
+        store.delete(session_key)  # the cached copy first (loudly), then the row
+    return len(doomed)
 
 
-def _holds(value: Any, wanted: set[str]) -> bool:
+def _holds(value: Any, wanted: set[str], key: bytes) -> bool:
     """Whether the decoded session ``value`` has a string (a value or a key, at any depth)
-    equal to one of ``wanted``, ignoring case: a@b.com is not in aa@b.com's session."""
+    whose digest is in ``wanted``."""
     if isinstance(value, dict):
-        return any(_holds(k, wanted) or _holds(v, wanted) for k, v in value.items())
+        return any(_holds(k, wanted, key) or _holds(v, wanted, key) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return any(_holds(v, wanted) for v in value)
-    return isinstance(value, str) and value.casefold() in wanted
+        return any(_holds(v, wanted, key) for v in value)
+    return isinstance(value, str) and _digest(key, value) in wanted
 
 
 def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:

@@ -11,6 +11,7 @@ class TelemedConfig(AppConfig):
         """Wire the domain apps together where none may import the other."""
         from accounts import selectors as accounts_selectors
         from accounts import services as accounts_services
+        from accounts import tasks as accounts_tasks
         from bookings import erasure as bookings_erasure
         from bookings import export as bookings_export
         from bookings import selectors as bookings_selectors
@@ -55,6 +56,7 @@ class TelemedConfig(AppConfig):
                 records_tasks.scan_record.module_path,
                 records_tasks.quarantine_sweep.module_path,
                 realtime_deliveries.send_deliveries.module_path,
+                accounts_tasks.erased_sessions_delete.module_path,  # deleting twice is harmless
             }
         )
         # What a task given up for good was for: a scan leaves no record pending.
