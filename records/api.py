@@ -17,6 +17,7 @@ from accounts.auth import AuthedRequest, jwt_auth
 from audit.services import client_ip
 from core.idempotency import IDEMPOTENCY_KEY, created_once
 from core.pagination import paginate
+from core.text import refuse_unstorable_text
 from records import downloads, selectors, services
 from records.errors import FileMissing, InvalidUpload
 from records.models import MedicalRecord
@@ -99,6 +100,9 @@ def upload(request: AuthedRequest, idempotency_key: str | None = IDEMPOTENCY_KEY
     if file is None:
         raise FileMissing()
     data = {k: v for k, v in form.items() if v != ""}
+    # A form is read here, not by the API's parser: its check for unstorable text, here
+    # (the file's name is cleaned instead: ``services.sanitize_file_name``).
+    refuse_unstorable_text(data)
     try:
         payload = RecordIn.model_validate(data)
     except pydantic.ValidationError as exc:

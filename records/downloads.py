@@ -33,12 +33,7 @@ def download_link(*, viewer: User, record_id: Any, origin: Origin) -> tuple[str,
     ttl = settings.RECORDS_DOWNLOAD_TTL
     expires_at = timezone.now() + timedelta(seconds=ttl)
     if storage.is_s3():
-        url = storage.presigned_get(
-            record.storage_key,
-            file_name=download_name(record.file_name, record.content_type),
-            content_type=record.content_type,
-            ttl=ttl,
-        )
+        url = storage.presigned_get(record.storage_key, content_type=record.content_type, ttl=ttl)
         audit(viewer, "records.downloaded", record, origin, via="presigned_url")
         return url, expires_at
     token = signing.dumps({"r": str(record.pk), "u": str(viewer.pk)}, salt=_SALT)

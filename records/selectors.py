@@ -66,10 +66,14 @@ def _break_glass(staff: User, patient_id: Any) -> bool:
 
 
 def live_grants() -> QuerySet[AccessGrant]:
-    """Grants not revoked, to a doctor still verified: a doctor whose verification is
-    withdrawn keeps no access a patient gave (as care ends with it: ``in_care``)."""
+    """Grants not revoked, to a doctor still verified, of a patient whose account is open:
+    a doctor whose verification is withdrawn keeps no access a patient gave, and a closed
+    account's files are shared with nobody (as care ends with either: ``in_care``). An
+    erasure revokes the grants for good (:func:`records.services.account_erased`)."""
     return AccessGrant.objects.filter(
-        revoked_at__isnull=True, doctor__doctor_profile__verification=Verification.VERIFIED
+        revoked_at__isnull=True,
+        doctor__doctor_profile__verification=Verification.VERIFIED,
+        record__patient__is_active=True,
     )
 
 

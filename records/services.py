@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
@@ -34,7 +34,7 @@ from records.errors import (
     RecordNotFound,
     UploadNotReceived,
 )
-from records.filetypes import HEAD_BYTES, sniff
+from records.filetypes import HEAD_BYTES, download_name, sniff
 from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 from records.scanner import Verdict
 from records.selectors import Origin, audit, record_owned
@@ -362,7 +362,13 @@ def _promote(record: MedicalRecord, verdict: Verdict, version: str | None, copie
     again): the row and the objects never disagree."""
     source, target = record.storage_key, storage.clean_key(record.patient_id, record.pk)
     if not copied:
-        storage.copy_scanned(source, target, version=version)
+        storage.copy_scanned(
+            source,
+            target,
+            version=version,
+            file_name=download_name(record.file_name, record.content_type),
+            content_type=record.content_type,
+        )
     try:
         record.status, record.storage_key, record.scanned_at = (
             ScanStatus.CLEAN,
@@ -477,6 +483,30 @@ def grant_revoke(*, patient: User, record_id: Any, grant_id: Any, origin: Origin
         grant.revoked_at = timezone.now()
         grant.save(update_fields=["revoked_at"])
         audit(patient, "records.revoked", record, origin, doctor_id=str(grant.doctor_id))
+
+
+def account_erased(user: User, person: Any) -> None:
+    """Erasure of ``user``'s account (``accounts.services.ERASURE_HOOKS``, wired at the root):
+    every grant not yet revoked of the patient's files, and to the doctor, is revoked, each
+    audited (``records.revoked``, marked ``erasure``). The files stay (legal retention),
+    seen by nobody but the doctors in the patient's care (``in_care``: none once the account
+    is closed) and by an admin's break-glass access. A grant made beside the erasure is dead
+    anyway: the patient's account is closed (``selectors.live_grants``)."""
+    grants = list(
+        AccessGrant.objects.filter(
+            Q(record__patient=user) | Q(doctor=user), revoked_at__isnull=True
+        ).select_related("record")
+    )
+    AccessGrant.objects.filter(pk__in=[g.pk for g in grants]).update(revoked_at=timezone.now())
+    for grant in grants:
+        audit(
+            None,
+            "records.revoked",
+            grant.record,
+            None,
+            doctor_id=str(grant.doctor_id),
+            erasure=True,
+        )
 
 
 def break_glass_open(

@@ -149,13 +149,22 @@ def open_versioned(key: str) -> tuple[IO[bytes], str | None]:
     return open_stream(key), None
 
 
-def copy_scanned(source: str, target: str, *, version: str | None = None) -> None:
+def copy_scanned(
+    source: str,
+    target: str,
+    *,
+    version: str | None = None,
+    file_name: str = "",
+    content_type: str = "",
+) -> None:
     """Copy an object from quarantine to its clean place, leaving the source: the caller
     deletes it once the record's new state has committed, so a rollback finds the file where
     its row says it is. With ``version`` (an ETag) S3 copies only if the object is still that
     version: a file replaced after its scan (a presigned POST stays usable until it expires)
-    is not promoted, and the copy fails. On disk a hard link (a copy where links fail),
-    replacing whatever an earlier attempt left there."""
+    is not promoted, and the copy fails. On S3 the copy is stored with the headers it is
+    served with (its type, and ``file_name`` as an attachment): a presigned link then names
+    no file (the name is health data, and a URL ends up in logs and histories). On disk a
+    hard link (a copy where links fail), replacing whatever an earlier attempt left there."""
     if is_s3():
         bucket = _bucket()
         condition = {"CopySourceIfMatch": version} if version else {}
@@ -163,7 +172,9 @@ def copy_scanned(source: str, target: str, *, version: str | None = None) -> Non
             Bucket=bucket,
             Key=_s3_key(target),
             CopySource={"Bucket": bucket, "Key": _s3_key(source)},
-            MetadataDirective="COPY",
+            MetadataDirective="REPLACE",
+            ContentType=content_type or "application/octet-stream",
+            ContentDisposition=disposition(file_name) if file_name else "attachment",
             **condition,
             **_sse(),
         )
@@ -245,14 +256,15 @@ def disposition(file_name: str) -> str:
     return content_disposition_header(as_attachment=True, filename=file_name) or "attachment"
 
 
-def presigned_get(key: str, *, file_name: str, content_type: str, ttl: int) -> str:
+def presigned_get(key: str, *, content_type: str, ttl: int) -> str:
+    """A link to the object for ``ttl`` seconds. It names no file: the object is served with
+    the ``Content-Disposition`` stored on it when it was promoted (:func:`copy_scanned`)."""
     return str(
         _s3_client().generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": _bucket(),
                 "Key": _s3_key(key),
-                "ResponseContentDisposition": disposition(file_name),
                 "ResponseContentType": content_type,
                 "ResponseCacheControl": "private, no-store",  # health data: no cache keeps it
             },

@@ -14,6 +14,7 @@ from accounts.api import router as accounts_router
 from bookings.api import router as bookings_router
 from chat.api import router as chat_router
 from core.errors import InvalidRequest
+from core.text import refuse_unstorable_text
 from doctors.api import router as doctors_router
 from payments.api import router as payments_router
 from realtime.api import router as realtime_router
@@ -21,29 +22,6 @@ from records.api import router as records_router
 from telemed import errors
 
 VERSION = "0.1.0"
-
-
-def _refuse_nul(value: Any, field: str = "body") -> None:
-    """PostgreSQL text cannot hold NUL characters, and no text can be stored that is not
-    UTF-8 (a lone surrogate is valid JSON): refuse both at the edge, 422, naming the
-    top-level field that holds them."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidRequest(fields={field: _("Text must not contain NUL characters.")})
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise InvalidRequest(
-                fields={field: _("Remove the characters that cannot be stored from this text.")}
-            ) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            name = key if field == "body" and isinstance(key, str) and key.isidentifier() else field
-            _refuse_nul(key, field)
-            _refuse_nul(item, name)
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_nul(item, field)
 
 
 class ApiParser(Parser):
@@ -54,12 +32,12 @@ class ApiParser(Parser):
         data = super().parse_body(request)
         if not isinstance(data, dict):
             raise InvalidRequest(fields={"body": _("The request body must be a JSON object.")})
-        _refuse_nul(data)
+        refuse_unstorable_text(data)
         return data
 
     def parse_querydict(self, data: Any, list_fields: list[str], request: HttpRequest) -> dict:
         result = super().parse_querydict(data, list_fields, request)
-        _refuse_nul(result)
+        refuse_unstorable_text(result)
         return result
 
 

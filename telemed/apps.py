@@ -32,6 +32,7 @@ class TelemedConfig(AppConfig):
         from realtime import services as realtime_services
         from realtime import unread as realtime_unread
         from records import selectors as records_selectors
+        from records import services as records_services
         from records import tasks as records_tasks
 
         doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
@@ -73,6 +74,7 @@ class TelemedConfig(AppConfig):
             bookings_erasure.account_erased,
             realtime_services.account_erased,
             chat_services.account_erased,
+            records_services.account_erased,
         ]
         accounts_selectors.EXPORT_SECTIONS.clear()
         accounts_selectors.EXPORT_SECTIONS.update(

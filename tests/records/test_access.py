@@ -370,3 +370,62 @@ def test_the_grants_list_leaves_out_a_doctor_whose_verification_was_withdrawn(
     assert listed() == [str(kept.user_id)]  # as it has no access any more
     doctor_verify(actor=admin, doctor_id=withdrawn.id, decision="verified")
     assert listed() == [str(kept.user_id), str(withdrawn.user_id)]  # its grant works again
+
+
+def _share(api, patient_headers, record_id, profile):
+    r = api.post(
+        f"/api/v1/records/{record_id}/grants", {"doctor_id": str(profile.user_id)},
+        content_type="application/json", headers=patient_headers,
+    )  # fmt: skip
+    assert r.status_code == 201, r.json()
+
+
+def test_a_closed_account_shares_no_file_and_its_erasure_revokes_every_grant(
+    api, patient, patient_headers
+):
+    """Care ends when an account closes (``in_care``); so do a patient's grants, and an erased
+    patient can no longer revoke them: the erasure does, audited."""
+    from accounts.services import account_delete, user_set_active
+
+    record_id = _record(api, patient_headers)
+    profile = doctor()
+    _share(api, patient_headers, record_id, profile)
+    doc = headers_for(api, profile.user)
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 200
+    admin = make_user(role="admin")
+
+    user_set_active(actor=admin, user=patient, active=False)
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
+    assert api.get(f"/api/v1/records/{record_id}/download", headers=doc).status_code == 404
+    assert api.get("/api/v1/records", headers=doc).json()["items"] == []
+    user_set_active(actor=admin, user=patient, active=True)  # reopened: the grant stands
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 200
+
+    account_delete(user=patient)
+    grant = patient.medical_records.get().grants.get()
+    assert grant.revoked_at is not None
+    event = AuditEvent.objects.get(action="records.revoked", target_id=record_id)
+    assert event.data == {
+        "doctor_id": str(profile.user_id),
+        "erasure": True,
+        "patient_id": str(patient.pk),
+    }
+    assert api.get(f"/api/v1/records/{record_id}", headers=doc).status_code == 404
+
+
+def test_an_erased_doctors_grants_are_revoked(api, patient, patient_headers):
+    from accounts.services import account_delete
+
+    record_id = _record(api, patient_headers)
+    erased, kept = doctor(), doctor()
+    _share(api, patient_headers, record_id, erased)
+    _share(api, patient_headers, record_id, kept)
+
+    account_delete(user=erased.user)
+
+    grants = api.get(f"/api/v1/records/{record_id}/grants", headers=patient_headers).json()
+    assert [g["doctor_id"] for g in grants["items"]] == [str(kept.user_id)]
+    assert (
+        api.get(f"/api/v1/records/{record_id}", headers=headers_for(api, kept.user)).status_code
+        == 200
+    )

@@ -79,6 +79,23 @@ def test_empty_file_missing_file_and_bad_fields_are_422(api, patient_headers):
     assert MedicalRecord.objects.count() == 0
 
 
+def test_text_that_cannot_be_stored_is_422_in_the_request_language(api, patient_headers):
+    """The upload reads its form itself: the API parser's check of every text applies too
+    (a form's bytes are decoded as UTF-8, replacing what does not decode: no lone surrogate
+    comes from one)."""
+    arabic = {**patient_headers, "Accept-Language": "ar"}
+    for field in ("title", "notes"):
+        r = upload(api, arabic, PDF, **{field: "a\x00b"})
+        assert r.status_code == 422, r.json()
+        error = r.json()["error"]
+        assert error["code"] == "request.invalid" and set(error["fields"]) == {field}
+        assert any("\u0600" <= c <= "\u06ff" for c in error["fields"][field])
+    assert MedicalRecord.objects.count() == 0
+    # A file's name is cleaned, not refused: control characters go.
+    r = upload(api, patient_headers, PDF, "re\x00sult.pdf")
+    assert r.status_code == 201 and r.json()["file_name"] == "result.pdf"
+
+
 def test_declared_21_mb_upload_is_413(api, patient_headers):
     r = api.post(
         "/api/v1/records",
