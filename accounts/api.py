@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts import selectors, services
-from accounts.auth import AuthedRequest, JWTAuth, jwt_auth, require_recent_sign_in
+from accounts.auth import AuthedRequest, JWTAuth, jwt_auth, require_recent_sign_in, token_session
 from accounts.models import Role, User
 from accounts.permissions import require_permission
 from accounts.schemas import (
@@ -27,6 +27,7 @@ from accounts.schemas import (
     InvitationOut,
     MeIn,
     MeOut,
+    SecondFactorIn,
     UserAdminIn,
     UserOut,
     UserPage,
@@ -57,12 +58,12 @@ def me_payload(user: User) -> dict:
     }
 
 
-@router.get(
-    "/me",
-    response=MeOut,
-    auth=JWTAuth(allow_pending_password_change=True),
-    summary="The caller's profile",
-)
+# What a token still reaches before its pending steps: a password to change (accounts made
+# by an admin), a second factor to pass (staff).
+_FIRST_STEPS = JWTAuth(allow_pending_password_change=True, allow_without_second_factor=True)
+
+
+@router.get("/me", response=MeOut, auth=_FIRST_STEPS, summary="The caller's profile")
 def me(request: AuthedRequest) -> dict:
     return me_payload(request.auth)
 
@@ -75,12 +76,29 @@ class WhoAmIOut(Schema):
 @router.get(
     "/whoami",
     response=WhoAmIOut,
-    auth=JWTAuth(allow_pending_password_change=True),
+    auth=_FIRST_STEPS,
     summary="The caller's id and role (a cheap token check)",
 )
 def whoami(request: AuthedRequest) -> dict:
     snap = request.auth_snapshot  # set by JWTAuth: answering needs no database query
     return {"id": snap.id, "role": snap.role}
+
+
+@router.post(
+    "/auth/second-factor",
+    response={204: None},
+    auth=JWTAuth(allow_without_second_factor=True),
+    summary="Staff: pass the second factor for this token's session (a TOTP code)",
+)
+def second_factor(request: AuthedRequest, payload: SecondFactorIn) -> Status:
+    """Staff tokens are refused (403 ``auth.second_factor_required``) until their session
+    passes this with a current code of the authenticator app enrolled on the admin site;
+    tokens refreshed from the session keep it."""
+    from accounts.otp import second_factor_verify
+
+    session = token_session(request)
+    second_factor_verify(request, user=request.auth, session=session, code=payload.code)
+    return Status(204, None)
 
 
 @router.patch("/me", response=MeOut, auth=jwt_auth, summary="Update the caller's profile")

@@ -31,8 +31,8 @@ from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from accounts.errors import PasswordChangeRequired
-from accounts.models import User
+from accounts.errors import PasswordChangeRequired, SecondFactorRequired
+from accounts.models import STAFF_ROLES, User
 from accounts.tokens_validation import AuthSnapshot, validate_access_token
 from core.errors import ApplicationError
 from core.languages import asked_language
@@ -58,9 +58,15 @@ class JWTAuth(JWTTokenAuth):
     openapi_scheme = "bearer"
     openapi_bearerFormat = "JWT"
 
-    def __init__(self, *, allow_pending_password_change: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        allow_pending_password_change: bool = False,
+        allow_without_second_factor: bool = False,
+    ) -> None:
         super().__init__()
         self.allow_pending_password_change = allow_pending_password_change
+        self.allow_without_second_factor = allow_without_second_factor
 
     def __call__(self, request: HttpRequest) -> Any:
         token = get_authorization_credential(request, "Bearer")
@@ -70,16 +76,44 @@ class JWTAuth(JWTTokenAuth):
         user, snap = found
         request.user = user
         request.auth_snapshot = snap  # type: ignore[attr-defined]  # read as AuthedRequest
+        answer_in_saved_language(request, snap.language)  # refusals below included
         if snap.must_change_password and not self.allow_pending_password_change:
             raise PasswordChangeRequired()
-        if asked_language(request.META.get("HTTP_ACCEPT_LANGUAGE", "")) is None:
-            # No language we speak asked for: answer in the user's saved language.
-            translation.activate(snap.language)
-            request.LANGUAGE_CODE = snap.language  # type: ignore[attr-defined]
+        if (
+            snap.role in STAFF_ROLES
+            and not self.allow_without_second_factor
+            and not second_factor_passed(token_session(request), snap.id)
+        ):
+            raise SecondFactorRequired()
         return user
 
 
 jwt_auth = JWTAuth()
+
+
+def answer_in_saved_language(request: HttpRequest, language: str) -> None:
+    """Unless the request asks for a language we speak, answer in the user's saved one."""
+    if asked_language(request.META.get("HTTP_ACCEPT_LANGUAGE", "")) is None:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language  # type: ignore[attr-defined]
+
+
+# --- Staff second factor on the API (ID-10) ----------------------------------------------
+#
+# The admin site asks staff for a TOTP code at every sign-in (``accounts.otp``). The API
+# gives a staff token the same powers (erasure, verification, the audit trail, break-glass
+# access), so a staff account's token is refused (403 ``auth.second_factor_required``) until
+# its session has passed the second factor: ``POST /api/v1/auth/second-factor`` with a
+# code from the device enrolled on the admin site (``otp.second_factor_verify``). The mark
+# lives in the token's server-side session: tokens refreshed from it keep it, and it ends
+# with the session (logout, a password change, a deactivation).
+
+SECOND_FACTOR_SESSION_KEY = "telemed_second_factor"
+
+
+def second_factor_passed(session: SessionBase | None, user_id: str) -> bool:
+    mark = session.get(SECOND_FACTOR_SESSION_KEY) if session is not None else None
+    return isinstance(mark, dict) and mark.get("user") == user_id
 
 
 # --- Recent sign-in (accounts without a password) ----------------------------------------

@@ -1,6 +1,6 @@
 from django.utils.translation import gettext_lazy as _
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, RateLimited
 
 
 class PasswordChangeRequired(ApplicationError):
@@ -67,3 +67,28 @@ class SuperuserRequired(ApplicationError):
     code = "auth.superuser_required"
     status = 403
     message = _("Only a superuser can erase an administrator's account.")
+
+
+class SecondFactorRequired(ApplicationError):
+    code = "auth.second_factor_required"
+    status = 403
+    message = _(
+        "Staff accounts must confirm a code from their authenticator app before using the API."
+    )
+
+
+class SecondFactorNotEnrolled(ApplicationError):
+    code = "auth.second_factor_not_enrolled"
+    status = 403
+    message = _("Set up your authenticator app on the admin site first.")
+
+
+class SecondFactorInvalid(ApplicationError):
+    code = "auth.second_factor_invalid"
+    status = 422
+    message = _("That code is not correct. Please try again.")
+
+
+class SecondFactorThrottled(RateLimited):
+    code = "auth.second_factor_throttled"
+    message = _("Too many wrong codes. Wait a little, then enter the current code.")

@@ -9,8 +9,9 @@ from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
+from accounts.auth import answer_in_saved_language
 from accounts.errors import PasswordChangeRequired, SmsUnavailable
-from accounts.tokens_validation import user_snapshot, validate_access_token
+from accounts.tokens_validation import AuthSnapshot, user_snapshot, validate_access_token
 from core.errors import ApplicationError, RateLimited, error_response
 from core.sms import SmsError
 
@@ -40,7 +41,9 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
             return None
-        if _must_change_password(request):
+        snap = _pending_password_change(request)
+        if snap is not None:
+            answer_in_saved_language(request, snap.language)
             return error_response(PasswordChangeRequired())
         return None
 
@@ -69,13 +72,13 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
         return response
 
 
-def _must_change_password(request: HttpRequest) -> bool:
-    """Whether the caller, by access token or by allauth's session token (either one signs
-    a request in), is an account that must change its password first."""
+def _pending_password_change(request: HttpRequest) -> AuthSnapshot | None:
+    """The caller, by access token or by allauth's session token (either one signs a request
+    in), if it is an account that must change its password first."""
     token = get_authorization_credential(request, "Bearer")
     found = validate_access_token(token) if token else None
     if found is not None and found[1].must_change_password:
-        return True
+        return found[1]
     # The session is only read, not authenticated: Django's get_user() would cycle the key of
     # a session signed with a fallback SECRET_KEY on this copy, and allauth would then find
     # its token gone (410).
@@ -83,7 +86,7 @@ def _must_change_password(request: HttpRequest) -> bool:
     session = lookup_session(session_token) if session_token else None
     user_id = session.get(SESSION_KEY) if session is not None else None
     snap = user_snapshot(str(user_id)) if user_id else None
-    return snap is not None and snap.must_change_password
+    return snap if snap is not None and snap.must_change_password else None
 
 
 _RATE_LIMIT_CODES = {"too_many_login_attempts"}

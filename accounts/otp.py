@@ -31,6 +31,7 @@ several at once): each removal is audited (``auth.totp_removed``, see
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from base64 import b32encode
@@ -48,6 +49,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
@@ -59,8 +61,10 @@ from django_otp import login as otp_login
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.errors import SecondFactorInvalid, SecondFactorNotEnrolled, SecondFactorThrottled
 from accounts.models import STAFF_ROLES, User
 from audit.services import client_ip, record_from_request
+from core.errors import Forbidden
 
 SESSION_KEY = "accounts_otp_enrol"
 PENDING_TTL = 10 * 60  # seconds between the password step and the token
@@ -388,4 +392,53 @@ def _confirm(
     return locked
 
 
-__all__ = ["StaffOTPAdminAuthenticationForm", "StaffOTPAdminSite", "enrol"]
+# --- The second factor on the API (see ``accounts.auth``) ---------------------------------
+
+
+def second_factor_verify(request: HttpRequest, *, user: User, session: Any, code: str) -> None:
+    """A staff member's token session passes the second factor with a current code of their
+    confirmed device (enrolled here, on the admin site). Wrong codes count against
+    django-otp's throttling of the device, as on the admin site's login (1, 2, 4 ... seconds
+    between attempts: 429 with ``Retry-After`` meanwhile), and are audited
+    (``auth.second_factor_failed``); a right one marks the session (``auth.second_factor``).
+    Not staff: 403; no confirmed device: 403 ``auth.second_factor_not_enrolled``."""
+    from accounts.auth import SECOND_FACTOR_SESSION_KEY
+
+    if user.role not in STAFF_ROLES:
+        raise Forbidden()
+    with transaction.atomic():
+        device = (
+            TOTPDevice.objects.select_for_update()
+            .filter(user=user, confirmed=True)
+            .order_by("pk")
+            .first()
+        )
+        if device is None:
+            raise SecondFactorNotEnrolled()
+        allowed, info = device.verify_is_allowed()
+        if not allowed:
+            until = (info or {}).get("locked_until")
+            wait = (until - timezone.now()).total_seconds() if until else 1
+            raise SecondFactorThrottled(retry_after=math.ceil(wait))
+        passed = device.verify_token(code)  # counts a failure, or resets the count
+        record_from_request(
+            request,
+            action="auth.second_factor" if passed else "auth.second_factor_failed",
+            actor_id=user.pk,
+            actor_role=user.role,
+            target_type="user",
+            target_id=str(user.pk),
+            data={"device_id": device.pk},
+        )
+    if not passed:
+        raise SecondFactorInvalid()
+    session[SECOND_FACTOR_SESSION_KEY] = {"user": str(user.pk), "at": time.time()}
+    session.save()
+
+
+__all__ = [
+    "StaffOTPAdminAuthenticationForm",
+    "StaffOTPAdminSite",
+    "enrol",
+    "second_factor_verify",
+]

@@ -55,6 +55,10 @@ class MeIn(InputSchema):
         return value
 
 
+class SecondFactorIn(InputSchema):
+    code: str = Field(pattern=r"^[0-9]{6,8}$", description="The authenticator app's code")
+
+
 class DeleteAccountIn(InputSchema):
     password: str = Field("", max_length=256)
     confirm: str = Field(

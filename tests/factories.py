@@ -10,7 +10,7 @@ from allauth.account.models import EmailAddress
 from django.core import mail
 from django.test import Client
 
-from accounts.models import PatientProfile, Role, User
+from accounts.models import STAFF_ROLES, PatientProfile, Role, User
 
 _seq = itertools.count(1)
 PASSWORD = "Correct-Horse-Battery-9"
@@ -32,12 +32,41 @@ def post(client: Client, path: str, data: dict | None = None, **headers: str):
     return client.post(path, data or {}, content_type="application/json", headers=headers)
 
 
-def login(client: Client, email: str | None, password: str = PASSWORD) -> dict[str, str]:
+def login(
+    client: Client, email: str | None, password: str = PASSWORD, *, second_factor: bool = True
+) -> dict[str, str]:
+    """Sign in by e-mail and password. A staff account's session then passes the second
+    factor too (unless ``second_factor`` is false), with a device enrolled if it has none."""
     assert email is not None
     r = post(client, f"{AUTH}/auth/login", {"email": email, "password": password})
     assert r.status_code == 200, r.json()
     meta = r.json()["meta"]
-    return {"access": meta["access_token"], "refresh": meta["refresh_token"]}
+    tokens = {"access": meta["access_token"], "refresh": meta["refresh_token"]}
+    user = User.objects.get(email__iexact=email)
+    if second_factor and user.role in STAFF_ROLES and not user.must_change_password:
+        pass_second_factor(client, user, tokens["access"])
+    return tokens
+
+
+def totp_code(device: Any) -> str:
+    """The device's current code, as the staff member's authenticator app shows it."""
+    from django_otp.oath import totp
+
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+
+
+def pass_second_factor(client: Client, user: User, access: str) -> None:
+    """Pass a staff token session's second factor with a current code of the user's device
+    (enrolled, confirmed, if none). A code is taken once per 30 s step (django-otp refuses a
+    replay): a test that signs in again within the step is let use it again."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    TOTPDevice.objects.filter(pk=device.pk).update(last_t=-1, throttling_failure_count=0)
+    r = post(client, "/api/v1/auth/second-factor", {"code": totp_code(device)}, **bearer(access))
+    assert r.status_code == 204, r.json()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,0 +1,136 @@
+"""Staff tokens on the API need the second factor the admin site asks for (ID-10): until
+the token's session passes it with a code of the authenticator app enrolled on the admin
+site, every endpoint but the first steps (``/me``, ``/whoami``, this one) is refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from audit.models import AuditEvent
+from tests.factories import (
+    AUTH,
+    bearer,
+    login,
+    make_user,
+    pass_second_factor,
+    post,
+    totp_code,
+)
+
+pytestmark = pytest.mark.django_db
+SECOND = "/api/v1/auth/second-factor"
+
+
+def _device(user) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+
+
+@pytest.mark.parametrize("role", ["admin", "helper"])
+def test_a_staff_token_reaches_nothing_but_its_first_steps_before_the_second_factor(api, role):
+    staff = make_user(role=role, is_staff=True, language="ar")
+    device = _device(staff)
+    headers = bearer(login(api, staff.email, second_factor=False)["access"])
+    for path in ("/api/v1/admin/users", "/api/v1/admin/audit", "/api/v1/admin/verifications"):
+        r = api.get(path, headers=headers)
+        assert r.status_code == 403, (path, r.content)
+        error = r.json()["error"]
+        assert error["code"] == "auth.second_factor_required"
+        assert any("\u0600" <= c <= "\u06ff" for c in error["message"])  # the saved language
+    assert api.get("/api/v1/whoami", headers=headers).json()["role"] == role
+    assert api.get("/api/v1/me", headers=headers).status_code == 200
+
+    r = post(api, SECOND, {"code": totp_code(device)}, **headers)
+    assert r.status_code == 204
+    for path in ("/api/v1/admin/users", "/api/v1/admin/audit", "/api/v1/admin/verifications"):
+        r = api.get(path, headers=headers)  # what the role may do, it now does
+        assert r.status_code == 200 or r.json()["error"]["code"] == "auth.forbidden", path
+    event = AuditEvent.objects.get(action="auth.second_factor")
+    assert (event.actor_id, event.data) == (staff.pk, {"device_id": device.pk})
+
+
+def test_wrong_codes_are_refused_throttled_and_audited(api):
+    admin = make_user(role="admin", is_staff=True)
+    device = _device(admin)
+    headers = bearer(login(api, admin.email, second_factor=False)["access"])
+    wrong = f"{(int(totp_code(device)) + 1) % 1_000_000:06d}"
+
+    r = post(api, SECOND, {"code": wrong}, **headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "auth.second_factor_invalid")
+    r = post(api, SECOND, {"code": totp_code(device)}, **headers)  # right, but too soon
+    assert (r.status_code, r.json()["error"]["code"]) == (429, "auth.second_factor_throttled")
+    assert int(r["Retry-After"]) >= 1
+    assert AuditEvent.objects.filter(action="auth.second_factor_failed").count() == 1
+    assert api.get("/api/v1/admin/users", headers=headers).status_code == 403
+
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_timestamp=timezone.now() - timedelta(minutes=1)
+    )
+    assert post(api, SECOND, {"code": totp_code(device)}, **headers).status_code == 204
+    assert api.get("/api/v1/admin/users", headers=headers).status_code == 200
+    for bad in ("", "12345", "abcdef", "1234567890"):
+        r = post(api, SECOND, {"code": bad}, **headers)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "request.invalid"
+
+
+def test_the_mark_belongs_to_the_session_refreshed_tokens_keep_it_a_new_sign_in_needs_it(api):
+    admin = make_user(role="admin", is_staff=True)
+    tokens = login(api, admin.email)  # passes the second factor
+    assert api.get("/api/v1/admin/users", headers=bearer(tokens["access"])).status_code == 200
+    r = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+    refreshed = bearer(r.json()["data"]["access_token"])
+    assert api.get("/api/v1/admin/users", headers=refreshed).status_code == 200
+
+    other = bearer(login(api, admin.email, second_factor=False)["access"])
+    r = api.get("/api/v1/admin/users", headers=other)
+    assert r.json()["error"]["code"] == "auth.second_factor_required"
+    # The code just used is not taken again (django-otp refuses a replay within its step).
+    device = TOTPDevice.objects.get(user=admin)
+    r = post(api, SECOND, {"code": totp_code(device)}, **other)
+    assert r.status_code == 422
+
+
+def test_who_has_no_device_or_is_not_staff(api):
+    admin = make_user(role="admin", is_staff=True)
+    headers = bearer(login(api, admin.email, second_factor=False)["access"])
+    r = post(api, SECOND, {"code": "123456"}, **headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "auth.second_factor_not_enrolled")
+    unconfirmed = TOTPDevice.objects.create(user=admin, name="phone", confirmed=False)
+    r = post(api, SECOND, {"code": totp_code(unconfirmed)}, **headers)
+    assert r.json()["error"]["code"] == "auth.second_factor_not_enrolled"
+
+    patient = make_user()
+    patient_headers = bearer(login(api, patient.email)["access"])
+    r = post(api, SECOND, {"code": "123456"}, **patient_headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "auth.forbidden")
+    assert api.get("/api/v1/me", headers=patient_headers).status_code == 200  # unaffected
+    assert post(api, SECOND, {"code": "123456"}).status_code == 401
+
+
+def test_a_helper_already_passed_is_still_refused_what_its_role_may_not_do(api):
+    helper = make_user(role="helper", is_staff=True)
+    headers = bearer(login(api, helper.email)["access"])
+    pass_second_factor(api, helper, headers["Authorization"].split()[1])
+    r = api.post(
+        f"/api/v1/admin/users/{make_user().pk}/erase",
+        headers=headers,
+        content_type="application/json",
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] != "auth.second_factor_required"
+
+
+def test_the_password_change_demand_speaks_the_saved_language(api):
+    """Checked before the second factor, and answered in the user's saved language when the
+    request asks for none we speak, on our endpoints and on allauth's."""
+    doctor = make_user(role="doctor", language="ar", must_change_password=True)
+    headers = bearer(login(api, doctor.email)["access"])
+    for r in (
+        api.get("/api/v1/doctor/profile", headers=headers),
+        post(api, f"{AUTH}/account/email", {"email": "x@example.com"}, **headers),
+    ):
+        assert r.status_code == 403
+        message = r.json()["error"]["message"]
+        assert any("\u0600" <= c <= "\u06ff" for c in message), message
