@@ -24,6 +24,7 @@ from bookings.schemas import (
     ExtraHoursIn,
     ExtraHoursOut,
     ExtraHoursPage,
+    ExtraHoursPatch,
     ReasonIn,
     RuleIn,
     RuleOut,
@@ -33,6 +34,7 @@ from bookings.schemas import (
     TimeOffIn,
     TimeOffOut,
     TimeOffPage,
+    TimeOffPatch,
 )
 from core.idempotency import IDEMPOTENCY_KEY, created_once, run_once
 from core.pagination import paginate
@@ -449,12 +451,17 @@ def rule_create(
     "/availability/rules/{rule_id}", response=RuleOut, auth=jwt_auth, tags=["availability"]
 )
 def rule_update(request: AuthedRequest, rule_id: UUID, payload: RulePatch) -> Any:
-    changes = {
+    return services.rule_update(user=request.auth, rule_id=rule_id, changes=_changes(payload))
+
+
+def _changes(payload: Schema) -> dict[str, Any]:
+    """The fields a PATCH sets: a null leaves a field as it is, but for ``clinic_id`` (hours
+    taken out of their clinic)."""
+    return {
         k: v
         for k, v in payload.model_dump(exclude_unset=True).items()
         if v is not None or k == "clinic_id"
     }
-    return services.rule_update(user=request.auth, rule_id=rule_id, changes=changes)
 
 
 @router.delete(
@@ -487,6 +494,19 @@ def time_off(
         payload,
         lambda: services.time_off_create(user=request.auth, **payload.model_dump()),
         TimeOffOut,
+    )
+
+
+@router.patch(
+    "/availability/time-off/{time_off_id}",
+    response=TimeOffOut,
+    auth=jwt_auth,
+    tags=["availability"],
+    summary="Change time off (checked as new time off is)",
+)
+def time_off_update(request: AuthedRequest, time_off_id: UUID, payload: TimeOffPatch) -> Any:
+    return services.time_off_update(
+        user=request.auth, time_off_id=time_off_id, changes=_changes(payload)
     )
 
 
@@ -543,6 +563,19 @@ def extra_hours(
         payload,
         lambda: services.extra_hours_create(user=request.auth, **payload.model_dump()),
         ExtraHoursOut,
+    )
+
+
+@router.patch(
+    "/availability/extra-hours/{extra_id}",
+    response=ExtraHoursOut,
+    auth=jwt_auth,
+    tags=["availability"],
+    summary="Change one-off hours (checked as new ones are)",
+)
+def extra_hours_update(request: AuthedRequest, extra_id: UUID, payload: ExtraHoursPatch) -> Any:
+    return services.extra_hours_update(
+        user=request.auth, extra_id=extra_id, changes=_changes(payload)
     )
 
 

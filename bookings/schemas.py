@@ -86,10 +86,9 @@ class RuleIn(HoursIn):
     weekday: int = Field(..., ge=0, le=6, strict=True)
 
 
-class RulePatch(InputSchema):
+class HoursPatch(InputSchema):
     """Only what changes; the result is checked as new hours would be."""
 
-    weekday: int | None = Field(None, ge=0, le=6, strict=True)
     start: WallTime | None = None
     end: WallTime | None = None
     mode: Mode | None = None
@@ -98,8 +97,16 @@ class RulePatch(InputSchema):
     buffer_minutes: int | None = Field(None, ge=0, le=240, strict=True)
 
 
+class RulePatch(HoursPatch):
+    weekday: int | None = Field(None, ge=0, le=6, strict=True)
+
+
 class ExtraHoursIn(HoursIn):
     date: IsoDate
+
+
+class ExtraHoursPatch(HoursPatch):
+    date: IsoDate | None = None
 
 
 class ExtraHoursOut(ExtraHoursIn):
@@ -121,6 +128,14 @@ class TimeOffIn(InputSchema):
     start: IsoDatetime
     end: IsoDatetime
     reason: str = Field("", max_length=200)
+
+
+class TimeOffPatch(InputSchema):
+    """Only what changes; the result is checked as new time off would be."""
+
+    start: IsoDatetime | None = None
+    end: IsoDatetime | None = None
+    reason: str | None = Field(None, max_length=200)
 
 
 class TimeOffOut(Schema):

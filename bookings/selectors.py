@@ -296,13 +296,20 @@ def doctor_slots(
     schedule: Schedule | None = None,
     ignore_bookings: bool = False,
 ) -> list[Slot]:
-    """Free slots in ``[start, end)``. With ``ignore_bookings`` the doctor's appointments are
+    """Free slots starting in ``[start, end)`` (busy time is read up to the end of the last of
+    them: :func:`_reach`). With ``ignore_bookings`` the doctor's appointments are
     not subtracted: the slots the doctor offers at all (to tell "taken" from "never free").
     Without a ``schedule`` the cached one is used (see :func:`schedule_of`)."""
     now = now or timezone.now()
     policy, hours = schedule or schedule_of(doctor)
-    margin = _margin(hours)
-    busy = busy_of(doctor, start, end, now=now, margin=margin, appointments=not ignore_bookings)
+    busy = busy_of(
+        doctor,
+        start,
+        end + _reach(hours),
+        now=now,
+        margin=_margin(hours),
+        appointments=not ignore_bookings,
+    )
     return _slots((policy, hours), start, end, busy, now)
 
 
@@ -310,6 +317,15 @@ def _margin(hours: list[Hours]) -> timedelta:
     """How long before a window an appointment or time off may still take slots in it (the
     buffer after it)."""
     return timedelta(minutes=max([h.buffer_minutes for h in hours] or [0]))
+
+
+def _reach(hours: list[Hours]) -> timedelta:
+    """How far past a window's end a slot starting in it may run (the longest slot): busy
+    time starting there still takes that slot, so it is read too. ``end`` bounds where slots
+    start, not what they meet: read up to it only, time off beginning partway through the
+    last slots went unseen, and they were listed and booked. (A buffer keeps time after busy
+    time, never before it: a slot ending as busy time starts is free.)"""
+    return timedelta(minutes=max([h.slot_minutes for h in hours] or [0]))
 
 
 def _slots(
@@ -566,21 +582,24 @@ def _busy_of_many(
     windows: dict[Any, tuple[datetime, datetime]],
     now: datetime,
 ) -> dict[Any, list[tuple[datetime, datetime]]]:
-    """:func:`busy_of` for many doctors, each in their own window and margin: two queries
-    over the span of all the windows, sorted out here."""
-    margins = {pk: _margin(hours) for pk, (_, hours) in schedules.items()}
-    low = min(start - margins[pk] for pk, (start, _) in windows.items())
-    high = max(end for _, end in windows.values())
+    """:func:`busy_of` for many doctors, each in their own window, margin and reach (as
+    :func:`doctor_slots` reads it): two queries over the span of all the windows, sorted out
+    here."""
+    spans = {
+        pk: (start - _margin(schedules[pk][1]), end + _reach(schedules[pk][1]))
+        for pk, (start, end) in windows.items()
+    }
+    low = min(start for start, _ in spans.values())
+    high = max(end for _, end in spans.values())
     busy: dict[Any, list[tuple[datetime, datetime]]] = {}
     off = TimeOff.objects.filter(doctor_id__in=list(windows), end__gt=low, start__lt=high)
     booked = holding(
         Appointment.objects.filter(doctor_id__in=list(windows), end__gt=low, start__lt=high), now
     )
-    for rows in (off, booked):  # both with the margin, as busy_of reads them
+    for rows in (off, booked):
         for doctor_id, start, end in rows.values_list("doctor_id", "start", "end"):
-            window_start, window_end = windows[doctor_id]
-            window_start -= margins[doctor_id]
-            if end > window_start and start < window_end:
+            span_start, span_end = spans[doctor_id]
+            if end > span_start and start < span_end:
                 busy.setdefault(doctor_id, []).append((start, end))
     return busy
 

@@ -80,7 +80,10 @@ MAX_TIME_OFF = timedelta(days=731)
 
 
 def _hours_owner(
-    user: User, fields: dict[str, Any], *, replacing: AvailabilityRule | None = None
+    user: User,
+    fields: dict[str, Any],
+    *,
+    replacing: AvailabilityRule | ExtraHours | None = None,
 ) -> DoctorProfile:
     """The verified doctor publishing these hours, in one of their clinics and in a mode
     their profile offers, hours that hold a slot and meet none of their other hours. The
@@ -113,14 +116,16 @@ def _hours_owner(
 
 
 def _check_no_overlap(
-    doctor: DoctorProfile, fields: dict[str, Any], replacing: AvailabilityRule | None
+    doctor: DoctorProfile,
+    fields: dict[str, Any],
+    replacing: AvailabilityRule | ExtraHours | None,
 ) -> None:
     """A time is offered once: hours that meet the doctor's other hours (weekly or one-off,
     compared as instants, each in its zone, in any mode: ``_meet``) are refused, whatever
     their mode or clinic.
     Where two sources overlapped, the slot list kept one source's slots, so the other mode or
-    clinic was silently never bookable then. ``replacing``: the rule being changed, which
-    the new hours may of course meet."""
+    clinic was silently never bookable then. ``replacing``: the weekly or one-off hours being
+    changed, which the new hours may of course meet."""
     clinic = (
         doctor.clinics.filter(id=fields["clinic_id"]).first() if fields.get("clinic_id") else None
     )
@@ -135,14 +140,19 @@ def _check_no_overlap(
         on_date=fields.get("date"),
     )
     existing = selectors.hours_of(doctor, every_mode=True)
-    if replacing is not None:
-        old = (replacing.weekday, replacing.start, replacing.end, replacing.mode)
+    if replacing is not None:  # no two of a doctor's hours are alike: they would overlap
+        old = (
+            getattr(replacing, "weekday", None),
+            getattr(replacing, "date", None),
+            replacing.start,
+            replacing.end,
+            replacing.mode,
+            str(replacing.clinic_id),
+        )
         existing = [
             h
             for h in existing
-            if h.on_date is not None
-            or (h.weekday, h.start, h.end, h.mode) != old
-            or str(h.clinic_id) != str(replacing.clinic_id)
+            if (h.weekday, h.on_date, h.start, h.end, h.mode, str(h.clinic_id)) != old
         ]
     found = next((other for other in existing if _meet(new, other)), None)
     if found is not None:
@@ -214,16 +224,45 @@ def rule_delete(*, user: User, rule_id: Any) -> None:
 @transaction.atomic
 def extra_hours_create(*, user: User, **fields: Any) -> ExtraHours:
     doctor = _hours_owner(user, fields)
+    _check_extra_hours_room(doctor)
+    extra = ExtraHours(doctor=doctor, **fields)
+    extra.full_clean()
+    extra.save()
+    return extra
+
+
+_EXTRA_FIELDS = ("date", "start", "end", "mode", "clinic_id", "slot_minutes", "buffer_minutes")
+
+
+@transaction.atomic
+def extra_hours_update(*, user: User, extra_id: Any, changes: dict[str, Any]) -> ExtraHours:
+    """Change one-off hours in place: the result is checked as new one-off hours are (against
+    the doctor's other hours, and within the number kept to come)."""
+    doctor = verified_doctor(user, lock=True)
+    extra = ExtraHours.objects.filter(doctor=doctor, id=extra_id).first()
+    if extra is None:
+        raise HoursNotFound()
+    fields = {name: changes.get(name, getattr(extra, name)) for name in _EXTRA_FIELDS}
+    _hours_owner(user, fields, replacing=extra)
+    _check_extra_hours_room(doctor, but=extra)
+    for name, value in fields.items():
+        setattr(extra, name, value)
+    extra.full_clean()
+    extra.save()
+    return extra
+
+
+def _check_extra_hours_room(doctor: DoctorProfile, *, but: ExtraHours | None = None) -> None:
+    """A doctor keeps at most ``MAX_EXTRA_HOURS`` one-off hours to come (``but`` the ones
+    being changed)."""
     ahead = ExtraHours.objects.filter(doctor=doctor, date__gte=timezone.now().date())
+    if but is not None:
+        ahead = ahead.exclude(id=but.id)
     if ahead.count() >= MAX_EXTRA_HOURS:
         raise InvalidRequest(
             _("You keep %(count)d one-off hours to come already: remove some first.")
             % {"count": MAX_EXTRA_HOURS}
         )
-    extra = ExtraHours(doctor=doctor, **fields)
-    extra.full_clean()
-    extra.save()
-    return extra
 
 
 @transaction.atomic
@@ -267,6 +306,29 @@ def time_off_create(*, user: User, start: datetime, end: datetime, reason: str =
     (their patients are told why), so that nobody keeps a visit the doctor will not be at."""
     user_hold_active(user)  # its reason is not stored after an erasure of the account
     doctor = verified_doctor(user, lock=True)
+    _check_time_off(doctor, start, end)
+    return TimeOff.objects.create(doctor=doctor, start=start, end=end, reason=reason)
+
+
+@transaction.atomic
+def time_off_update(*, user: User, time_off_id: Any, changes: dict[str, Any]) -> TimeOff:
+    """Change time off in place: the result is checked as new time off is, so time off moved
+    or stretched over an appointment is refused (``booking.time_off_conflict``) until the
+    doctor cancels or moves it."""
+    user_hold_active(user)  # as time_off_create: the reason may change
+    doctor = verified_doctor(user, lock=True)
+    off = TimeOff.objects.filter(doctor=doctor, id=time_off_id).first()
+    if off is None:
+        raise HoursNotFound()
+    start, end = changes.get("start", off.start), changes.get("end", off.end)
+    _check_time_off(doctor, start, end)
+    off.start, off.end, off.reason = start, end, changes.get("reason", off.reason)
+    off.save(update_fields=["start", "end", "reason"])
+    return off
+
+
+def _check_time_off(doctor: DoctorProfile, start: datetime, end: datetime) -> None:
+    """Time off that makes sense, which no active appointment of the doctor falls in."""
     now = timezone.now()
     if end <= start:
         raise InvalidRequest(fields={"end": _("The end must be after the start.")})
@@ -281,7 +343,6 @@ def time_off_create(*, user: User, start: datetime, end: datetime, reason: str =
     clashes = [str(pk) for pk in kept.values_list("id", flat=True)[:20]]
     if clashes:
         raise TimeOffConflict(fields={"appointments": clashes})
-    return TimeOff.objects.create(doctor=doctor, start=start, end=end, reason=reason)
 
 
 @transaction.atomic

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,10 +22,14 @@ from django.utils.translation import gettext_lazy as _
 from ninja import Header, Schema, Status
 
 from core import db
-from core.errors import ApplicationError
+from core.errors import ApplicationError, InvalidRequest
 from core.models import IdempotencyRecord
 
 TTL = timedelta(hours=24)
+HEADER = "Idempotency-Key"
+# Control characters (NUL among them, which PostgreSQL refuses in text: a 500) have no place
+# in a key; refused as its length is, before anything is stored.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class IdempotencyMismatch(ApplicationError):
@@ -39,6 +44,10 @@ def run_once(
     """Run ``action`` (which returns ``(status, json-able body)``) at most once per key."""
     if not key:
         return action()
+    if _CONTROL.search(key):
+        raise InvalidRequest(
+            fields={HEADER: str(_("An Idempotency-Key may not contain control characters."))}
+        )
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     with transaction.atomic():
         record = _claim(user, key, digest)
@@ -54,7 +63,7 @@ def run_once(
 
 
 # The header of an endpoint that creates: ``idempotency_key: str | None = IDEMPOTENCY_KEY``.
-IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", max_length=255)
+IDEMPOTENCY_KEY = Header(None, alias=HEADER, max_length=255)
 
 
 def created_once(
