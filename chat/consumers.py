@@ -122,8 +122,10 @@ def resume(*, user: User, content: dict[str, Any]) -> list[dict[str, Any]]:
     last rev seen]}``, what changed in those conversations (a close or reopen, the edits and
     deletions of messages already seen, the new messages: ``chat.message`` events), the
     conversations the client did not name (``chat.conversation``, a page of them), then
-    ``chat.resume.done`` with the marks to keep, whether more is left, and (for a client that
-    sent ``chat_cursor``: null the first time) the cursor to send back for the rest.
+    ``chat.resume.done`` with the marks to keep, both read markers of each conversation it
+    named (``reads``: a read while it was away moved neither ``seq`` nor ``rev``), whether
+    more is left, and (for a client that sent ``chat_cursor``: null the first time) the
+    cursor to send back for the rest.
 
     A client that sends no ``chat_cursor`` (the earlier protocol) gets the first page of the
     conversations it did not name in every round; ``more`` counts the others only while it
@@ -143,7 +145,7 @@ def resume(*, user: User, content: dict[str, Any]) -> list[dict[str, Any]]:
         list_after=list_after,
         list_done=list_done,
     )
-    done: dict[str, Any] = {"more": found.more, "marks": found.marks}
+    done: dict[str, Any] = {"more": found.more, "marks": found.marks, "reads": found.reads}
     if paging:
         more = found.more or found.list_next is not None
         # While more is left, the cursor keeps the list's place, or says it was all sent.

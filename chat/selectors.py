@@ -107,10 +107,13 @@ class Resumed:
     (``{conversation id: [seq, rev]}``, for the conversations it named that had anything),
     ``more`` when the limit cut the named conversations' messages (resume again with these
     marks), ``list_next`` the place of the last conversation sent when the unnamed ones were
-    cut (None: all were sent)."""
+    cut (None: all were sent), ``reads`` both read markers of every named conversation of
+    the viewer (``{conversation id: {"read_seq", "other_read_seq"}}``, as the list's items
+    say them): a marker moved while the client was away is no message and no ``rev``."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     marks: dict[str, list[int]] = field(default_factory=dict)
+    reads: dict[str, dict[str, int]] = field(default_factory=dict)
     more: bool = False
     list_next: ListPlace | None = None
 
@@ -153,7 +156,10 @@ def resume_changes(
     edited or deleted since (in ``rev`` order), then the new messages (in ``seq`` order); at
     most ``limit`` messages in all. Then the conversations of the viewer that it did not name
     (new to it), as ``chat.conversation`` (the list's item), most recent first, at most
-    ``new_limit``, after ``list_after`` (none with ``list_done``). Five queries whatever the
+    ``new_limit``, after ``list_after`` (none with ``list_done``). And both read markers of
+    each named conversation of the viewer (``reads``): a marker moved while the client was
+    away (the other side's read, or the viewer's on another device) changes neither ``seq``
+    nor ``rev``, so it is told every round. Five queries whatever the
     number of conversations (and the statement that opens the snapshot), all in one
     snapshot: the conversations, their changes and their messages are of one moment, so
     nothing is sent twice across the rounds of a cut resume.
@@ -189,6 +195,7 @@ def _resume_changes(
     # The conversations named by a bare seq that were ever closed: their state is sent.
     state_of: set[Any] = set()
     for c in known:
+        result.reads[str(c.pk)] = read_markers(c, viewer=viewer)
         seq, rev = marks[str(c.pk)]
         if rev is None:  # a bare seq: no earlier change is sent again, only the state
             rev = c.rev
@@ -247,6 +254,18 @@ def _resume_changes(
         items, result.list_next = _conversation_items(unnamed, viewer=viewer, limit=new_limit)
         result.events += [{"type": "chat.conversation", "data": item} for item in items]
     return result
+
+
+def read_markers(conversation: Conversation, *, viewer: User) -> dict[str, int]:
+    """The viewer's read marker and the other participant's, by their names in a list item
+    (:func:`conversation_data`)."""
+    mine, other = (
+        ("patient", "doctor") if viewer.pk == conversation.patient_id else ("doctor", "patient")
+    )
+    return {
+        "read_seq": getattr(conversation, f"{mine}_read_seq"),
+        "other_read_seq": getattr(conversation, f"{other}_read_seq"),
+    }
 
 
 def _grouped(
@@ -385,9 +404,6 @@ def conversation_data(
 ) -> dict[str, Any]:
     if unread is None:
         unread = unread_messages(viewer.pk).filter(conversation=conversation).count()
-    mine, other = (
-        ("patient", "doctor") if viewer.pk == conversation.patient_id else ("doctor", "patient")
-    )
     return {
         "id": str(conversation.pk),
         "patient": _person(conversation.patient),
@@ -398,8 +414,7 @@ def conversation_data(
         "last_activity_at": _iso(conversation.last_activity_at),
         "last_seq": conversation.last_seq,
         "rev": conversation.rev,
-        "read_seq": getattr(conversation, f"{mine}_read_seq"),
-        "other_read_seq": getattr(conversation, f"{other}_read_seq"),
+        **read_markers(conversation, viewer=viewer),
         "unread": unread,
         "last_message": last_message,
         "other_online": other_online,

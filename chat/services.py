@@ -10,6 +10,7 @@ in ``seq`` order.
 
 from __future__ import annotations
 
+import secrets
 import time
 import unicodedata
 import uuid
@@ -48,7 +49,7 @@ from chat.errors import (
 )
 from chat.models import MAX_ATTACHMENTS, MAX_TEXT_CHARS, Conversation, Message
 from core import db, ratelimit
-from core.cache import best_effort
+from core.cache import best_effort, default_redis
 from core.errors import ApplicationError, InvalidRequest
 from core.ids import is_uuid
 from realtime.presence import online
@@ -159,10 +160,10 @@ def _checked_attachments(attachments: Any) -> list[str]:
         raise InvalidRequest(
             fields={"attachments": _("Attach at most %(n)d files.") % {"n": MAX_ATTACHMENTS}}
         )
-    ids = [str(a) for a in attachments]
-    if not all(is_uuid(a) for a in ids):
+    # Ids as text (the socket's) or UUIDs (REST's): a number is no record id.
+    if not all(is_uuid(a) for a in attachments):
         raise AttachmentNotAllowed()
-    return list(dict.fromkeys(str(uuid.UUID(a)) for a in ids))
+    return list(dict.fromkeys(str(uuid.UUID(str(a))) for a in attachments))
 
 
 def _consume_send_quota(user: User) -> None:
@@ -266,29 +267,54 @@ def _append(
 
 PUSH_ORDER_SECONDS = 2.0
 
+# Delete the turn only if it still holds this sender's token: a turn that ran out may have
+# been taken by another sender since.
+_GIVE_BACK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def _hold_push_order(conversation_id: Any) -> Callable[[], None]:
     """Pushes of one conversation leave in ``seq`` order. Commits already come in that order
     (the row lock), but each sender pushes after its own commit, and the next sender, let in
     by that commit, could push first (a test saw it). So a sender takes the conversation's
-    push turn (a cache key) before its commit and gives it back after its push; the next
-    sender waits for it (about one push, only when two send at once). A holder that died
-    frees it after ``PUSH_ORDER_SECONDS``. Answers the function that gives the turn back.
-    Without Redis there is no turn to take (and no push leaves): the send goes on."""
+    push turn (a cache key holding a token of its own) before its commit and gives it back
+    after its push; the next sender waits for it (about one push, only when two send at
+    once). A holder that died frees it after ``PUSH_ORDER_SECONDS``; a sender that waited
+    that long goes on without the turn. Answers the function that gives the turn back: only
+    a turn still holding this sender's token (one that ran out and was taken by another
+    sender, or that this sender never got, is not its own to free). Without Redis there is
+    no turn to take (and no push leaves): the send goes on."""
     key = f"chat:push-order:{conversation_id}"
+    token = secrets.randbits(62)
     deadline = time.monotonic() + PUSH_ORDER_SECONDS
     while True:
-        taken = best_effort(cache.add, key, 1, PUSH_ORDER_SECONDS, what="chat push order")
+        taken = best_effort(cache.add, key, token, PUSH_ORDER_SECONDS, what="chat push order")
         if taken is None:
             return lambda: None
-        if taken or time.monotonic() >= deadline:
+        if taken:
             break
+        if time.monotonic() >= deadline:
+            return lambda: None  # gave up waiting: the turn is still another's
         time.sleep(0.001)
 
     def release() -> None:  # after commit too: it must not fail the committed send
-        best_effort(cache.delete, key, what="chat push order")
+        best_effort(_give_turn_back, key, token, what="chat push order")
 
     return release
+
+
+def _give_turn_back(key: str, token: int) -> None:
+    """Delete the push turn ``key`` if it holds ``token``: one script on Redis (the cache
+    keeps an int as its digits); with the embedded cache (one process) a read, then the
+    delete."""
+    redis = default_redis()
+    if redis is not None:
+        client, make_key = redis
+        client.eval(_GIVE_BACK, 1, make_key(key), token)
+    elif cache.get(key) == token:
+        cache.delete(key)
 
 
 class _Turn:

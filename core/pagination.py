@@ -31,9 +31,14 @@ def encode_cursor(values: list[Any], *, scope: str) -> str:
 
 
 def decode_cursor(cursor: str, *, scope: str) -> list[Any]:
+    """The values of a cursor this server signed for ``scope``; anything else is
+    :class:`InvalidCursor`: a forged or edited cursor, one that is not text, or text that is
+    not UTF-8 (a lone surrogate, which JSON can carry, cannot be hashed to check it)."""
+    if not isinstance(cursor, str):
+        raise InvalidCursor()
     try:
         values = signing.loads(cursor, salt=f"{_SALT}:{scope}")
-    except signing.BadSignature as exc:
+    except (signing.BadSignature, UnicodeError) as exc:
         raise InvalidCursor() from exc
     if not isinstance(values, list) or len(values) != 2:
         raise InvalidCursor()

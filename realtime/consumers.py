@@ -227,8 +227,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             )
             if went_offline:
                 await self.presence_tell(online=False)
-        except Exception:  # noqa: S110 - Redis is gone: presence runs out by its TTL
-            pass
+        except Exception as exc:  # Redis is gone: presence runs out by its TTL
+            logger.warning("presence leave failed (%s)", type(exc).__name__)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' own ``dispatch`` first closes stale database connections through a hop to
@@ -358,11 +358,19 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
     # --- presence ------------------------------------------------------------------------
 
     async def presence_beat(self) -> None:
-        came_online = await sync_to_async(presence.heartbeat, thread_sensitive=False)(
-            user_id=self.user_id, device=self.device
-        )
-        if came_online:
-            await self.presence_tell(online=True)
+        """Renew this socket's presence (on connecting and on ``presence.ping``), and tell the
+        audience if the user just came online. Best effort, as everywhere presence is: with
+        its Redis away the socket still opens and stays open, and the user looks offline
+        until a heartbeat gets through (which tells the audience then)."""
+        try:
+            came_online = await sync_to_async(presence.heartbeat, thread_sensitive=False)(
+                user_id=self.user_id, device=self.device
+            )
+            if came_online:
+                await self.presence_tell(online=True)
+        except Exception as exc:
+            # The exception's type only: its text may name the user's key.
+            logger.warning("presence heartbeat failed (%s)", type(exc).__name__)
 
     async def presence_tell(self, *, online: bool) -> None:
         await tell_presence(self.user_id, online=online)

@@ -266,7 +266,11 @@ def test_redis_lost_after_the_push_turn_was_taken_does_not_fail_the_committed_se
     def gone(*args: Any, **kwargs: Any) -> None:
         raise redis.exceptions.ConnectionError("Redis went away")
 
+    class GoneClient:
+        eval = staticmethod(gone)  # the compare-and-delete that gives the turn back
+
     monkeypatch.setattr(caches["default"], "delete", gone)
+    monkeypatch.setattr(services, "default_redis", lambda: (GoneClient(), str))
     with django_capture_on_commit_callbacks(execute=True):
         ack = services.message_send(
             user=patient, conversation_id=conversation.pk, text="kept", client_id="t1"

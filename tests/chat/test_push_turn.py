@@ -4,6 +4,7 @@ the next one waiting ``PUSH_ORDER_SECONDS``."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -97,3 +98,47 @@ def test_an_edit_that_fails_after_its_change_gives_the_turn_back(
         services.message_edit(user=doc, conversation_id=conversation.pk, seq=1, text="b")
     assert _turn(conversation) is None
     assert Message.objects.get(conversation=conversation, seq=1).text == "a"
+
+
+def test_a_sender_that_gave_up_waiting_does_not_free_the_holders_turn(db, monkeypatch):
+    """A sender that waited ``PUSH_ORDER_SECONDS`` goes on without the turn: giving back
+    what it never held must leave the holder's turn taken (the next sender still waits)."""
+    conversation_id = uuid.uuid4()
+    key = f"chat:push-order:{conversation_id}"
+    holder = services._hold_push_order(conversation_id)
+    held = cache.get(key)
+    assert held is not None
+    monkeypatch.setattr(services, "PUSH_ORDER_SECONDS", 0.05)
+    late = services._hold_push_order(conversation_id)  # waits 0.05 s, then gives up
+    late()
+    assert cache.get(key) == held
+    holder()
+    assert cache.get(key) is None
+
+
+def test_a_turn_that_ran_out_and_was_taken_again_is_not_freed_by_its_first_holder(db):
+    """A holder slower than ``PUSH_ORDER_SECONDS`` finds its turn taken by the next sender
+    when it gives it back: it frees only its own."""
+    conversation_id = uuid.uuid4()
+    key = f"chat:push-order:{conversation_id}"
+    slow = services._hold_push_order(conversation_id)
+    cache.delete(key)  # ran out
+    nxt = services._hold_push_order(conversation_id)
+    taken = cache.get(key)
+    slow()
+    assert cache.get(key) == taken is not None
+    nxt()
+    assert cache.get(key) is None
+
+
+def test_turns_on_the_embedded_cache_are_freed_only_by_their_holder(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    conversation_id = uuid.uuid4()
+    key = f"chat:push-order:{conversation_id}"
+    slow = services._hold_push_order(conversation_id)
+    cache.delete(key)
+    nxt = services._hold_push_order(conversation_id)
+    slow()
+    assert cache.get(key) is not None
+    nxt()
+    assert cache.get(key) is None

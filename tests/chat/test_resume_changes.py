@@ -41,30 +41,40 @@ def test_edits_deletions_and_a_close_of_seen_messages_are_replayed(db, patient, 
     deleted = services.message_delete(user=doc, conversation_id=cid, seq=2)
     services.conversation_close(user=doc, conversation_id=cid)
     assert (edited["rev"], deleted["rev"]) == (1, 2)
+    reads = {cid: {"read_seq": 0, "other_read_seq": 0}}
 
     events = _resume(patient, {cid: [3, 0]})
     assert events == [
         {"type": "chat.closed", "data": {"conversation_id": cid, "rev": 3}},
         {"type": "chat.message", "data": edited},
         {"type": "chat.message", "data": deleted},
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 3]}}},
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {cid: [3, 3]}, "reads": reads},
+        },
     ]
     assert deleted["deleted_at"] and deleted["text"] == ""
     # A bare seq (the first protocol's, which knows no rev) replays no earlier change, only
     # the state (such a client learns of a close only live).
     assert _resume(patient, {cid: 3}) == [
         {"type": "chat.closed", "data": {"conversation_id": cid, "rev": 3}},
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 3]}}},
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {cid: [3, 3]}, "reads": reads},
+        },
     ]
 
     # Caught up: nothing more; a reopen then comes alone.
     assert _resume(patient, {cid: [3, 3]}) == [
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {}, "reads": reads}}
     ]
     services.conversation_reopen(user=doc, conversation_id=cid)
     assert _resume(patient, {cid: [3, 3]}) == [
         {"type": "chat.reopened", "data": {"conversation_id": cid, "rev": 4}},
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 4]}}},
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {cid: [3, 4]}, "reads": reads},
+        },
     ]
     conversation.refresh_from_db()
     assert (conversation.rev, conversation.state_rev, conversation.last_seq) == (4, 4, 3)
@@ -126,7 +136,7 @@ def test_new_conversations_are_capped(db, patient, monkeypatch):
     # moves on by naming them (tests/chat/test_resume_paging.py).
     events = _resume(patient, {})
     assert [e["type"] for e in events] == ["chat.conversation"] * 2 + ["chat.resume.done"]
-    assert events[-1]["data"] == {"more": True, "marks": {}}
+    assert events[-1]["data"] == {"more": True, "marks": {}, "reads": {}}
     assert Conversation.objects.filter(patient=patient).count() == 3
 
 

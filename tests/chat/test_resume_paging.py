@@ -132,7 +132,10 @@ def test_without_a_cursor_the_first_protocol_moves_on_by_naming_until_it_may_nam
     ids = [str(c.pk) for c in conversations]
     events = _resume(doc, {})
     assert [e["data"]["id"] for e in events[:-1]] == ids[:2]
-    assert events[-1] == {"type": "chat.resume.done", "data": {"more": True, "marks": {}}}
+    assert events[-1] == {
+        "type": "chat.resume.done",
+        "data": {"more": True, "marks": {}, "reads": {}},
+    }
 
     events = _resume(doc, {i: [0, 0] for i in ids[:2]})
     assert [e["data"]["id"] for e in events if e["type"] == "chat.conversation"] == ids[2:4]
@@ -179,7 +182,10 @@ def test_a_cursor_of_the_caller_is_taken(db, doc):
     _many(doc, 1)
     # "everything of the list was sent": nothing of it again, and nothing more to come
     assert _resume(doc, {}, chat_cursor=done) == [
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {}, "cursor": None}}
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {}, "reads": {}, "cursor": None},
+        }
     ]
 
 
@@ -208,7 +214,7 @@ async def test_a_forged_cursor_over_the_socket_is_an_error_event_and_the_socket_
         ]
         assert got[-1] == {
             "type": "chat.resume.done",
-            "data": {"more": False, "marks": {}, "cursor": None},
+            "data": {"more": False, "marks": {}, "reads": {}, "cursor": None},
         }
     finally:
         await ws.disconnect()
@@ -230,9 +236,10 @@ def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages_and_the_stat
     capture = django_capture_on_commit_callbacks
     conversation = _three_messages(capture, patient, doc)
     cid = str(conversation.pk)
+    reads = {cid: {"read_seq": 0, "other_read_seq": 0}}
     # caught up, never closed: nothing
     assert _resume(patient, {cid: 3}) == [
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {}, "reads": reads}}
     ]
     for seq in (1, 2, 3):
         _now(capture, services.message_edit, user=doc, conversation_id=cid, seq=seq, text="x")
@@ -240,7 +247,10 @@ def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages_and_the_stat
     closed = {"type": "chat.closed", "data": {"conversation_id": cid, "rev": 4}}
     assert _resume(patient, {cid: 3}) == [
         closed,
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [3, 4]}}},
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {cid: [3, 4]}, "reads": reads},
+        },
     ]
     _now(capture, services.conversation_reopen, user=doc, conversation_id=cid)
     new = _send(capture, doc, conversation, "four")
@@ -248,16 +258,22 @@ def test_a_bare_seq_replays_no_earlier_change_only_the_new_messages_and_the_stat
     assert _resume(patient, {cid: 3}) == [
         reopened,
         {"type": "chat.message", "data": new},
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [4, 5]}}},
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {cid: [4, 5]}, "reads": reads},
+        },
     ]
     # caught up, the same bare seq again: the state alone (no edit, no message)
     assert _resume(patient, {cid: 4}) == [
         reopened,
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [4, 5]}}},
+        {
+            "type": "chat.resume.done",
+            "data": {"more": False, "marks": {cid: [4, 5]}, "reads": reads},
+        },
     ]
     # a client that sends its rev gets nothing once caught up
     assert _resume(patient, {cid: [4, 5]}) == [
-        {"type": "chat.resume.done", "data": {"more": False, "marks": {}}}
+        {"type": "chat.resume.done", "data": {"more": False, "marks": {}, "reads": reads}}
     ]
 
 

@@ -188,7 +188,14 @@ async def test_reconnect_and_resume_returns_exactly_the_missed_messages_in_order
             got.append(event)
         chat = [e for e in got if e["type"].startswith("chat.")]
         assert chat == [{"type": "chat.message", "data": m} for m in missed] + [
-            {"type": "chat.resume.done", "data": {"more": False, "marks": {cid: [4, 0]}}}
+            {
+                "type": "chat.resume.done",
+                "data": {
+                    "more": False,
+                    "marks": {cid: [4, 0]},
+                    "reads": {cid: {"read_seq": 0, "other_read_seq": 0}},
+                },
+            }
         ]
         # a bad map is an error event; the socket stays open
         await phone.send_json_to({"type": "resume", "after": after, "chat": {"x": "1"}})

@@ -3,6 +3,8 @@ recovered by the next heartbeat after Redis loses it."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import redis
 from channels.db import database_sync_to_async
@@ -126,3 +128,26 @@ def test_a_user_whose_last_device_ran_out_is_reported_once(backend, settings, mo
     presence.heartbeat(user_id="gone", device="phone")
     clock[0] += 61
     assert presence.expired() == ["gone"]
+
+
+async def test_presence_that_fails_neither_refuses_nor_closes_a_socket(monkeypatch, caplog):
+    """Presence is best effort: with its Redis failing, a socket still opens (connecting
+    beats), a ``presence.ping`` is no crash, and the failure is logged without the user."""
+    user = await database_sync_to_async(make_user)()
+
+    def failing(*, user_id, device):
+        raise redis.exceptions.ConnectionError(f"presence:{user_id} unreachable")
+
+    monkeypatch.setattr(presence, "heartbeat", failing)
+    with caplog.at_level(logging.WARNING, logger="realtime.consumers"):
+        ws = await open_socket(user)
+        try:
+            await ws.send_json_to({"type": "presence.ping"})
+            await ws.send_json_to({"type": "resume", "after": 0})
+            done = await receive_type(ws, "resume.done")
+            assert done["data"] == {"last": 0, "more": False}
+        finally:
+            await ws.disconnect()
+    failures = [r for r in caplog.records if r.name == "realtime.consumers"]
+    assert [r.getMessage() for r in failures] == ["presence heartbeat failed (ConnectionError)"] * 2
+    assert str(user.pk) not in caplog.text and user.email not in caplog.text
