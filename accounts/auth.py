@@ -147,7 +147,12 @@ def signed_in_recently(session: SessionBase | None, user: Any) -> bool:
 def token_session(request: HttpRequest) -> SessionBase | None:
     """The server-side session of the request's access token (checked by :class:`JWTAuth`)."""
     token = get_authorization_credential(request, "Bearer")
-    payload = internal.decode_token(token, "access") if token else None
+    return session_of_token(token) if token else None
+
+
+def session_of_token(token: str) -> SessionBase | None:
+    """The server-side session of an access token (valid or not: check it first)."""
+    payload = internal.decode_token(token, "access")
     return internal.get_token_session(payload) if payload is not None else None
 
 

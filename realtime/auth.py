@@ -41,12 +41,16 @@ def _ticket(scope: dict[str, Any]) -> str | None:
 
 @database_sync_to_async
 def _user_for_token(token: str) -> Any:
+    from accounts.auth import second_factor_passed, session_of_token
+    from accounts.models import STAFF_ROLES
     from accounts.tokens_validation import validate_access_token
 
     found = validate_access_token(token)
     if found is None:
         return AnonymousUser()
-    user = found[0]
+    user, snap = found
+    if snap.role in STAFF_ROLES and not second_factor_passed(session_of_token(token), snap.id):
+        return AnonymousUser()  # as on the API: staff pass the second factor first
     user.pk  # noqa: B018  (load the lazy user inside the thread, not on the event loop)
     return user
 

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from telemed.asgi import application
-from tests.factories import make_user
+from tests.factories import bearer, make_user, post
 from tests.realtime.conftest import access_token, open_socket, ticket_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,6 +69,29 @@ async def test_an_expired_jwt_is_4401(settings):
     await asyncio.sleep(2.1)
     headers = [(b"authorization", f"Bearer {token}".encode())]
     assert await closed_with("/ws/v1/", headers) == CLOSED_4401
+
+
+async def test_a_staff_token_opens_a_socket_only_once_its_session_passed_the_second_factor():
+    from django.test import Client
+
+    from tests.factories import login, pass_second_factor
+
+    staff = await database_sync_to_async(make_user)(role="admin", is_staff=True)
+    client = Client()
+    token = (await database_sync_to_async(login)(client, staff.email, second_factor=False))[
+        "access"
+    ]
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    assert await closed_with("/ws/v1/", headers) == CLOSED_4401
+    r = await database_sync_to_async(post)(Client(), "/api/v1/realtime/ticket", **bearer(token))
+    assert r.json()["error"]["code"] == "auth.second_factor_required"  # no ticket either
+
+    await database_sync_to_async(pass_second_factor)(client, staff, token)
+    ws = WebsocketCommunicator(application, "/ws/v1/", headers=headers)
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "resume", "after": 0})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "resume.done"
+    await ws.disconnect()
 
 
 def test_a_ticket_needs_authentication(api):
