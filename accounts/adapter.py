@@ -20,11 +20,13 @@ from django.utils.translation import gettext as _
 from accounts.auth import RecentSignInRequired, signed_in_recently
 from accounts.models import User
 from accounts.services import access_revoked, user_complete_signup, user_phone_set
-from audit.services import client_ip, record_from_request
+from accounts.tasks import sms_code_enqueue
+from audit.services import client_ip, record, record_from_request
 from core import sms
 
 if TYPE_CHECKING:
-    from allauth.socialaccount.models import SocialLogin
+    from allauth.account.models import EmailAddress
+    from allauth.socialaccount.models import SocialAccount, SocialLogin
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -32,14 +34,29 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_verification_code_sms(
         self, user: AbstractBaseUser, phone: str, code: str, **kwargs: Any
     ) -> None:
+        """A login or sign-up code is texted by the task worker, and a number that is nobody's
+        enqueues an empty message (:meth:`send_unknown_account_sms`): whether a number is an
+        account's shows neither in the answer nor in its time, even with the provider down
+        (``ACCOUNT_PREVENT_ENUMERATION``). A code to the signed-in caller's own account (a
+        change of number) hides nothing from them: it is texted now, so that a failing
+        provider answers 503 ``auth.sms_unavailable`` rather than a code that never comes."""
         language = getattr(user, "language", None) or translation.get_language() or "en"
         with translation.override(language):
             body = _("Your Telemed code is %(code)s. Do not share it with anyone.") % {"code": code}
-        sms.send(to=phone, body=body)
+        caller = getattr(context.request, "user", None)
+        if caller is not None and caller.is_authenticated and caller.pk == user.pk:
+            sms.send(to=phone, body=body)
+        else:
+            sms_code_enqueue(to=phone, body=body)
 
     def send_unknown_account_sms(self, phone: str, **kwargs: Any) -> None:
-        # Deliberately silent: texting arbitrary numbers on request invites SMS-pumping fraud.
-        return None
+        # Nothing is texted (texting arbitrary numbers on request invites SMS-pumping fraud),
+        # but the request does what a code's does: it enqueues a message, an empty one.
+        sms_code_enqueue(to="", body="")
+
+    def send_account_already_exists_sms(self, phone: str) -> None:
+        # A sign-up with a number that is an account's: as for a number that is nobody's.
+        sms_code_enqueue(to="", body="")
 
     def set_phone(self, user: AbstractBaseUser, phone: str, verified: bool) -> None:
         assert isinstance(user, User)
@@ -196,6 +213,95 @@ def login_code_rejected(
         target_type="user",
         target_id=str(user.pk),
         data={"method": "code", "last_attempt": last_attempt},
+    )
+
+
+# --- changes of the ways into an account (allauth's signals, connected in AccountsConfig) ---
+# The trail outlives an erasure: it holds which address (by id) and what kind of change, never
+# the address itself, nor the Google account's subject.
+
+
+def _account_changed(
+    request: HttpRequest | None, *, action: str, user_id: Any, data: dict[str, Any]
+) -> None:
+    if request is None:  # a change made outside a request (a script): no client to name
+        record(action=action, target_type="user", target_id=str(user_id), data=data)
+        return
+    record_from_request(
+        request, action=action, target_type="user", target_id=str(user_id), data=data
+    )
+
+
+def _address(email_address: EmailAddress | None) -> dict[str, Any]:
+    """An e-mail address as the trail keeps it: its id (None once deleted) and flags."""
+    if email_address is None:
+        return {"id": None}
+    return {
+        "id": email_address.pk,
+        "verified": email_address.verified,
+        "primary": email_address.primary,
+    }
+
+
+def _address_receiver(action: str) -> Any:
+    """A receiver of allauth's signals about one address (added, confirmed, removed)."""
+
+    def receiver(
+        sender: Any, request: HttpRequest | None, email_address: EmailAddress, **kwargs: Any
+    ) -> None:
+        _account_changed(
+            request,
+            action=action,
+            user_id=email_address.user_id,
+            data={"address": _address(email_address)},
+        )
+
+    return receiver
+
+
+email_added = _address_receiver("user.email_added")
+email_confirmed = _address_receiver("user.email_verified")
+email_removed = _address_receiver("user.email_removed")
+
+
+def email_changed(
+    sender: Any,
+    request: HttpRequest | None,
+    user: Any,
+    from_email_address: EmailAddress | None,
+    to_email_address: EmailAddress,
+    **kwargs: Any,
+) -> None:
+    """The login (primary) address became another one."""
+    _account_changed(
+        request,
+        action="user.email_changed",
+        user_id=to_email_address.user_id,
+        data={"from": _address(from_email_address), "to": _address(to_email_address)},
+    )
+
+
+def social_account_added(
+    sender: Any, request: HttpRequest | None, sociallogin: SocialLogin, **kwargs: Any
+) -> None:
+    """A Google account connected to an existing account (not a sign-up with Google)."""
+    account = sociallogin.account
+    _account_changed(
+        request,
+        action="user.social_connected",
+        user_id=account.user_id,
+        data={"provider": account.provider, "social_account_id": account.pk},
+    )
+
+
+def social_account_removed(
+    sender: Any, request: HttpRequest | None, socialaccount: SocialAccount, **kwargs: Any
+) -> None:
+    _account_changed(
+        request,
+        action="user.social_disconnected",
+        user_id=socialaccount.user_id,
+        data={"provider": socialaccount.provider},
     )
 
 

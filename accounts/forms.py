@@ -18,10 +18,11 @@ class SignupForm(forms.Form):
 
     def clean_invitation_code(self) -> str:
         code = self.cleaned_data.get("invitation_code", "").strip()
-        if (
-            code
-            and selectors.invitation_usable(code=code, email=self.data.get("email", "")) is None
-        ):
+        # The raw e-mail, which the e-mail field refuses on its own when it is not text (a
+        # number, a list): such a one fits no invitation made for an address.
+        email = self.data.get("email")
+        email = email if isinstance(email, str) else ""
+        if code and selectors.invitation_usable(code=code, email=email) is None:
             raise forms.ValidationError(str(InvalidInvitation.message), code="invalid_invitation")
         return code
 

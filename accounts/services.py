@@ -224,13 +224,17 @@ def user_create_by_admin(
                 last_name=last_name,
                 must_change_password=True,
             )
+            # Another account's verified address (a second one, not its login) is taken too:
+            # allauth's unique constraint says so for the same spelling, this for any case.
+            if EmailAddress.objects.filter(email__iexact=user.email, verified=True).exists():
+                raise EmailTaken()
+            EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
     except ValidationError as exc:
         if any(e.code == "unique" for e in exc.error_dict.get("email", [])):
             raise EmailTaken() from exc
         raise
     except IntegrityError as exc:
         raise EmailTaken() from exc
-    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
     if user.role == Role.PATIENT:
         PatientProfile.objects.get_or_create(user=user)
     _audit(admin, "user.created_by_admin", user, role=user.role)

@@ -17,6 +17,7 @@ from accounts.models import Role, User
 from audit.models import AuditEvent
 from core import sms
 from tests.accounts.admin_site import helper_with, staff_client, superuser
+from tests.accounts.sms_queue import sent_sms
 from tests.accounts.test_google import _id_token, _sign_in, google_certs, google_key  # noqa: F401
 from tests.accounts.test_phone import capture_sms  # noqa: F401  (autouse: SMS are captured)
 from tests.factories import AUTH, PASSWORD, bearer, last_code, login, make_user, post
@@ -111,7 +112,7 @@ def _assert_rate_limited(r) -> None:  # type: ignore[no-untyped-def]
 
 def test_signup_refused_by_the_per_number_code_limit_creates_no_account(api):
     assert _signup(api, "first@example.com", PHONE).status_code == 401  # code sent
-    sent = len(sms.outbox)
+    sent = len(sent_sms())
 
     r = _signup(api, "second@example.com", PHONE)  # a second code to the number, too soon
     _assert_rate_limited(r)
@@ -123,7 +124,7 @@ def test_signup_refused_by_the_per_number_code_limit_creates_no_account(api):
         .exclude(target_id=str(User.objects.get(email="first@example.com").pk))
         .exists()
     )
-    assert len(sms.outbox) == sent
+    assert len(sent_sms()) == sent
 
 
 def test_signup_refused_by_the_per_client_code_limit_creates_no_account_in_arabic(api):

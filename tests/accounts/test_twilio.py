@@ -16,6 +16,7 @@ from django.test import Client
 
 from accounts.models import User
 from core import sms
+from tests.accounts.sms_queue import run_waiting
 from tests.accounts.stubs import Recorded, Reply, StubServer
 
 pytestmark = pytest.mark.django_db
@@ -191,6 +192,8 @@ def test_phone_login_by_code_delivers_sms_through_twilio_and_returns_tokens(
     flows = {f["id"]: f for f in requested.json()["data"]["flows"]}
     assert flows["login_by_code"]["is_pending"] is True
     session_token = requested.json()["meta"]["session_token"]
+    assert twilio.messages == []  # texted by the task worker, not in the request
+    assert run_waiting() == ["sent"]
     [message] = twilio.messages
     form = message.form
     assert form["To"] == [PHONE]
@@ -222,6 +225,7 @@ def test_phone_login_wrong_code_gets_no_tokens(api: Client, twilio: FakeTwilio) 
         "/_allauth/app/v1/auth/code/request", {"phone": PHONE}, content_type="application/json"
     )
     assert requested.status_code == 401, requested.content
+    run_waiting()
     code = _code_from(twilio.messages[0].form["Body"][0])
     wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
 
@@ -249,4 +253,5 @@ def test_phone_login_for_unknown_number_sends_nothing_and_answers_the_same(
     assert requested.status_code == 401, requested.content
     flows = {f["id"]: f for f in requested.json()["data"]["flows"]}
     assert flows["login_by_code"]["is_pending"] is True
+    assert run_waiting() == ["nothing to send"]
     assert twilio.messages == []
