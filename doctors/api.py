@@ -9,12 +9,15 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from allauth.core.internal.httpkit import get_authorization_credential
+from allauth.core.internal.ratelimit import get_ip
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.translation import get_language
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.auth import AuthedRequest, jwt_auth
+from accounts.tokens_validation import validate_access_token
 from core import money
 from core.cache import best_effort
 from core.idempotency import IDEMPOTENCY_KEY, created_once
@@ -158,9 +161,13 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
         raise InvalidLocation(fields={"sort": str(InvalidLocation.message)})
     lat, lng = q.lat, q.lng
     if q.near is not None:
-        from doctors.geocoding import geocode
+        from doctors.geocoding import geocode, google_quota
 
-        place = geocode(q.near, language=get_language() or "en")
+        place = geocode(
+            q.near,
+            language=get_language() or "en",
+            quota=lambda: google_quota(_quota_holder(request)),
+        )
         lat, lng = place.latitude, place.longitude
     filters = selectors.SearchFilters(
         specialty=q.specialty,
@@ -194,6 +201,16 @@ def search(request: HttpRequest, q: Query[SearchQuery]) -> HttpResponse:
         if filters.available_on is not None or filters.sort == "next_available"
         else CACHE_SECONDS,
     )
+
+
+def _quota_holder(request: HttpRequest) -> str:
+    """Whose geocoding quota a search that Google must answer counts against: the user its
+    access token names (checked only then: a search needs no sign-in), else its client
+    address (allauth's rule: behind our proxies, the address the outermost one saw; an IPv6
+    client's network)."""
+    token = get_authorization_credential(request, "Bearer")
+    found = validate_access_token(token) if token else None
+    return f"user:{found[1].id}" if found is not None else f"ip:{get_ip(request)}"
 
 
 @router.get(

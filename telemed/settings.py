@@ -390,6 +390,9 @@ ACCOUNT_RATE_LIMITS = {
     "records_link": env.str("RECORDS_LINK_RATE_LIMIT", default="60/m/user"),
     # One-time socket tickets asked for (each reconnection asks for one).
     "realtime_ticket": env.str("REALTIME_TICKET_RATE_LIMIT", default="30/m/user,300/h/user"),
+    # Places geocoded by Google (each billed; a cached answer is not counted), per signed-in
+    # user, else per client address: directory searches near= and clinic addresses.
+    "geocoding": env.str("GEOCODING_RATE_LIMIT", default="10/m/key,100/h/key"),
 }
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app",)

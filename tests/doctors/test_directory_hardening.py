@@ -165,11 +165,11 @@ def test_a_clinic_edited_meanwhile_is_geocoded_in_its_new_city(monkeypatch):
     real = geocoding.geocode
     queries: list[str] = []
 
-    def geocode_while_the_city_changes(query: str, *, language: str = "en") -> Any:
+    def geocode_while_the_city_changes(query: str, *, language: str = "en", **kw: Any) -> Any:
         if not queries:  # another request moves the clinic to Alexandria meanwhile
             Clinic.objects.filter(pk=clinic.pk).update(city="Alexandria")
         queries.append(query)
-        return real(query, language=language)
+        return real(query, language=language, **kw)
 
     monkeypatch.setattr(geocoding, "geocode", geocode_while_the_city_changes)
     services.clinic_update(user=profile.user, clinic_id=clinic.id, changes={"address": "1 Main St"})
