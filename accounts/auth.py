@@ -112,8 +112,18 @@ SECOND_FACTOR_SESSION_KEY = "telemed_second_factor"
 
 
 def second_factor_passed(session: SessionBase | None, user_id: str) -> bool:
+    """Whether ``session`` passed the second factor for ``user_id`` with a device the user
+    still has: removing a lost phone's device ends what it let in (one indexed query, for
+    staff tokens only)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
     mark = session.get(SECOND_FACTOR_SESSION_KEY) if session is not None else None
-    return isinstance(mark, dict) and mark.get("user") == user_id
+    if not (isinstance(mark, dict) and mark.get("user") == user_id):
+        return False
+    device = mark.get("device")
+    return isinstance(device, int) and (
+        TOTPDevice.objects.filter(pk=device, user_id=user_id, confirmed=True).exists()
+    )
 
 
 # --- Recent sign-in (accounts without a password) ----------------------------------------

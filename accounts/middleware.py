@@ -6,30 +6,36 @@ from allauth.core.exceptions import RateLimited as AllauthRateLimited
 from allauth.core.internal.httpkit import get_authorization_credential
 from allauth.headless.internal.sessionkit import lookup_session
 from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from accounts.auth import answer_in_saved_language
-from accounts.errors import PasswordChangeRequired, SmsUnavailable
+from accounts.auth import answer_in_saved_language, second_factor_passed, session_of_token
+from accounts.errors import PasswordChangeRequired, SecondFactorRequired, SmsUnavailable
+from accounts.models import STAFF_ROLES
 from accounts.tokens_validation import AuthSnapshot, user_snapshot, validate_access_token
 from core.errors import ApplicationError, RateLimited, error_response
 from core.sms import SmsError
 
-# What an account that must change its password may still reach in allauth's API.
+# What a signed-in caller with a step still pending (a password to change, a staff second
+# factor to pass) may still reach in allauth's API: its session (and logging out), a token
+# refresh, the configuration; and, with a password to change, changing it.
 _ALLOWED = (
-    "/_allauth/app/v1/account/password/change",
     "/_allauth/app/v1/auth/session",
     "/_allauth/app/v1/tokens/refresh",
     "/_allauth/app/v1/config",
 )
+_PASSWORD_CHANGE = "/_allauth/app/v1/account/password/change"
 
 
 class AllauthEdgeMiddleware(MiddlewareMixin):
     """What allauth's endpoints need from us around them.
 
-    - Accounts created by an admin must change their password before anything else; our own
-      endpoints check this in :mod:`accounts.auth`, this covers allauth's (signed in by
-      access token or by session token).
+    - Accounts created by an admin must change their password before anything else, and a
+      staff account's session must pass the second factor (``accounts.auth``); our own
+      endpoints check both in :mod:`accounts.auth`, this covers allauth's (signed in by
+      access token or by session token): a stolen staff password alone changes neither the
+      account's password, addresses, phone nor linked Google account.
     - What allauth's flows raise instead of answering (our adapter's errors, a failing SMS
       provider, some rate limits) becomes our error envelope, not a 500.
     - allauth answers rate limits with 429 but no ``Retry-After``: add one (its windows are
@@ -41,10 +47,18 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
             return None
-        snap = _pending_password_change(request)
-        if snap is not None:
+        caller = _caller(request)
+        if caller is None:
+            return None
+        snap, session = caller
+        if snap.must_change_password:
+            if request.path.startswith(_PASSWORD_CHANGE):
+                return None
             answer_in_saved_language(request, snap.language)
             return error_response(PasswordChangeRequired())
+        if snap.role in STAFF_ROLES and not second_factor_passed(session, snap.id):
+            answer_in_saved_language(request, snap.language)
+            return error_response(SecondFactorRequired())
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -72,13 +86,14 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
         return response
 
 
-def _pending_password_change(request: HttpRequest) -> AuthSnapshot | None:
-    """The caller, by access token or by allauth's session token (either one signs a request
-    in), if it is an account that must change its password first."""
+def _caller(request: HttpRequest) -> tuple[AuthSnapshot, SessionBase] | None:
+    """The signed-in caller and its session, by access token or by allauth's session token
+    (either one signs a request in)."""
     token = get_authorization_credential(request, "Bearer")
     found = validate_access_token(token) if token else None
-    if found is not None and found[1].must_change_password:
-        return found[1]
+    session = session_of_token(token) if found is not None and token else None
+    if found is not None and session is not None:
+        return found[1], session
     # The session is only read, not authenticated: Django's get_user() would cycle the key of
     # a session signed with a fallback SECRET_KEY on this copy, and allauth would then find
     # its token gone (410).
@@ -86,7 +101,7 @@ def _pending_password_change(request: HttpRequest) -> AuthSnapshot | None:
     session = lookup_session(session_token) if session_token else None
     user_id = session.get(SESSION_KEY) if session is not None else None
     snap = user_snapshot(str(user_id)) if user_id else None
-    return snap if snap is not None and snap.must_change_password else None
+    return (snap, session) if snap is not None and session is not None else None
 
 
 _RATE_LIMIT_CODES = {"too_many_login_attempts"}

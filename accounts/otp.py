@@ -432,8 +432,15 @@ def second_factor_verify(request: HttpRequest, *, user: User, session: Any, code
         )
     if not passed:
         raise SecondFactorInvalid()
-    session[SECOND_FACTOR_SESSION_KEY] = {"user": str(user.pk), "at": time.time()}
-    session.save()
+    # The session as it is now, not as the request read it: a token refresh meanwhile
+    # rotated what it holds, and saving the old copy would undo that.
+    fresh = type(session)(session.session_key)
+    fresh[SECOND_FACTOR_SESSION_KEY] = {
+        "user": str(user.pk),
+        "device": device.pk,
+        "at": time.time(),
+    }
+    fresh.save()
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from audit.models import AuditEvent
 from tests.factories import (
     AUTH,
+    PASSWORD,
     bearer,
     login,
     make_user,
@@ -134,3 +135,85 @@ def test_the_password_change_demand_speaks_the_saved_language(api):
         assert r.status_code == 403
         message = r.json()["error"]["message"]
         assert any("\u0600" <= c <= "\u06ff" for c in message), message
+
+
+def test_allauths_endpoints_change_nothing_of_a_staff_account_before_the_second_factor(api):
+    """A stolen staff password alone changes neither the password nor the addresses."""
+    admin = make_user(role="admin", is_staff=True, language="ar")
+    device = _device(admin)
+    headers = bearer(login(api, admin.email, second_factor=False)["access"])
+    assert api.get(f"{AUTH}/auth/session", headers=headers).status_code == 200
+    for path, body in (
+        (f"{AUTH}/account/email", {"email": "attacker@example.com"}),
+        (f"{AUTH}/account/password/change", {"current_password": PASSWORD, "new_password": "Attacker-Chosen-Pass-77"}),
+        (f"{AUTH}/auth/reauthenticate", {"password": PASSWORD}),
+    ):  # fmt: skip
+        r = post(api, path, body, **headers)
+        assert r.status_code == 403, (path, r.content)
+        assert r.json()["error"]["code"] == "auth.second_factor_required"
+        assert any("\u0600" <= c <= "\u06ff" for c in r.json()["error"]["message"])
+    admin.refresh_from_db()
+    assert admin.check_password(PASSWORD)
+
+    assert post(api, SECOND, {"code": totp_code(device)}, **headers).status_code == 204
+    r = post(api, f"{AUTH}/auth/reauthenticate", {"password": PASSWORD}, **headers)
+    assert r.status_code == 200
+
+
+def test_an_admin_made_staff_account_changes_its_password_first_without_a_device(api):
+    helper = make_user(role="helper", is_staff=True, must_change_password=True)
+    headers = bearer(login(api, helper.email)["access"])
+    r = post(
+        api,
+        f"{AUTH}/account/password/change",
+        {"current_password": PASSWORD, "new_password": "Brand-New-Pass-2026"},
+        **headers,
+    )
+    assert r.status_code in (200, 401), r.content  # changed (allauth ends the session: 401)
+    helper.refresh_from_db()
+    assert helper.check_password("Brand-New-Pass-2026")
+
+
+def test_removing_the_device_ends_what_it_let_in(api):
+    from accounts.services import totp_devices_delete
+
+    admin, other_admin = (make_user(role="admin", is_staff=True) for _ in range(2))
+    tokens = login(api, admin.email)
+    headers = bearer(tokens["access"])
+    assert api.get("/api/v1/admin/users", headers=headers).status_code == 200
+
+    totp_devices_delete(actor=other_admin, devices=TOTPDevice.objects.filter(user=admin))
+
+    r = api.get("/api/v1/admin/users", headers=headers)
+    assert r.json()["error"]["code"] == "auth.second_factor_required"
+    r = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+    refreshed = bearer(r.json()["data"]["access_token"])
+    assert api.get("/api/v1/admin/users", headers=refreshed).status_code == 403
+
+
+def test_a_token_refresh_while_the_code_is_checked_is_kept(api, monkeypatch):
+    """The mark is written on the session as it is then, not on the request's old copy."""
+    from django.test import Client
+
+    from accounts import otp
+
+    admin = make_user(role="admin", is_staff=True)
+    device = _device(admin)
+    tokens = login(api, admin.email, second_factor=False)
+    refreshed: dict = {}
+    audit = otp.record_from_request
+
+    def refresh_meanwhile(*args, **kwargs):
+        r = post(Client(), f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+        refreshed.update(r.json()["data"])
+        return audit(*args, **kwargs)
+
+    monkeypatch.setattr(otp, "record_from_request", refresh_meanwhile)
+    r = post(api, SECOND, {"code": totp_code(device)}, **bearer(tokens["access"]))
+    assert r.status_code == 204
+    monkeypatch.undo()
+
+    new = bearer(refreshed["access_token"])
+    assert api.get("/api/v1/admin/users", headers=new).status_code == 200
+    r = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": refreshed["refresh_token"]})
+    assert r.status_code == 200  # not taken for a replayed token
