@@ -445,6 +445,33 @@ def records_purge(*, now: datetime | None = None) -> int:
     return purged
 
 
+def clean_objects_restamp() -> int:
+    """Give each clean file on S3 promoted before its object carried the headers it is served
+    with (the links named the file then) its ``Content-Disposition`` and type, by copying the
+    object onto itself (encrypted as every copy is); how many. Without it such a file opens
+    in the browser and saves under its key. Run once after upgrading
+    (``manage.py records_restamp``); running it again finds nothing to do."""
+    if not storage.is_s3():
+        return 0
+    done = 0
+    clean = (
+        MedicalRecord.objects.filter(status=ScanStatus.CLEAN, deleted_at__isnull=True)
+        .exclude(storage_key="")
+        .order_by("pk")
+    )
+    for record in clean.iterator(chunk_size=500):
+        if storage.served_as_attachment(record.storage_key):
+            continue
+        storage.copy_scanned(
+            record.storage_key,
+            record.storage_key,
+            file_name=download_name(record.file_name, record.content_type),
+            content_type=record.content_type,
+        )
+        done += 1
+    return done
+
+
 def grant_create(*, patient: User, record_id: Any, doctor_id: Any, origin: Origin) -> AccessGrant:
     with transaction.atomic():
         record = record_owned(patient=patient, record_id=record_id, lock=True)

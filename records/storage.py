@@ -107,6 +107,13 @@ def _head(key: str) -> dict[str, Any] | None:
         raise
 
 
+def served_as_attachment(key: str) -> bool:
+    """Whether the S3 object is stored with a ``Content-Disposition`` (promoted since the
+    links stopped naming files: :func:`copy_scanned`)."""
+    head = _head(key)
+    return head is None or bool(head.get("ContentDisposition"))
+
+
 def exists(key: str) -> bool:
     if is_s3():
         return _head(key) is not None

@@ -187,3 +187,33 @@ def test_storage_failure_during_the_verdict_leaves_the_record_pending_and_retrie
     assert (record.status, record.scan_attempts) == ("pending", 1)
     monkeypatch.undo()
     assert scan_record.call(record_id) == "clean"
+
+
+def test_files_promoted_before_the_objects_carried_their_name_are_restamped_once(
+    api, clamd_on, s3, patient, patient_headers
+):
+    """Promoted when links named the file, an object holds no Content-Disposition: the
+    one-off command gives it one (kept encrypted); the second run finds nothing to do."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    record_id = upload(api, patient_headers, PDF, "Old scan.pdf").json()["id"]
+    assert scanned(record_id) == "clean"
+    key = f"telemed/records/{patient.id}/{record_id}"
+    s3.put_object(  # as the earlier release left it
+        Bucket=s3.bucket, Key=key, Body=PDF, ContentType="application/pdf",
+        ServerSideEncryption="AES256",
+    )  # fmt: skip
+    url = api.get(f"/api/v1/records/{record_id}/download", headers=patient_headers).json()["url"]
+    assert "content-disposition" not in httpx.get(url).headers
+
+    out = StringIO()
+    call_command("records_restamp", stdout=out)
+    assert out.getvalue().strip() == "1 file(s) restamped"
+    fetched = httpx.get(url)
+    assert fetched.content == PDF and fetched.headers["content-type"] == "application/pdf"
+    assert "Old_scan.pdf" in fetched.headers["content-disposition"]
+    assert s3.head_object(Bucket=s3.bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    call_command("records_restamp", stdout=(again := StringIO()))
+    assert again.getvalue().strip() == "0 file(s) restamped"
