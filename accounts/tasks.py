@@ -58,7 +58,12 @@ def sms_code_enqueue(*, to: str, body: str) -> None:
     sms_code_send.enqueue(sealed)
 
 
-@task()
+# Codes live minutes: the worker takes them before any other waiting task (scans, deliveries,
+# housekeeping), whatever was enqueued first.
+SMS_CODE_PRIORITY = 50
+
+
+@task(priority=SMS_CODE_PRIORITY)
 def sms_code_send(sealed: str, attempt: int = 1) -> str:
     """Send a message of :func:`sms_code_enqueue`. A message the provider did not take is
     tried again, up to ``SMS_CODE_ATTEMPTS``; one it may have taken (``SmsOutcomeUnknown``)

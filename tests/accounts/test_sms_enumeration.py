@@ -80,6 +80,18 @@ def test_a_phone_sign_up_answers_alike_for_a_taken_and_a_free_number_with_twilio
     assert waiting().count() == 2
 
 
+def test_a_code_is_taken_by_the_worker_before_tasks_that_waited_longer(api: Client) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    from tests.testapp.tasks import record_run
+
+    record_run.enqueue("earlier")  # a scan, a delivery... enqueued first
+    make_user(phone=KNOWN, phone_verified=True)
+    post(api, f"{AUTH}/auth/code/request", {"phone": KNOWN})
+    first = DBTaskResult.objects.ready().first()
+    assert first is not None and first.task_path == tasks.sms_code_send.module_path
+
+
 def test_the_code_leaves_from_the_worker_sealed_in_its_task_row(
     api: Client,
     twilio: FakeTwilio,  # noqa: F811
