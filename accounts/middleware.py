@@ -13,7 +13,7 @@ from django.utils.deprecation import MiddlewareMixin
 from accounts.auth import answer_in_saved_language, second_factor_passed, session_of_token
 from accounts.errors import PasswordChangeRequired, SecondFactorRequired, SmsUnavailable
 from accounts.models import STAFF_ROLES
-from accounts.tokens_validation import AuthSnapshot, user_snapshot, validate_access_token
+from accounts.tokens_validation import AuthSnapshot, user_snapshot
 from core.errors import ApplicationError, RateLimited, error_response
 from core.sms import SmsError
 
@@ -87,18 +87,19 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
 
 
 def _caller(request: HttpRequest) -> tuple[AuthSnapshot, SessionBase] | None:
-    """The signed-in caller and its session, by access token or by allauth's session token
-    (either one signs a request in)."""
-    token = get_authorization_credential(request, "Bearer")
-    found = validate_access_token(token) if token else None
-    session = session_of_token(token) if found is not None and token else None
-    if found is not None and session is not None:
-        return found[1], session
-    # The session is only read, not authenticated: Django's get_user() would cycle the key of
-    # a session signed with a fallback SECRET_KEY on this copy, and allauth would then find
-    # its token gone (410).
+    """The signed-in caller and its session, found as allauth finds them: by the
+    ``X-Session-Token`` header if there is one, else by the access token's session. (Read
+    in any other order, a patient's access token beside a staff session token would be
+    checked as the patient while allauth acts as the staff member.) The session is only
+    read, not authenticated: Django's get_user() would cycle the key of a session signed
+    with a fallback SECRET_KEY on this copy, and allauth would then find its token gone
+    (410); allauth authenticates it next."""
     session_token = request.headers.get("X-Session-Token")
-    session = lookup_session(session_token) if session_token else None
+    if session_token:
+        session = lookup_session(session_token)
+    else:
+        token = get_authorization_credential(request, "Bearer")
+        session = session_of_token(token) if token else None
     user_id = session.get(SESSION_KEY) if session is not None else None
     snap = user_snapshot(str(user_id)) if user_id else None
     return (snap, session) if snap is not None and session is not None else None

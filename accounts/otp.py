@@ -64,7 +64,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.errors import SecondFactorInvalid, SecondFactorNotEnrolled, SecondFactorThrottled
 from accounts.models import STAFF_ROLES, User
 from audit.services import client_ip, record_from_request
-from core.errors import Forbidden
+from core.errors import Forbidden, Unauthenticated
 
 SESSION_KEY = "accounts_otp_enrol"
 PENDING_TTL = 10 * 60  # seconds between the password step and the token
@@ -440,6 +440,8 @@ def second_factor_verify(request: HttpRequest, *, user: User, session: Any, code
         "device": device.pk,
         "at": time.time(),
     }
+    if fresh.session_key is None:  # ended meanwhile (a logout): nothing left to mark
+        raise Unauthenticated()
     fresh.save()
 
 

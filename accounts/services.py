@@ -475,6 +475,9 @@ def _device_remove(
     an erasure did; never its key)."""
     device_id, owner_id, confirmed = device.pk, device.user_id, device.confirmed
     device.delete()
+    # What it let in ends: tokens at their next request (``auth.second_factor_passed``),
+    # sockets now (they open again only once passed with a device the user still has).
+    access_revoked(user_id=owner_id)
     data: dict[str, Any] = {"device_id": device_id, "confirmed": confirmed}
     if erasure:
         data["erasure"] = True

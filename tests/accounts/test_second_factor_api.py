@@ -217,3 +217,18 @@ def test_a_token_refresh_while_the_code_is_checked_is_kept(api, monkeypatch):
     assert api.get("/api/v1/admin/users", headers=new).status_code == 200
     r = post(api, f"{AUTH}/tokens/refresh", {"refresh_token": refreshed["refresh_token"]})
     assert r.status_code == 200  # not taken for a replayed token
+
+
+def test_a_staff_session_token_is_checked_whatever_access_token_comes_beside_it(api):
+    """allauth acts as the session the X-Session-Token names: so is it checked."""
+    from django.test import Client
+
+    admin = make_user(role="admin", is_staff=True)
+    _device(admin)
+    r = post(Client(), f"{AUTH}/auth/login", {"email": admin.email, "password": PASSWORD})
+    staff_session = r.json()["meta"]["session_token"]
+    patient_access = login(api, make_user().email)["access"]
+    both = {**bearer(patient_access), "X-Session-Token": staff_session}
+    r = post(api, f"{AUTH}/account/email", {"email": "attacker@example.com"}, **both)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "auth.second_factor_required"
+    assert not admin.emailaddress_set.filter(email="attacker@example.com").exists()

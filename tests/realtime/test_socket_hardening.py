@@ -341,3 +341,27 @@ def test_every_close_code_the_gateway_sends_has_a_series_of_its_own():
         fanout.CLOSE_SERVICE_RESTART,
     ):
         assert close_code_label(code) == str(code)
+
+
+async def test_removing_a_staff_members_device_closes_their_sockets():
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from accounts.services import totp_devices_delete
+
+    admin, other = [
+        await database_sync_to_async(make_user)(role="admin", is_staff=True) for _ in range(2)
+    ]
+    tokens = await database_sync_to_async(_tokens)(admin)  # passes the second factor
+    ws = await _bearer_socket(tokens["access"])
+
+    def remove() -> None:
+        totp_devices_delete(actor=other, devices=TOTPDevice.objects.filter(user=admin))
+
+    await database_sync_to_async(remove)()
+    assert await ws.receive_output(timeout=5) == CLOSED_4403
+    await ws.disconnect()
+    headers = [(b"authorization", f"Bearer {tokens['access']}".encode())]
+    again = WebsocketCommunicator(application, "/ws/v1/", headers=headers)
+    assert (await again.connect())[0]
+    assert (await again.receive_output(timeout=5))["code"] == 4401
+    await again.disconnect()
