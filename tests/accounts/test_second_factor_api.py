@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -231,4 +232,4 @@ def test_a_staff_session_token_is_checked_whatever_access_token_comes_beside_it(
     both = {**bearer(patient_access), "X-Session-Token": staff_session}
     r = post(api, f"{AUTH}/account/email", {"email": "attacker@example.com"}, **both)
     assert r.status_code == 403 and r.json()["error"]["code"] == "auth.second_factor_required"
-    assert not admin.emailaddress_set.filter(email="attacker@example.com").exists()
+    assert not EmailAddress.objects.filter(email="attacker@example.com").exists()
