@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -543,12 +544,18 @@ def identifier_digests(identifiers: Iterable[str]) -> list[str]:
     ignoring case: what the task that deletes an erased account's sessions is given, so that
     its stored row (kept ``TASK_RESULT_RETENTION_DAYS``) does not hold the e-mail addresses
     and phone number the erasure removed, nor lets them be guessed without the key."""
-    key = _digest_key()
+    key = _digest_keys()[0]
     return sorted({_digest(key, i) for i in identifiers if i})
 
 
-def _digest_key() -> bytes:
-    return salted_hmac("accounts.erased-sessions", "identifier", algorithm="sha256").digest()
+def _digest_keys() -> list[bytes]:
+    """The digest keys of ``SECRET_KEY`` and of each of ``SECRET_KEY_FALLBACKS``: digests made
+    before a rotation of the secret still match after it."""
+    secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [
+        salted_hmac("accounts.erased-sessions", "identifier", secret=s, algorithm="sha256").digest()
+        for s in secrets_
+    ]
 
 
 def _digest(key: bytes, value: str) -> str:
@@ -569,28 +576,28 @@ def sessions_holding_delete(*, digests: Iterable[str]) -> int:
 
     from core.sessions import SessionStore
 
-    wanted, key = set(digests), _digest_key()
+    wanted, keys = set(digests), _digest_keys()
     store = SessionStore()
     doomed = [
         session_key
         for session_key, data in Session.objects.filter(expire_date__gt=timezone.now())
         .values_list("session_key", "session_data")
         .iterator(chunk_size=2000)
-        if _holds(store.decode(data), wanted, key)
+        if _holds(store.decode(data), wanted, keys)
     ]
     for session_key in doomed:
         store.delete(session_key)  # the cached copy first (loudly), then the row
     return len(doomed)
 
 
-def _holds(value: Any, wanted: set[str], key: bytes) -> bool:
+def _holds(value: Any, wanted: set[str], keys: list[bytes]) -> bool:
     """Whether the decoded session ``value`` has a string (a value or a key, at any depth)
-    whose digest is in ``wanted``."""
+    whose digest under one of ``keys`` is in ``wanted``."""
     if isinstance(value, dict):
-        return any(_holds(k, wanted, key) or _holds(v, wanted, key) for k, v in value.items())
+        return any(_holds(k, wanted, keys) or _holds(v, wanted, keys) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return any(_holds(v, wanted, key) for v in value)
-    return isinstance(value, str) and _digest(key, value) in wanted
+        return any(_holds(v, wanted, keys) for v in value)
+    return isinstance(value, str) and any(_digest(key, value) in wanted for key in keys)
 
 
 def refresh_reuse_detected(*, user_id: str, session: SessionBase) -> None:

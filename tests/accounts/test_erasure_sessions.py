@@ -200,3 +200,14 @@ def test_the_last_attempt_raises_and_enqueues_no_other(monkeypatch, caplog):
         tasks.erased_sessions_delete.call(str(user.pk), digests, tasks.SESSIONS_DELETE_ATTEMPTS)
     assert DBTaskResult.objects.filter(task_path=PATH).count() == 1
     assert "given up" in caplog.text
+
+
+def test_digests_made_before_a_rotation_of_the_secret_still_match(settings):
+    user = make_user(email="rana@example.com")
+    live = _stored({"login": "rana@example.com"})
+    account_delete(user=user)  # the task's digests: under the secret of then
+
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-" + "x" * 40, [old]
+    assert _run_waiting() == [1]
+    assert not Session.objects.filter(session_key=live).exists()
