@@ -8,6 +8,7 @@ import socket
 import time
 import zoneinfo
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,13 +284,20 @@ class FakeGoogle:
         return Reply.json(200, {"results": [result], "status": "OK"})
 
 
-@pytest.fixture
-def google(settings: Any) -> Iterator[FakeGoogle]:
+@contextmanager
+def google_serving(settings: Any) -> Iterator[FakeGoogle]:
+    """A :class:`FakeGoogle` on a local stub server, the SDK's settings pointing at it."""
     fake = FakeGoogle()
     with StubServer(fake.respond) as server:
         fake.server = server
         settings.GOOGLE_MAPS_API_KEY = FAKE_KEY
         settings.GOOGLE_MAPS_BASE_URL = server.base_url
+        yield fake
+
+
+@pytest.fixture
+def google(settings: Any) -> Iterator[FakeGoogle]:
+    with google_serving(settings) as fake:
         yield fake
 
 

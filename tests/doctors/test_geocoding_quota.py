@@ -14,8 +14,7 @@ from django.test import Client
 
 from accounts.models import Role
 from core import ratelimit
-from tests.accounts.stubs import StubServer
-from tests.doctors.test_geocoding import FAKE_KEY, FakeGoogle
+from tests.doctors.test_geocoding import FakeGoogle, google_serving
 from tests.factories import bearer, login, make_user, post
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +24,7 @@ LIMIT = 3
 
 @pytest.fixture
 def google(settings: Any) -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    with StubServer(fake.respond) as server:
-        fake.server = server
-        settings.GOOGLE_MAPS_API_KEY = FAKE_KEY
-        settings.GOOGLE_MAPS_BASE_URL = server.base_url
+    with google_serving(settings) as fake:
         settings.ACCOUNT_RATE_LIMITS = {
             **settings.ACCOUNT_RATE_LIMITS,
             "geocoding": f"{LIMIT}/m/key,100/h/key",
@@ -44,10 +39,7 @@ def _near(client: Client, place: str, **headers: str) -> Any:
 def test_the_default_quota_stops_a_run_of_new_places_from_one_address(api, settings):
     """60 searches near 60 new places: Google is asked as often as the default quota allows,
     not 60 times."""
-    fake = FakeGoogle()
-    with StubServer(fake.respond) as server:
-        settings.GOOGLE_MAPS_API_KEY = FAKE_KEY
-        settings.GOOGLE_MAPS_BASE_URL = server.base_url
+    with google_serving(settings) as fake:
         statuses = [_near(api, f"{n} Tahrir Square, Cairo").status_code for n in range(60)]
     allowed = int(settings.ACCOUNT_RATE_LIMITS["geocoding"].split("/")[0])
     assert 0 < allowed < 60
