@@ -10,7 +10,10 @@ once, by the publisher (a socket sends the text as it is).
 Batches are cut at ``CHUNK_BYTES`` (Redis closes a pub/sub subscriber whose output buffer
 passes 32 MB, or 8 MB for a minute). The listener starts with the first socket of its loop
 and stops with the last. If it fails, the loop's sockets are closed (1012) so that clients
-resume; the loss of the channel layer's Redis is noticed by :mod:`realtime.watchdog`.
+resume; so they are when the layer's subscriber connection comes back after a loss (redis-py
+reconnects and subscribes again silently, and what was published meanwhile is gone: a kill
+by Redis for its output buffer, a reset, a proxy's idle timeout); the loss of the channel
+layer's Redis itself is noticed by :mod:`realtime.watchdog`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class _Hub:
         self.listener: asyncio.Task[None] | None = None
         self.layer: Any = None
         self.channel = ""
+        self.closing: set[asyncio.Task[None]] = set()
 
     async def join(self, consumer: Any) -> None:
         async with self.lock:
@@ -76,7 +80,18 @@ class _Hub:
         channel = await layer.new_channel()
         await layer.group_add(GROUP, channel)
         self.layer, self.channel = layer, channel
+        for connection in _subscriber_connections(layer):
+            connection.register_connect_callback(self._reconnected)  # kept as a weak method
         self.listener = asyncio.get_running_loop().create_task(self._listen(layer, channel))
+
+    def _reconnected(self, connection: Any) -> None:
+        """redis-py calls this when a subscriber connection of the layer connects again after
+        a loss (it then subscribes again): pushes published in between never came, so this
+        loop's sockets are closed (1012) and their clients resume from the database."""
+        logger.warning("the channel layer's subscriber connection was lost and made again")
+        task = asyncio.get_running_loop().create_task(close_all(CLOSE_SERVICE_RESTART))
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
 
     async def _stop(self) -> None:
         """Cancel the listener (the pub/sub layer then unsubscribes its channel) and leave
@@ -122,6 +137,18 @@ class _Hub:
             for user_id in user_ids:
                 for consumer in self.sockets.get(user_id, ()):
                     consumer.inbox.put_nowait(push)
+
+
+def _subscriber_connections(layer: Any) -> list[Any]:
+    """The connections on which ``channels_redis``'s pub/sub layer receives in this loop (4.x:
+    one ``PubSub`` per shard, connected by its first subscription), or none for another layer.
+    Its own ``on_reconnect`` option is stored and never called (4.3), hence this."""
+    found = []
+    for shard in getattr(layer, "_shards", None) or ():
+        connection = getattr(getattr(shard, "_pubsub", None), "connection", None)
+        if connection is not None and hasattr(connection, "register_connect_callback"):
+            found.append(connection)
+    return found
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
