@@ -10,6 +10,7 @@ the gateway closes it 4401. Neither credential is ever logged.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +23,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils.crypto import constant_time_compare
 
 from realtime.tickets import ticket_redeem
+
+logger = logging.getLogger(__name__)
 
 
 def _bearer(scope: dict[str, Any]) -> str | None:
@@ -40,19 +43,21 @@ def _ticket(scope: dict[str, Any]) -> str | None:
 
 
 @database_sync_to_async
-def _user_for_token(token: str) -> Any:
+def _user_for_token(token: str) -> tuple[Any, str | None]:
+    """The token's user and its session's key (checked again while the socket is open: see
+    ``realtime.consumers._access_holds``)."""
     from accounts.auth import second_factor_passed, session_of_token
     from accounts.models import STAFF_ROLES
     from accounts.tokens_validation import validate_access_token
 
     found = validate_access_token(token)
     if found is None:
-        return AnonymousUser()
+        return AnonymousUser(), None
     user, snap = found
     if snap.role in STAFF_ROLES and not second_factor_passed(session_of_token(token), snap.id):
-        return AnonymousUser()  # as on the API: staff pass the second factor first
+        return AnonymousUser(), None  # as on the API: staff pass the second factor first
     user.pk  # noqa: B018  (load the lazy user inside the thread, not on the event loop)
-    return user
+    return user, token_session_key(token)
 
 
 def token_session_key(token: str) -> str | None:
@@ -65,19 +70,29 @@ def token_session_key(token: str) -> str | None:
 def _session_holds(session_key: str, user: Any) -> bool:
     """Whether the session is still the user's signed-in session, as the token checks say:
     it exists (no logout since), it names the user, and it was made with the user's current
-    password (no password change since)."""
+    password (no password change since); for staff, it passed the second factor with a
+    device the user still has."""
+    from accounts.auth import second_factor_passed
+    from accounts.models import STAFF_ROLES
+
     session = lookup_session(session_key)
     if session is None or str(session.get(SESSION_KEY)) != str(user.pk):
         return False
     session_hash = session.get(HASH_SESSION_KEY)
-    return bool(session_hash) and constant_time_compare(session_hash, user.get_session_auth_hash())
+    if not (session_hash and constant_time_compare(session_hash, user.get_session_auth_hash())):
+        return False
+    return user.role not in STAFF_ROLES or second_factor_passed(session, str(user.pk))
 
 
 @database_sync_to_async
 def _user_for_ticket(ticket: str) -> tuple[Any, str | None]:
     """The ticket's user and the session it was asked in (checked again once the socket
     has joined: see ``realtime.consumers._access_holds``)."""
-    found = ticket_redeem(ticket)
+    try:
+        found = ticket_redeem(ticket)
+    except Exception as exc:  # Redis away: no ticket can be checked (the socket closes 4401)
+        logger.warning("socket ticket not checked (%s)", type(exc).__name__)
+        found = None
     if found is None:
         return AnonymousUser(), None
     user_id, session_key = found
@@ -94,7 +109,7 @@ class SocketAuthMiddleware(BaseMiddleware):
         if ticket is not None:
             user, session_key = await _user_for_ticket(ticket)
         elif token:
-            user = await _user_for_token(token)
+            user, session_key = await _user_for_token(token)
         else:
             user = AnonymousUser()
         return await super().__call__(

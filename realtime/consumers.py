@@ -107,13 +107,14 @@ def _resume_events(
     return events, more, highest or 0
 
 
-def _access_holds(scope: dict[str, Any], user: Any) -> bool:
+def _access_holds(scope: dict[str, Any], user: Any, *, again: bool = False) -> bool:
     """Whether the socket's credential still admits ``user`` as the handshake saw them, from
     a fresh look at the user's auth snapshot (dropped by every save of the user): active,
     no password to change, the same role, and the session not ended (a logout, a password
     change or a deactivation, which raises the session epoch, changes the hash sessions are
-    checked against). A bearer token is validated again whole; for a ticket, the session it
-    was asked in is checked when the authentication left its key (``session_key``)."""
+    checked against; for staff, the second factor's device not removed). On connecting, a
+    bearer token is validated again whole; later (``again``) its session is checked, as a
+    ticket's is: the socket outlives the access token's few minutes, not its session."""
     from accounts.tokens_validation import user_snapshot, validate_access_token
     from realtime.auth import _bearer, _session_holds, _ticket
 
@@ -127,10 +128,20 @@ def _access_holds(scope: dict[str, Any], user: Any) -> bool:
     ):
         return False
     token = _bearer(scope)
-    if _ticket(scope) is None and token:
+    if not again and _ticket(scope) is None and token:
         return validate_access_token(token) is not None
     session_key = scope.get("session_key")
     return not session_key or _session_holds(session_key, user)
+
+
+def _admission(scope: dict[str, Any], user: Any) -> int | None:
+    """On connecting, once the socket has joined: ``None`` if the credential no longer admits
+    the user (:func:`_access_holds`), else the user's last event id now, from which a gap in
+    the pushes that follow is seen (:meth:`GatewayConsumer.event_push`)."""
+    if not _access_holds(scope, user):
+        return None
+    last = EventCounter.objects.filter(user_id=user.pk).values_list("last", flat=True).first()
+    return last or 0
 
 
 class _Bucket:
@@ -205,9 +216,15 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         # Checked again now that a close of the user's sockets would find this one: a
         # deactivation or logout whose close went out between the handshake's check and the
         # join found nothing to close, and is seen here instead.
-        if not await database_sync_to_async(_access_holds)(self.scope, user):
+        last = await database_sync_to_async(_admission)(self.scope, user)
+        if last is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        # Every event of the user up to ``high`` was sent here or came before the socket: a
+        # push above ``high + 1`` shows that one in between was lost (``event_push``).
+        self.high = last
+        self.checked_at = time.monotonic()  # when the credential was last checked
+        self.checking: asyncio.Task[bool] | None = None
         self.authenticated = True
         OPEN_SOCKETS.inc()
         watchdog.watch()
@@ -245,13 +262,72 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
 
     async def event_push(self, push: dict[str, Any]) -> None:
         """An event for this user (``realtime.services.publish_on_commit``), already JSON,
-        forwarded as is."""
+        forwarded as is. A user's stored events have consecutive ids and commit in id order,
+        but their pushes travel apart (each from its transaction's thread, after commit) and
+        one can be lost (Redis away at that moment, a process killed between the commit and
+        its push): an event above the next id expected is sent after those in between, read
+        from the database, and a push that comes after them is dropped."""
+        if self.closing:
+            return
+        if self._access_check_due():
+            self._check_access_soon()  # the push is not held up: the check runs beside it
         event_id = push["id"]
         if isinstance(event_id, int):
-            if event_id <= self.replayed_upto:
-                return  # a resume already sent it
+            if event_id <= self.replayed_upto or event_id in self.live_sent:
+                return  # a resume, or the filling of a gap, already sent it
+            if event_id > self.high + 1 and not await self._fill_gap(event_id):
+                return
             self.live_sent.append(event_id)
+            self.high = max(self.high, event_id)
         await self.send(text_data=push["text"])
+
+    async def _fill_gap(self, event_id: int) -> bool:
+        """Send the stored events between ``high`` and ``event_id``, in order; if there are
+        more than a resume replays, close the socket (1012) for the client to resume."""
+        events, more = await database_sync_to_async(selectors.events_after)(
+            user_id=self.user_id, after=self.high, limit=_setting("REALTIME_RESUME_LIMIT", 500)
+        )
+        if more and events[-1]["id"] < event_id - 1:
+            self.closing = True
+            await self.close(code=fanout.CLOSE_SERVICE_RESTART)
+            return False
+        for body in events:
+            if body["id"] >= event_id:
+                break
+            if body["id"] > self.replayed_upto and body["id"] not in self.live_sent:
+                self.live_sent.append(body["id"])
+                await self.send_json(body)
+        return True
+
+    # --- the credential, checked again while the socket is open ----------------------------
+
+    def _access_check_due(self) -> bool:
+        interval = float(getattr(settings, "REALTIME_ACCESS_CHECK_SECONDS", 60.0))
+        return time.monotonic() - self.checked_at >= interval
+
+    def _check_access_soon(self) -> None:
+        if self.checking is None or self.checking.done():
+            self.checking = asyncio.get_running_loop().create_task(self._check_access())
+
+    async def _check_access(self) -> bool:
+        """Whether the socket's credential still holds (:func:`_access_holds`); if not, the
+        socket is closed 4403. The close that ends a user's access (``access_revoked``) is
+        pushed once, after commit, and may be lost like any push: this is what holds then.
+        A check that cannot be made (the database or Redis away) lets the socket be, until
+        the next one."""
+        self.checked_at = time.monotonic()
+        check = database_sync_to_async(
+            _access_holds, thread_sensitive=False, executor=_handler_threads()
+        )
+        try:
+            holds = await check(self.scope, self.user, again=True)
+        except Exception as exc:
+            logger.warning("socket access not checked (%s)", type(exc).__name__)
+            return True
+        if not holds and self.authenticated and not self.closing:
+            self.closing = True
+            await self.close(code=CLOSE_FORBIDDEN)
+        return holds
 
     async def session_close(self, event: dict[str, Any]) -> None:
         """The user's access changed (deactivation, deletion, logout, password change): end
@@ -305,6 +381,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         kind = content.get("type")
         # Errors build their fields with gettext, here and in the handlers' threads (which
         # run in a copy of this context, the active language included).
+        if (kind == "resume" or self._access_check_due()) and not await self._check_access():
+            return  # closed: the credential no longer holds
         with translation.override(self.language):
             try:
                 if kind == "resume":
@@ -350,6 +428,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             if last not in already:
                 await self.send_json(body)
         self.replayed_upto = max(self.replayed_upto, last)
+        self.high = max(self.high, last)
         for part in extra:
             for event in part:
                 await self.send_json(event)

@@ -5,6 +5,7 @@ socket told to close handles no frame after that."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -121,6 +122,7 @@ async def test_frames_after_a_session_close_are_not_handled(monkeypatch):
     consumer.user = None
     consumer.bucket = consumers._Bucket(10, 30)
     consumer.strikes = 0
+    consumer.checked_at = time.monotonic()
     sent: list[Any] = []
 
     async def close(code: int | None = None, reason: Any = None) -> None:
