@@ -239,15 +239,18 @@ def _own_clinic(user: User, clinic_id: Any, *, lock: bool = False) -> Clinic:
 def clinic_delete(*, user: User, clinic_id: Any) -> None:
     """Remove a clinic; not while it has upcoming appointments (their patients would lose
     the address)."""
-    clinic = Clinic.objects.select_for_update().filter(id=clinic_id, doctor__user=user)
-    if clinic.first() is None:  # locked: a booking at it is now before the check, or after
-        raise DoctorNotFound()
+    # The account, the profile, then the clinic: the order an erasure takes them in, and a
+    # booking's (it holds the profile for share, then its appointment's key needs the
+    # clinic). In one statement, the clinic was locked before the profile, and a booking
+    # between the two deadlocked with it. The profile locked first, a booking at the clinic
+    # is now before the check (and protects the clinic) or after it (and finds no slot).
+    user_hold_active(user)
+    DoctorProfile.objects.select_for_update(no_key=True).filter(user=user).first()
+    clinic = _own_clinic(user, clinic_id, lock=True)
     try:
-        deleted, _ = clinic.delete()
+        clinic.delete()
     except ProtectedError as exc:
         raise ClinicInUse() from exc
-    if not deleted:
-        raise DoctorNotFound()
     directory_changed()
 
 
