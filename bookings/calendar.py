@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from icalendar import Calendar, Event
 
 from accounts.models import User
+from accounts.services import user_hold_active
 from bookings.models import Appointment, CalendarFeed, Status
 
 TOKEN_BYTES = 32
@@ -41,7 +42,10 @@ def _digest(token: str) -> str:
 @transaction.atomic
 def feed_token_rotate(*, user: User) -> str:
     """A new secret for the user's feed; the previous URL stops working at once. Only its
-    digest is stored: the token returned here is the only time anyone sees it."""
+    digest is stored: the token returned here is the only time anyone sees it. Under the
+    user's row (refused if the account is closed): a closing of the account waits for the
+    new feed and deletes it, instead of missing it (the URL alive again once reopened)."""
+    user_hold_active(user)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     CalendarFeed.objects.update_or_create(user=user, defaults={"token_digest": _digest(token)})
     return token
