@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from allauth.account.models import EmailAddress
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.forms import MultipleHiddenInput, TypedChoiceField
@@ -29,6 +32,7 @@ from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceA
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
+from accounts.errors import EmailTaken
 from accounts.models import Role, User
 from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, may_change_access
 from audit.services import client_ip, record
@@ -53,9 +57,24 @@ class UserAddForm(BaseUserCreationForm):
         model = User
         fields = ("email", "role", "first_name", "last_name")
 
+    # True on the form shown again after the service refused the address that passed here
+    # (another account took it meanwhile): see :meth:`UserAdmin.add_view`.
+    email_refused = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["email"].required = True  # the login of an account opened here
+
+    def clean_email(self) -> Any:
+        """Another account's login is refused by the model's constraint; another account's
+        verified (second) address is taken too, in any case (as the service says)."""
+        email = self.cleaned_data.get("email")
+        if email and (
+            self.email_refused
+            or EmailAddress.objects.filter(email__iexact=email, verified=True).exists()
+        ):
+            raise ValidationError(EmailTaken.message, code=EmailTaken.code)
+        return email
 
 
 class UserChangeForm(BaseUserChangeForm):
@@ -85,6 +104,9 @@ class UserChangeForm(BaseUserChangeForm):
                     _("This account was erased at its owner's request: it cannot be changed.")
                 )
         return cleaned
+
+
+_EMAIL_REFUSED = "_accounts_user_add_email_refused"
 
 
 def _require_password_change(actor: User, user: User) -> None:
@@ -177,6 +199,25 @@ class UserAdmin(BaseUserAdmin):
         here, or erased by its owner (``account_delete``: personal data gone, records kept)."""
         return False
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and getattr(request, _EMAIL_REFUSED, False):
+            form = type(form.__name__, (form,), {"email_refused": True})
+        return form
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except EmailTaken:
+            # Taken between the form's check and the insert (the service's transaction was
+            # rolled back): the form again, with the error on the address, not a 500.
+            setattr(request, _EMAIL_REFUSED, True)
+            return super().add_view(request, form_url, extra_context)
+
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""
     ) -> HttpResponse:
@@ -241,6 +282,44 @@ class TOTPDeviceAdmin(BaseTOTPDeviceAdmin):
 if admin.site.is_registered(TOTPDevice):
     admin.site.unregister(TOTPDevice)
 admin.site.register(TOTPDevice, TOTPDeviceAdmin)
+
+
+class GroupAdmin(BaseGroupAdmin):
+    """Django's page of groups, whose grants and deletions go through their services:
+    audited (``group.permissions_changed`` with the codenames added and removed,
+    ``group.deleted``). Admins only (see :data:`ADMINS_ONLY`)."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if "permissions" in form.cleaned_data:
+            services.group_permissions_set(
+                actor=_actor(request),
+                group=form.instance,
+                permissions=form.cleaned_data["permissions"],
+                created=not change,
+                ip=client_ip(request),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            )
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        self._delete(request, queryset)
+
+    def _delete(self, request: HttpRequest, groups: Any) -> None:
+        services.groups_delete(
+            actor=_actor(request),
+            groups=groups,
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+
+
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)
+admin.site.register(Group, GroupAdmin)
 
 
 # Models of other apps that hold access or its keys: a group's permissions, an account's

@@ -21,7 +21,11 @@ possible here.
 
 :class:`StaffOTPAdminSite` is the admin site's class (``telemed/urls.py``): the login page
 links to the enrolment page, selects the user's only device by itself and tells a staff
-member without a device to enrol.
+member without a device to enrol. Its sign-ins and sign-outs (``auth.login``,
+``auth.logout``) and the wrong passwords and codes of both pages (``auth.login_failed``, by
+keyed digest of the address, as allauth's adapter records the API's) are audited here:
+Django's login never goes through allauth. An account whose admin-set password still waits
+to be changed is kept out, as on the API.
 
 A device is removed only by an admin, on the admin site's page of TOTP devices (one, or
 several at once): each removal is audited (``auth.totp_removed``, see
@@ -77,6 +81,10 @@ PASSWORD_FAILURES_PER_IP = (20, 5 * 60)
 ENROL_URL_NAME = "admin_otp_enrol"
 
 _RATE_LIMITED = _("Too many failed attempts. Please try again in a few minutes.")
+_PASSWORD_CHANGE_REQUIRED = _(
+    "This account must change its password before using the admin site. Change it in the "
+    "app, then sign in here again."
+)
 
 
 # --- Admin site -------------------------------------------------------------------------
@@ -99,31 +107,48 @@ class StaffOTPAdminAuthenticationForm(OTPAdminAuthenticationForm):
         **OTPAdminAuthenticationForm.error_messages,
         "invalid_login": _("Please enter a correct e-mail address, password and code."),
         "rate_limited": _RATE_LIMITED,
+        "password_change_required": _PASSWORD_CHANGE_REQUIRED,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rate_limited = False
+        self.password_passed = False
 
     def clean(self) -> dict[str, Any]:
         """Failures count against the enrolment page's limits (per address, per client IP),
-        and whatever was wrong, the password or the code, the answer is the same."""
+        and whatever was wrong, the password or the code, the answer is the same; each is
+        audited (``auth.login_failed``). An account that must change an admin-set password
+        is refused after both factors passed (as on the API: the password first)."""
         email = (self.cleaned_data.get("username") or "").lower()
         keys = _failure_keys(self.request, email)
         if _over_limit(keys):
             self.rate_limited = True
             raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
         try:
-            return super().clean()
+            cleaned = super().clean()
         except forms.ValidationError as exc:
             if exc.code == "no_device":  # said only after the right password (see above)
                 raise
             _count_failure(keys)
+            admin_login_failed(
+                self.request,
+                login=email,
+                method="totp" if self.password_passed else "password",
+                page="login",
+            )
             raise forms.ValidationError(
                 self.error_messages["invalid_login"], code="invalid_login"
             ) from exc
+        user = self.get_user()
+        if user is not None and getattr(user, "must_change_password", False):
+            raise forms.ValidationError(
+                self.error_messages["password_change_required"], code="password_change_required"
+            )
+        return cleaned
 
     def clean_otp(self, user: Any) -> None:
+        self.password_passed = user is not None
         if user is not None and not self.cleaned_data.get("otp_device"):
             devices = list(devices_for_user(user))
             if not devices:
@@ -139,12 +164,78 @@ class StaffOTPAdminSite(OTPAdminSite):
     login_form = StaffOTPAdminAuthenticationForm
     login_template = "accounts/otp_admin_login.html"
 
+    def has_permission(self, request: HttpRequest) -> bool:
+        """Not while an admin-set password waits to be changed (on the API, first thing)."""
+        return super().has_permission(request) and not getattr(
+            request.user, "must_change_password", False
+        )
+
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """Django's login, never allauth's: its sign-ins are audited here (``auth.login``),
+        its failures by the form."""
         response = super().login(request, extra_context)
         form = (getattr(response, "context_data", None) or {}).get("form")
         if getattr(form, "rate_limited", False):
             response.status_code = 429
+        # A POST to the login view answers a redirect only once it has logged the user in.
+        if request.method == "POST" and response.status_code == 302:
+            user = request.user
+            if user.is_authenticated:
+                _admin_signed_in(request, user)
         return response
+
+    def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """Audited (``auth.logout``) once the session has ended."""
+        user = request.user
+        signed_in = request.method == "POST" and user.is_authenticated
+        response = super().logout(request, extra_context)
+        if signed_in and not request.user.is_authenticated:
+            record_from_request(
+                request,
+                action="auth.logout",
+                actor_id=user.pk,
+                actor_role=str(getattr(user, "role", "") or ""),
+                target_type="user",
+                target_id=str(user.pk),
+                data={"site": "admin"},
+            )
+        return response
+
+
+# --- Audit of the admin site's sign-ins (Django's login: allauth's adapter never sees them) --
+
+
+def _admin_signed_in(request: HttpRequest, user: Any) -> None:
+    record_from_request(
+        request,
+        action="auth.login",
+        actor_id=user.pk,
+        actor_role=str(getattr(user, "role", "") or ""),
+        target_type="user",
+        target_id=str(user.pk),
+        data={"site": "admin"},
+    )
+
+
+def admin_login_failed(request: HttpRequest, *, login: str, method: str, page: str) -> None:
+    """A wrong password or code on the admin site's login or enrolment page, audited as the
+    API's are (``accounts.adapter``): the account when there is one, and the keyed digest of
+    the address tried, never the address itself (the trail outlives an erasure)."""
+    from accounts.adapter import _user_by_login, login_digest
+
+    user = _user_by_login(login)
+    record_from_request(
+        request,
+        action="auth.login_failed",
+        target_type="user" if user else "",
+        target_id=str(user.pk) if user else "",
+        data={
+            "site": "admin",
+            "page": page,
+            "method": method,
+            "login_digest": login_digest(login),
+        },
+    )
 
 
 # --- Forms ------------------------------------------------------------------------------
@@ -178,6 +269,7 @@ class EnrolPasswordForm(forms.Form):
         user = authenticate(self.request, username=email, password=password)
         if not isinstance(user, User) or not user.is_active:
             _count_failure(keys)
+            admin_login_failed(self.request, login=email, method="password", page="enrol")
             raise forms.ValidationError(self.error_messages["invalid_login"], code="invalid_login")
         self.user = user
         return cleaned
@@ -342,6 +434,7 @@ def _token_step(request: HttpRequest, user: User) -> HttpResponse:
             request.session.pop(SESSION_KEY, None)
             auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             otp_login(request, confirmed)
+            _admin_signed_in(request, user)
             return redirect(reverse("admin:index"))
         device.refresh_from_db()
 

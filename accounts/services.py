@@ -624,3 +624,82 @@ def totp_devices_delete(
     for device in locked:
         _device_remove(device, actor=actor, ip=ip, user_agent=user_agent)
     return len(locked)
+
+
+# --- Groups (the admin site's, admins only) ----------------------------------------------
+
+
+def _permission_labels(permissions: Iterable[Any]) -> set[str]:
+    return {f"{p.content_type.app_label}.{p.codename}" for p in permissions}
+
+
+@transaction.atomic
+def group_permissions_set(
+    *,
+    actor: User,
+    group: Any,
+    permissions: Iterable[Any],
+    created: bool = False,
+    ip: str | None = None,
+    user_agent: str = "",
+) -> None:
+    """Give ``group`` exactly ``permissions``. Admins only. What was added and removed
+    (``app_label.codename``) is audited in the same transaction
+    (``group.permissions_changed``), so no grant through a group goes unaudited."""
+    from django.contrib.auth.models import Group, Permission
+
+    require_access_change(actor)
+    locked = Group.objects.select_for_update().get(pk=group.pk)
+    wanted = list(
+        Permission.objects.filter(pk__in=[p.pk for p in permissions]).select_related("content_type")
+    )
+    before = _permission_labels(locked.permissions.select_related("content_type"))
+    locked.permissions.set(wanted)
+    after = _permission_labels(wanted)
+    added, removed = sorted(after - before), sorted(before - after)
+    if not (added or removed or created):
+        return
+    record(
+        action="group.permissions_changed",
+        actor_id=actor.pk,
+        actor_role=actor.role,
+        target_type="group",
+        target_id=str(locked.pk),
+        ip=ip,
+        user_agent=user_agent,
+        data={"name": locked.name, "created": created, "added": added, "removed": removed},
+    )
+
+
+@transaction.atomic
+def groups_delete(
+    *, actor: User, groups: Iterable[Any], ip: str | None = None, user_agent: str = ""
+) -> int:
+    """Delete groups (their members lose what they granted). Admins only. Each deletion is
+    audited in the same transaction (``group.deleted``: its name, the permissions it held
+    and how many members it had). Returns how many were deleted (one deleted meanwhile is
+    skipped)."""
+    from django.contrib.auth.models import Group
+
+    require_access_change(actor)
+    ids = [group.pk for group in groups]
+    locked = list(Group.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    for group in locked:
+        record(
+            action="group.deleted",
+            actor_id=actor.pk,
+            actor_role=actor.role,
+            target_type="group",
+            target_id=str(group.pk),
+            ip=ip,
+            user_agent=user_agent,
+            data={
+                "name": group.name,
+                "permissions": sorted(
+                    _permission_labels(group.permissions.select_related("content_type"))
+                ),
+                "members": group.user_set.count(),
+            },
+        )
+        group.delete()
+    return len(locked)
