@@ -5,12 +5,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import ForeignKey, QuerySet
-from django.forms import ModelChoiceField, MultipleHiddenInput
+from django.forms import BaseInlineFormSet, ModelChoiceField, MultipleHiddenInput
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Role, User
-from audit.services import record
+from accounts.services import user_hold
+from audit.services import client_ip, record
 from core.errors import ApplicationError
 from doctors import services
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
@@ -33,10 +37,65 @@ class InvalidatesDirectory(admin.ModelAdmin):
         services.directory_changed()
 
 
+def _audit(
+    request: HttpRequest, *, action: str, target_type: str, target_id: Any, data: Any
+) -> None:
+    record(
+        action=action,
+        actor_id=request.user.pk,
+        actor_role=getattr(request.user, "role", ""),
+        target_type=target_type,
+        target_id=str(target_id),
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        data=data,
+    )
+
+
 @admin.register(Specialty)
 class SpecialtyAdmin(InvalidatesDirectory):
+    """Specialties name the directory's filters: each change and deletion is audited
+    (``specialty.created``, ``specialty.changed``, ``specialty.deleted``; the code as
+    ``slug``, since the trail redacts keys that look like secrets)."""
+
     list_display = ("code", "name_en", "name_ar")
     search_fields = ("code", "name_en", "name_ar")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change and not form.changed_data:
+            return  # saved as it was
+        specialty = form.instance
+        _audit(
+            request,
+            action="specialty.changed" if change else "specialty.created",
+            target_type="specialty",
+            target_id=specialty.pk,
+            data={"slug": specialty.code, "fields": sorted(form.changed_data)},
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_queryset(request, Specialty.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic():
+            specialties = list(queryset.select_for_update().order_by("pk"))
+            for specialty in specialties:
+                _audit(
+                    request,
+                    action="specialty.deleted",
+                    target_type="specialty",
+                    target_id=specialty.pk,
+                    data={
+                        "slug": specialty.code,
+                        "name_en": specialty.name_en,
+                        "name_ar": specialty.name_ar,
+                        "doctors": specialty.doctors.count(),
+                    },
+                )
+            super().delete_queryset(
+                request, Specialty.objects.filter(pk__in=[s.pk for s in specialties])
+            )
 
 
 class PostsBackWhatItShowed(forms.ModelForm):
@@ -58,6 +117,34 @@ class PostsBackWhatItShowed(forms.ModelForm):
             field.show_hidden_initial = not self.is_bound or shown in self.data or multiple
 
 
+_ERASED = _("This account was erased at its owner's request: it cannot be changed.")
+
+
+def _refuse_if_erased(user: User) -> None:
+    """Hold the doctor's account until the save commits (an erasure locks its row; the
+    admin's change page is one transaction): a page read before an erasure and posted after
+    it does not write the erased texts back."""
+    _active, erased = user_hold(user)
+    if erased:
+        raise ValidationError(_ERASED, code="account_erased")
+
+
+class DoctorProfileForm(PostsBackWhatItShowed):
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if not self.instance._state.adding and self.has_changed():
+            _refuse_if_erased(self.instance.user)
+        return cleaned
+
+
+class ClinicFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        changed = any(form.has_changed() for form in self.forms) or self.deleted_forms
+        if changed and self.instance.pk is not None:
+            _refuse_if_erased(self.instance.user)
+
+
 def _changed_columns(form: forms.ModelForm) -> list[str]:
     """The model's own columns among what the form changed (not its many-to-many fields,
     which ``save_m2m`` sets)."""
@@ -71,6 +158,7 @@ class ClinicInline(admin.TabularInline):
 
     model = Clinic
     form = PostsBackWhatItShowed
+    formset = ClinicFormSet
     extra = 0
     fields = ("name", "address", "city", "country", "latitude", "longitude", "time_zone")
     readonly_fields = ("address", "city", "country", "latitude", "longitude", "time_zone")
@@ -91,7 +179,8 @@ class DecisionForm(ActionForm):
 class DoctorProfileAdmin(InvalidatesDirectory):
     """Verification from the admin site goes through the same audited service as the API.
     A profile stays with its account: the account is picked (by id, among doctors) only when
-    the profile is added."""
+    the profile is added. It is never deleted here (a rejection unlists a doctor), and its
+    fee is the doctor's own (a currency changed alone would change the price)."""
 
     list_display = ("user", "designation", "verification", "verified_at", "rating_count")
     raw_id_fields = ("user",)
@@ -103,8 +192,10 @@ class DoctorProfileAdmin(InvalidatesDirectory):
         "verified_at",
         "rating_sum",
         "rating_count",
+        "fee_minor",
+        "currency",
     )
-    form = PostsBackWhatItShowed
+    form = DoctorProfileForm
     inlines = [ClinicInline]
     actions = ["verify", "reject"]
     action_form = DecisionForm
@@ -112,6 +203,9 @@ class DoctorProfileAdmin(InvalidatesDirectory):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = super().get_readonly_fields(request, obj)
         return (*fields, "user") if obj is not None else fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def formfield_for_foreignkey(
         self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any

@@ -21,20 +21,20 @@ def change_url(profile: DoctorProfile) -> str:
     return f"{PROFILES}{profile.pk}/change/"
 
 
-def test_bad_time_zone_currency_and_languages_are_refused():
+def test_bad_time_zone_and_languages_are_refused():
     client = staff_client(superuser())
     profile = doctor(languages=",ar,", currency="EGP", time_zone="Africa/Cairo")
     data = change_form(
         client,
         change_url(profile),
         time_zone="Mars/Olympus_Mons",
-        currency="zz!",
+        currency="zz!",  # read-only here (tests/doctors/test_admin_fixes.py): ignored
         languages="english, arabic",
     )
     r = client.post(change_url(profile), data)
     assert r.status_code == 200  # the form again, with its errors
     errors = r.context["adminform"].form.errors
-    assert set(errors) == {"time_zone", "currency", "languages"}
+    assert set(errors) == {"time_zone", "languages"}
     profile.refresh_from_db()
     assert (profile.time_zone, profile.currency, profile.languages) == (
         "Africa/Cairo",
@@ -48,10 +48,10 @@ def test_bad_time_zone_currency_and_languages_are_refused():
 def test_languages_are_stored_as_searches_read_them(api):
     client = staff_client(superuser())
     profile = doctor(languages=",ar,")
-    data = change_form(client, change_url(profile), languages="en, ar,en", currency="USD")
+    data = change_form(client, change_url(profile), languages="en, ar,en")
     assert client.post(change_url(profile), data).status_code == 302
     profile.refresh_from_db()
-    assert (profile.languages, profile.currency) == (",ar,en,", "USD")
+    assert profile.languages == ",ar,en,"
     r = api.get(f"/api/v1/doctors/{profile.pk}")
     assert r.status_code == 200
     assert r.json()["languages"] == ["ar", "en"]
