@@ -7,7 +7,10 @@ and the session was made with the user's current password), but cheaper per requ
 - the session is read once (allauth reads it twice);
 - the user's authentication facts come from a small snapshot in the cache instead of a
   database query. The snapshot is deleted whenever the user is saved (``User.save``), so a
-  deactivation, a role change or a password change takes effect at the next request.
+  deactivation, a role change or a password change takes effect at the next request. A
+  request that rebuilds it takes a lease first and stores it only if no save dropped the
+  lease meanwhile (``core.sessions.cache_fill``): a row read just before a deactivation
+  cannot be cached just after it, for the snapshot's whole life.
   The full user row is loaded lazily, only by endpoints that use more than those facts,
   by one hand-written statement (the ORM's ``get`` spent two thirds of its 0.3 ms building
   the query).
@@ -21,13 +24,14 @@ from typing import Any
 
 from allauth.headless.tokens.strategies.jwt import internal
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import SimpleLazyObject
 
 from core import db
 from core.cache import best_effort
+from core.sessions import cache_fill, cache_lease
 
 SNAPSHOT_SECONDS = 300
 
@@ -64,10 +68,11 @@ class AuthSnapshot:
 def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
     """The user's snapshot, and the user row if it had to be read to build it (so that the
     request's lazy user does not read it a second time)."""
-    key = snapshot_key(user_id)
+    key, cache = snapshot_key(user_id), caches["default"]
     found = best_effort(cache.get, key, what="user snapshot")  # Redis away: the row is read
-    if found is not None:
+    if isinstance(found, tuple):  # else nothing, or another request's lease
         return AuthSnapshot(*found), None
+    lease = cache_lease(cache, key)  # before the read: a save after it voids the lease
     user = _user_row(user_id)
     if user is None:
         return None, None
@@ -79,9 +84,8 @@ def _snapshot(user_id: str) -> tuple[AuthSnapshot | None, Any]:
         user.language,
         user.must_change_password,
     )
-    best_effort(
-        cache.set, key, tuple(snap.__dict__.values()), SNAPSHOT_SECONDS, what="user snapshot"
-    )
+    if lease is not None:
+        cache_fill(cache, key, lease, tuple(snap.__dict__.values()), SNAPSHOT_SECONDS)
     return snap, user
 
 

@@ -1,21 +1,44 @@
 """Sessions in the database with a cache in front (``cached_db``) that keeps working when the
 cache does not, for reads: they fall back to the database, and the cache's copy is written
-only if it can be. A change (a sign-in's rotation, a refresh, a sign-out) first drops the
-cached copy, and fails loudly when it cannot: Redis back with the copy of before (after a
-partition, or restarted from its snapshot) would bring back a signed-out session or a
-rotated-out refresh token."""
+only if it can be. A change (a sign-in's rotation, a refresh, a sign-out) first drops or
+marks the cached copy, and fails loudly when it cannot: Redis back with the copy of before
+(after a partition, or restarted from its snapshot) would bring back a signed-out session or
+a rotated-out refresh token.
+
+Nor may a read bring an old copy back. Django's ``load()`` reads the row on a cache miss and
+then ``set``s it: a change landing between the two was overwritten by the copy of before, for
+the session's whole age. Here:
+
+- a read that missed takes a *lease* (``add``: only where nothing is) before it reads the
+  row, and fills the cache only if its lease is still there (:func:`cache_fill`): any change
+  meanwhile replaced or dropped it;
+- a save puts its own *changing* mark first (reads meanwhile go to the database and fill
+  nothing), writes the row, then puts its data in place of its mark, or drops whatever
+  another change put there meanwhile;
+- a deletion drops the copy before the row, and again once the deletion commits: a read
+  that still saw the row (another connection, before the commit) filled nothing that stays.
+"""
 
 from __future__ import annotations
 
+import functools
+import uuid
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
+from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from django.db import router, transaction
 
 from core.cache import best_effort
+
+LEASE_SECONDS = 10  # a read of one row; a lease that outlives it only means no fill
+CHANGE_SECONDS = 60  # longer than a save's transaction
 
 
 class _Forgiving:
@@ -40,7 +63,29 @@ class _Forgiving:
 class SessionStore(CachedDBStore):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        self._cache: Any = _Forgiving(caches[settings.SESSION_CACHE_ALIAS])
+        self._shared: Any = caches[settings.SESSION_CACHE_ALIAS]
+        self._cache: Any = _Forgiving(self._shared)
+
+    def load(self) -> dict[str, Any]:
+        key = self.cache_key
+        data = self._cache.get(key)
+        if isinstance(data, dict):
+            return data
+        lease = cache_lease(self._shared, key)  # taken before the read: see the docstring
+        row = self._get_session_from_db()  # type: ignore[attr-defined]  # untyped
+        if row is None:
+            return {}
+        data = self.decode(row.session_data)
+        if lease is not None:
+            age = self.get_expiry_age(expiry=row.expire_date)
+            cache_fill(self._shared, key, lease, data, age)
+        return data
+
+    def exists(self, session_key: str | None) -> bool:
+        if not session_key:
+            return False
+        data = self._cache.get(self.cache_key_prefix + session_key)
+        return isinstance(data, dict) or DBStore.exists(self, session_key)  # not a lease or mark
 
     def save(self, must_create: bool = False) -> None:
         """Also when the session ended during the request (its row deleted: a password
@@ -48,18 +93,114 @@ class SessionStore(CachedDBStore):
         a sign-out elsewhere): nothing is saved, it is not brought back, and the request
         goes on (allauth saves the session itself at the end of its views, outside
         Django's middleware, which would have answered 400)."""
-        if self.session_key is not None:
-            self._cache.delete(self.cache_key)  # loud: no change the cache could undo
+        if must_create or self.session_key is None:
+            # A brand-new random key (checked unused): no copy of it can be cached, so
+            # nothing to mark, and no Redis needed to sign in. Its first read fills it.
+            DBStore.save(self, must_create)
+            return
+        key, mark = self.cache_key, f"session.changing:{uuid.uuid4().hex}"
+        self._shared.set(key, mark, CHANGE_SECONDS)  # loud: no change the cache could undo
         try:
-            super().save(must_create)
+            DBStore.save(self, must_create)
         except UpdateError:
-            pass  # ended: kept ended (no new row: the data would sign its user in again)
+            return  # ended: kept ended (no new row: the data would sign its user in again)
+        data = self._session  # type: ignore[attr-defined]  # untyped
+        best_effort(
+            _change_end, self._shared, key, mark, data, self.get_expiry_age(), what="session cache"
+        )
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
-        if key is not None:
-            self._cache.delete(self.cache_key_prefix + key)  # loud, before the row goes
-        super().delete(session_key)
+        if key is None:
+            return
+        cache_key = self.cache_key_prefix + key
+        self._shared.delete(cache_key)  # loud, before the row goes
+        DBStore.delete(self, key)
+        transaction.on_commit(
+            lambda: best_effort(self._shared.delete, cache_key, what="session cache"),
+            using=router.db_for_write(self.model),
+        )
+
+    # Django's async variants would bypass all of the above: the same code, on a thread.
+    async def aload(self) -> dict[str, Any]:
+        return await sync_to_async(self.load)()
+
+    async def aexists(self, session_key: str | None) -> bool:
+        return await sync_to_async(self.exists)(session_key)
+
+    async def asave(self, must_create: bool = False) -> None:
+        await sync_to_async(self.save)(must_create)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete)(session_key)
+
+
+def cache_lease(cache: Any, key: str) -> str | None:
+    """Before reading what to cache under ``key`` from the database: a lease on ``key``, or
+    None when something is there already (another read's lease, a change's mark) or the
+    cache is away. Whoever changes the source deletes or replaces ``key``, which voids it."""
+    lease = f"lease:{uuid.uuid4().hex}"
+    taken = best_effort(cache.add, key, lease, LEASE_SECONDS, what="cache lease")
+    return lease if taken else None
+
+
+def cache_fill(cache: Any, key: str, lease: str, value: Any, timeout: int) -> None:
+    """Put ``value`` (read from the database after ``lease`` was taken) under ``key``, only
+    if the lease is still there: a change meanwhile leaves the cache to the next read."""
+    best_effort(_swap, cache, key, lease, value, timeout, what="cache fill")
+
+
+def _change_end(cache: Any, key: str, mark: str, value: Any, timeout: int) -> None:
+    """After the row was written: ``value`` in place of ``mark``; if another change came
+    between (its mark, or the data it put), drop it, so the next read takes the row."""
+    _swap(cache, key, mark, value, timeout, otherwise_drop=True)
+
+
+def _swap(
+    cache: Any, key: str, expected: str, value: Any, timeout: int, *, otherwise_drop: bool = False
+) -> bool:
+    """``value`` under ``key`` if ``expected`` is there; else, with ``otherwise_drop``, delete
+    what is there."""
+    if not isinstance(cache, RedisCache):  # the embedded default (one process): not atomic
+        current = cache.get(key)
+        if current == expected:
+            cache.set(key, value, timeout)
+            return True
+        if otherwise_drop and current is not None:
+            cache.delete(key)
+        return False
+    seconds = cache.get_backend_timeout(timeout)
+    if seconds is not None and seconds <= 0:
+        return False  # expired already
+    script, name, ser = _redis(cache, key, _SWAP)
+    args = [ser.dumps(expected), ser.dumps(value), seconds or 0, int(otherwise_drop)]
+    return bool(script(keys=[name], args=args))
+
+
+# KEYS[1]: the key; ARGV: expected, value, seconds (0: no expiry), drop otherwise (1/0).
+# Atomic, as a script is.
+_SWAP = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+  else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+  return 1
+end
+if ARGV[4] == '1' and current then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _redis(cache: Any, key: str, source: str) -> tuple[Any, str, Any]:
+    """For a script on the Redis behind ``cache``: the script, ``key``'s full name, and the
+    cache's serializer (values written by the script are read back by the cache API)."""
+    client = cache._cache.get_client(write=True)
+    return _script(client, source), cache.make_and_validate_key(key), cache._cache._serializer
+
+
+@functools.cache
+def _script(client: Any, source: str) -> Any:
+    return client.register_script(source)
 
 
 PRUNE_BATCH = 1000  # session rows deleted per statement
