@@ -13,6 +13,7 @@ most of it building the commands in Python."""
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any
 
@@ -24,8 +25,9 @@ from core.cache import default_redis
 
 def consume(action: str, key: Any, rates: str | None, *, now: float | None = None) -> int:
     """Count one hit of ``action`` by ``key`` against ``rates``. Returns 0 if it is allowed,
-    else the seconds to wait before the next one could be (what ``Retry-After`` says). A
-    refused hit counts too: a client that keeps trying stays limited."""
+    else the seconds to wait before the next one would be (what ``Retry-After`` says: a
+    retry after that long is allowed, unless other hits came meanwhile). A refused hit counts
+    too: a client that keeps trying stays limited."""
     now = time.time() if now is None else now
     windows = []
     for rate in parse_rates(rates):
@@ -36,12 +38,47 @@ def consume(action: str, key: Any, rates: str | None, *, now: float | None = Non
     if not windows:
         return 0
     counts = _hit([(this, last, duration) for this, last, _, duration in windows])
-    wait = 0
-    for (_, _, amount, duration), (this, last) in zip(windows, counts, strict=True):
-        elapsed = now % duration
-        if this + last * (1 - elapsed / duration) > amount:
-            wait = max(wait, max(1, int(duration - elapsed)))
+    limits = [
+        (amount, duration, this, last)
+        for (*_, amount, duration), (this, last) in zip(windows, counts, strict=True)
+    ]
+    if all(_allowed(now, *limit) for limit in limits):
+        return 0
+    return max(_wait(now, *limit) for limit in limits)
+
+
+def _allowed(now: float, amount: int, duration: int, this: int, last: int) -> bool:
+    """Whether the sliding-window estimate at ``now`` (``this`` and ``last``: the counts of
+    ``now``'s window, this hit included, and of the one before) is within ``amount``."""
+    return this + last * (1 - now % duration / duration) <= amount
+
+
+def _wait(now: float, amount: int, duration: int, this: int, last: int) -> int:
+    """Whole seconds from ``now`` to the first moment one more hit would be allowed, with
+    no other hit meanwhile. Its estimate only falls as time passes (it is the same on both
+    sides of a window's edge), so that moment is found by solving it, window by window:
+    ``this + 1 + last x (1 - elapsed)`` in this window, ``1 + this x (1 - elapsed)`` in the
+    next (elapsed: the share of the window gone), and 1 after that."""
+    start = now // duration * duration
+    if this + 1 <= amount:  # in this window, as the last one's share shrinks (or at once)
+        share = 1 - (amount - this - 1) / last if last else 0.0
+        moment = max(now, start + duration * share)
+    elif amount >= 1:  # in the next one, as this one's share shrinks
+        moment = start + duration * (2 - (amount - 1) / this)
+    else:
+        moment = start + 2 * duration
+    wait = max(1, math.ceil(moment - now))
+    while wait < 2 * duration and not _allowed_after(now, wait, amount, duration, this, last):
+        wait += 1  # the rounding of the solution; checked as the retry will be
     return wait
+
+
+def _allowed_after(now: float, wait: int, amount: int, duration: int, this: int, last: int) -> bool:
+    """Whether a hit ``wait`` seconds after ``now``, the next one, would be allowed."""
+    later = now + wait
+    windows_on = int(later // duration - now // duration)
+    counts = {0: (this + 1, last), 1: (1, this)}.get(windows_on, (1, 0))
+    return _allowed(later, amount, duration, *counts)
 
 
 # For each rate i: INCR this window (KEYS[2i-1]), give it its expiry (ARGV[i]) when it is new,

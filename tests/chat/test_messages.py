@@ -167,7 +167,7 @@ def test_sending_is_rate_limited_per_user(api, conversation, patient, patient_h,
         assert send(api, patient_h, conversation, f"m{i}").status_code == 201
     r = send(api, patient_h, conversation, "one too many")
     assert r.status_code == 429 and r.json()["error"]["code"] == "chat.rate_limited"
-    assert 1 <= int(r["Retry-After"]) <= 60  # until the count falls back under the rate
+    assert 1 <= int(r["Retry-After"]) <= 120  # until the sliding count falls under the rate
     assert send(api, doc_h, conversation, "the doctor still can").status_code == 201
     assert Message.objects.filter(sender=patient).count() == 3
 
