@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from allauth.core.exceptions import RateLimited as AllauthRateLimited
 from allauth.core.internal.httpkit import get_authorization_credential
@@ -9,13 +10,18 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.auth import answer_in_saved_language, second_factor_passed, session_of_token
 from accounts.errors import PasswordChangeRequired, SecondFactorRequired, SmsUnavailable
 from accounts.models import STAFF_ROLES
 from accounts.tokens_validation import AuthSnapshot, user_snapshot
-from core.errors import ApplicationError, RateLimited, error_response
+from core.errors import ApplicationError, RateLimited, ServiceUnavailable, error_response
 from core.sms import SmsError
+
+logger = logging.getLogger(__name__)
 
 # What a signed-in caller with a step still pending (a password to change, a staff second
 # factor to pass) may still reach in allauth's API: its session (and logging out), a token
@@ -40,9 +46,13 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
       provider, some rate limits) becomes our error envelope, not a 500.
     - allauth answers rate limits with 429 but no ``Retry-After``: add one (its windows are
       at most minutes; a client that waits a minute is never refused for the same reason).
+    - Redis away (allauth's rate limits count in the cache; a session's change must reach
+      it): 503 with ``Retry-After``, as our API answers it, not an HTML 500. A refused Redis
+      password is our configuration's fault: a 500.
     """
 
     RETRY_AFTER_SECONDS = "60"
+    REDIS_RETRY_AFTER_SECONDS = "5"  # the circuit breaker's pause (core/redis_breaker.py)
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
@@ -71,6 +81,12 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
             return error_response(RateLimited(retry_after=int(self.RETRY_AFTER_SECONDS)))
         if isinstance(exception, ApplicationError):  # ours, raised by the adapter
             return error_response(exception)
+        if isinstance(exception, RedisConnectionError | RedisTimeoutError) and not isinstance(
+            exception, RedisAuthenticationError
+        ):
+            logger.warning("redis unavailable: %s", type(exception).__name__)
+            headers = {"Retry-After": self.REDIS_RETRY_AFTER_SECONDS}
+            return error_response(ServiceUnavailable(headers=headers))
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
