@@ -275,13 +275,24 @@ def _sync_sender(layer: Any) -> Any:
     from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
     from channels_redis.utils import decode_hosts
 
+    from core.redis_breaker import connection_class_for
+
     if not isinstance(layer, RedisPubSubChannelLayer):
         return None
     config = inspect.signature(RedisPubSubLoopLayer).bind_partial(*layer._args, **layer._kwargs)
     hosts = decode_hosts(config.arguments.get("hosts"))
     if len(hosts) != 1 or "address" not in hosts[0]:
         return None
-    options = {k: v for k, v in hosts[0].items() if k != "address"}
-    client = redis.Redis.from_url(hosts[0]["address"], **options)
+    address = hosts[0]["address"]
+    # The cache's timeouts and circuit breaker (core/redis_breaker.py): a publish runs after
+    # its request's commit, on the request's thread, so a Redis that hangs must cost one
+    # timeout, not redis-py's default wait on every request that notifies.
+    options = {
+        "connection_class": connection_class_for(address),
+        "socket_connect_timeout": 1,
+        "socket_timeout": 2,
+        **{k: v for k, v in hosts[0].items() if k != "address"},
+    }
+    client = redis.Redis.from_url(address, **options)
     channel = f"{config.arguments.get('prefix', 'asgi')}__group__{GROUP}"
     return lambda message: client.publish(channel, layer.serialize(message))

@@ -208,3 +208,36 @@ async def test_a_publish_from_a_thread_is_one_redis_publish_that_the_layer_recei
         assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 2  # in order
     finally:
         await layer.group_discard(fanout.GROUP, channel)
+
+
+def test_a_publish_to_a_redis_that_hangs_costs_one_timeout_then_fails_at_once():
+    """Services publish after commit on the request's thread: a Redis that accepts and never
+    answers must cost a timeout (not a wait without end), then fail at once while the
+    circuit breaker is open (core/redis_breaker.py), as the cache's calls do."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from core.redis_breaker import BreakerOpen
+
+    pool: ThreadPoolExecutor | None = None
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes the handshakes; nothing ever answers
+    try:
+        layer = RedisPubSubChannelLayer(
+            hosts=[{"address": f"redis://127.0.0.1:{hung.getsockname()[1]}/0"}], prefix="hang"
+        )
+        message = {"type": "fanout.events", "events": [[["nobody"], 1, "{}"]]}
+        pool = ThreadPoolExecutor(1)
+        first = pool.submit(fanout.publish_from_thread, [message], layer)
+        with pytest.raises(redis.RedisError):
+            first.result(timeout=30)
+        with pytest.raises(BreakerOpen):
+            pool.submit(fanout.publish_from_thread, [message], layer).result(timeout=30)
+    finally:
+        hung.close()  # resets a connection still waiting
+        if pool is not None:
+            pool.shutdown(wait=False)
