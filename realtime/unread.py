@@ -4,7 +4,9 @@ The database is the truth: ``COUNTERS`` maps a counter's name to the query that 
 for a user. realtime registers its own (``notifications``); other apps add theirs at the
 composition root. A missing key (expired, evicted, Redis flushed) is rebuilt on the next
 read; writes adjust an existing key after commit and never create one, and a TTL bounds how
-long a counter raced by a rebuild can stay wrong. A write Redis missed (a blip) leaves its keys
+long a counter raced by a rebuild can stay wrong (a rebuild that counted after a write's
+commit and cached before its adjustment counts that write twice); one that falls below zero
+is wrong for sure, and is dropped so that the next read counts again. A write Redis missed (a blip) leaves its keys
 to :func:`unread_repair`, a task that deletes them a minute later, so they are rebuilt.
 """
 
@@ -43,17 +45,26 @@ def unread_counts(*, user_id: Any) -> dict[str, int]:
     found = best_effort(cache.get_many, list(keys.values()), what="unread counters")
     counts: dict[str, int] = {}
     for name, key in keys.items():
-        if found is not None and key in found:
-            counts[name] = int(found[key])
+        if found is not None and isinstance(found.get(key), int) and found[key] >= 0:
+            counts[name] = found[key]
             continue
         counts[name] = COUNTERS[name](user_id)
         if found is not None:
+            if key in found:  # below zero: see the module's docstring
+                best_effort(cache.delete, key, what="unread counters")
             best_effort(cache.add, key, counts[name], _ttl(), what="unread counters")
     return counts
 
 
-# INCRBY each key that exists (a missing counter stays missing: its rebuild counts the rows).
-_ADJUST = "for i, key in ipairs(KEYS) do if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, ARGV[1]) end end"
+# INCRBY each key that exists (a missing counter stays missing: its rebuild counts the rows);
+# one that falls below zero is dropped (see the module's docstring).
+_ADJUST = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 and redis.call('INCRBY', key, ARGV[1]) < 0 then
+    redis.call('DEL', key)
+  end
+end
+"""
 
 
 def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> None:
@@ -70,7 +81,8 @@ def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> No
             return
         for key in keys:
             try:
-                cache.incr(key, delta)
+                if cache.incr(key, delta) < 0:
+                    cache.delete(key)
             except ValueError:
                 pass  # not cached: the next read rebuilds it from the database
 
