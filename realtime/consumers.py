@@ -144,6 +144,32 @@ def _admission(scope: dict[str, Any], user: Any) -> int | None:
     return last or 0
 
 
+def _unexpected(exc: Exception) -> ApplicationError:
+    """The error event for a handler's failure other than ours, as REST answers it
+    (``telemed/errors.py``): a deadlock rolled back, try again (409); Redis away, try again
+    shortly (503); anything else is logged whole and is a server error."""
+    from django.db import OperationalError
+    from redis.exceptions import AuthenticationError as RedisAuthenticationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from core.errors import Conflict, ServiceUnavailable
+
+    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", "") in (
+        "40P01",
+        "40001",
+    ):
+        logger.warning("socket message rolled back by the database")
+        return Conflict()
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(
+        exc, RedisAuthenticationError
+    ):
+        logger.warning("socket message: redis unavailable (%s)", type(exc).__name__)
+        return ServiceUnavailable()
+    logger.error("socket message failed", exc_info=exc, extra={"error_type": type(exc).__name__})
+    return ApplicationError()
+
+
 class _Bucket:
     """Token bucket: ``rate`` messages a second on average, bursts of ``burst``."""
 
@@ -403,6 +429,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
                     raise UnknownType(fields={"type": str(kind or "")[:64]})
             except ApplicationError as exc:
                 await self.send_error(exc)
+            except Exception as exc:  # the socket stays open: the client may try again
+                await self.send_error(_unexpected(exc))
 
     async def resume(self, content: dict[str, Any]) -> None:
         """Replay, in order, the stored events after ``after``; then ``resume.done``. An

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -365,3 +366,33 @@ async def test_removing_a_staff_members_device_closes_their_sockets():
     assert (await again.connect())[0]
     assert (await again.receive_output(timeout=5))["code"] == 4401
     await again.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (RuntimeError("a bug of ours"), "server.error"),
+        (redis.ConnectionError("Redis away"), "server.unavailable"),
+    ],
+)
+async def test_a_handler_that_fails_answers_an_error_event_and_the_socket_stays_open(
+    monkeypatch, failure, code
+):
+    """A failure other than an application error (a bug, Redis away) is answered as REST
+    answers it, and the socket goes on: its task must not die with the handler."""
+    from realtime import consumers
+
+    def boom(*, user, content):
+        raise failure
+
+    monkeypatch.setitem(consumers.HANDLERS, "test.boom", boom)
+    user = await database_sync_to_async(make_user)()
+    ws = await open_socket(user)
+    try:
+        await ws.send_json_to({"type": "test.boom"})
+        event = await receive_type(ws, "error")
+        assert event["error"]["code"] == code
+        await ws.send_json_to({"type": "resume", "after": 0})
+        assert (await receive_type(ws, "resume.done"))["data"]["last"] == 0
+    finally:
+        await ws.disconnect()
