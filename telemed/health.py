@@ -5,11 +5,15 @@ process cannot serve at all (the database): the others (Redis, storage, clamd) a
 every replica, so failing readiness on them would take every replica out of the load
 balancer at once, while most of the API still works without them (sessions fall back to the
 database, scans wait). Then it answers 200 ``"degraded"``. Each probe waits about a second
-at most: a hung service must not hold the request threads.
+at most: a hung service must not hold the request threads. Nor may many calls at once (the
+endpoint needs no credential): one round of probes runs at a time per process, and its
+result answers the calls of the next ``HEALTH_READY_REUSE_SECONDS`` and those that come
+while the next round runs.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -136,6 +140,34 @@ def run_checks() -> dict[str, dict[str, Any]]:
     return results
 
 
+_round = threading.Lock()
+_last: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+
+def shared_checks() -> dict[str, dict[str, Any]]:
+    """:func:`run_checks`, one round at a time: a call within ``HEALTH_READY_REUSE_SECONDS``
+    of the last round, or while another round runs, answers the last round's results (only
+    the process's very first calls wait for one)."""
+    global _last
+    reuse = float(getattr(settings, "HEALTH_READY_REUSE_SECONDS", 1.0))
+    last = _last
+    if last is not None and time.monotonic() - last[0] < reuse:
+        return last[1]
+    if last is None:
+        _round.acquire()
+    elif not _round.acquire(blocking=False):
+        return last[1]
+    try:
+        last = _last
+        if last is not None and time.monotonic() - last[0] < reuse:
+            return last[1]
+        results = run_checks()
+        _last = (time.monotonic(), results)
+        return results
+    finally:
+        _round.release()
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -145,7 +177,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    results = run_checks()
+    results = shared_checks()
     down = sorted(
         f"{name} ({r.get('backend', name)})" for name, r in results.items() if not r["ok"]
     )

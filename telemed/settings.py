@@ -295,6 +295,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Telemed <no-reply@te
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Virus scanner --------------------------------------------------------------------
+# /readyz: one round of probes per process at a time, its result reused for this long.
+HEALTH_READY_REUSE_SECONDS = env.float("HEALTH_READY_REUSE_SECONDS", default=1.0)
 CLAMD_SOCKET = env.str("CLAMD_SOCKET", default="")
 CLAMD_HOST = env.str("CLAMD_HOST", default="")
 CLAMD_PORT = env.int("CLAMD_PORT", default=3310)

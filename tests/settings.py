@@ -33,6 +33,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S3
 # that freezes it; tests/platform/test_collector.py runs the rounds itself.
 GC_FREEZE_SECONDS = 0.0
 
+# Each /readyz call probes again (tests change what it probes between calls);
+# tests/platform/test_health.py tests the reuse itself.
+HEALTH_READY_REUSE_SECONDS = 0.0
+
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 
 # A database of this run's own, so that concurrent runs on one machine never collide.

@@ -132,3 +132,43 @@ def test_web_connections_run_no_parallel_plans():
     with connection.cursor() as cursor:
         cursor.execute("SHOW max_parallel_workers_per_gather")
         assert cursor.fetchone()[0] == "0"
+
+
+@pytest.mark.django_db
+def test_readyz_runs_one_round_of_probes_at_a_time_and_reuses_it(api, settings, monkeypatch):
+    """The endpoint needs no credential: calls at once must not each hold a request thread
+    for a hung service's timeout. One round runs; calls meanwhile, and within the reuse
+    time, answer its results."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from telemed import health
+
+    settings.HEALTH_READY_REUSE_SECONDS = 60.0
+    monkeypatch.setattr(health, "_last", None)
+    rounds: list[int] = []
+    release = threading.Event()
+    real = health.run_checks
+
+    def slow_round() -> dict:
+        rounds.append(1)
+        if len(rounds) == 2:
+            release.wait(10)  # a hung service, during the second round
+        return real()
+
+    monkeypatch.setattr(health, "run_checks", slow_round)
+    assert api.get("/readyz").status_code == 200  # the first round
+    assert api.get("/readyz").json()["status"] == "ok"  # reused
+    assert len(rounds) == 1
+    settings.HEALTH_READY_REUSE_SECONDS = 0.0  # the next call starts a round that hangs
+    with ThreadPoolExecutor(6) as pool:
+        hung = pool.submit(health.shared_checks)
+        while len(rounds) < 2:
+            time.sleep(0.01)
+        others = [pool.submit(health.shared_checks) for _ in range(5)]
+        answers = [f.result(timeout=5) for f in others]  # not held by the hung round
+        release.set()
+        hung.result(timeout=10)
+    assert len(rounds) == 2
+    assert all(a["database"]["ok"] for a in answers)
