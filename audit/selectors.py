@@ -1,4 +1,5 @@
-"""Reads of the audit trail: chain verification and the staff search.
+"""Reads of the audit trail: chain verification, the comparison with the MongoDB mirror
+and the staff search.
 
 Who may call these (staff with the audit permission) is decided by the caller: the admin
 API and the Django admin. The trail itself knows no users.
@@ -7,14 +8,18 @@ API and the Django admin. The trail itself knows no users.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
+from audit import tasks
 from audit.models import GENESIS_HASH, AuditEvent
 
 VERIFY_CHUNK = 2000
+MIRROR_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,119 @@ def verify_chain() -> tuple[bool, int | None, int]:
     """``(ok, first_broken_id, checked)``; see :func:`chain_check`."""
     result = chain_check()
     return result.ok, result.first_broken_id, result.checked
+
+
+@dataclass(frozen=True)
+class MirrorCheck:
+    """The primary against the mirror. ``ok`` is False when the mirror holds an event the
+    primary lacks or holds with another hash (``first_broken_id``, ``broken``: how many);
+    events of the primary not (yet) in the mirror are ``missing``, which alone is no fault:
+    the mirror is written by the task worker, after the event."""
+
+    ok: bool
+    first_broken_id: int | None
+    broken: int
+    reason: str
+    matched: int
+    missing: int
+    first_missing_id: int | None
+
+
+def _primary_pairs(chunk: int) -> Iterator[tuple[int, str]]:
+    last = 0  # ids start at 1
+    while True:
+        rows = list(
+            AuditEvent.objects.filter(id__gt=last).order_by("id").values_list("id", "hash")[:chunk]
+        )
+        yield from rows
+        if len(rows) < chunk:
+            return
+        last = rows[-1][0]
+
+
+def _mirror_pairs(mirror: Any, upto: int, chunk: int) -> Iterator[tuple[int, str]]:
+    last = 0
+    while True:
+        docs = list(
+            mirror.find({"_id": {"$gt": last, "$lte": upto}}, {"hash": 1})
+            .sort("_id", 1)
+            .limit(chunk)
+        )
+        yield from ((doc["_id"], doc.get("hash", "")) for doc in docs)
+        if len(docs) < chunk:
+            return
+        last = docs[-1]["_id"]
+
+
+MATCHED, MISSING, NOT_IN_PRIMARY, HASH_DIFFERS = (
+    "matched",
+    "missing",
+    "in the mirror but not in the primary",
+    "the primary's hash differs from the mirror's",
+)
+
+
+def _merge(
+    primary: Iterator[tuple[int, str]], copies: Iterator[tuple[int, str]]
+) -> Iterator[tuple[str, int]]:
+    """``(outcome, id)`` for each id of either stream, both in ascending id order."""
+    p, m = next(primary, None), next(copies, None)
+    while p is not None or m is not None:
+        if p is not None and (m is None or p[0] < m[0]):
+            yield MISSING, p[0]
+            p = next(primary, None)
+        elif m is not None and (p is None or m[0] < p[0]):
+            yield NOT_IN_PRIMARY, m[0]
+            m = next(copies, None)
+        elif p is not None and m is not None:  # the same id
+            yield (MATCHED if p[1] == m[1] else HASH_DIFFERS), p[0]
+            p, m = next(primary, None), next(copies, None)
+
+
+def mirror_check(
+    *,
+    on_missing: Callable[[list[int]], None] | None = None,
+    chunk: int = MIRROR_CHUNK,
+) -> MirrorCheck:
+    """Compare the primary with the MongoDB mirror by id and hash, both read in id order,
+    ``chunk`` rows at a time (keyset pages: no long-lived cursor, nothing held in memory).
+
+    Only mirror documents up to the mirror's highest id *at the start* are compared: each of
+    them was copied from a committed event, so the primary must hold it, whereas an event
+    recorded and copied during the walk might be read from the mirror but not the primary.
+    ``on_missing`` is called with each batch of ids the mirror lacks (to enqueue copies).
+    Raises ``RuntimeError`` without ``MONGODB_URI``, and pymongo's errors when unreachable.
+    """
+    mirror = tasks.collection()
+    newest = mirror.find_one({}, {"_id": 1}, sort=[("_id", -1)])
+    outcomes = _merge(
+        _primary_pairs(chunk), _mirror_pairs(mirror, newest["_id"] if newest else 0, chunk)
+    )
+    counts = dict.fromkeys((MATCHED, MISSING, NOT_IN_PRIMARY, HASH_DIFFERS), 0)
+    first: dict[str, int] = {}
+    broken: tuple[int, str] | None = None
+    pending: list[int] = []
+    for outcome, event_id in outcomes:
+        counts[outcome] += 1
+        first.setdefault(outcome, event_id)
+        if outcome in (NOT_IN_PRIMARY, HASH_DIFFERS) and broken is None:
+            broken = (event_id, outcome)
+        if outcome == MISSING and on_missing is not None:
+            pending.append(event_id)
+            if len(pending) >= chunk:
+                on_missing(pending)
+                pending = []
+    if pending and on_missing is not None:
+        on_missing(pending)
+    return MirrorCheck(
+        ok=broken is None,
+        first_broken_id=broken[0] if broken else None,
+        broken=counts[NOT_IN_PRIMARY] + counts[HASH_DIFFERS],
+        reason=broken[1] if broken else "",
+        matched=counts[MATCHED],
+        missing=counts[MISSING],
+        first_missing_id=first.get(MISSING),
+    )
 
 
 def event_search(
