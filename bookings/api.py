@@ -13,6 +13,8 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StringConstraints
 
 from accounts.auth import AuthedRequest, jwt_auth
+from accounts.models import User
+from audit.services import client_ip
 from bookings import calendar, reviews, selectors, services
 from bookings.errors import DoctorNotBookable, InvalidRange
 from bookings.models import Appointment
@@ -85,7 +87,9 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpRe
     )
 
 
-def _out(a: Appointment) -> dict[str, Any]:
+def _out(a: Appointment, viewer: User | None = None) -> dict[str, Any]:
+    """The appointment's fields; its reason is null for a ``viewer`` who reads it only
+    through :func:`selectors.appointment_detail` (staff: audited there)."""
     return {
         "id": a.id,
         "doctor_id": a.doctor_id,
@@ -97,7 +101,7 @@ def _out(a: Appointment) -> dict[str, Any]:
         "start": a.start,
         "end": a.end,
         "status": a.status,
-        "reason": a.reason,
+        "reason": a.reason if viewer is None or selectors.reasons_shown(viewer) else None,
         "hold_expires_at": a.hold_expires_at,
     }
 
@@ -148,12 +152,17 @@ def appointments(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
     items, next_cursor = paginate(
         qs, field="start", cursor=q.cursor, limit=q.limit, descending=q.scope == "past"
     )
-    return {"items": [_out(a) for a in items], "next": next_cursor}
+    return {"items": [_out(a, request.auth) for a in items], "next": next_cursor}
 
 
 @router.get("/appointments/{appointment_id}", response=AppointmentDetail, auth=jwt_auth)
 def appointment(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
-    a = selectors.appointment_get(viewer=request.auth, appointment_id=appointment_id)
+    a = selectors.appointment_detail(
+        viewer=request.auth,
+        appointment_id=appointment_id,
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
     return {**_out(a), "history": list(a.history.all())}
 
 
@@ -162,7 +171,8 @@ def cancel(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> d
     return _out(
         services.appointment_cancel(
             user=request.auth, appointment_id=appointment_id, reason=payload.reason
-        )
+        ),
+        request.auth,
     )
 
 
@@ -276,9 +286,9 @@ class DashboardOut(Schema):
 )
 def dashboard(request: AuthedRequest) -> dict[str, Any]:
     data = selectors.dashboard(viewer=request.auth)
-    data["next"] = [_out(a) for a in data["next"]]
+    data["next"] = [_out(a, request.auth) for a in data["next"]]
     if "today" in data:
-        data["today"] = [_out(a) for a in data["today"]]
+        data["today"] = [_out(a, request.auth) for a in data["today"]]
     return data
 
 

@@ -49,6 +49,12 @@ class NotVerified(ApplicationError):
     code = "booking.doctor_not_verified"
     status = 403
     message = _("Your profile must be verified before you can publish availability.")
+    # Accepting, completing, marking a no-show, replying to a review (a doctor whose
+    # verification was withdrawn may still reject a request or cancel: that frees the patient).
+    to_see_patients = _(
+        "Your profile must be verified before you can accept or conclude appointments or reply "
+        "to reviews."
+    )
 
 
 class PatientBusy(ApplicationError):

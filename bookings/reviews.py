@@ -20,6 +20,7 @@ from accounts.permissions import require_permission, require_role
 from accounts.services import user_hold, user_hold_active
 from audit.services import record
 from bookings.models import Appointment, Review, Status
+from bookings.services import doctor_still_verified
 from core.errors import ApplicationError
 from doctors.errors import DoctorNotFound
 from doctors.index import listed_doctors
@@ -99,6 +100,7 @@ def review_create(*, patient: User, appointment_id: Any, rating: int, text: str 
 def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
     require_role(doctor_user, Role.DOCTOR)
     user_hold_active(doctor_user)
+    doctor_still_verified(doctor_user)  # a doctor whose verification was withdrawn: no reply
     reviews = Review.objects.filter(id=review_id, doctor__user=doctor_user)
     patient_id = reviews.values_list("patient_id", flat=True).first()
     if patient_id is None:

@@ -54,7 +54,9 @@ class AppointmentOut(Schema):
     start: datetime
     end: datetime
     status: Status
-    reason: str
+    reason: str | None = Field(
+        ..., description="Null for staff in lists and dashboards: they read it in the detail"
+    )
     hold_expires_at: datetime | None
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.permissions import require_role
+from audit.services import record
 from bookings.errors import AppointmentNotFound
 from bookings.models import (
     ACTIVE,
@@ -381,6 +382,35 @@ def appointment_get(*, viewer: User, appointment_id: Any) -> Appointment:
     if found is None:
         raise AppointmentNotFound()
     return found
+
+
+def reasons_shown(viewer: User) -> bool:
+    """Whether lists and dashboards show ``viewer`` the reasons of appointments (protected
+    health information): to the appointment's patient and doctor. Staff, who see every
+    appointment, read a reason one appointment at a time, audited
+    (:func:`appointment_detail`)."""
+    return viewer.role in (Role.PATIENT, Role.DOCTOR)
+
+
+def appointment_detail(
+    *, viewer: User, appointment_id: Any, ip: str | None = None, user_agent: str = ""
+) -> Appointment:
+    """One appointment with its history, reasons included. Staff reading it is recorded in
+    the audit trail (``appointment.viewed_by_staff``: the appointment's id, never its
+    reason); its parties' reads are not."""
+    appointment = appointment_get(viewer=viewer, appointment_id=appointment_id)
+    if not reasons_shown(viewer):
+        record(
+            action="appointment.viewed_by_staff",
+            actor_id=viewer.pk,
+            actor_role=viewer.role,
+            target_type="appointment",
+            target_id=str(appointment.pk),
+            ip=ip,
+            user_agent=user_agent,
+            data={"patient_id": str(appointment.patient_id)},
+        )
+    return appointment
 
 
 def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> bool:

@@ -72,6 +72,19 @@ def verified_doctor(user: User, *, lock: bool = False) -> DoctorProfile:
     return profile
 
 
+def doctor_still_verified(user: User) -> None:
+    """Refuse the acts that see a patient or speak as a doctor (accepting a request,
+    completing an appointment or marking a no-show, replying to a review) to a doctor whose
+    verification was withdrawn (rejected, or back to pending): ``booking.doctor_not_verified``.
+    Rejecting a request and cancelling stay open to them: those free the patient. Read
+    unlocked: a withdrawal committed just after is as if it came after (one to rejected
+    then cancels what was accepted, waiting for this transaction's lock on it)."""
+    try:
+        verified_doctor(user)
+    except NotVerified:
+        raise NotVerified(NotVerified.to_see_patients) from None
+
+
 # Bounds on what one doctor keeps (a week's hours are a few rules; each is read by every
 # booking and slot list): lists of hours fit in one page.
 MAX_RULES = 100
@@ -744,6 +757,8 @@ def appointment_decide(
 ) -> Appointment:
     """The doctor accepts or rejects a pending request."""
     require_role(doctor_user, Role.DOCTOR)
+    if accept:
+        doctor_still_verified(doctor_user)
     appointment = _locked(doctor_user, appointment_id)
     if appointment.status != Status.PENDING or (accept and appointment.start <= timezone.now()):
         raise TransitionNotAllowed()  # a request not answered before its start has lapsed
@@ -871,6 +886,7 @@ def appointment_mark(
 ) -> Appointment:
     """After the start, the doctor records ``completed`` or ``no_show``."""
     require_role(doctor_user, Role.DOCTOR)
+    doctor_still_verified(doctor_user)
     now = now or timezone.now()
     appointment = _locked(doctor_user, appointment_id)
     if appointment.status != Status.CONFIRMED or appointment.start > now:
