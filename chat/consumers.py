@@ -20,11 +20,12 @@ from core.pagination import InvalidCursor, decode_cursor, encode_cursor
 
 def send(*, user: User, content: dict[str, Any]) -> dict[str, Any]:
     """``chat.send`` -> ``chat.ack`` with the stored message (its ``seq``); the same
-    ``client_id`` again gets the same acknowledgement."""
+    ``client_id`` again gets the same acknowledgement. Without ``text``, as over REST, the
+    text is empty: a message of attachments alone."""
     data = services.message_send(
         user=user,
         conversation_id=content.get("conversation_id"),
-        text=content.get("text"),
+        text=content.get("text", ""),
         client_id=content.get("client_id"),
         attachments=content.get("attachments") or (),
     )

@@ -10,13 +10,14 @@ from django.db.models import Q
 
 from accounts.models import User
 from chat.models import Conversation, Message
-from chat.selectors import message_data, participating
+from chat.selectors import message_data, participant, participating
 from core.export import AuditTargets, Rows, id_texts, iso
 
 
 def chat_section(user: User, rows: Rows) -> dict[str, Any]:
     """The user's conversations and every message in them (decrypted, as the chat API shows
-    them; attachments as the records' ids)."""
+    them; attachments as the records' ids): those the chat API would show them now, so an
+    account made staff, or a doctor whose verification was withdrawn, takes no chat out."""
     conversations = rows.take(
         "chat.conversations",
         Conversation.objects.filter(participating(user))
@@ -26,9 +27,9 @@ def chat_section(user: User, rows: Rows) -> dict[str, Any]:
     messages: dict[Any, list[dict[str, Any]]] = {}
     for m in rows.take(
         "chat.messages",
-        Message.objects.filter(
-            Q(conversation__patient=user) | Q(conversation__doctor=user)
-        ).order_by("conversation_id", "seq"),
+        Message.objects.filter(participating(user, prefix="conversation__")).order_by(
+            "conversation_id", "seq"
+        ),
     ):
         messages.setdefault(m.conversation_id, []).append(message_data(m))
     found = []
@@ -53,7 +54,7 @@ def chat_section(user: User, rows: Rows) -> dict[str, Any]:
 
 
 def audit_targets(user: User, rows: Rows) -> AuditTargets:
-    conversations = Conversation.objects.filter(participating(user))
+    conversations = Conversation.objects.filter(participant(user))
     return AuditTargets(
         events=[Q(target_type="conversation", target_id__in=id_texts(conversations))]
     )

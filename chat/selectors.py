@@ -1,5 +1,6 @@
 """Reads of chat, each knowing its viewer: only the two participants see a conversation
-(anyone else gets 404, never 403); staff read one only through the audited break-glass
+(anyone else gets 404, never 403), and each only while their account still holds its side's
+role (:func:`participating`); staff read one only through the audited break-glass
 service. Unread counts come from the database (a Redis cache of them can sit in front)."""
 
 from __future__ import annotations
@@ -13,16 +14,28 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.db.models.functions import Coalesce
 
-from accounts.models import User
+from accounts.models import Role, User
 from chat.errors import ConversationNotFound, MessageNotFound
 from chat.models import Conversation, Message
 from core.cache import best_effort
 from core.db import db_value, fetch, names, select_sql
 from core.ids import is_uuid
 from core.pagination import InvalidCursor, decode_cursor, encode_cursor, paginate
+from doctors.models import DoctorProfile, Verification
 from realtime.presence import audience, online
 
 OLDER, NEWER = "older", "newer"
@@ -59,14 +72,38 @@ def state_event(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def participating(viewer: User) -> Q:
-    return Q(patient=viewer) | Q(doctor=viewer)
+def participating(viewer: Any, prefix: str = "") -> Q:
+    """The conversations ``viewer`` (a user or its id) may read, as the database holds the
+    account now: its patient side while the account is a patient's, its doctor side while it
+    is a doctor's with a verified profile. A doctor made helper or admin reads none (staff read
+    only through the audited break-glass service), nor does a doctor whose verification was
+    withdrawn, whatever they saw before, until verified again. ``prefix``: the path to the
+    conversation (``"conversation__"`` from a message)."""
+    pk = getattr(viewer, "pk", viewer)
+    # About the viewer, not the row: uncorrelated, each runs once per statement (an InitPlan
+    # on PostgreSQL), and the conversation's own indexes on patient and doctor still serve.
+    is_patient = Exists(User.objects.filter(pk=pk, role=Role.PATIENT))
+    is_doctor = Exists(
+        DoctorProfile.objects.filter(
+            user_id=pk, user__role=Role.DOCTOR, verification=Verification.VERIFIED
+        )
+    )
+    return (Q(**{f"{prefix}patient_id": pk}) & Q(is_patient)) | (
+        Q(**{f"{prefix}doctor_id": pk}) & Q(is_doctor)
+    )
+
+
+def participant(user: User) -> Q:
+    """Every conversation ``user`` is one of the two people of, whatever their role now: for
+    what concerns them rather than what they may read (an erasure, their access log)."""
+    return Q(patient=user) | Q(doctor=user)
 
 
 def conversation_for(
     *, viewer: User, conversation_id: Any, lock: bool = False, people: bool = True
 ) -> Conversation:
-    """The conversation if ``viewer`` is one of its two participants, else 404. With
+    """The conversation if ``viewer`` is one of its two participants and may read it
+    (:func:`participating`), else 404 (as for an unknown id). With
     ``lock``, the row stays locked until the caller's transaction ends (the participants'
     user rows are read, not locked). ``people=False`` leaves the participants' user rows to
     be loaded when used (a message send, a read marker and a typing event need only their
@@ -81,8 +118,17 @@ def conversation_for(
         # No ``first()``: its ORDER BY costs the ORM more than the query costs the database.
         found = next(iter(qs.filter(participating(viewer), pk=conversation_id)[:1]), None)
     else:
-        viewer_id = db_value(Conversation, "patient", viewer.pk)
-        params = [db_value(Conversation, "id", conversation_id), viewer_id, viewer_id]
+        viewer_id = db_value(User, "id", viewer.pk)
+        params = [
+            db_value(Conversation, "id", conversation_id),
+            viewer_id,
+            viewer_id,
+            db_value(User, "role", Role.PATIENT),
+            viewer_id,
+            viewer_id,
+            db_value(User, "role", Role.DOCTOR),
+            db_value(DoctorProfile, "verification", Verification.VERIFIED),
+        ]
         rows = fetch(Conversation, _conversation_sql(connection.vendor, lock), params)
         found = rows[0] if rows else None
     if found is None:
@@ -92,8 +138,20 @@ def conversation_for(
 
 @functools.cache
 def _conversation_sql(vendor: str, lock: bool) -> str:
+    """:func:`participating` by hand: the viewer's role and verification are read in the same
+    statement (only the conversation's row is locked)."""
     _, pk, patient, doctor = names(Conversation, "id", "patient", "doctor")
-    return select_sql(Conversation, f"{pk} = %s AND ({patient} = %s OR {doctor} = %s)", lock=lock)
+    users, user_id, role = names(User, "id", "role")
+    profiles, profile_user, verification = names(DoctorProfile, "user", "verification")
+    where = (
+        f"{pk} = %s AND ("  # noqa: S608 (names from the models)
+        f"({patient} = %s AND EXISTS (SELECT 1 FROM {users} u "
+        f"WHERE u.{user_id} = %s AND u.{role} = %s)) OR "
+        f"({doctor} = %s AND EXISTS (SELECT 1 FROM {users} u "
+        f"JOIN {profiles} d ON d.{profile_user} = u.{user_id} "
+        f"WHERE u.{user_id} = %s AND u.{role} = %s AND d.{verification} = %s)))"
+    )
+    return select_sql(Conversation, where, lock=lock)
 
 
 # A place in the list of conversations (most recent activity first, ties by id): the
@@ -300,8 +358,9 @@ def _my_read_seq(viewer: User) -> Case:
 
 def unread_messages(viewer_id: Any) -> QuerySet[Message]:
     """The messages ``viewer_id`` has not read: the other side's, after the viewer's read
-    marker, not deleted."""
+    marker, not deleted, in the conversations the viewer may read (:func:`participating`)."""
     return Message.objects.filter(
+        participating(viewer_id, prefix="conversation__"),
         Q(conversation__patient_id=viewer_id, seq__gt=F("conversation__patient_read_seq"))
         | Q(conversation__doctor_id=viewer_id, seq__gt=F("conversation__doctor_read_seq")),
         deleted_at__isnull=True,

@@ -132,6 +132,17 @@ def _unstorable(field: str) -> InvalidRequest:
     )
 
 
+# What a text may hold and still show nothing: format characters (zero-width spaces and
+# joiners, direction marks, the byte-order mark) and combining marks with nothing to mark.
+_UNSEEN = frozenset({"Cf", "Mn", "Me"})
+
+
+def _blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace, format characters and combining
+    marks (a right-to-left mark inside Arabic words is fine: the words show)."""
+    return all(c.isspace() or unicodedata.category(c) in _UNSEEN for c in text)
+
+
 def _checked_text(text: Any, *, has_attachments: bool) -> str:
     if not isinstance(text, str):
         raise InvalidRequest(fields={"text": _("Send the message as text.")})
@@ -139,7 +150,7 @@ def _checked_text(text: Any, *, has_attachments: bool) -> str:
         raise _unstorable("text")
     if len(text) > MAX_TEXT_CHARS:
         raise TextTooLong(fields={"text": str(MAX_TEXT_CHARS)})
-    if not text.strip() and not has_attachments:
+    if _blank(text) and not has_attachments:
         raise EmptyText()
     return text
 
@@ -147,8 +158,9 @@ def _checked_text(text: Any, *, has_attachments: bool) -> str:
 def _checked_client_id(client_id: Any) -> str:
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64 or not client_id.strip():
         raise InvalidRequest(fields={"client_id": _("Send a client id of 1 to 64 characters.")})
-    # Control characters (NUL: PostgreSQL refuses it) and lone surrogates (not UTF-8).
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in client_id):
+    # Control characters (NUL: PostgreSQL refuses it), lone surrogates (not UTF-8) and
+    # format characters (invisible: a zero-width space, a direction mark).
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Cf") for c in client_id):
         raise InvalidRequest(
             fields={"client_id": _("The client id may hold only printable characters.")}
         )
@@ -609,7 +621,7 @@ def account_erased(user: User, person: ErasedPerson) -> None:
     "New message" (what chat says of a sender with no name)."""
     others, conversations = set(), set()
     for conversation_id, patient_id, doctor_id in Conversation.objects.filter(
-        selectors.participating(user)
+        selectors.participant(user)
     ).values_list("id", "patient_id", "doctor_id"):
         others.add(doctor_id if patient_id == user.pk else patient_id)
         conversations.add(str(conversation_id))
