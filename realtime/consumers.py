@@ -238,6 +238,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         # a resume (or a push queued behind it) must not send twice.
         self.live_sent: deque[int] = deque(maxlen=_setting("REALTIME_RESUME_LIMIT", 500))
         self.replayed_upto = 0
+        # Every event of the user up to ``high`` was sent here or came before the socket: a
+        # push above ``high + 1`` shows that one in between was lost (``event_push``). Set
+        # before the socket can receive pushes, from the admission below.
+        self.high = 0
+        self.checked_at = time.monotonic()  # when the credential was last checked
+        self.checking: asyncio.Task[bool] | None = None
         await fanout.join(self)
         # Checked again now that a close of the user's sockets would find this one: a
         # deactivation or logout whose close went out between the handshake's check and the
@@ -246,11 +252,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         if last is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        # Every event of the user up to ``high`` was sent here or came before the socket: a
-        # push above ``high + 1`` shows that one in between was lost (``event_push``).
-        self.high = last
-        self.checked_at = time.monotonic()  # when the credential was last checked
-        self.checking: asyncio.Task[bool] | None = None
+        self.high = max(self.high, last)
+        self.checked_at = time.monotonic()
         self.authenticated = True
         OPEN_SOCKETS.inc()
         watchdog.watch()
@@ -293,8 +296,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         one can be lost (Redis away at that moment, a process killed between the commit and
         its push): an event above the next id expected is sent after those in between, read
         from the database, and a push that comes after them is dropped."""
-        if self.closing:
-            return
+        if self.closing or not self.authenticated:
+            return  # refused at its admission (closed 4403), still in the registry
         if self._access_check_due():
             self._check_access_soon()  # the push is not held up: the check runs beside it
         event_id = push["id"]

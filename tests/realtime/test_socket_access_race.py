@@ -134,3 +134,25 @@ async def test_frames_after_a_session_close_are_not_handled(monkeypatch):
     await consumer.session_close({"type": "session.close", "code": 4403})
     await consumer.receive(text_data='{"type": "test.probe"}')
     assert len(handled) == 1 and sent == [4403]
+
+
+async def test_a_push_to_a_socket_refused_at_its_admission_is_dropped(monkeypatch):
+    """A socket closed 4403 at its admission stays in the registry until its disconnection
+    is handled: a push meanwhile must not end its task with an error."""
+    from realtime.services import notify
+
+    user = await database_sync_to_async(make_user)()
+    admin = await database_sync_to_async(make_user)(role="admin")
+    tokens = await database_sync_to_async(_tokens)(user)
+    _before_join(monkeypatch, lambda: user_set_active(actor=admin, user=user, active=False))
+    ws = await _opened("/ws/v1/", [(b"authorization", f"Bearer {tokens['access']}".encode())])
+    try:
+        assert await ws.receive_output(timeout=5) == CLOSED_4403
+        await database_sync_to_async(notify)(
+            users=[user], kind="test.kind", data={}, render=lambda u: ("t", "b")
+        )
+        await asyncio.sleep(0.3)
+        assert await ws.receive_nothing(timeout=0.3)
+        assert not ws.future.done()  # the consumer's task did not die
+    finally:
+        await ws.disconnect()
