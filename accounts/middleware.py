@@ -10,15 +10,18 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
-from redis.exceptions import AuthenticationError as RedisAuthenticationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.auth import answer_in_saved_language, second_factor_passed, session_of_token
 from accounts.errors import PasswordChangeRequired, SecondFactorRequired, SmsUnavailable
 from accounts.models import STAFF_ROLES
 from accounts.tokens_validation import AuthSnapshot, user_snapshot
-from core.errors import ApplicationError, RateLimited, ServiceUnavailable, error_response
+from core.errors import (
+    ApplicationError,
+    RateLimited,
+    ServiceUnavailable,
+    error_response,
+    infrastructure_error,
+)
 from core.sms import SmsError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +55,6 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
     """
 
     RETRY_AFTER_SECONDS = "60"
-    REDIS_RETRY_AFTER_SECONDS = "5"  # the circuit breaker's pause (core/redis_breaker.py)
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
@@ -81,12 +83,10 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
             return error_response(RateLimited(retry_after=int(self.RETRY_AFTER_SECONDS)))
         if isinstance(exception, ApplicationError):  # ours, raised by the adapter
             return error_response(exception)
-        if isinstance(exception, RedisConnectionError | RedisTimeoutError) and not isinstance(
-            exception, RedisAuthenticationError
-        ):
+        answer = infrastructure_error(exception)
+        if isinstance(answer, ServiceUnavailable):
             logger.warning("redis unavailable: %s", type(exception).__name__)
-            headers = {"Retry-After": self.REDIS_RETRY_AFTER_SECONDS}
-            return error_response(ServiceUnavailable(headers=headers))
+            return error_response(answer)
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:

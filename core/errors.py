@@ -146,3 +146,25 @@ def error_for_status(status: int) -> ApplicationError:
     Ninja's own): the one of that status, else a bad request for any 4xx, else ours."""
     cls = _BY_STATUS.get(status) or (InvalidRequest if 400 <= status < 500 else ApplicationError)
     return cls()
+
+
+def infrastructure_error(exc: BaseException) -> ApplicationError | None:
+    """The answer to a failure of the database or Redis rather than of our code, the same for
+    REST (``telemed/errors.py``), sockets and allauth's endpoints: a deadlock or serialisation
+    failure rolled the transaction back (409, try again); Redis unreachable or timing out (503,
+    ``Retry-After: 5``: what lives in Redis alone is unknown meanwhile). None for anything
+    else, a refused Redis password included (our configuration's fault: a 500, logged whole)."""
+    from django.db import OperationalError
+    from redis.exceptions import AuthenticationError as RedisAuthenticationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    if isinstance(exc, OperationalError):
+        if getattr(exc.__cause__, "sqlstate", "") in ("40P01", "40001"):
+            return Conflict()
+        return None
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(
+        exc, RedisAuthenticationError
+    ):
+        return ServiceUnavailable(headers={"Retry-After": "5"})
+    return None

@@ -36,7 +36,7 @@ from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 
-from core.errors import ApplicationError, RateLimited
+from core.errors import ApplicationError, RateLimited, infrastructure_error
 from core.languages import asked_language
 from realtime import fanout, presence, selectors, watchdog
 from realtime.errors import InvalidMessage, MalformedFrame, MessageTooLarge, SlowDown, UnknownType
@@ -146,26 +146,12 @@ def _admission(scope: dict[str, Any], user: Any) -> int | None:
 
 def _unexpected(exc: Exception) -> ApplicationError:
     """The error event for a handler's failure other than ours, as REST answers it
-    (``telemed/errors.py``): a deadlock rolled back, try again (409); Redis away, try again
-    shortly (503); anything else is logged whole and is a server error."""
-    from django.db import OperationalError
-    from redis.exceptions import AuthenticationError as RedisAuthenticationError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    from core.errors import Conflict, ServiceUnavailable
-
-    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", "") in (
-        "40P01",
-        "40001",
-    ):
-        logger.warning("socket message rolled back by the database")
-        return Conflict()
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(
-        exc, RedisAuthenticationError
-    ):
-        logger.warning("socket message: redis unavailable (%s)", type(exc).__name__)
-        return ServiceUnavailable()
+    (:func:`core.errors.infrastructure_error`: a deadlock rolled back, try again; Redis away,
+    try again shortly); anything else is logged whole and is a server error."""
+    answer = infrastructure_error(exc)
+    if answer is not None:
+        logger.warning("socket message failed (%s)", type(exc).__name__)
+        return answer
     logger.error("socket message failed", exc_info=exc, extra={"error_type": type(exc).__name__})
     return ApplicationError()
 

@@ -34,13 +34,11 @@ from ninja.errors import (
     Throttled,
     ValidationError,
 )
-from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.errors import (
     ApplicationError,
-    Conflict,
     Forbidden,
     InvalidRequest,
     NotFound,
@@ -50,6 +48,7 @@ from core.errors import (
     Unauthenticated,
     error_for_status,
     error_response,
+    infrastructure_error,
 )
 from core.pagination import InvalidCursor
 
@@ -182,12 +181,13 @@ def install(api: NinjaAPI) -> None:
 
     @api.exception_handler(OperationalError)
     def database_error(request: HttpRequest, exc: OperationalError) -> HttpResponse:
-        if getattr(exc.__cause__, "sqlstate", "") in ("40P01", "40001"):
-            # A deadlock or serialisation failure: PostgreSQL rolled the transaction back,
-            # nothing was changed; the client may simply try again.
-            logger.warning("transaction rolled back by the database: %s", exc.__cause__.sqlstate)  # type: ignore[union-attr]
-            return error_response(Conflict())
-        return unexpected(request, exc)
+        answer = infrastructure_error(exc)
+        if answer is None:
+            return unexpected(request, exc)
+        # A deadlock or serialisation failure: PostgreSQL rolled the transaction back,
+        # nothing was changed; the client may simply try again.
+        logger.warning("transaction rolled back by the database: %s", exc.__cause__.sqlstate)  # type: ignore[union-attr]
+        return error_response(answer)
 
     @api.exception_handler(BotoCoreError)
     def storage_unreachable(request: HttpRequest, exc: BotoCoreError) -> HttpResponse:
@@ -205,10 +205,11 @@ def install(api: NinjaAPI) -> None:
         # What lives in Redis alone (presence, rate-limit counters) is unknown while it is
         # away: the answer is "try again shortly", not a server error. A refused password
         # is our configuration's fault: a 500, logged whole.
-        if isinstance(exc, RedisAuthenticationError):
+        answer = infrastructure_error(exc)
+        if answer is None:
             return unexpected(request, exc)
         logger.warning("redis unavailable: %s", type(exc).__name__)
-        return error_response(ServiceUnavailable(headers={"Retry-After": "5"}))
+        return error_response(answer)
 
     @api.exception_handler(ClientError)
     def storage_error(request: HttpRequest, exc: ClientError) -> HttpResponse:
