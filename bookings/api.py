@@ -13,7 +13,6 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StringConstraints
 
 from accounts.auth import AuthedRequest, jwt_auth
-from accounts.models import User
 from audit.services import client_ip
 from bookings import calendar, reviews, selectors, services
 from bookings.errors import DoctorNotBookable, InvalidRange
@@ -87,9 +86,10 @@ def slots(request: HttpRequest, doctor_id: UUID, q: Query[SlotsQuery]) -> HttpRe
     )
 
 
-def _out(a: Appointment, viewer: User | None = None) -> dict[str, Any]:
-    """The appointment's fields; its reason is null for a ``viewer`` who reads it only
-    through :func:`selectors.appointment_detail` (staff: audited there)."""
+def _out(a: Appointment, *, reason: bool) -> dict[str, Any]:
+    """The appointment's fields; its reason (protected health information) only with
+    ``reason``: its parties' answers, and staff reading one appointment (audited by
+    :func:`selectors.appointment_detail`), never staff lists (:func:`selectors.reasons_shown`)."""
     return {
         "id": a.id,
         "doctor_id": a.doctor_id,
@@ -101,7 +101,7 @@ def _out(a: Appointment, viewer: User | None = None) -> dict[str, Any]:
         "start": a.start,
         "end": a.end,
         "status": a.status,
-        "reason": a.reason if viewer is None or selectors.reasons_shown(viewer) else None,
+        "reason": a.reason if reason else None,
         "hold_expires_at": a.hold_expires_at,
     }
 
@@ -123,7 +123,7 @@ def book(
 
 def _json(a: Appointment) -> Any:
     """The appointment's answer as JSON data (what an Idempotency-Key replays)."""
-    return AppointmentOut.model_validate(_out(a)).model_dump(mode="json")
+    return AppointmentOut.model_validate(_out(a, reason=True)).model_dump(mode="json")
 
 
 def _once(request: AuthedRequest, key: str | None, body: dict[str, Any], action: Any) -> Status:
@@ -152,7 +152,10 @@ def appointments(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
     items, next_cursor = paginate(
         qs, field="start", cursor=q.cursor, limit=q.limit, descending=q.scope == "past"
     )
-    return {"items": [_out(a, request.auth) for a in items], "next": next_cursor}
+    return {
+        "items": [_out(a, reason=selectors.reasons_shown(request.auth)) for a in items],
+        "next": next_cursor,
+    }
 
 
 @router.get("/appointments/{appointment_id}", response=AppointmentDetail, auth=jwt_auth)
@@ -163,7 +166,7 @@ def appointment(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
         ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
-    return {**_out(a), "history": list(a.history.all())}
+    return {**_out(a, reason=True), "history": list(a.history.all())}
 
 
 @router.post("/appointments/{appointment_id}/cancel", response=AppointmentOut, auth=jwt_auth)
@@ -172,7 +175,7 @@ def cancel(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> d
         services.appointment_cancel(
             user=request.auth, appointment_id=appointment_id, reason=payload.reason
         ),
-        request.auth,
+        reason=selectors.reasons_shown(request.auth),
     )
 
 
@@ -181,7 +184,8 @@ def accept(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
     return _out(
         services.appointment_decide(
             doctor_user=request.auth, appointment_id=appointment_id, accept=True
-        )
+        ),
+        reason=True,  # the doctor of the appointment
     )
 
 
@@ -193,7 +197,8 @@ def reject(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> d
             appointment_id=appointment_id,
             accept=False,
             reason=payload.reason,
-        )
+        ),
+        reason=True,  # the doctor of the appointment
     )
 
 
@@ -202,7 +207,8 @@ def complete(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
     return _out(
         services.appointment_mark(
             doctor_user=request.auth, appointment_id=appointment_id, outcome="completed"
-        )
+        ),
+        reason=True,  # the doctor of the appointment
     )
 
 
@@ -211,7 +217,8 @@ def no_show(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
     return _out(
         services.appointment_mark(
             doctor_user=request.auth, appointment_id=appointment_id, outcome="no_show"
-        )
+        ),
+        reason=True,  # the doctor of the appointment
     )
 
 
@@ -286,9 +293,11 @@ class DashboardOut(Schema):
 )
 def dashboard(request: AuthedRequest) -> dict[str, Any]:
     data = selectors.dashboard(viewer=request.auth)
-    data["next"] = [_out(a, request.auth) for a in data["next"]]
+    data["next"] = [_out(a, reason=selectors.reasons_shown(request.auth)) for a in data["next"]]
     if "today" in data:
-        data["today"] = [_out(a, request.auth) for a in data["today"]]
+        data["today"] = [
+            _out(a, reason=selectors.reasons_shown(request.auth)) for a in data["today"]
+        ]
     return data
 
 
