@@ -69,8 +69,8 @@ def document(event: AuditEvent) -> dict[str, Any]:
 
 @task()
 def mirror_event(event_id: int, attempt: int = 1) -> bool | None:
-    """Copy one event into the mirror. True when copied; None when MongoDB failed and the
-    copy is tried again later. The last failure is logged as an error and raised (the task
+    """Copy one event into the mirror. True when copied; False when the event does not exist;
+    None when MongoDB failed and the copy is tried again later. The last failure is logged as an error and raised (the task
     is recorded failed). Logs name the event's id, never its content."""
     event = AuditEvent.objects.filter(id=event_id).first()
     if event is None:  # cannot happen for a committed enqueue: events are never deleted
