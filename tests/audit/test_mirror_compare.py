@@ -6,10 +6,8 @@ show) or rewritten fail it; events not mirrored yet are reported, and copied aga
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import mongomock
 import pymongo
 import pytest
 from django.core.management import CommandError, call_command
@@ -21,17 +19,7 @@ from audit import tasks
 from audit.models import AuditEvent
 from audit.services import record
 
-URI = "mongodb://mongo.test:27017/telemed_audit"
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def mongo(settings) -> Iterator[Any]:
-    settings.MONGODB_URI = URI
-    tasks._client.cache_clear()
-    with mongomock.patch(servers=(("mongo.test", 27017),)):
-        yield pymongo.MongoClient(URI)["telemed_audit"]["audit_events"]
-    tasks._client.cache_clear()
 
 
 def mirrored(n: int) -> list[AuditEvent]:

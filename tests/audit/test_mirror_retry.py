@@ -5,12 +5,9 @@ the event's id, never its content."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import mongomock
-import pymongo
 import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -18,32 +15,7 @@ from pymongo.errors import AutoReconnect
 
 from audit import tasks
 from audit.services import record
-
-URI = "mongodb://mongo.test:27017/telemed_audit"
-
-
-def run_worker_batch() -> None:
-    from django_tasks_db.management.commands.db_worker import Worker
-
-    Worker(
-        queue_names=["*"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="test",
-        excluded_queue_names=[],
-    ).run()
-
-
-@pytest.fixture
-def mongo(settings) -> Iterator[Any]:
-    settings.MONGODB_URI = URI
-    tasks._client.cache_clear()
-    with mongomock.patch(servers=(("mongo.test", 27017),)):
-        yield pymongo.MongoClient(URI)["telemed_audit"]["audit_events"]
-    tasks._client.cache_clear()
+from tests.platform.test_tasks import run_worker_batch
 
 
 class Flaky:
