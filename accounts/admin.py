@@ -259,10 +259,13 @@ class UserAdmin(BaseUserAdmin):
             self.save_formset(request, form, formset, change=change)
 
 
-class TOTPDeviceAdmin(BaseTOTPDeviceAdmin):
-    """django-otp's page of TOTP devices, whose removals (one from its page, or several with
-    the "delete selected" action) go through :func:`services.totp_devices_delete`: audited
-    (``auth.totp_removed``). Adding and changing are refused (see :data:`NOT_ADDED_OR_CHANGED`)."""
+class DeletesThroughService:
+    """Removals from an admin page (one from its page, or several with "delete selected")
+    through ``delete_service(actor=, <plural of the model>=, ip=, user_agent=)``, audited
+    there."""
+
+    delete_service: Any
+    delete_argument = ""
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self._delete(request, [obj])
@@ -270,13 +273,22 @@ class TOTPDeviceAdmin(BaseTOTPDeviceAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         self._delete(request, queryset)
 
-    def _delete(self, request: HttpRequest, devices: Any) -> None:
-        services.totp_devices_delete(
+    def _delete(self, request: HttpRequest, objects: Any) -> None:
+        self.delete_service(
             actor=_actor(request),
-            devices=devices,
             ip=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            **{self.delete_argument: objects},
         )
+
+
+class TOTPDeviceAdmin(DeletesThroughService, BaseTOTPDeviceAdmin):
+    """django-otp's page of TOTP devices, whose removals (one from its page, or several with
+    the "delete selected" action) go through :func:`services.totp_devices_delete`: audited
+    (``auth.totp_removed``). Adding and changing are refused (see :data:`NOT_ADDED_OR_CHANGED`)."""
+
+    delete_service = staticmethod(services.totp_devices_delete)
+    delete_argument = "devices"
 
 
 if admin.site.is_registered(TOTPDevice):
@@ -284,7 +296,7 @@ if admin.site.is_registered(TOTPDevice):
 admin.site.register(TOTPDevice, TOTPDeviceAdmin)
 
 
-class GroupAdmin(BaseGroupAdmin):
+class GroupAdmin(DeletesThroughService, BaseGroupAdmin):
     """Django's page of groups, whose grants and deletions go through their services:
     audited (``group.permissions_changed`` with the codenames added and removed,
     ``group.deleted``). Admins only (see :data:`ADMINS_ONLY`)."""
@@ -302,19 +314,8 @@ class GroupAdmin(BaseGroupAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        self._delete(request, [obj])
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        self._delete(request, queryset)
-
-    def _delete(self, request: HttpRequest, groups: Any) -> None:
-        services.groups_delete(
-            actor=_actor(request),
-            groups=groups,
-            ip=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        )
+    delete_service = staticmethod(services.groups_delete)
+    delete_argument = "groups"
 
 
 if admin.site.is_registered(Group):

@@ -181,7 +181,7 @@ class StaffOTPAdminSite(OTPAdminSite):
         if request.method == "POST" and response.status_code == 302:
             user = request.user
             if user.is_authenticated:
-                _admin_signed_in(request, user)
+                _admin_session_audited(request, user, "auth.login")
         return response
 
     def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
@@ -190,25 +190,18 @@ class StaffOTPAdminSite(OTPAdminSite):
         signed_in = request.method == "POST" and user.is_authenticated
         response = super().logout(request, extra_context)
         if signed_in and not request.user.is_authenticated:
-            record_from_request(
-                request,
-                action="auth.logout",
-                actor_id=user.pk,
-                actor_role=str(getattr(user, "role", "") or ""),
-                target_type="user",
-                target_id=str(user.pk),
-                data={"site": "admin"},
-            )
+            _admin_session_audited(request, user, "auth.logout")
         return response
 
 
 # --- Audit of the admin site's sign-ins (Django's login: allauth's adapter never sees them) --
 
 
-def _admin_signed_in(request: HttpRequest, user: Any) -> None:
+def _admin_session_audited(request: HttpRequest, user: Any, action: str) -> None:
+    """An admin-site sign-in (``auth.login``) or sign-out (``auth.logout``) of ``user``."""
     record_from_request(
         request,
-        action="auth.login",
+        action=action,
         actor_id=user.pk,
         actor_role=str(getattr(user, "role", "") or ""),
         target_type="user",
@@ -434,7 +427,7 @@ def _token_step(request: HttpRequest, user: User) -> HttpResponse:
             request.session.pop(SESSION_KEY, None)
             auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             otp_login(request, confirmed)
-            _admin_signed_in(request, user)
+            _admin_session_audited(request, user, "auth.login")
             return redirect(reverse("admin:index"))
         device.refresh_from_db()
 
