@@ -9,7 +9,7 @@ and the session was made with the user's current password), but cheaper per requ
   database query. The snapshot is deleted whenever the user is saved (``User.save``), so a
   deactivation, a role change or a password change takes effect at the next request. A
   request that rebuilds it takes a lease first and stores it only if no save dropped the
-  lease meanwhile (``core.sessions.cache_fill``): a row read just before a deactivation
+  lease meanwhile (``core.cache.cache_fill``): a row read just before a deactivation
   cannot be cached just after it, for the snapshot's whole life.
   The full user row is loaded lazily, only by endpoints that use more than those facts,
   by one hand-written statement (the ORM's ``get`` spent two thirds of its 0.3 ms building
@@ -30,8 +30,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.functional import SimpleLazyObject
 
 from core import db
-from core.cache import best_effort
-from core.sessions import cache_fill, cache_lease
+from core.cache import best_effort, cache_fill, cache_lease
 
 SNAPSHOT_SECONDS = 300
 

@@ -18,8 +18,10 @@ hangs costs a request one socket timeout, then fails at once for a few seconds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -89,3 +91,70 @@ def best_effort(method: Callable[..., Any], *args: Any, what: str = "cache") -> 
     except Exception as exc:
         logger.warning("%s unavailable (%s)", what, type(exc).__name__)
         return None
+
+
+# --- Leases: a copy read from the database is cached only if no change came meanwhile ---
+
+LEASE_SECONDS = 10  # a read of one row; a lease that outlives it only means no fill
+
+
+def cache_lease(cache: Any, key: str) -> str | None:
+    """Before reading what to cache under ``key`` from the database: a lease on ``key``, or
+    None when something is there already (another read's lease, a change's mark) or the
+    cache is away. Whoever changes the source deletes or replaces ``key``, which voids it."""
+    lease = f"lease:{uuid.uuid4().hex}"
+    taken = best_effort(cache.add, key, lease, LEASE_SECONDS, what="cache lease")
+    return lease if taken else None
+
+
+def cache_fill(cache: Any, key: str, lease: str, value: Any, timeout: int) -> None:
+    """Put ``value`` (read from the database after ``lease`` was taken) under ``key``, only
+    if the lease is still there: a change meanwhile leaves the cache to the next read."""
+    best_effort(cache_swap, cache, key, lease, value, timeout, what="cache fill")
+
+
+def cache_swap(
+    cache: Any, key: str, expected: str, value: Any, timeout: int, *, otherwise_drop: bool = False
+) -> bool:
+    """``value`` under ``key`` if ``expected`` is there; else, with ``otherwise_drop``, delete
+    what is there."""
+    if not isinstance(cache, RedisCache):  # the embedded default (one process): not atomic
+        current = cache.get(key)
+        if current == expected:
+            cache.set(key, value, timeout)
+            return True
+        if otherwise_drop and current is not None:
+            cache.delete(key)
+        return False
+    seconds = cache.get_backend_timeout(timeout)
+    if seconds is not None and seconds <= 0:
+        return False  # expired already
+    script, name, ser = _redis(cache, key, _SWAP)
+    args = [ser.dumps(expected), ser.dumps(value), seconds or 0, int(otherwise_drop)]
+    return bool(script(keys=[name], args=args))
+
+
+# KEYS[1]: the key; ARGV: expected, value, seconds (0: no expiry), drop otherwise (1/0).
+# Atomic, as a script is.
+_SWAP = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+  else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+  return 1
+end
+if ARGV[4] == '1' and current then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _redis(cache: Any, key: str, source: str) -> tuple[Any, str, Any]:
+    """For a script on the Redis behind ``cache``: the script, ``key``'s full name, and the
+    cache's serializer (values written by the script are read back by the cache API)."""
+    client = cache._cache.get_client(write=True)
+    return _script(client, source), cache.make_and_validate_key(key), cache._cache._serializer
+
+
+@functools.cache  # one client per pool (SharedClientRedisCache): a few entries in all
+def _script(client: Any, source: str) -> Any:
+    return client.register_script(source)

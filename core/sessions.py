@@ -10,7 +10,7 @@ then ``set``s it: a change landing between the two was overwritten by the copy o
 the session's whole age. Here:
 
 - a read that missed takes a *lease* (``add``: only where nothing is) before it reads the
-  row, and fills the cache only if its lease is still there (:func:`cache_fill`): any change
+  row, and fills the cache only if its lease is still there (``core.cache.cache_fill``): any change
   meanwhile replaced or dropped it;
 - a save puts its own *changing* mark first (reads meanwhile go to the database and fill
   nothing), writes the row, then puts its data in place of its mark, or drops whatever
@@ -21,7 +21,6 @@ the session's whole age. Here:
 
 from __future__ import annotations
 
-import functools
 import uuid
 from datetime import datetime
 from typing import Any
@@ -32,12 +31,10 @@ from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.db import router, transaction
 
-from core.cache import best_effort
+from core.cache import best_effort, cache_fill, cache_lease, cache_swap
 
-LEASE_SECONDS = 10  # a read of one row; a lease that outlives it only means no fill
 CHANGE_SECONDS = 60  # longer than a save's transaction
 
 
@@ -135,72 +132,10 @@ class SessionStore(CachedDBStore):
         await sync_to_async(self.delete)(session_key)
 
 
-def cache_lease(cache: Any, key: str) -> str | None:
-    """Before reading what to cache under ``key`` from the database: a lease on ``key``, or
-    None when something is there already (another read's lease, a change's mark) or the
-    cache is away. Whoever changes the source deletes or replaces ``key``, which voids it."""
-    lease = f"lease:{uuid.uuid4().hex}"
-    taken = best_effort(cache.add, key, lease, LEASE_SECONDS, what="cache lease")
-    return lease if taken else None
-
-
-def cache_fill(cache: Any, key: str, lease: str, value: Any, timeout: int) -> None:
-    """Put ``value`` (read from the database after ``lease`` was taken) under ``key``, only
-    if the lease is still there: a change meanwhile leaves the cache to the next read."""
-    best_effort(_swap, cache, key, lease, value, timeout, what="cache fill")
-
-
 def _change_end(cache: Any, key: str, mark: str, value: Any, timeout: int) -> None:
     """After the row was written: ``value`` in place of ``mark``; if another change came
     between (its mark, or the data it put), drop it, so the next read takes the row."""
-    _swap(cache, key, mark, value, timeout, otherwise_drop=True)
-
-
-def _swap(
-    cache: Any, key: str, expected: str, value: Any, timeout: int, *, otherwise_drop: bool = False
-) -> bool:
-    """``value`` under ``key`` if ``expected`` is there; else, with ``otherwise_drop``, delete
-    what is there."""
-    if not isinstance(cache, RedisCache):  # the embedded default (one process): not atomic
-        current = cache.get(key)
-        if current == expected:
-            cache.set(key, value, timeout)
-            return True
-        if otherwise_drop and current is not None:
-            cache.delete(key)
-        return False
-    seconds = cache.get_backend_timeout(timeout)
-    if seconds is not None and seconds <= 0:
-        return False  # expired already
-    script, name, ser = _redis(cache, key, _SWAP)
-    args = [ser.dumps(expected), ser.dumps(value), seconds or 0, int(otherwise_drop)]
-    return bool(script(keys=[name], args=args))
-
-
-# KEYS[1]: the key; ARGV: expected, value, seconds (0: no expiry), drop otherwise (1/0).
-# Atomic, as a script is.
-_SWAP = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-  if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
-  else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-  return 1
-end
-if ARGV[4] == '1' and current then redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def _redis(cache: Any, key: str, source: str) -> tuple[Any, str, Any]:
-    """For a script on the Redis behind ``cache``: the script, ``key``'s full name, and the
-    cache's serializer (values written by the script are read back by the cache API)."""
-    client = cache._cache.get_client(write=True)
-    return _script(client, source), cache.make_and_validate_key(key), cache._cache._serializer
-
-
-@functools.cache
-def _script(client: Any, source: str) -> Any:
-    return client.register_script(source)
+    cache_swap(cache, key, mark, value, timeout, otherwise_drop=True)
 
 
 PRUNE_BATCH = 1000  # session rows deleted per statement
