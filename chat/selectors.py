@@ -220,7 +220,8 @@ def resume_changes(
     nor ``rev``, so it is told every round. Five queries whatever the
     number of conversations (and the statement that opens the snapshot), all in one
     snapshot: the conversations, their changes and their messages are of one moment, so
-    nothing is sent twice across the rounds of a cut resume.
+    nothing is sent twice across the rounds of a cut resume. A mark past its conversation's
+    ``last_seq`` or ``rev`` is answered with those (in ``marks``).
 
     Changes are read up to the ``rev`` read with the conversation (they commit in ``rev``
     order, under its row lock), so the marks answered never pass a change not sent; a close
@@ -259,6 +260,12 @@ def _resume_changes(
             rev = c.rev
             if c.state_rev > 0:
                 state_of.add(c.pk)
+        if seq > c.last_seq or rev > c.rev:
+            # A mark past the conversation (a client's bug, a database restored from a
+            # backup): answered with the conversation's own, or the messages up to the
+            # client's mark would never be resumed.
+            seq, rev = min(seq, c.last_seq), min(rev, c.rev)
+            result.marks[str(c.pk)] = [seq, rev]
         if c.last_seq > seq or c.rev > rev or c.pk in state_of:
             stale.append((c, seq, rev))
     changed_q, new_q = Q(pk__in=[]), Q(pk__in=[])

@@ -247,3 +247,25 @@ async def test_a_rate_limited_send_over_the_socket_says_when_to_retry(settings):
         assert isinstance(event["retry_after"], int) and 1 <= event["retry_after"] <= 120
     finally:
         await ws.disconnect()
+
+
+def test_a_mark_past_the_conversation_is_answered_with_its_own(db, patient, doc):
+    """A client whose marks passed the conversation (its bug, or a database restored from a
+    backup) is told the conversation's marks: kept, its own would skip the messages that
+    get those seqs next."""
+    in_care_with(doc, patient)
+    conversation = services.conversation_open(user=patient, other_id=doc.pk)[0]
+    cid = str(conversation.pk)
+    _send(doc, conversation, "one")
+    reads = {cid: {"read_seq": 0, "other_read_seq": 0}}
+    for mark in ([9, 0], [1, 7], 9):
+        assert _resume(patient, {cid: mark}) == [
+            {
+                "type": "chat.resume.done",
+                "data": {"more": False, "marks": {cid: [1, 0]}, "reads": reads},
+            }
+        ]
+    # Corrected, the client gets the next message.
+    _send(doc, conversation, "two")
+    events = _resume(patient, {cid: [1, 0]})
+    assert [e["data"].get("text") for e in events[:-1]] == ["two"]
