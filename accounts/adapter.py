@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
+from allauth.account.internal.stagekit import clear_login, get_pending_stage
+from allauth.account.stages import LoginStageKey
 from allauth.core import context, ratelimit
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.providers.base import AuthProcess
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.hashers import make_password
+from django.contrib.sites.shortcuts import get_current_site
 from django.core.exceptions import PermissionDenied
 from django.forms import BaseForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import translation
-from django.utils.crypto import salted_hmac
+from django.utils.crypto import get_random_string, salted_hmac
 from django.utils.translation import gettext as _
 
 from accounts.auth import RecentSignInRequired, signed_in_recently
+from accounts.errors import LoginCodeStale
 from accounts.models import User
-from accounts.services import access_revoked, user_complete_signup, user_phone_set
+from accounts.services import (
+    access_revoked,
+    email_verified_indirectly,
+    user_complete_signup,
+    user_phone_drop,
+    user_phone_set,
+)
 from accounts.tasks import sms_code_enqueue
 from audit.services import client_ip, record, record_from_request
 from core import sms
@@ -27,6 +40,10 @@ from core import sms
 if TYPE_CHECKING:
     from allauth.account.models import EmailAddress
     from allauth.socialaccount.models import SocialAccount, SocialLogin
+
+# Set while allauth confirms an address by the code sent to confirm it (see
+# :meth:`AccountAdapter.confirm_email` and :func:`email_confirmed`).
+_confirming_directly: ContextVar[bool] = ContextVar("accounts_confirming_directly", default=False)
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -56,7 +73,12 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def send_account_already_exists_sms(self, phone: str) -> None:
         # A sign-up with a number that is an account's: as for a number that is nobody's.
+        _hash_as_a_new_account_would(self.request)
         sms_code_enqueue(to="", body="")
+
+    def send_account_already_exists_mail(self, email: str) -> None:
+        _hash_as_a_new_account_would(self.request)
+        super().send_account_already_exists_mail(email)
 
     def set_phone(self, user: AbstractBaseUser, phone: str, verified: bool) -> None:
         assert isinstance(user, User)
@@ -67,10 +89,20 @@ class AccountAdapter(DefaultAccountAdapter):
         return (user.phone, user.phone_verified) if user.phone else None
 
     def set_phone_verified(self, user: AbstractBaseUser, phone: str) -> None:
-        # ``phone`` may be a new number (the change-phone flow verifies it before storing it):
-        # it replaces the old one, which no longer signs in.
+        """``phone`` may be a new number (the change-phone flow verifies it before storing
+        it): it replaces the old one, which no longer signs in. A login by SMS code ends here
+        too (allauth's ``verify_phone_indirectly``), with the number the code was sent to:
+        that login fails (409 ``auth.login_code_stale``) once the number is no longer the
+        account's verified one (changed or erased since), rather than writing it back."""
         assert isinstance(user, User)
-        user_phone_set(user=user, phone=phone, verified=True)
+        request = context.request
+        stage = get_pending_stage(request) if request is not None else None
+        by_code = stage is not None and stage.key == LoginStageKey.LOGIN_BY_CODE
+        try:
+            user_phone_set(user=user, phone=phone, verified=True, current_only=by_code)
+        except LoginCodeStale:
+            clear_login(request)  # the pending login ends: the code is not tried again
+            raise
 
     def save_user(
         self, request: HttpRequest, user: AbstractBaseUser, form: BaseForm, commit: bool = True
@@ -93,6 +125,44 @@ class AccountAdapter(DefaultAccountAdapter):
         # Only a verified number is anyone's: an unverified one neither signs in nor blocks
         # another account from claiming it.
         return User.objects.filter(phone=phone, phone_verified=True).first()
+
+    def pre_login(
+        self, request: HttpRequest, user: AbstractBaseUser, *, email: str | None, **kwargs: Any
+    ) -> HttpResponse | None:
+        """A login by e-mail code (allauth's ``Login.email``, as a password reset's) goes on
+        only while the address the code was sent to is still the account's: a code mailed
+        before its owner changed the address (or erased the account) no longer signs in
+        (409 ``auth.login_code_stale``). allauth itself would log in with it."""
+        if email and not _owns_address(user, email):
+            clear_login(request)
+            raise LoginCodeStale()
+        return super().pre_login(request, user, email=email, **kwargs)
+
+    def confirm_email(self, request: HttpRequest, email_address: EmailAddress) -> bool:
+        """allauth's confirmation of an address by the code (or link) sent to confirm it.
+        Its other ways of verifying an address (a password reset or a login by e-mail code)
+        do not come here: :func:`email_confirmed` tells them apart by this."""
+        token = _confirming_directly.set(True)
+        try:
+            return bool(super().confirm_email(request, email_address))
+        finally:
+            _confirming_directly.reset(token)
+
+    # --- failed logins (allauth's per-login limit) ------------------------------------
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
+        """The login tried, whichever it is: allauth's own key knows only an e-mail address
+        or a username, so every login by phone and password shared one count, and five
+        wrong passwords for any number locked every number out."""
+        login = credentials.get("email") or credentials.get("phone") or credentials.get("username")
+        return f"{get_current_site(request).domain}:{str(login or '').strip().lower()}"
+
+    def _delete_login_attempts_cached_email(self, request: HttpRequest, **credentials: Any) -> None:
+        """A password reset clears the failed logins of each of the account's addresses
+        (allauth), and of its verified number too: the owner signs in by phone again."""
+        super()._delete_login_attempts_cached_email(request, **credentials)
+        user = _user_by_login(str(credentials.get("email") or ""))
+        if user is not None and user.phone and user.phone_verified:
+            super()._delete_login_attempts_cached_email(request, phone=user.phone)
 
     # --- reauthentication ------------------------------------------------------------
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
@@ -194,6 +264,31 @@ def login_digest(login: str) -> str:
     return salted_hmac("audit.login", login.strip().lower()).hexdigest()[:32]
 
 
+def _owns_address(user: AbstractBaseUser, email: str) -> bool:
+    from allauth.account.models import EmailAddress
+
+    return (getattr(user, "email", None) or "").lower() == email.lower() or (
+        EmailAddress.objects.filter(user_id=user.pk, email__iexact=email).exists()
+    )
+
+
+_HASHED = "_accounts_signup_hashed"
+
+
+def _hash_as_a_new_account_would(request: HttpRequest | None) -> None:
+    """A sign-up with an e-mail or number that is an account's creates nothing, and would
+    answer a quarter of a second sooner than one that hashes a new account's password
+    (Argon2): how long it took would tell that the address has an account. It hashes a
+    random password instead, once per sign-up request (only one of the two "already exists"
+    messages is sent). Not on the other requests that send them (a change of address or
+    number while signing up), where the new path hashes nothing either."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.url_name != "signup" or getattr(request, _HASHED, False):
+        return
+    setattr(request, _HASHED, True)
+    make_password(get_random_string(32))
+
+
 def _user_by_login(login: str) -> User | None:
     if not login:
         return None
@@ -260,8 +355,19 @@ def _address_receiver(action: str) -> Any:
 
 
 email_added = _address_receiver("user.email_added")
-email_confirmed = _address_receiver("user.email_verified")
 email_removed = _address_receiver("user.email_removed")
+_email_verified = _address_receiver("user.email_verified")
+
+
+def email_confirmed(
+    sender: Any, request: HttpRequest | None, email_address: EmailAddress, **kwargs: Any
+) -> None:
+    """Audited; and an address verified otherwise than by the code sent to confirm it (a
+    password reset or a login by e-mail code: allauth's ``verify_email_indirectly``) may
+    cost the account its phone number (:func:`accounts.services.email_verified_indirectly`)."""
+    _email_verified(sender, request=request, email_address=email_address, **kwargs)
+    if not _confirming_directly.get():
+        email_verified_indirectly(user=email_address.user, address_id=email_address.pk)
 
 
 def email_changed(
@@ -306,6 +412,23 @@ def social_account_removed(
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
+        """A Google sign-in into an existing account found by its e-mail address (not by a
+        Google account linked to it) whose address there was not verified: allauth wipes
+        the account's password (``wipe_password``: whoever signed up with the address is
+        locked out), and the number they may have verified on it goes too, or they would
+        sign in by SMS code. Only where allauth would wipe it: on a login, not a connect."""
+        email = getattr(sociallogin, "_did_authenticate_by_email", None)  # set by its lookup
+        process = sociallogin.state.get("process")
+        logs_in = process not in (AuthProcess.CONNECT, AuthProcess.REDIRECT)  # as complete_login
+        if email and sociallogin.user is not None and logs_in:
+            from allauth.account.models import EmailAddress
+
+            address = EmailAddress.objects.filter(user_id=sociallogin.user.pk, email__iexact=email)
+            if not address.filter(verified=True).exists():
+                user_phone_drop(user=sociallogin.user, reason="google_email_authentication")
+        super().pre_social_login(request, sociallogin)
+
     def save_user(
         self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None
     ) -> AbstractBaseUser:

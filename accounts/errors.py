@@ -92,3 +92,12 @@ class SecondFactorInvalid(ApplicationError):
 class SecondFactorThrottled(RateLimited):
     code = "auth.second_factor_throttled"
     message = _("Too many wrong codes. Wait a little, then enter the current code.")
+
+
+class LoginCodeStale(ApplicationError):
+    code = "auth.login_code_stale"
+    status = 409
+    message = _(
+        "This code was sent to a phone number or e-mail address that no longer signs in to "
+        "the account. Please sign in again."
+    )

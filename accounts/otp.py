@@ -8,7 +8,8 @@ device yet enrols at ``/admin/otp/enrol/`` (:func:`enrol`):
    address and per client IP, counted together with the admin login form's); an account
    that must still change an admin-set password cannot enrol;
 2. the page shows an unconfirmed :class:`TOTPDevice` as an ``otpauth://`` URI, a QR code and
-   the base32 secret (an existing unconfirmed device is reused, secret included);
+   the base32 secret (an existing unconfirmed device is reused, with a new secret: only the
+   browser of the latest password step is shown one, and can confirm it);
 3. a correct 6-digit token confirms the device, is audited (``auth.totp_enrolled``) and logs
    them in, OTP-verified, to the admin. Wrong tokens count against django-otp's exponential
    throttling of the device (1, 2, 4, 8 ... seconds between attempts), so guessing the six
@@ -63,7 +64,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django_otp import devices_for_user, user_has_device
 from django_otp import login as otp_login
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
 from accounts.errors import SecondFactorInvalid, SecondFactorNotEnrolled, SecondFactorThrottled
 from accounts.models import STAFF_ROLES, User
@@ -342,10 +343,39 @@ def _pending_user(request: HttpRequest) -> User | None:
     return user
 
 
-def _unconfirmed_device(user: User) -> TOTPDevice:
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("id").first()
-    if device is None:
-        device = TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+def _fresh_unconfirmed_device(user: User) -> TOTPDevice:
+    """The user's unconfirmed device (made if none), with a new secret: each password step
+    gets its own. Whoever passed it before (in another browser) held the same secret, and
+    would have held the staff member's second factor once confirmed; their page now shows
+    the set-up as ended (:func:`_enrolment_device`)."""
+    with transaction.atomic():
+        device = (
+            TOTPDevice.objects.select_for_update()
+            .filter(user=user, confirmed=False)
+            .order_by("id")
+            .first()
+        )
+        if device is None:
+            return TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+        device.key = default_key()
+        device.save(update_fields=["key"])
+    return device
+
+
+def _key_digest(device: TOTPDevice) -> str:
+    """What the session keeps of the secret it was shown (never the secret itself)."""
+    return hashlib.sha256(device.key.encode()).hexdigest()
+
+
+def _enrolment_device(request: HttpRequest, user: User) -> TOTPDevice | None:
+    """The unconfirmed device this session's password step gave a secret, while it still
+    has that secret (no later password step gave it another)."""
+    state = request.session.get(SESSION_KEY) or {}
+    device = TOTPDevice.objects.filter(
+        user=user, confirmed=False, pk=state.get("device") or 0
+    ).first()
+    if device is None or not constant_time_compare(str(state.get("key", "")), _key_digest(device)):
+        return None
     return device
 
 
@@ -408,20 +438,22 @@ def _password_step(request: HttpRequest) -> HttpResponse:
         request.session.pop(SESSION_KEY, None)
         return _admin_login_redirect()
 
-    _unconfirmed_device(user)
+    device = _fresh_unconfirmed_device(user)
     request.session.cycle_key()
     request.session[SESSION_KEY] = {
         "user": str(user.pk),
         "at": time.time(),
         "hash": user.get_session_auth_hash(),
+        "device": device.pk,
+        "key": _key_digest(device),
     }
     return redirect(request.path)
 
 
 def _token_step(request: HttpRequest, user: User) -> HttpResponse:
-    device = _unconfirmed_device(user)
+    device = _enrolment_device(request, user)
     form = EnrolTokenForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
+    if device is not None and request.method == "POST" and form.is_valid():
         confirmed = _confirm(request, user, device, form)
         if confirmed is not None:
             request.session.pop(SESSION_KEY, None)
@@ -429,7 +461,10 @@ def _token_step(request: HttpRequest, user: User) -> HttpResponse:
             otp_login(request, confirmed)
             _admin_session_audited(request, user, "auth.login")
             return redirect(reverse("admin:index"))
-        device.refresh_from_db()
+        device = _enrolment_device(request, user)  # its throttling, as counted
+    if device is None:  # a later password step gave the device a new secret: start again
+        request.session.pop(SESSION_KEY, None)
+        return redirect(request.path)
 
     uri = device.config_url
     context = _context(
@@ -450,7 +485,7 @@ def _confirm(
     """Check the token under django-otp's throttling; on success confirm and audit."""
     with transaction.atomic():
         locked = TOTPDevice.objects.select_for_update().filter(pk=device.pk, user=user).first()
-        if locked is None or locked.confirmed:
+        if locked is None or locked.confirmed or locked.key != device.key:
             form.add_error(None, _("This set-up has expired. Please start again."))
             return None
         allowed, _info = locked.verify_is_allowed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -26,6 +27,7 @@ from accounts.errors import (
     AccountInactive,
     CannotChangeOwnAccess,
     EmailTaken,
+    LoginCodeStale,
     PhoneTaken,
 )
 from accounts.models import Invitation, PatientProfile, Role, User
@@ -157,22 +159,64 @@ def user_complete_signup(
     return user
 
 
-def user_phone_set(*, user: User, phone: str, verified: bool) -> None:
+@transaction.atomic
+def user_phone_set(*, user: User, phone: str, verified: bool, current_only: bool = False) -> None:
     """Store the user's phone number as allauth's flows decide (sign-up, a change, a code
     sent to it). A number is unique among verified ones only: one verified on another
-    account meanwhile is :class:`PhoneTaken`."""
-    before = (user.phone, user.phone_verified)
-    if before == (phone, verified):
+    account meanwhile is :class:`PhoneTaken`. Under the user's row lock (see :func:`_locked`):
+    a flow started before an erasure or a deactivation (a code sent then, confirmed now)
+    never writes a number back (:class:`AccountErased`, :class:`AccountInactive`).
+    ``current_only``: a login by SMS code, which only confirms the number it was sent to,
+    refused (:class:`LoginCodeStale`) once that is no longer the account's verified number
+    (changed or erased since the code was sent)."""
+    locked = _locked(user)
+    now = (locked.phone, locked.phone_verified)
+    if current_only and now != (phone, True):
+        raise LoginCodeStale()
+    if now == (phone, verified):
+        user.phone, user.phone_verified = now
         return  # a login by SMS code re-verifies the number it was sent to
-    user.phone, user.phone_verified = phone, verified
+    if locked.deleted_at is not None:
+        raise AccountErased()
+    if not locked.is_active:
+        raise AccountInactive()
+    locked.phone, locked.phone_verified = phone, verified
     try:
         with transaction.atomic():
-            user.save(update_fields=["phone", "phone_verified"])
+            locked.save(update_fields=["phone", "phone_verified"])
     except IntegrityError as exc:
-        user.phone, user.phone_verified = before
         raise PhoneTaken() from exc
+    user.phone, user.phone_verified = phone, verified  # the caller's copy, as allauth reads it
     if verified:
         _audit(user, "user.phone_verified", user)  # the number is contact data: not recorded
+
+
+@transaction.atomic
+def email_verified_indirectly(*, user: User, address_id: Any) -> None:
+    """allauth verifies an address without the code sent to confirm it when a code it mailed
+    for something else was used (a password reset, a login by e-mail code). When that is the
+    account's first verified address, its phone number goes (:func:`user_phone_drop`):
+    whoever signed up with someone else's address may have verified their own number on it,
+    and would sign in by SMS code once the owner took the account back. (allauth wipes the
+    password when Google signs in by an unverified address, for the same reason.)"""
+    verified = EmailAddress.objects.filter(user_id=user.pk, verified=True)
+    if not verified.exclude(pk=address_id).exists():
+        user_phone_drop(user=user, reason="email_verified_indirectly")
+
+
+@transaction.atomic
+def user_phone_drop(*, user: User, reason: str) -> None:
+    """Remove the account's phone number and its verified flag, audited with ``reason``
+    (``user.phone_removed``; never the number); nothing if it has none. ``user`` is updated
+    too: allauth saves its copy of the user whole afterwards on some paths (a Google
+    account connected), which would write the number back."""
+    locked = _locked(user)
+    if locked.phone:
+        was_verified = locked.phone_verified
+        locked.phone, locked.phone_verified = None, False
+        locked.save(update_fields=["phone", "phone_verified"])
+        _audit(None, "user.phone_removed", locked, reason=reason, was_verified=was_verified)
+    user.phone, user.phone_verified = None, False
 
 
 def invitation_create(
@@ -400,6 +444,7 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
     if user.deleted_at is not None:
         return user
     contacts = _contacts(user)
+    logged = _logged_about(user)  # before its addresses and devices go
     identifiers = [str(user.pk), *contacts]
     person = ErasedPerson(id=user.pk, full_name=user.full_name)
     user.email = None
@@ -435,7 +480,7 @@ def account_delete(*, user: User, actor: User | None = None) -> User:
         date_of_birth=None, sex="", city="", latitude=None, longitude=None
     )
     _keys_delete(user, actor or user)
-    _admin_log_unname(user=user, contacts=contacts)
+    _admin_log_unname(user=user, contacts=contacts, about=logged)
     for hook in ERASURE_HOOKS:  # what the apps above accounts hold of the person
         hook(user, person)
     # What the stored sessions hold of the identifiers: a task committed with the erasure,
@@ -501,27 +546,83 @@ def _mention(contacts: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w.+%-])(?:{values})(?![\w+-]|\.\w)", re.IGNORECASE)
 
 
-def _admin_log_unname(*, user: User, contacts: list[str]) -> None:
+def _logged_about(user: User) -> Q:
+    """The admin log's entries about the account and what was ever its own, whatever it was
+    called then: the account, each address it had (its current ones, and those its audited
+    address changes name by id: allauth's signals, see ``accounts.adapter``) and each TOTP
+    device an admin removed from it (``auth.totp_removed``; one removed by an erasure has no
+    entry)."""
+    from django.contrib.contenttypes.models import ContentType
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from audit.selectors import event_search
+
+    addresses: set[Any] = set(EmailAddress.objects.filter(user=user).values_list("pk", flat=True))
+    devices: set[Any] = set()
+    changes = event_search(target_type="user", target_id=str(user.pk)).filter(
+        Q(action__startswith="user.email_") | Q(action="auth.totp_removed")
+    )
+    for action, data in changes.values_list("action", "data"):
+        if action.startswith("user.email_"):
+            for part in ("address", "from", "to"):
+                found = (data.get(part) or {}).get("id")
+                if found is not None:
+                    addresses.add(found)
+        elif action == "auth.totp_removed" and not data.get("erasure"):
+            devices.add(data.get("device_id"))
+    about = Q()
+    for model, ids in ((User, {user.pk}), (EmailAddress, addresses), (TOTPDevice, devices)):
+        ids = {str(i) for i in ids if i is not None}
+        if ids:
+            about |= Q(content_type=ContentType.objects.get_for_model(model), object_id__in=ids)
+    return about
+
+
+def _admin_log_unname(*, user: User, contacts: list[str], about: Q) -> None:
     """The admin site's change log names what it changed as it prints: an account, its
-    login addresses and second-factor devices by e-mail or phone. Each mention becomes the
-    account's id (what an erased account prints as); what was done, and by whom, stays."""
+    login addresses and second-factor devices by e-mail or phone. An entry ``about`` the
+    account or what was its own prints as the account's id (what an erased account prints
+    as), as does each object its change message names (an address added to it...): it may
+    have been named by an address it no longer had when erased. Elsewhere each mention of
+    one of its ``contacts`` becomes the account's id. What was done, and by whom, stays."""
     from django.contrib.admin.models import LogEntry
 
-    if not contacts:
-        return
-    mention = _mention(contacts)
-    found = Q()
+    mention = _mention(contacts) if contacts else None
+    found = about
     for contact in contacts:
         found |= Q(object_repr__icontains=contact) | Q(change_message__icontains=contact)
+    if not found:
+        return
+    own = set(LogEntry.objects.filter(about).values_list("pk", flat=True)) if about else set()
+    name = str(user.pk)
     changed = []
     for entry in LogEntry.objects.filter(found).only("id", "object_repr", "change_message"):
-        repr_, message = (
-            mention.sub(str(user.pk), v) for v in (entry.object_repr, entry.change_message)
-        )
+        repr_, message = entry.object_repr, entry.change_message
+        if entry.pk in own:
+            repr_, message = name, _objects_unnamed(message, name)
+        if mention is not None:
+            repr_, message = (mention.sub(name, v) for v in (repr_, message))
         if (repr_, message) != (entry.object_repr, entry.change_message):
             entry.object_repr, entry.change_message = repr_[:200], message
             changed.append(entry)
     LogEntry.objects.bulk_update(changed, ["object_repr", "change_message"], batch_size=500)
+
+
+def _objects_unnamed(message: str, name: str) -> str:
+    """A change message (Django's JSON list) with each object it names (``"object"``: an
+    inline's row as it printed) replaced by ``name``; one that is not JSON as it is."""
+    try:
+        parts = json.loads(message)
+    except ValueError:
+        return message
+    if not isinstance(parts, list):
+        return message
+    renamed = False
+    for part in parts:
+        for detail in part.values() if isinstance(part, dict) else ():
+            if isinstance(detail, dict) and "object" in detail and detail["object"] != name:
+                detail["object"], renamed = name, True
+    return json.dumps(parts) if renamed else message
 
 
 def account_erase_by_admin(*, actor: User, user: User) -> User:

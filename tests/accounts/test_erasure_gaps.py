@@ -256,3 +256,63 @@ def test_the_export_shows_second_factors_the_invitation_and_the_calendar_feed():
     feed = CalendarFeed.objects.get(user=dr)
     assert data["bookings"]["calendar_feed"] == {"created_at": feed.created_at.isoformat()}
     assert feed.token_digest not in json.dumps(data)
+
+
+def test_the_admin_log_no_longer_names_the_account_by_an_address_it_had_before():
+    """Entries written while the account had another address (since changed) are about it
+    all the same: the account's own, its addresses' (by the ids its audited address changes
+    name) and its removed second factors' all print as its id afterwards."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.admin.models import DELETION
+
+    from accounts import adapter
+    from accounts.services import totp_devices_delete
+
+    admin = make_user(role=Role.ADMIN)
+    patient = make_user(email="mona.old@example.com", phone="+201001112223", phone_verified=True)
+    other = make_user(email="someone@example.com")
+    old = EmailAddress.objects.get(user=patient)
+    adapter.email_added(sender=EmailAddress, request=None, email_address=old)  # as allauth's flow
+
+    def log(model: Any, pk: Any, repr_: str, flag: int = CHANGE, message: Any = ()) -> LogEntry:
+        return LogEntry.objects.create(
+            user=admin,
+            content_type=ContentType.objects.get_for_model(model),
+            object_id=str(pk),
+            object_repr=repr_,
+            action_flag=flag,
+            change_message=json.dumps(list(message)),
+        )
+
+    as_user = log(
+        User,
+        patient.pk,
+        "mona.old@example.com",
+        message=[{"added": {"name": "note", "object": "for mona.old@example.com"}}],
+    )
+    as_address = log(EmailAddress, old.pk, "mona.old@example.com")
+    device = TOTPDevice.objects.create(user=patient, name="phone", confirmed=False)
+    as_device = log(TOTPDevice, device.pk, str(device), DELETION)
+    totp_devices_delete(actor=admin, devices=[device])
+    others = [
+        log(User, other.pk, "someone@example.com"),
+        log(EmailAddress, EmailAddress.objects.get(user=other).pk, "someone@example.com"),
+    ]
+    before = [(e.object_repr, e.change_message) for e in others]
+    # Later she moves to another address and number.
+    old.delete()
+    EmailAddress.objects.create(user=patient, email="mona.new@example.com", primary=True)
+    User.objects.filter(pk=patient.pk).update(email="mona.new@example.com", phone="+201009998887")
+
+    account_delete(user=User.objects.get(pk=patient.pk))
+
+    for entry in (as_user, as_address, as_device):
+        entry.refresh_from_db()
+        assert entry.object_repr == str(patient.pk)
+        assert "mona" not in entry.change_message
+    assert json.loads(as_user.change_message) == [
+        {"added": {"name": "note", "object": str(patient.pk)}}
+    ]
+    for entry in others:
+        entry.refresh_from_db()
+    assert [(e.object_repr, e.change_message) for e in others] == before

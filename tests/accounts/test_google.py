@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from django.test import Client
 
 from accounts.models import Role, User
+from audit.models import AuditEvent
 from tests.accounts.stubs import Recorded, Reply, StubServer
 
 pytestmark = pytest.mark.django_db
@@ -321,3 +322,43 @@ def test_unverified_google_email_does_not_take_over_existing_account(
     assert SocialAccount.objects.count() == 0
     assert [m.to for m in mailoutbox] == [["layla@example.com"]]
     assert "Account Already Exists" in mailoutbox[0].subject
+
+
+def test_google_sign_in_by_an_unverified_address_drops_the_number_verified_on_it(
+    api: Client, google_certs: StubServer, google_key: tuple[rsa.RSAPrivateKey, str]
+) -> None:
+    """Someone signed up with Layla's address (never verified) and their own number
+    (verified by SMS). Her Google sign-in takes the account: allauth wipes its password, and
+    the number goes too, or they would sign in by SMS code."""
+    squatter = User.objects.create_user(
+        "layla@example.com", "Squatters-pw-123", phone="+201001234567", phone_verified=True
+    )
+    EmailAddress.objects.create(
+        user=squatter, email="layla@example.com", verified=False, primary=True
+    )
+
+    _sign_in(api, _id_token(google_key[0]))
+
+    squatter.refresh_from_db()
+    assert SocialAccount.objects.get(provider="google").user_id == squatter.id
+    assert squatter.has_usable_password() is False  # allauth's wipe_password
+    assert (squatter.phone, squatter.phone_verified) == (None, False)
+    event = AuditEvent.objects.get(action="user.phone_removed")
+    assert event.target_id == str(squatter.id)
+    assert event.data["reason"] == "google_email_authentication"
+
+
+def test_google_sign_in_by_a_verified_address_keeps_the_number(
+    api: Client, google_certs: StubServer, google_key: tuple[rsa.RSAPrivateKey, str]
+) -> None:
+    existing = User.objects.create_user(
+        "layla@example.com", "Very-secret-pw-123", phone="+201001234567", phone_verified=True
+    )
+    EmailAddress.objects.create(
+        user=existing, email="layla@example.com", verified=True, primary=True
+    )
+
+    assert _sign_in(api, _id_token(google_key[0])).status_code == 200
+
+    existing.refresh_from_db()
+    assert (existing.phone, existing.phone_verified) == ("+201001234567", True)

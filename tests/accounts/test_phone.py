@@ -2,6 +2,7 @@
 
 import pytest
 from django.core import mail
+from django.test import Client
 
 from accounts.models import User
 from core import sms
@@ -149,3 +150,44 @@ def test_sms_provider_down_gives_503_in_the_envelope_for_ones_own_new_number(api
         sms._provider.cache_clear()
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "auth.sms_unavailable"
+
+
+def test_wrong_passwords_for_one_number_do_not_lock_another_out():
+    """allauth counts failed logins per e-mail address; by phone each number has its own
+    count too, not one shared by every number."""
+    make_user(phone="+201001111111", phone_verified=True)
+    make_user(phone="+201002222222", phone_verified=True)
+    stranger = Client(REMOTE_ADDR="198.51.100.7")
+    statuses = [
+        post(
+            stranger, f"{AUTH}/auth/login", {"phone": "+201001111111", "password": f"wrong-{i}-pw"}
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses == [400] * 5 + [429]  # that number's own limit still holds
+
+    owner = Client(REMOTE_ADDR="203.0.113.9")
+    r = post(owner, f"{AUTH}/auth/login", {"phone": "+201002222222", "password": PASSWORD})
+    assert r.status_code == 200, r.json()
+
+
+def test_a_password_reset_clears_the_failed_logins_of_the_accounts_number_too():
+    user = make_user(phone=PHONE, phone_verified=True)
+    for i in range(5):
+        post(Client(), f"{AUTH}/auth/login", {"phone": PHONE, "password": f"wrong-{i}-pw"})
+    r = post(Client(), f"{AUTH}/auth/login", {"phone": PHONE, "password": PASSWORD})
+    assert r.status_code == 429
+
+    client = Client()
+    r = post(client, f"{AUTH}/auth/password/request", {"email": user.email})
+    session = r.json()["meta"]["session_token"]
+    r = post(
+        client,
+        f"{AUTH}/auth/password/reset",
+        {"key": last_code(), "password": "Another-Passw0rd-77"},
+        **{"X-Session-Token": session},
+    )
+    assert r.status_code in (200, 401), r.json()
+
+    r = post(Client(), f"{AUTH}/auth/login", {"phone": PHONE, "password": "Another-Passw0rd-77"})
+    assert r.status_code == 200, r.json()

@@ -245,13 +245,32 @@ def test_token_guessing_is_throttled():
     assert device.throttling_failure_count == 0
 
 
-def test_unconfirmed_device_is_reused():
+def test_each_password_step_gives_the_unconfirmed_device_a_new_secret():
+    """Whoever passed the password step earlier (someone who knows the password) is not
+    shown the secret the staff member confirms next: each step gives the one unconfirmed
+    device a new secret, and the earlier browser's set-up ends."""
     user = make_user()
-    first, second = Client(), Client()
-    start_enrolment(first, user.email)
-    start_enrolment(second, user.email)
+    earlier, latest = Client(), Client()
+    start_enrolment(earlier, user.email)
+    _uri, earlier_key = shown_key(earlier)
+    start_enrolment(latest, user.email)
+    _uri, latest_key = shown_key(latest)
     assert TOTPDevice.objects.filter(user=user).count() == 1
-    assert shown_key(first)[1] == shown_key(second)[1]
+    assert latest_key != earlier_key
+
+    # The earlier browser's secret confirms nothing, and it is shown no other.
+    response = earlier.post(
+        ENROL, {"step": "token", "otp_token": token_at(earlier_key, time.time())}
+    )
+    assert response.status_code == 302 and response["Location"] == ENROL
+    assert TOTPDevice.objects.get(user=user).confirmed is False
+    page = earlier.get(ENROL).content.decode()
+    assert "otpauth://" not in page and 'name="password"' in page
+
+    response = latest.post(ENROL, {"step": "token", "otp_token": token_at(latest_key, time.time())})
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    device = TOTPDevice.objects.get(user=user)
+    assert device.confirmed is True and device.bin_key == latest_key != earlier_key
 
 
 def test_admin_login_with_password_and_token_after_enrolment():

@@ -240,3 +240,55 @@ def test_the_lazy_user_is_the_row_the_orm_reads(api):
         assert {k: v for k, v in vars(lazy._wrapped).items() if k != "_state"} == {
             k: v for k, v in vars(orm).items() if k != "_state"
         }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_refreshes_at_once_with_one_token_both_work_and_raise_no_alarm(monkeypatch):
+    """A client that sends its refresh token twice at once (two requests racing, each having
+    read the session before either rotated it) gets two new pairs that both work: neither
+    is later taken for a replay, which would end the session and be audited."""
+    import threading
+
+    from allauth.headless.tokens.strategies.jwt import internal
+    from django.db import connection
+    from django.test import Client
+
+    user = make_user()
+    tokens = login(Client(), user.email)
+    both_read = threading.Barrier(2)
+    real = internal.validate_refresh_token
+
+    def read_then_wait(token):
+        found = real(token)
+        if threading.current_thread() is not threading.main_thread():
+            both_read.wait(timeout=10)
+        return found
+
+    monkeypatch.setattr(internal, "validate_refresh_token", read_then_wait)
+    answers = []
+
+    def refresh():
+        try:
+            answers.append(
+                post(Client(), f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=refresh) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.setattr(internal, "validate_refresh_token", real)
+
+    assert [a.status_code for a in answers] == [200, 200]
+    new = [a.json()["data"]["refresh_token"] for a in answers]
+    assert len(set(new)) == 2
+    later = [post(Client(), f"{AUTH}/tokens/refresh", {"refresh_token": t}) for t in new]
+    assert [r.status_code for r in later] == [200, 200]
+    assert not AuditEvent.objects.filter(action="auth.refresh_reuse").exists()
+    # A token rotated out before its request came is still a replay.
+    replay = post(Client(), f"{AUTH}/tokens/refresh", {"refresh_token": tokens["refresh"]})
+    assert replay.status_code == 400
+    assert AuditEvent.objects.filter(action="auth.refresh_reuse").count() == 1
