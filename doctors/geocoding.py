@@ -119,15 +119,30 @@ _ARABIC_NAME = re.compile(r"[\u0621-\u0652 \-]+")
 _BAD_ARABIC_NAME = re.compile(r"(^| )(ئ|\S( |$))|(\S)\4\4")  # Uyghur/Kurdish ئ, stray letters
 
 
-def normalise(text: str) -> str:
-    """The form in which names are compared (see the module docstring)."""
+def _folded(text: str) -> str:
+    """NFKD first, then the folds: the Arabic presentation forms ("ﻣﻜﺔ") become the letters
+    the folds know ("مكة"), and compatibility letters ("Ⅻ") the ones case folding knows."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
     text = text.casefold().translate(_FOLD)
     if not text.isascii():
-        text = _MARKS.sub("", unicodedata.normalize("NFKD", text))
+        text = _MARKS.sub("", text)
+    return text
+
+
+def normalise(text: str) -> str:
+    """The form in which names are compared (see the module docstring)."""
+    text = _folded(text)
     words = _NON_WORD.sub(" ", text).split()
     if "ال" not in text:
         return " ".join(words)
     return " ".join(w[2:] if len(w) > 3 and w.startswith("ال") else w for w in words)
+
+
+def run_together(text: str) -> str:
+    """``text`` folded as :func:`normalise` folds it, its words run together, articles kept:
+    "عبد الله" as "عبدالله", "Abdel-Rahman" as "abdelrahman" (names written either way)."""
+    return _NON_WORD.sub("", _folded(text))
 
 
 def _without_numbers(key: str) -> str:

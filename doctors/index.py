@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.signals import m2m_changed, post_save, pre_save
 
 from accounts.models import Role
-from doctors.geocoding import normalise
+from doctors.geocoding import normalise, run_together
 from doctors.models import Clinic, DirectoryEntry, DoctorProfile, Verification
 
 _COPIED = ("latitude", "longitude", "h3_r3", "h3_r5", "h3_r7")
@@ -29,23 +30,54 @@ def rebuild(
     *, doctor_ids: Iterable[Any] | None = None, clinic_ids: Iterable[Any] | None = None
 ) -> int:
     """Rewrite the entries of these doctors (or of these clinics; all when neither is given).
-    Returns the number of entries written."""
+    Returns the number of entries written.
+
+    Two rebuilds of one doctor's entries at once (the doctor's profile edit and the admin
+    site's, or a clinic's edit) are taken one after the other: the doctors' profiles are
+    locked first (``FOR NO KEY UPDATE``, by id; a caller may hold them already; a rebuild
+    of all, for bulk loads, locks none), so that the second reads what the first committed. And the entries are written over (an upsert on
+    the (clinic, specialty) key), only those no longer wanted deleted: two writers of the
+    same entry never fail on the unique key (a 500 of a legitimate save)."""
+    with transaction.atomic(savepoint=False):  # the caller's, if it has one
+        return _rebuild(doctor_ids=doctor_ids, clinic_ids=clinic_ids)
+
+
+def _rebuild(*, doctor_ids: Iterable[Any] | None, clinic_ids: Iterable[Any] | None) -> int:
     clinics = Clinic.objects.all()
     if doctor_ids is not None:
         clinics = clinics.filter(doctor_id__in=list(doctor_ids))
     if clinic_ids is not None:
         clinics = clinics.filter(id__in=list(clinic_ids))
-    stale = DirectoryEntry.objects.all()
-    if doctor_ids is not None or clinic_ids is not None:
-        stale = stale.filter(clinic__in=clinics.values("id"))
-    stale.delete()
-    shown = listed_doctors()
-    if doctor_ids is not None or clinic_ids is not None:
+    scoped = doctor_ids is not None or clinic_ids is not None
+    owners: set[Any] = set()
+    if scoped:
         # The owners as a list of ids: a subquery let the planner, on statistics not yet
         # refreshed (a bulk seed), scan every account for each clinic (~14 s a batch).
-        shown = shown.filter(id__in=set(clinics.values_list("doctor_id", flat=True)))
-    listed = set(shown.values_list("id", flat=True))
+        owners = set(clinics.values_list("doctor_id", flat=True))
+        if owners:
+            list(
+                DoctorProfile.objects.select_for_update(no_key=True)
+                .filter(id__in=owners)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
     through = DoctorProfile.specialties.through
+    # Entries whose specialty is no longer their clinic's doctor's.
+    unwanted = DirectoryEntry.objects.exclude(
+        Exists(
+            through.objects.filter(
+                doctorprofile_id=OuterRef("clinic__doctor_id"),
+                specialty_id=OuterRef("specialty_id"),
+            )
+        )
+    )
+    if scoped:
+        unwanted = unwanted.filter(clinic__in=clinics.values("id"))
+    unwanted.delete()
+    shown = listed_doctors()
+    if scoped:
+        shown = shown.filter(id__in=owners)
+    listed = set(shown.values_list("id", flat=True))
     specialties: dict[Any, list[int]] = {}
     for doctor_id, specialty_id in through.objects.filter(
         doctorprofile_id__in=clinics.values("doctor_id")
@@ -62,7 +94,13 @@ def rebuild(
         for row in clinics.values("id", "doctor_id", *_COPIED).iterator(chunk_size=5000)
         for specialty_id in specialties.get(row["doctor_id"], ())
     ]
-    DirectoryEntry.objects.bulk_create(entries, batch_size=5000)
+    DirectoryEntry.objects.bulk_create(
+        entries,
+        batch_size=5000,
+        update_conflicts=True,
+        unique_fields=["clinic", "specialty"],
+        update_fields=["doctor", "listed", *_COPIED],
+    )
     return len(entries)
 
 
@@ -96,8 +134,15 @@ def relist(*, doctor_ids: Iterable[Any]) -> None:
 
 
 def search_name(first_name: str, last_name: str) -> str:
-    """A doctor's name as the name filter compares it: :func:`doctors.geocoding.normalise`-d."""
-    return normalise(f"{first_name} {last_name}")
+    """A doctor's name as the name filter compares it: :func:`doctors.geocoding.normalise`-d,
+    then (when it has several words) its words run together too
+    (:func:`doctors.geocoding.run_together`): "عبدالله" finds "عبد الله حسن", as "عبد الله"
+    finds "عبدالله حسن". The filter looks each word typed up as a part of this text."""
+    name = f"{first_name} {last_name}"
+    words = normalise(name)
+    if len(words.split()) < 2:
+        return words
+    return f"{words} {run_together(name)}"
 
 
 def _profile_saving(

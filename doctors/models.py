@@ -144,7 +144,12 @@ class DoctorProfile(models.Model):
 
 # What a profile's properties derive from its columns, also for cards built from plain rows.
 def average_rating(rating_sum: int, rating_count: int) -> float | None:
-    return round(rating_sum / rating_count, 2) if rating_count else None
+    """The average in hundredths, rounded half up in exact integers (4.395 is 4.4, 1.125 is
+    1.13): as the ``min_rating`` filter (doctors.selectors) compares it. A float ``round``
+    rounded the binary value instead (4.395 to 4.39), which no integer filter can follow."""
+    if not rating_count:
+        return None
+    return ((200 * rating_sum + rating_count) // (2 * rating_count)) / 100
 
 
 def language_codes(languages: str) -> list[str]:

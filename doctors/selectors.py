@@ -3,6 +3,7 @@ queue. Only verified doctors with active accounts are ever listed publicly."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -89,18 +90,30 @@ def _check_specialty(f: SearchFilters) -> None:
         raise UnknownSpecialty(fields={"specialty": str(UnknownSpecialty.message)})
 
 
-def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
+def _city_q(city: str, prefix: str = "") -> Q:
+    """The clinics in ``city`` (by the name given or any name the city goes by), on
+    ``Clinic`` itself or, with ``prefix="clinic__"``, on a row that points at one."""
+    from doctors.geocoding import name_key
+
+    return Q(**{f"{prefix}city__iexact": city}) | Q(
+        **{f"{prefix}city_names__contains": f",{name_key(city)},"}
+    )
+
+
+def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True, city: bool = True) -> Q:
     """The listing rule (unless ``listing`` is off: the row says it already) and the
     doctor-level filters (all but specialty and location), on ``DoctorProfile`` itself or,
-    with ``prefix="doctor__"``, on a row that points at one."""
+    with ``prefix="doctor__"``, on a row that points at one. The city is a clinic of the
+    doctor's in it, unless ``city`` is off: a nearby search tests it on the very clinics it
+    measures (:func:`_nearby`), or a doctor with a clinic in the city and another near the
+    point would be found at the distance of the other."""
     p = prefix
     q = listing_q(p) if listing else Q()
-    if f.city:
-        from doctors.geocoding import name_key
-
-        same_city = Q(city__iexact=f.city) | Q(city_names__contains=f",{name_key(f.city)},")
+    if f.city and city:
         q &= Q(
-            Exists(Clinic.objects.filter(same_city, doctor_id=OuterRef(f"{p}id" if p else "id")))
+            Exists(
+                Clinic.objects.filter(_city_q(f.city), doctor_id=OuterRef(f"{p}id" if p else "id"))
+            )
         )
     if f.name:
         from doctors.geocoding import normalise
@@ -120,14 +133,18 @@ def _doctor_q(f: SearchFilters, prefix: str = "", *, listing: bool = True) -> Q:
         if value is not None:  # in each doctor's own currency (one when ``currency`` is given)
             q &= money.compare(f"{p}fee_minor", f"{p}currency", lookup, value)
     if f.min_rating is not None:
-        # In integers, the threshold in hundredths (as ratings are shown): in floats
-        # 4.4 * 25 is 110.00000000000001, and a 4.4 doctor was not "4.4 and up".
-        hundredths = round(Decimal(str(f.min_rating)) * 100)
+        # The rating as shown (models.average_rating: hundredths, rounded half up) at least
+        # the threshold, in integers: in floats 4.4 * 25 is 110.00000000000001, and a 4.4
+        # doctor was not "4.4 and up"; and 1099/250 = 4.396, shown 4.4, was not either when
+        # the exact average was compared. Shown = floor((200 sum + count) / (2 count))
+        # hundredths, an integer: it is at least the threshold's hundredths (rounded up)
+        # exactly when 200 sum + count >= 2 count * threshold.
+        hundredths = math.ceil(Decimal(str(f.min_rating)) * 100)
         rating_sum, rating_count = (
             Cast(F(f"{p}{column}"), BigIntegerField()) for column in ("rating_sum", "rating_count")
         )
         q &= Q(**{f"{p}rating_count__gt": 0}) & Q(
-            GreaterThanOrEqual(rating_sum * 100, rating_count * hundredths)
+            GreaterThanOrEqual(rating_sum * 200 + rating_count, rating_count * (2 * hundredths))
         )
     return q
 
@@ -321,24 +338,29 @@ def _after(keys: tuple[tuple[str, bool, Callable[[Any], Any]], ...], values: lis
 
 def _nearby(f: SearchFilters) -> list[tuple[str, float]]:
     """``[(doctor id, distance km to their nearest matching clinic)]`` within the radius,
-    nearest first. With a specialty the candidates come from :class:`DirectoryEntry` (one
+    nearest first (with a city, their nearest clinic in it). With a specialty the candidates come from :class:`DirectoryEntry` (one
     index range per cell, specialty included); without, from the clinics' own cell columns."""
     assert f.latitude is not None and f.longitude is not None
     try:
         resolution, cells = geo.covering(f.latitude, f.longitude, f.radius_km)
     except ValueError as exc:
         raise InvalidLocation() from exc
-    doctor_filters = _doctor_q(f, "doctor__", listing=False)
+    # The city is tested on the candidate clinics themselves: those the distance is of.
+    doctor_filters = _doctor_q(f, "doctor__", listing=False, city=False)
     rows: Iterable[tuple[Any, float, float]]
-    if f.specialty and not doctor_filters and connection.vendor == "postgresql":
+    if f.specialty and not doctor_filters and not f.city and connection.vendor == "postgresql":
         rows = queries.entries(specialty=f.specialty, resolution=resolution, cells=list(cells))
     else:
         if f.specialty:  # the entries say whether the doctor is listed: no join for that
             source: QuerySet[Any] = DirectoryEntry.objects.filter(
                 doctor_filters, listed=True, specialty__code=f.specialty
             )
+            if f.city:
+                source = source.filter(_city_q(f.city, "clinic__"))
         else:
-            source = Clinic.objects.filter(_doctor_q(f, "doctor__"))
+            source = Clinic.objects.filter(_doctor_q(f, "doctor__", city=False))
+            if f.city:
+                source = source.filter(_city_q(f.city))
         rows = source.filter(**{f"{geo.column_for(resolution)}__in": cells}).values_list(
             "doctor_id", "latitude", "longitude"
         )
@@ -499,8 +521,12 @@ def doctor_own(*, user: User) -> DoctorProfile:
 def verification_queue(
     *, viewer: User, status: str = Verification.PENDING
 ) -> QuerySet[DoctorProfile]:
+    """Profiles by verification status; not those of erased accounts (nothing is left to
+    decide about them: :func:`doctors.services.doctor_verify` refuses them)."""
     require_permission(viewer, "doctors.change_doctorprofile")
-    return DoctorProfile.objects.filter(verification=status).select_related("user")
+    return DoctorProfile.objects.filter(
+        verification=status, user__deleted_at__isnull=True
+    ).select_related("user")
 
 
 def specialties() -> QuerySet[Specialty]:

@@ -3,6 +3,7 @@ the directory's cache version, so cached search pages and profiles are never sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.errors import AccountErased
 from accounts.models import Role, User
 from accounts.permissions import require_permission, require_role
 from accounts.services import ErasedPerson, user_hold, user_hold_active
@@ -22,6 +24,11 @@ from core.errors import InvalidRequest
 from doctors import geo, index
 from doctors.errors import ClinicBusy, ClinicInUse, DoctorNotFound, InvalidLocation, InvalidPlace
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
+
+# Hours live in bookings, which doctors may not import: the composition root plugs in the
+# check that the doctor's hours still meet none of their others once their zone changes
+# (``bookings.services.hours_zone_check``: the profile's zone, or a clinic's that moves).
+HOURS_ZONE_CHECK: Callable[..., None] | None = None
 
 CACHE_VERSION_KEY = "directory:version"
 
@@ -94,8 +101,11 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
     user_hold_active(user)  # not written back after an erasure of the account
     profile = doctor_profile_ensure(user=user)
     profile = DoctorProfile.objects.select_for_update().get(pk=profile.pk)
+    zone = profile.time_zone
     for key in _PROFILE_FIELDS & changes.keys():
         setattr(profile, key, changes[key])
+    if profile.time_zone != zone and HOURS_ZONE_CHECK is not None:
+        HOURS_ZONE_CHECK(profile, field="time_zone")
     if "fee" in changes or "currency" in changes:
         _set_fee(profile, changes.get("fee"), changes.get("currency"))
     if "languages" in changes:
@@ -106,7 +116,12 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
         if missing:
             from doctors.errors import UnknownSpecialty
 
-            raise UnknownSpecialty(fields={"specialties": ", ".join(sorted(missing))})
+            raise UnknownSpecialty(
+                fields={
+                    "specialties": _("These specialties do not exist: %(codes)s.")
+                    % {"codes": ", ".join(sorted(missing))}
+                }
+            )
         profile.specialties.set(found)
     if profile.verification == Verification.REJECTED:
         # A rejected doctor who corrects their profile asks to be looked at again.
@@ -208,9 +223,22 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
             )
         with transaction.atomic():
             user_hold_active(user)  # not written back after an erasure of the account
+            # The profile before the clinic, as clinic_delete takes them (and a profile
+            # edit, whose index rebuild needs the clinic): in the other order a profile
+            # edit meanwhile and this one each waited on the other (a deadlock).
+            profile = DoctorProfile.objects.select_for_update(no_key=True).filter(user=user).first()
             clinic = _own_clinic(user, clinic_id, lock=True)
             if located is not None and (clinic.address, clinic.city) != (seen.address, seen.city):
                 continue  # edited meanwhile: geocode in its new context
+            if (
+                located is not None
+                and located["time_zone"] != clinic.time_zone
+                and HOURS_ZONE_CHECK is not None
+            ):
+                field = "address" if "address" in changes else "latitude"
+                HOURS_ZONE_CHECK(
+                    profile, field=field, clinic_id=clinic.pk, zone=located["time_zone"]
+                )
             for key in ("name", "address", "city") & changes.keys():
                 setattr(clinic, key, changes[key])
             for key, value in (located or {}).items():
@@ -259,7 +287,8 @@ def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "
     """An admin (or a helper with the permission) verifies or rejects a doctor. Audited; the
     doctor is told through the notification service (in-app, and by e-mail or SMS), in their
     language. A rejection needs its reason. Verifying a verified doctor changes nothing (no
-    new date, no message)."""
+    new date, no message). An erased doctor's account is neither (:class:`AccountErased`):
+    no reason is stored about them, and no message goes to the erased account."""
     require_permission(actor, "doctors.change_doctorprofile")
     if decision not in (Verification.VERIFIED, Verification.REJECTED):
         raise InvalidRequest(fields={"decision": _("Decide verified or rejected.")})
@@ -270,7 +299,9 @@ def doctor_verify(*, actor: User, doctor_id: Any, decision: str, reason: str = "
     user_id = DoctorProfile.objects.filter(id=doctor_id).values_list("user_id", flat=True).first()
     if user_id is None:
         raise DoctorNotFound()
-    user_hold(User(pk=user_id))
+    _active, erased = user_hold(User(pk=user_id))
+    if erased:
+        raise AccountErased()
     profile = (
         DoctorProfile.objects.select_for_update(of=("self",))
         .select_related("user")

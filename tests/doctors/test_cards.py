@@ -40,7 +40,7 @@ def varied_doctors(rng: random.Random, n: int) -> list[DoctorProfile]:
             offers_video=rng.random() < 0.5,
             offers_chat=rng.random() < 0.5,
             years_experience=rng.randint(0, 60),
-            # 9/8 = 1.125 exactly: Python rounds it to 1.12, SQL's numeric round to 1.13.
+            # 9/8 = 1.125 exactly: Python's float round gives 1.12; shown half up, 1.13.
             rating_sum=rng.choice([0, 9, 7, 23]),
             rating_count=rng.choice([0, 8, 3]) if i % 3 else 0,
         )
@@ -62,7 +62,7 @@ def test_cards_from_one_statement_equal_the_orm_ones():
     by_orm = {row[0]: selectors._card(*row) for row in selectors._card_rows(ids)}
     assert fast == [by_orm[i] for i in ids if i in by_orm]
     assert [c.id for c in fast] == [i for i in ids if i != "00000000-0000-0000-0000-000000000000"]
-    assert any(c.rating == 1.12 for c in fast)  # 9/8, rounded as Python does
+    assert any(c.rating == 1.13 for c in fast)  # 9/8, rounded half up (as min_rating reads it)
 
 
 def test_card_floats_keep_every_bit():
