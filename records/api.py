@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 import pydantic
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from ninja import Field, Query, Router, Schema, Status
@@ -37,6 +37,12 @@ from records.schemas import (
 from records.uploads import FILE_FIELD, RecordUploadHandler
 
 router = Router(tags=["records"])
+
+# Audited reads and grants share one rate per user; over it 429 with Retry-After.
+_READ_LIMITED = (
+    "Rate limited per user (`RECORDS_READ_RATE_LIMIT`): over it 429 `request.rate_limited` "
+    "with `Retry-After`."
+)
 
 
 def _origin(request: HttpRequest) -> selectors.Origin:
@@ -87,7 +93,9 @@ _UPLOAD_BODY = {
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a medical file (multipart); it is scanned before anyone can download it",
 )
-def upload(request: AuthedRequest, idempotency_key: str | None = IDEMPOTENCY_KEY) -> Status:
+def upload(
+    request: AuthedRequest, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> Status | HttpResponse:
     # Set before the body is parsed: the file streams to a temporary file, hashed and capped.
     request.upload_handlers = [RecordUploadHandler(request)]
     if request.content_type != "multipart/form-data":
@@ -144,7 +152,7 @@ def upload(request: AuthedRequest, idempotency_key: str | None = IDEMPOTENCY_KEY
 )
 def direct_upload_start(
     request: AuthedRequest, payload: DirectUploadIn, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> Status:
+) -> Status | HttpResponse:
     def make() -> dict[str, Any]:
         record, form = services.direct_upload_start(
             uploader=request.auth,
@@ -168,7 +176,7 @@ def direct_upload_start(
 )
 def break_glass(
     request: AuthedRequest, payload: BreakGlassIn, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,
@@ -188,6 +196,9 @@ def break_glass(
     response=RecordOut,
     auth=jwt_auth,
     summary="Finish a direct upload: the file is checked and queued for its scan",
+    description="409 `records.upload_not_received` until the file has arrived, and once the "
+    "upload form has expired. Rate limited per user (`RECORDS_COMPLETE_RATE_LIMIT`): over it "
+    "429 `request.rate_limited` with `Retry-After`.",
 )
 def direct_upload_complete(request: AuthedRequest, record_id: UUID) -> MedicalRecord:
     return services.direct_upload_complete(
@@ -201,8 +212,15 @@ class ListQuery(Schema):
     limit: int = Field(20, ge=1, le=100)
 
 
-@router.get("/records", response=RecordPage, auth=jwt_auth, summary="Medical files I may see")
+@router.get(
+    "/records",
+    response=RecordPage,
+    auth=jwt_auth,
+    summary="Medical files I may see",
+    description=_READ_LIMITED,
+)
 def record_list(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
+    selectors.read_quota(request.auth)
     qs = selectors.record_list(viewer=request.auth, patient_id=q.patient)
     items, next_cursor = paginate(qs, field="created_at", cursor=q.cursor, limit=q.limit)
     selectors.audit(
@@ -221,7 +239,13 @@ def record_file(request: HttpRequest, token: str) -> HttpResponseBase:
     return downloads.download_open(token=token, origin=_origin(request))
 
 
-@router.get("/records/{record_id}", response=RecordOut, auth=jwt_auth, summary="One file's details")
+@router.get(
+    "/records/{record_id}",
+    response=RecordOut,
+    auth=jwt_auth,
+    summary="One file's details",
+    description=_READ_LIMITED,
+)
 def record_detail(request: AuthedRequest, record_id: UUID) -> MedicalRecord:
     return selectors.record_get(viewer=request.auth, record_id=record_id, origin=_origin(request))
 
@@ -250,6 +274,7 @@ def record_download(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
     response=GrantPage,
     auth=jwt_auth,
     summary="The doctors the file is shared with (one page: `next` is always null)",
+    description=_READ_LIMITED,
 )
 def grant_list(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
     grants = selectors.record_grants(
@@ -263,13 +288,14 @@ def grant_list(request: AuthedRequest, record_id: UUID) -> dict[str, Any]:
     response={201: GrantOut},
     auth=jwt_auth,
     summary="Share the file with a doctor",
+    description=_READ_LIMITED,
 )
 def grant_create(
     request: AuthedRequest,
     record_id: UUID,
     payload: GrantIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,

@@ -1,4 +1,5 @@
-"""Deployment checks (``manage.py check --deploy``) for what records need to work at all."""
+"""Deployment checks (``manage.py check --deploy``) for what records need to work at all, and
+to keep medical files private at rest."""
 
 from __future__ import annotations
 
@@ -30,6 +31,17 @@ def check_records_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 hint="Use STORAGE_BACKEND=s3, or run the worker where it sees the same VAR_DIR "
                 "and silence this warning (SILENCED_SYSTEM_CHECKS).",
                 id="records.W002",
+            )
+        )
+    if settings.STORAGE_BACKEND == "local":
+        found.append(
+            checks.Warning(
+                "Medical files are kept on this machine's disk unencrypted: local storage has "
+                "no encryption at rest (only file permissions keep them private).",
+                hint="In production use STORAGE_BACKEND=s3 with server-side encryption "
+                "(STORAGE_S3_SSE), or keep VAR_DIR on an encrypted volume and silence this "
+                "warning (SILENCED_SYSTEM_CHECKS).",
+                id="records.W003",
             )
         )
     grace = settings.RECORDS_ORPHAN_GRACE_SECONDS

@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
 from audit.services import record as audit_record
 from bookings.selectors import in_care
+from core import ratelimit
 from core.export import AuditTargets, Rows, id_texts, iso
 from core.ids import is_uuid as _valid_id
 from doctors.models import Verification
@@ -53,6 +55,13 @@ def audit(
         user_agent=origin.user_agent,
         data=data,
     )
+
+
+def read_quota(viewer: User) -> None:
+    """Each audited read (a list, a record, its grants) and each grant writes an audit event
+    under the audit chain's lock: ``ACCOUNT_RATE_LIMITS["records_read"]`` per user, over it
+    429 ``request.rate_limited`` with ``Retry-After``."""
+    ratelimit.check("records_read", viewer.pk, settings.ACCOUNT_RATE_LIMITS.get("records_read"))
 
 
 def _live() -> QuerySet[MedicalRecord]:
@@ -110,6 +119,7 @@ def record_visible(*, viewer: User, record_id: Any) -> MedicalRecord:
 
 
 def record_get(*, viewer: User, record_id: Any, origin: Origin) -> MedicalRecord:
+    read_quota(viewer)
     record = record_visible(viewer=viewer, record_id=record_id)
     audit(viewer, "records.viewed", record, origin)
     return record
@@ -153,6 +163,7 @@ def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalReco
 def record_grants(*, patient: User, record_id: Any, origin: Origin) -> list[AccessGrant]:
     """The doctors who may see the file through a grant: not those whose verification was
     withdrawn (their grant works again, and is listed again, if they are verified again)."""
+    read_quota(patient)
     record = record_owned(patient=patient, record_id=record_id)
     grants = list(live_grants().filter(record=record).order_by("created_at"))
     audit(patient, "records.grants_viewed", record, origin)

@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -37,7 +38,7 @@ from records.errors import (
 from records.filetypes import HEAD_BYTES, download_name, sniff
 from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 from records.scanner import Verdict
-from records.selectors import Origin, audit, record_owned
+from records.selectors import Origin, audit, read_quota, record_owned
 
 logger = logging.getLogger(__name__)
 FILE_NAME_MAX = 120
@@ -109,6 +110,11 @@ def _new_record(
 def _upload_quota(user: User) -> None:
     """Each file costs storage and a virus scan: ``ACCOUNT_RATE_LIMITS["records_upload"]``."""
     ratelimit.check("records_upload", user.pk, settings.ACCOUNT_RATE_LIMITS.get("records_upload"))
+
+
+# A presigned POST is judged when it starts: a large file sent just before its form expired
+# may arrive a little after. Well short of the purge's hour (``records_purge``).
+COMPLETE_GRACE = timedelta(minutes=10)
 
 
 def record_upload(
@@ -218,7 +224,13 @@ def quarantine_orphan_delete(*, record_id: Any) -> str:
 def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) -> MedicalRecord:
     """The client says its direct upload finished: check the object (size, type by its
     first bytes) and enqueue the scan. A refused file is deleted; the link may be reused
-    until it expires."""
+    until it expires. Once it has (and :data:`COMPLETE_GRACE` with it) the record is left to
+    the purge: 409, as for a file that never arrived. Rate limited per user
+    (``ACCOUNT_RATE_LIMITS["records_complete"]``)."""
+    # Each /complete asks storage twice and may audit; a client polls it until its upload
+    # has arrived.
+    limits = settings.ACCOUNT_RATE_LIMITS
+    ratelimit.check("records_complete", uploader.pk, limits.get("records_complete"))
     with transaction.atomic():
         record = (
             MedicalRecord.objects.select_for_update()
@@ -229,6 +241,9 @@ def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) ->
             raise RecordNotFound()
         if record.status != ScanStatus.AWAITING_UPLOAD:
             return record
+        expires = record.upload_expires_at
+        if expires is not None and timezone.now() > expires + COMPLETE_GRACE:
+            raise UploadNotReceived()
         if not storage.exists(record.storage_key):
             raise UploadNotReceived()
         size = storage.size(record.storage_key)
@@ -293,9 +308,18 @@ def scan_give_up(*, record_id: Any, reason: str) -> str:
         return _refuse(record, ScanStatus.REJECTED, reason=reason)
 
 
+def _local_day(moment: datetime, user: User) -> str:
+    """The day of ``moment`` where ``user`` lives (their profile's zone; UTC if unknown)."""
+    try:
+        zone = ZoneInfo(user.time_zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return moment.astimezone(zone).date().isoformat()
+
+
 def _render_refused(record: MedicalRecord, status: str, reason: str) -> Any:
     def render(user: User) -> tuple[str, str]:
-        day = record.created_at.date().isoformat()
+        day = _local_day(record.created_at, user)
         if status == ScanStatus.INFECTED:
             body = _(
                 "The virus scan found %(signature)s in the file you uploaded on %(day)s. "
@@ -395,7 +419,9 @@ def scan_verdict_apply(
     """Make a clean file available (copied out of quarantine, only if it is still the
     version that was scanned) or refuse an infected or changed one, telling the uploader.
     ``scanned_key`` is what was scanned when not the record's quarantined object: its clean
-    copy, left by an interrupted promotion. Only a pending record changes."""
+    copy, left by an interrupted promotion. Only a pending record changes; one deleted while
+    its scan ran is not made available (its object goes with the purge), but an infected
+    file is still removed at once."""
     with transaction.atomic():
         record = _locked().filter(pk=record_id).first()
         if record is None or record.status != ScanStatus.PENDING:
@@ -403,6 +429,8 @@ def scan_verdict_apply(
         if verdict.infected:
             record.signature = verdict.signature[:200]
             return _refuse(record, ScanStatus.INFECTED, signature=record.signature)
+        if record.deleted_at is not None:
+            return "skipped"
         if _changed(record, verdict):
             return _refuse(record, ScanStatus.REJECTED)
         copied = scanned_key == storage.clean_key(record.patient_id, record.pk)
@@ -421,20 +449,24 @@ def record_delete(*, patient: User, record_id: Any, origin: Origin) -> None:
 
 def records_purge(*, now: datetime | None = None) -> int:
     """Remove the objects of records deleted longer ago than the retention time, and of
-    direct uploads never finalised. The rows stay (the audit trail points at them)."""
+    direct uploads never finalised. The rows stay (the audit trail points at them). Each
+    record is judged due again under its lock: one finalised (``/complete``) since the
+    listing is no longer due and is left alone."""
     now = now or timezone.now()
     retention = timedelta(days=settings.RECORDS_RETENTION_DAYS)
     purged = 0
-    due = MedicalRecord.objects.filter(purged_at__isnull=True).filter(
-        deleted_at__lte=now - retention
-    ) | MedicalRecord.objects.filter(
-        purged_at__isnull=True,
-        status=ScanStatus.AWAITING_UPLOAD,
-        upload_expires_at__lte=now - timedelta(hours=1),
+    due = Q(purged_at__isnull=True) & (
+        Q(deleted_at__lte=now - retention)
+        | Q(
+            status=ScanStatus.AWAITING_UPLOAD,
+            upload_expires_at__lte=now - timedelta(hours=1),
+        )
     )
-    for record_id in due.values_list("pk", flat=True)[:500]:
+    for record_id in MedicalRecord.objects.filter(due).values_list("pk", flat=True)[:500]:
         with transaction.atomic():
-            record = MedicalRecord.objects.select_for_update().get(pk=record_id)
+            record = MedicalRecord.objects.select_for_update().filter(due, pk=record_id).first()
+            if record is None:
+                continue
             if record.storage_key:
                 storage.delete(record.storage_key)
             record.storage_key, record.purged_at = "", now
@@ -473,6 +505,9 @@ def clean_objects_restamp() -> int:
 
 
 def grant_create(*, patient: User, record_id: Any, doctor_id: Any, origin: Origin) -> AccessGrant:
+    """Share the record with a verified doctor (an active grant is returned as it is). Counted
+    with the reads (:func:`records.selectors.read_quota`): each writes an audit event."""
+    read_quota(patient)
     with transaction.atomic():
         record = record_owned(patient=patient, record_id=record_id, lock=True)
         doctor = User.objects.filter(

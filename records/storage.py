@@ -187,16 +187,39 @@ def copy_scanned(
         )
         return
     src, dst = Path(storage().path(source)), Path(storage().path(target))
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(dst.parent)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}")
     tmp.unlink(missing_ok=True)
+    mode = storage().file_permissions_mode
     try:
         os.link(src, tmp)
     except FileNotFoundError:
         raise
-    except OSError:  # a file system without hard links
-        shutil.copyfile(src, tmp)
+    except OSError:  # a file system without hard links: a copy, never readable by others
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with open(src, "rb") as reader, os.fdopen(os.open(tmp, flags, 0o600), "wb") as writer:
+            shutil.copyfileobj(reader, writer, CHUNK)
+    if mode is not None:  # a link shares its source's mode: one stored before it was set too
+        os.chmod(tmp, mode)
     os.replace(tmp, dst)
+
+
+def _make_dirs(path: Path) -> None:
+    """``path`` and its missing parents, each with the storage's directory mode (the
+    settings' ``directory_permissions_mode``: 0o700, only the server's account may enter),
+    whatever the process's umask."""
+    mode = storage().directory_permissions_mode
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:  # made meanwhile by another upload
+            continue
+        if mode is not None:
+            os.chmod(directory, mode)
 
 
 LIST_PAGE = 1000  # S3's most keys per listing request

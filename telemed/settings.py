@@ -9,7 +9,9 @@ Each name is documented in the README's configuration table.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -51,11 +53,39 @@ def _required_in_production(name: str, dev_default):
     return dev_default() if callable(dev_default) else dev_default
 
 
+# docker-compose.yml's development placeholders are public ("dev-only-..."; its JWT key, which
+# cannot say so, by its digest): production refuses them unless a local trial opts in
+# (ALLOW_PLACEHOLDER_SECRETS=true, which that file sets).
+ALLOW_PLACEHOLDER_SECRETS = env.bool("ALLOW_PLACEHOLDER_SECRETS", default=False)
+_COMPOSE_JWT_KEY_SHA256 = "8f100bd8c6c208e84afca5c663f6f861866273b816406f71f437b1232d6677d4"
+if PRODUCTION and not ALLOW_PLACEHOLDER_SECRETS:
+    for _name in (
+        "SECRET_KEY",
+        "FIELD_ENCRYPTION_KEYS",
+        "JWT_PRIVATE_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "STORAGE_S3_SECRET_ACCESS_KEY",
+    ):
+        _value = env.str(_name, default="")
+        _digest = hashlib.sha256(_value.replace("\\n", "\n").strip().encode()).hexdigest()
+        if re.search(r"dev-?only", _value, re.IGNORECASE) or _digest == _COMPOSE_JWT_KEY_SHA256:
+            raise ImproperlyConfigured(
+                f"{_name} is a public development placeholder of docker-compose.yml: set a "
+                "secret of your own (or ALLOW_PLACEHOLDER_SECRETS=true for a local trial)"
+            )
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    """A comma-separated setting, each entry stripped ("a.org, b.org" is two hosts)."""
+    return [v.strip() for v in env.list(name, default=default) if v.strip()]
+
+
 SECRET_KEY = _required_in_production("SECRET_KEY", lambda: devsecrets.get(VAR_DIR, "secret_key"))
 if PRODUCTION and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
     raise ImproperlyConfigured("SECRET_KEY is too short or too simple for production")
 
-ALLOWED_HOSTS = env.list(
+ALLOWED_HOSTS = _env_list(
     "ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"]
 )
 if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
@@ -269,7 +299,14 @@ if STORAGE_BACKEND == "s3":
 elif STORAGE_BACKEND == "local":
     _default_storage = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+        # Medical files readable by the server's account only (Django's default is 0o644).
+        # No encryption at rest here: production uses S3 (check --deploy: records.W003).
+        "OPTIONS": {
+            "location": MEDIA_ROOT,
+            "base_url": None,
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
     }
 else:
     raise ImproperlyConfigured("STORAGE_BACKEND must be local or s3")
@@ -390,6 +427,8 @@ ACCOUNT_RATE_LIMITS = {
     # Medical files uploaded (each costs storage and a virus scan), and download links asked.
     "records_upload": env.str("RECORDS_UPLOAD_RATE_LIMIT", default="20/m/user,200/h/user"),
     "records_link": env.str("RECORDS_LINK_RATE_LIMIT", default="60/m/user"),
+    "records_read": env.str("RECORDS_READ_RATE_LIMIT", default="120/m/user"),
+    "records_complete": env.str("RECORDS_COMPLETE_RATE_LIMIT", default="30/m/user"),
     # One-time socket tickets asked for (each reconnection asks for one).
     "realtime_ticket": env.str("REALTIME_TICKET_RATE_LIMIT", default="30/m/user,300/h/user"),
     # Places geocoded by Google (each billed; a cached answer is not counted), per signed-in
@@ -459,8 +498,23 @@ TWILIO_STATUS_CALLBACK_URL = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
 # The console SMS provider and e-mail backend print phone numbers, login codes and message
 # bodies to the logs: production refuses them unless a local demo opts in.
 # e.g. records.W002 when the worker shares the server's disk (manage.py check --deploy)
-SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+SILENCED_SYSTEM_CHECKS = _env_list("SILENCED_SYSTEM_CHECKS", default=[])
 ALLOW_CONSOLE_DELIVERY = env.bool("ALLOW_CONSOLE_DELIVERY", default=False)
+if SMS_PROVIDER not in {"console", "capture", "twilio"}:
+    raise ImproperlyConfigured("SMS_PROVIDER must be console, capture or twilio")
+if PRODUCTION:
+    # Backends that drop every code and e-mail (kept in memory, or nowhere).
+    if SMS_PROVIDER == "capture":
+        raise ImproperlyConfigured("SMS_PROVIDER=capture (tests) sends nothing: not in production")
+    if EMAIL_BACKEND.rsplit(".", 2)[-2] in {"locmem", "dummy", "filebased"}:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND {EMAIL_BACKEND} sends nothing: not in production"
+        )
+    _twilio = (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)
+    if SMS_PROVIDER == "twilio" and not all(_twilio):
+        raise ImproperlyConfigured(
+            "SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
+        )
 if PRODUCTION and not ALLOW_CONSOLE_DELIVERY:
     if SMS_PROVIDER == "console":
         raise ImproperlyConfigured(
@@ -486,7 +540,7 @@ USE_TZ = True
 # names the larger exceptions.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
-CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGINS = _env_list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_HEADERS = (
     "accept",
     "accept-language",
@@ -498,7 +552,7 @@ CORS_ALLOW_HEADERS = (
     "x-csrftoken",
 )
 CORS_EXPOSE_HEADERS = ("x-request-id", "retry-after", "etag")
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -507,7 +561,8 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_ENGINE = "core.sessions"  # cached_db, working on when Redis is away
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # No SECURE_PROXY_SSL_HEADER: Django would take X-Forwarded-Proto from any client. The
+    # ASGI server sets the scheme from it, for FORWARDED_ALLOW_IPS only (--proxy-headers).
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -31,6 +31,9 @@ PRODUCTION_ENV = {
     "JWT_PRIVATE_KEY": _PEM,
     # Production refuses the console SMS provider and e-mail backend (they print to the logs).
     "SMS_PROVIDER": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "a-token",
+    "TWILIO_FROM_NUMBER": "+15005550006",
     "EMAIL_URL": "smtp+tls://u:p@smtp.example.org:587",
     # Without a scanner, or with files on a disk the separate worker may not see, records
     # cannot work: check --deploy warns (records.W001, records.W002).
@@ -62,10 +65,20 @@ def test_check_deploy_passes_without_warnings():
     [
         ({"CLAMD_HOST": None}, "records.W001", "records.W002"),
         ({"STORAGE_BACKEND": None}, "records.W002", "records.W001"),
+        # Files on a local disk are not encrypted at rest (on S3, with STORAGE_S3_SSE).
+        ({"STORAGE_BACKEND": None}, "records.W003", "records.W001"),
         # The one-process setup: the worker is a thread of the server and sees its disk.
-        ({"STORAGE_BACKEND": None, "TASK_WORKER_IN_PROCESS": "true"}, None, "records.W002"),
         (
-            {"STORAGE_BACKEND": None, "SILENCED_SYSTEM_CHECKS": "records.W002"},
+            {
+                "STORAGE_BACKEND": None,
+                "TASK_WORKER_IN_PROCESS": "true",
+                "SILENCED_SYSTEM_CHECKS": "records.W003",
+            },
+            None,
+            "records.W002",
+        ),
+        (
+            {"STORAGE_BACKEND": None, "SILENCED_SYSTEM_CHECKS": "records.W002, records.W003"},
             None,
             "records.W002",
         ),
@@ -162,3 +175,69 @@ def test_embedded_defaults_need_nothing_but_python(tmp_path):
         "django.core.mail.backends.console.EmailBackend",
         True,
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SECRET_KEY",
+        "FIELD_ENCRYPTION_KEYS",
+        "JWT_PRIVATE_KEY",
+        "DATABASE_URL",
+        "STORAGE_S3_SECRET_ACCESS_KEY",
+    ],
+)
+def test_production_refuses_the_public_placeholders_of_the_compose_file(name):
+    """A deployment that forgot one secret must not run on the one anyone can read in
+    docker-compose.yml (its local trial opts in)."""
+    from tests.platform.test_compose import service_env
+
+    placeholder = service_env("app")[name]
+    refused = run("import django; django.setup()", {**PRODUCTION_ENV, name: placeholder})
+    assert refused.returncode != 0
+    assert f"{name} is a public development placeholder" in refused.stderr
+    trial = {**PRODUCTION_ENV, name: placeholder, "ALLOW_PLACEHOLDER_SECRETS": "true"}
+    assert run("import django; django.setup()", trial).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"SMS_PROVIDER": "capture"}, "SMS_PROVIDER=capture (tests) sends nothing"),
+        ({"SMS_PROVIDER": "Twilio"}, "SMS_PROVIDER must be console, capture or twilio"),
+        ({"TWILIO_AUTH_TOKEN": None}, "SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID"),
+        (
+            {"EMAIL_URL": None, "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"},
+            "sends nothing: not in production",
+        ),
+        (
+            {"EMAIL_URL": None, "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"},
+            "sends nothing: not in production",
+        ),
+    ],
+)
+def test_production_refuses_delivery_that_sends_nothing(changes, message):
+    r = run("import django; django.setup()", {**PRODUCTION_ENV, **changes})
+    assert r.returncode != 0
+    assert message in r.stderr
+
+
+def test_spaces_in_comma_separated_lists_are_dropped_and_proxy_headers_are_the_servers():
+    """Comma-separated "a.org, b.org" is two hosts, not "a.org" and " b.org" (which no request
+    matches).
+    X-Forwarded-Proto is the ASGI server's to trust (FORWARDED_ALLOW_IPS), not Django's
+    from any client."""
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.ALLOWED_HOSTS, s.CORS_ALLOWED_ORIGINS, s.CSRF_TRUSTED_ORIGINS, "
+        "s.SECURE_PROXY_SSL_HEADER]))"
+    )
+    env = {
+        **PRODUCTION_ENV,
+        "ALLOWED_HOSTS": "api.example.org, www.example.org,",
+        "CORS_ALLOWED_ORIGINS": "https://a.example.org , https://b.example.org",
+    }
+    r = run(code, env)
+    assert r.returncode == 0, r.stderr
+    origins = ["https://a.example.org", "https://b.example.org"]
+    assert json.loads(r.stdout) == [["api.example.org", "www.example.org"], origins, origins, None]
