@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
 from ninja import Field, Query, Router, Schema, Status
 
@@ -227,7 +228,7 @@ def admin_doctor_create(
     request: AuthedRequest,
     payload: DoctorCreateIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     require_permission(request.auth, "accounts.add_user")
 
     def make() -> dict[str, Any]:
@@ -247,7 +248,7 @@ def admin_invitation_create(
     request: AuthedRequest,
     payload: InvitationIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     require_permission(request.auth, "accounts.add_invitation")
 
     def make() -> dict[str, Any]:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-import zoneinfo
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -17,10 +16,11 @@ from django.utils.translation import gettext_lazy as _
 
 from core.cache import best_effort
 from core.fields import EncryptedTextField
+from core.schemas import TIME_ZONE_NAMES
 
 
 def validate_time_zone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
+    if value not in TIME_ZONE_NAMES:
         raise ValidationError(_("Unknown time zone."), code="invalid_time_zone")
 
 

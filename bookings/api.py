@@ -37,7 +37,7 @@ from bookings.schemas import (
     TimeOffPage,
     TimeOffPatch,
 )
-from core.idempotency import IDEMPOTENCY_KEY, created_once, run_once
+from core.idempotency import IDEMPOTENCY_KEY, created_once, rendered, respond_once
 from core.pagination import paginate
 from core.responses import json_response
 from core.schemas import InputSchema, IsoDate, IsoDatetime, TimeZoneName
@@ -113,7 +113,7 @@ def book(
     request: AuthedRequest,
     payload: BookIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     def action() -> tuple[int, Any]:
         appointment = services.appointment_book(patient=request.auth, **payload.model_dump())
         return 201, _json(appointment)
@@ -123,13 +123,14 @@ def book(
 
 def _json(a: Appointment) -> Any:
     """The appointment's answer as JSON data (what an Idempotency-Key replays)."""
-    return AppointmentOut.model_validate(_out(a, reason=True)).model_dump(mode="json")
+    return rendered(AppointmentOut, _out(a, reason=True))
 
 
-def _once(request: AuthedRequest, key: str | None, body: dict[str, Any], action: Any) -> Status:
+def _once(
+    request: AuthedRequest, key: str | None, body: dict[str, Any], action: Any
+) -> Status | HttpResponse:
     """``action`` (which makes an appointment) at most once per ``Idempotency-Key``."""
-    status, answer = run_once(user=request.auth, key=key, payload=body, action=action)
-    return Status(status, answer)
+    return respond_once(request, key, body, action)
 
 
 class ListQuery(Schema):
@@ -237,7 +238,7 @@ def reschedule(
     appointment_id: UUID,
     payload: RescheduleIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     def action() -> tuple[int, Any]:
         new = services.appointment_reschedule(
             user=request.auth,
@@ -333,7 +334,7 @@ def rebook(
     appointment_id: UUID,
     payload: RescheduleIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     def action() -> tuple[int, Any]:
         new = services.appointment_rebook(
             patient=request.auth,
@@ -387,7 +388,7 @@ def review_create(
     appointment_id: UUID,
     payload: ReviewIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,
@@ -456,7 +457,7 @@ def rules(request: AuthedRequest) -> Any:
 @router.post("/availability/rules", response={201: RuleOut}, auth=jwt_auth, tags=["availability"])
 def rule_create(
     request: AuthedRequest, payload: RuleIn, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,
@@ -506,7 +507,7 @@ def time_off_list(request: AuthedRequest, q: Query[PageQuery]) -> Any:
 )
 def time_off(
     request: AuthedRequest, payload: TimeOffIn, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,
@@ -575,7 +576,7 @@ def extra_hours_list(request: AuthedRequest, q: Query[PageQuery]) -> Any:
 )
 def extra_hours(
     request: AuthedRequest, payload: ExtraHoursIn, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,

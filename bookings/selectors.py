@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -297,21 +299,38 @@ def doctor_slots(
     schedule: Schedule | None = None,
     ignore_bookings: bool = False,
 ) -> list[Slot]:
-    """Free slots starting in ``[start, end)`` (busy time is read up to the end of the last of
-    them: :func:`_reach`). With ``ignore_bookings`` the doctor's appointments are
+    """Free slots starting in ``[start, end)``, worked out from :func:`lookback` before
+    ``start`` (busy time is read from there, and up to the end of the last of them:
+    :func:`_reach`). With ``ignore_bookings`` the doctor's appointments are
     not subtracted: the slots the doctor offers at all (to tell "taken" from "never free").
-    Without a ``schedule`` the cached one is used (see :func:`schedule_of`)."""
+    Without a ``schedule`` the cached one is used (see :func:`schedule_of`). A booking checks
+    its slot here too (a window of a minute), so the list and the booking agree."""
     now = now or timezone.now()
     policy, hours = schedule or schedule_of(doctor)
     busy = busy_of(
         doctor,
-        start,
+        start - lookback(hours),
         end + _reach(hours),
         now=now,
         margin=_margin(hours),
         appointments=not ignore_bookings,
     )
     return _slots((policy, hours), start, end, busy, now)
+
+
+CLOCK_CHANGE_MAX = timedelta(hours=2)  # the most a clock goes forward (Antarctica/Troll's)
+
+
+def lookback(hours: list[Hours]) -> timedelta:
+    """How long before a window its slots are worked out from, then left out (a clock change
+    and the longest slot). Where two slots meet, ``free_slots`` keeps the earlier: across a
+    clock change going forward by a time that slot and buffer do not divide, the last slot
+    before the gap runs into the first after it, and may start before the window. Worked
+    out from the window's start only, a list starting between the two offered the later
+    one, which a booking (its window starting well before the slot) then refused. The list,
+    the directory and the booking all take it from here (:func:`_slots`), so which slot
+    wins never depends on where a window starts."""
+    return CLOCK_CHANGE_MAX + _reach(hours)
 
 
 def _margin(hours: list[Hours]) -> timedelta:
@@ -336,15 +355,18 @@ def _slots(
     busy: Iterable[tuple[datetime, datetime]],
     now: datetime,
 ) -> list[Slot]:
+    """Free slots starting in ``[start, end)``: worked out from :func:`lookback` before
+    ``start`` (``busy`` must reach back there too), those starting before it left out."""
     policy, hours = schedule
-    return free_slots(
+    found = free_slots(
         hours=hours,
-        start=start,
+        start=start - lookback(hours),
         end=end,
         busy=busy,
         not_before=now + timedelta(minutes=policy.min_notice_minutes),
         not_after=now + timedelta(days=policy.window_days),
     )
+    return found[bisect_left(found, start, key=itemgetter(0)) :]
 
 
 def visible_to(viewer: User) -> Q:
@@ -612,11 +634,14 @@ def _busy_of_many(
     windows: dict[Any, tuple[datetime, datetime]],
     now: datetime,
 ) -> dict[Any, list[tuple[datetime, datetime]]]:
-    """:func:`busy_of` for many doctors, each in their own window, margin and reach (as
-    :func:`doctor_slots` reads it): two queries over the span of all the windows, sorted out
-    here."""
+    """:func:`busy_of` for many doctors, each in their own window (from :func:`lookback`
+    before it), margin and reach (as :func:`doctor_slots` reads it): two queries over the
+    span of all the windows, sorted out here."""
     spans = {
-        pk: (start - _margin(schedules[pk][1]), end + _reach(schedules[pk][1]))
+        pk: (
+            start - lookback(schedules[pk][1]) - _margin(schedules[pk][1]),
+            end + _reach(schedules[pk][1]),
+        )
         for pk, (start, end) in windows.items()
     }
     low = min(start for start, _ in spans.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -187,6 +188,41 @@ def _meet(new: Hours, other: Hours) -> bool:
         return first_overlap(new, [other], start, start + timedelta(days=371)) is not None
     start = datetime.combine(dated - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     return first_overlap(new, [other], start, start + timedelta(days=3)) is not None
+
+
+def hours_zone_check(
+    doctor: DoctorProfile, *, field: str, clinic_id: Any = None, zone: str | None = None
+) -> None:
+    """Hours keep their wall-clock times when their zone changes: the profile's (hours
+    without a clinic; ``doctor.time_zone`` already set to the new one) or a clinic's that
+    moves (``clinic_id``, ``zone``). Refused (on ``field``) if, in the new zone, some of them
+    would meet the doctor's other hours, as :func:`_check_no_overlap` refuses new hours: the
+    slot list would keep one source's slots and silently drop the other's."""
+    moved, kept = [], []
+    for hours in selectors.hours_of(doctor, every_mode=True):
+        if clinic_id is None and hours.clinic_id is None:
+            moved.append(hours)
+        elif clinic_id is not None and str(hours.clinic_id) == str(clinic_id):
+            moved.append(replace(hours, zone=ZoneInfo(zone or doctor.time_zone)))
+        else:
+            kept.append(hours)
+    for new in moved:  # hours that move together keep their distance
+        found = next((other for other in kept if _meet(new, other)), None)
+        if found is not None:
+            raise InvalidRequest(
+                fields={
+                    field: _(
+                        "In the new time zone your hours %(start)s-%(end)s would overlap your "
+                        "hours %(other_start)s-%(other_end)s: change or remove some first."
+                    )
+                    % {
+                        "start": f"{new.start:%H:%M}",
+                        "end": f"{new.end:%H:%M}",
+                        "other_start": f"{found.start:%H:%M}",
+                        "other_end": f"{found.end:%H:%M}",
+                    }
+                }
+            )
 
 
 @transaction.atomic
@@ -712,14 +748,12 @@ def _matching_slot(
     schedule: selectors.Schedule,
     ignore_bookings: bool = False,
 ) -> Any:
-    # Worked out from early enough that the slots before which meet this one (across a clock
-    # change: a repeated hour, then a slot's length) are there, as in the slot list, where
-    # the earlier of two slots that meet is offered (``free_slots``): else a slot the list
-    # leaves out could be booked over the one it shows.
-    longest = max((h.slot_minutes for h in schedule[1]), default=0)
+    # The slots starting within a minute, worked out as the slot list works them out: from
+    # ``selectors.lookback`` before (where two slots meet, the earlier is offered), so the
+    # booking keeps exactly the slots the list shows.
     slots = selectors.doctor_slots(
         doctor=doctor,
-        start=start - timedelta(hours=2, minutes=longest),
+        start=start,
         end=start + timedelta(minutes=1),
         now=now,
         schedule=schedule,

@@ -79,22 +79,34 @@ def first_overlap(
 ) -> Hours | None:
     """The first of ``existing`` whose opening hours meet ``new``'s on some day in
     ``[start, end)``, each in its own zone (a clinic's hours and hours kept in the doctor's
-    profile zone are compared as instants), or None."""
+    profile zone are compared as instants), or None. Each day's hours are the instants the
+    slot engine opens and closes them at (:func:`_window`), so hours are refused exactly
+    when their slots could meet."""
 
     def spans(hours: Hours) -> list[tuple[datetime, datetime]]:
-        return [
-            (
-                datetime.combine(day, hours.start, tzinfo=hours.zone).astimezone(UTC),
-                datetime.combine(day, hours.end, tzinfo=hours.zone).astimezone(UTC),
-            )
-            for day in _source_days(hours, start, end)
-        ]
+        found = (_window(day, hours) for day in _source_days(hours, start, end))
+        return [(a, b) for a, b in found if a < b]  # hours wholly in a skipped hour: none
 
     mine = spans(new)
     for other in existing:
         if any(a < d and c < b for a, b in spans(other) for c, d in mine):
             return other
     return None
+
+
+def _window(day: date, hours: Hours) -> tuple[datetime, datetime]:
+    """The instants ``hours`` open and close at on ``day``, as :func:`_day_slots` counts them:
+    a wall time skipped by a clock change going forward is the instant of the change (the
+    first wall time after it that exists), a repeated one its first occurrence. (An end in a
+    skipped hour taken as its wall time at the earlier offset landed up to the skipped time
+    after the close: hours meeting only there were refused as overlapping.)"""
+    offset = _fixed_offset(day, hours.zone)
+    if offset is not None:  # no clock change that day
+        return (
+            (datetime.combine(day, hours.start) - offset).replace(tzinfo=UTC),
+            (datetime.combine(day, hours.end) - offset).replace(tzinfo=UTC),
+        )
+    return _first_existing(day, hours.start, hours.zone), _window_end(day, hours)
 
 
 def _candidates(hours: Hours, start: datetime, end: datetime) -> Iterator[Slot]:
@@ -160,12 +172,19 @@ def _fixed_offset(day: date, zone: ZoneInfo) -> timedelta | None:
 
 
 def _window_end(day: date, hours: Hours) -> datetime:
-    end = wall_to_utc(day, hours.end, hours.zone)
-    wall = datetime.combine(day, hours.end)
-    while end is None:  # the end falls in a skipped hour: the window closes at the jump
-        wall += timedelta(minutes=1)
-        end = wall_to_utc(wall.date(), wall.time(), hours.zone)
-    return end
+    """Where ``hours`` close on ``day``: at the clock change if their end is skipped by it."""
+    return _first_existing(day, hours.end, hours.zone)
+
+
+def _first_existing(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of the first wall time at or after ``wall`` on ``day`` that exists: a
+    wall time skipped by a clock change going forward gives the instant of the change."""
+    found = wall_to_utc(day, wall, zone)
+    at = datetime.combine(day, wall)
+    while found is None:
+        at += timedelta(minutes=1)
+        found = wall_to_utc(at.date(), at.time(), zone)
+    return found
 
 
 class _Busy:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from ninja import Header, Schema, Status
@@ -24,6 +25,7 @@ from ninja import Header, Schema, Status
 from core import db
 from core.errors import ApplicationError, InvalidRequest
 from core.models import IdempotencyRecord
+from core.responses import dumps, json_response
 
 TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
@@ -42,8 +44,29 @@ def run_once(
     *, user: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
 ) -> tuple[int, Any]:
     """Run ``action`` (which returns ``(status, json-able body)``) at most once per key."""
+    status, body, _replayed = _run_once(user=user, key=key, payload=payload, action=action)
+    return status, body
+
+
+def respond_once(
+    request: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
+) -> Status | HttpResponse:
+    """:func:`run_once` as an endpoint's answer. A replay is sent as stored, not checked
+    against the endpoint's response schema again: it was checked when first made, and a
+    release that added a field since would make every retry across the deploy a 500 for the
+    key's 24 h, when a retry matters most."""
+    status, body, replayed = _run_once(user=request.auth, key=key, payload=payload, action=action)
+    if replayed:
+        return json_response(body, status)
+    return Status(status, body)
+
+
+def _run_once(
+    *, user: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
+) -> tuple[int, Any, bool]:
+    """``(status, body, replayed)``."""
     if not key:
-        return action()
+        return (*action(), False)
     if _CONTROL.search(key):
         raise InvalidRequest(
             fields={HEADER: str(_("An Idempotency-Key may not contain control characters."))}
@@ -55,11 +78,11 @@ def run_once(
             existing = IdempotencyRecord.objects.get(user=user, key=key)
             if existing.request_hash != digest:
                 raise IdempotencyMismatch() from None
-            return existing.status or 200, existing.body
+            return existing.status or 200, existing.body, True
         status, body = action()
         record.status, record.body = status, json.loads(json.dumps(body, default=str))
         db.update(record, ["status", "body"])
-        return status, record.body
+        return status, record.body, False
 
 
 # The header of an endpoint that creates: ``idempotency_key: str | None = IDEMPOTENCY_KEY``.
@@ -71,25 +94,26 @@ def created_once(
     key: str | None,
     body: Any,
     make: Callable[[], Any],
-    out: type[Schema] | None = None,
-) -> Status:
+    out: type[Schema],
+) -> Status | HttpResponse:
     """201 with what ``make()`` made, at most once per ``Idempotency-Key``: the same caller's
     retry with the same key, path and ``body`` (the validated payload) gets the same answer.
-    ``out`` is the schema the made object is shown with; without it ``make()`` returns the
-    JSON-able answer itself. The stored answer is encrypted (``IdempotencyRecord.body``), so
-    it may hold a one-time secret that a retry must get again."""
+    ``out`` is the schema the made object is shown with (:func:`rendered`). The stored answer
+    is encrypted (``IdempotencyRecord.body``), so it may hold a one-time secret that a retry
+    must get again."""
 
     def action() -> tuple[int, Any]:
-        made = make()
-        if out is not None:
-            made = out.model_validate(made, from_attributes=True).model_dump(mode="json")
-        return 201, made
+        return 201, rendered(out, make())
 
     if isinstance(body, Schema):
         body = body.model_dump(mode="json")
-    payload = {"path": request.path, "body": body}
-    status, answer = run_once(user=request.auth, key=key, payload=payload, action=action)
-    return Status(status, answer)
+    return respond_once(request, key, {"path": request.path, "body": body}, action)
+
+
+def rendered(schema: type[Schema], data: Any) -> Any:
+    """``data`` shown with ``schema`` as JSON data, exactly as the endpoint sends it (Ninja's
+    encoder: datetimes to the millisecond), so that a replay sent as stored is the same."""
+    return json.loads(dumps(schema.model_validate(data, from_attributes=True).model_dump()))
 
 
 def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:
@@ -98,17 +122,14 @@ def _claim(user: Any, key: str, digest: str) -> IdempotencyRecord | None:
     None if the key is taken. A record past its 24 h is deleted when its key comes back, or
     by :func:`purge_expired`."""
     record = IdempotencyRecord(user=user, key=key, request_hash=digest)
-    for retry in (False, True):
-        if db.insert(record, ignore_conflicts=True):
-            return record
-        if (
-            retry
-            or not IdempotencyRecord.objects.filter(
-                user=user, key=key, created_at__lt=timezone.now() - TTL
-            ).delete()[0]
-        ):
-            return None
-    return None  # unreachable: the loop returns
+    if db.insert(record, ignore_conflicts=True):
+        return record
+    IdempotencyRecord.objects.filter(
+        user=user, key=key, created_at__lt=timezone.now() - TTL
+    ).delete()
+    # Tried again even if this deleted nothing: the housekeeping purge may have deleted the
+    # expired record in between (the key is free, and no record would be found).
+    return record if db.insert(record, ignore_conflicts=True) else None
 
 
 def purge_expired() -> int:

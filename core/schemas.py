@@ -88,13 +88,15 @@ WallTime = Annotated[time, BeforeValidator(_wall_time)]
 Latitude = Annotated[float, Field(ge=-90, le=90, strict=True)]
 Longitude = Annotated[float, Field(ge=-180, le=180, strict=True)]
 
-TIME_ZONES = sorted(zoneinfo.available_timezones())
+# The IANA zones of places. Not "localtime" (a link to the host's own zone: slot instants
+# would depend on the machine that computes them, and a host without the file answers 500),
+# nor the placeholders "Factory" and "posixrules". Read once: the lookup scans the disk.
+TIME_ZONE_NAMES = frozenset(zoneinfo.available_timezones()) - {"localtime", "Factory", "posixrules"}
+TIME_ZONES = sorted(TIME_ZONE_NAMES)
 
 
 def _time_zone(value: Any) -> Any:
-    if value is not None and (
-        not isinstance(value, str) or value not in zoneinfo.available_timezones()
-    ):
+    if value is not None and (not isinstance(value, str) or value not in TIME_ZONE_NAMES):
         raise ValueError(_("Unknown time zone."))
     return value
 

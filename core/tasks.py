@@ -54,6 +54,12 @@ def loop_again(task: Any, every: timedelta) -> None:
     (its task row stays ``RUNNING`` for good; the next run is already waiting). Two chains of
     one loop (two workers that started it at once) become one at their next runs."""
     enqueue_unless_waiting(task, run_after=timezone.now() + every)
+    # The reclaim loop starts again any loop whose chain ended; the other loops do as much
+    # for it (its own chain ends as any other's can).
+    from core.reclaim import tasks_reclaim
+
+    if task.module_path != tasks_reclaim.module_path:
+        enqueue_unless_waiting(tasks_reclaim)
 
 
 def run_steps(loop: str, steps: dict[str, Callable[[], int]]) -> dict[str, int | None]:

@@ -281,7 +281,7 @@ def clinic_create(
     request: AuthedRequest,
     payload: ClinicIn,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status | HttpResponse:
     return created_once(
         request,
         idempotency_key,

@@ -12,9 +12,11 @@ class TelemedConfig(AppConfig):
         from accounts import selectors as accounts_selectors
         from accounts import services as accounts_services
         from accounts import tasks as accounts_tasks
+        from audit import tasks as audit_tasks
         from bookings import erasure as bookings_erasure
         from bookings import export as bookings_export
         from bookings import selectors as bookings_selectors
+        from bookings import services as bookings_services
         from bookings import tasks as bookings_tasks
         from chat import consumers as chat_consumers
         from chat import export as chat_export
@@ -36,6 +38,7 @@ class TelemedConfig(AppConfig):
         from records import tasks as records_tasks
 
         doctors_selectors.AVAILABILITY = bookings_selectors.first_free_slots
+        doctors_services.HOURS_ZONE_CHECK = bookings_services.hours_zone_check
         chat_services.ATTACHABLE = records_selectors.attachable
         # Chat's socket messages and its unread counter, served by the generic gateway.
         realtime_consumers.HANDLERS.update(chat_consumers.HANDLERS)
@@ -58,6 +61,7 @@ class TelemedConfig(AppConfig):
                 records_tasks.quarantine_sweep.module_path,
                 realtime_deliveries.send_deliveries.module_path,
                 accounts_tasks.erased_sessions_delete.module_path,  # deleting twice is harmless
+                audit_tasks.mirror_event.module_path,  # an upsert: one document however often
             }
         )
         # What a task given up for good was for: a scan leaves no record pending.

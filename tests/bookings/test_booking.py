@@ -391,6 +391,22 @@ def test_same_key_with_another_body_is_422(api, doctor_with_hours):
     assert r.status_code == 422 and r.json()["error"]["code"] == "request.idempotency_mismatch"
 
 
+def test_a_replay_stored_under_an_older_answer_schema_is_sent_as_stored(api, doctor_with_hours):
+    """A release that adds a field to an answer must not make a retry across the deploy a 500
+    for the key's 24 h: the replay was checked when it was first made."""
+    from core.models import IdempotencyRecord
+
+    patient = make_user()
+    first = book(api, patient, doctor_with_hours, next_slot(), **{"Idempotency-Key": "k"})
+    assert first.status_code == 201
+    record = IdempotencyRecord.objects.get(user=patient)
+    older = {k: v for k, v in record.body.items() if k != "mode"}  # an older answer schema
+    IdempotencyRecord.objects.filter(pk=record.pk).update(body=older)
+    again = book(api, patient, doctor_with_hours, next_slot(), **{"Idempotency-Key": "k"})
+    assert again.status_code == 201 and again["Content-Type"] == "application/json"
+    assert again.json() == older and Appointment.objects.count() == 1
+
+
 def test_a_failed_request_leaves_its_idempotency_key_free(api, doctor_with_hours):
     """The key's claim is rolled back with the failed booking: the retry runs afresh (here
     with another body, which a used key would refuse with 422)."""

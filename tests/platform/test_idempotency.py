@@ -107,3 +107,42 @@ print("sqlite ok")
 """,
         tmp_path,
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_expired_key_purged_while_it_comes_back_runs_afresh(monkeypatch):
+    """The key's expired record, deleted by the housekeeping purge between this request's
+    failed claim and its own delete, leaves the key free: not a 500 (no record to replay)."""
+    import threading
+
+    from django.db import connection
+
+    from core import idempotency
+
+    user = make_user()
+    run_once(user=user, key="k", payload={}, action=lambda: (201, {"n": 1}))
+    IdempotencyRecord.objects.filter(user=user).update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    real, purged = idempotency.db.insert, list[int]()
+
+    def insert(obj, **kwargs):
+        stored = real(obj, **kwargs)
+        if not purged:
+            purged.append(1)
+
+            def purge() -> None:
+                idempotency.purge_expired()
+                connection.close()
+
+            thread = threading.Thread(target=purge)
+            thread.start()
+            thread.join()
+        return stored
+
+    monkeypatch.setattr(idempotency.db, "insert", insert)
+    assert run_once(user=user, key="k", payload={}, action=lambda: (201, {"n": 2})) == (
+        201,
+        {"n": 2},
+    )
+    assert IdempotencyRecord.objects.get(user=user).body == {"n": 2}

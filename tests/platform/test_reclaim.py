@@ -90,3 +90,33 @@ def test_a_hook_that_raises_leaves_its_task_for_the_next_run(settings, monkeypat
     monkeypatch.setitem(reclaim.GIVEN_UP, housekeeping.module_path, lambda: None)
     assert tasks_reclaim.call()["failed"] == 1
     assert DBTaskResult.objects.get(id=row.id).status == "FAILED"
+
+
+def test_the_reclaim_loop_is_started_again_by_the_other_loops_when_its_chain_ends():
+    """tasks_reclaim restarts the other loops; a run of any of them restarts it (its own
+    chain ends as theirs can: its first line failed on a database blip, its worker died)."""
+    from realtime.deliveries import deliveries_housekeeping
+    from records.tasks import records_housekeeping
+
+    def waiting() -> int:
+        return DBTaskResult.objects.filter(
+            task_path=tasks_reclaim.module_path, status="READY"
+        ).count()
+
+    for loop in (housekeeping, records_housekeeping, deliveries_housekeeping):
+        DBTaskResult.objects.filter(task_path=tasks_reclaim.module_path).delete()
+        loop.call()
+        assert waiting() == 1, loop.module_path
+        loop.call()
+        assert waiting() == 1  # never a second chain
+
+
+def test_an_interrupted_copy_into_the_audit_mirror_runs_again(settings):
+    """The mirror's copy is an upsert: a worker that died in it is made up for by running it
+    again, not by waiting for someone to repair the mirror by hand."""
+    from audit.tasks import mirror_event
+
+    settings.TASK_RUNNING_TIMEOUT_SECONDS = 600
+    row = claimed(mirror_event, timedelta(minutes=11), 1)
+    tasks_reclaim.call()
+    assert DBTaskResult.objects.get(id=row.id).status == "READY"
