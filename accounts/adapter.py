@@ -28,9 +28,8 @@ from accounts.errors import LoginCodeStale
 from accounts.models import User
 from accounts.services import (
     access_revoked,
-    email_verified_indirectly,
+    unproven_phone_drop,
     user_complete_signup,
-    user_phone_drop,
     user_phone_set,
 )
 from accounts.tasks import sms_code_enqueue
@@ -364,10 +363,12 @@ def email_confirmed(
 ) -> None:
     """Audited; and an address verified otherwise than by the code sent to confirm it (a
     password reset or a login by e-mail code: allauth's ``verify_email_indirectly``) may
-    cost the account its phone number (:func:`accounts.services.email_verified_indirectly`)."""
+    cost the account its phone number (:func:`accounts.services.unproven_phone_drop`)."""
     _email_verified(sender, request=request, email_address=email_address, **kwargs)
     if not _confirming_directly.get():
-        email_verified_indirectly(user=email_address.user, address_id=email_address.pk)
+        unproven_phone_drop(
+            user=email_address.user, reason="email_verified_indirectly", address_id=email_address.pk
+        )
 
 
 def email_changed(
@@ -416,8 +417,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         """A Google sign-in into an existing account found by its e-mail address (not by a
         Google account linked to it) whose address there was not verified: allauth wipes
         the account's password (``wipe_password``: whoever signed up with the address is
-        locked out), and the number they may have verified on it goes too, or they would
-        sign in by SMS code. Only where allauth would wipe it: on a login, not a connect."""
+        locked out), and the number they may have verified on it goes too unless another
+        address of the account is verified (:func:`accounts.services.unproven_phone_drop`),
+        or they would sign in by SMS code. Only where allauth would wipe it: on a login, not
+        a connect."""
         email = getattr(sociallogin, "_did_authenticate_by_email", None)  # set by its lookup
         process = sociallogin.state.get("process")
         logs_in = process not in (AuthProcess.CONNECT, AuthProcess.REDIRECT)  # as complete_login
@@ -426,7 +429,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
             address = EmailAddress.objects.filter(user_id=sociallogin.user.pk, email__iexact=email)
             if not address.filter(verified=True).exists():
-                user_phone_drop(user=sociallogin.user, reason="google_email_authentication")
+                unproven_phone_drop(user=sociallogin.user, reason="google_email_authentication")
         super().pre_social_login(request, sociallogin)
 
     def save_user(

@@ -192,16 +192,17 @@ def user_phone_set(*, user: User, phone: str, verified: bool, current_only: bool
 
 
 @transaction.atomic
-def email_verified_indirectly(*, user: User, address_id: Any) -> None:
-    """allauth verifies an address without the code sent to confirm it when a code it mailed
-    for something else was used (a password reset, a login by e-mail code). When that is the
-    account's first verified address, its phone number goes (:func:`user_phone_drop`):
+def unproven_phone_drop(*, user: User, reason: str, address_id: Any = None) -> None:
+    """The account is taken over by whoever proves an address of it otherwise than by the
+    code sent to confirm it (``address_id``, verified by a password reset or a login by
+    e-mail code), or by a Google sign-in that found it by an unverified address. If it had no
+    other verified address until then, its phone number goes (:func:`user_phone_drop`):
     whoever signed up with someone else's address may have verified their own number on it,
-    and would sign in by SMS code once the owner took the account back. (allauth wipes the
-    password when Google signs in by an unverified address, for the same reason.)"""
+    and would sign in by SMS code once the owner took the account back (allauth wipes the
+    password for the same reason)."""
     verified = EmailAddress.objects.filter(user_id=user.pk, verified=True)
     if not verified.exclude(pk=address_id).exists():
-        user_phone_drop(user=user, reason="email_verified_indirectly")
+        user_phone_drop(user=user, reason=reason)
 
 
 @transaction.atomic

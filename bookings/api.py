@@ -118,19 +118,12 @@ def book(
         appointment = services.appointment_book(patient=request.auth, **payload.model_dump())
         return 201, _json(appointment)
 
-    return _once(request, idempotency_key, payload.model_dump(mode="json"), action)
+    return respond_once(request, idempotency_key, payload.model_dump(mode="json"), action)
 
 
 def _json(a: Appointment) -> Any:
     """The appointment's answer as JSON data (what an Idempotency-Key replays)."""
     return rendered(AppointmentOut, _out(a, reason=True))
-
-
-def _once(
-    request: AuthedRequest, key: str | None, body: dict[str, Any], action: Any
-) -> Status | HttpResponse:
-    """``action`` (which makes an appointment) at most once per ``Idempotency-Key``."""
-    return respond_once(request, key, body, action)
 
 
 class ListQuery(Schema):
@@ -249,7 +242,7 @@ def reschedule(
         return 200, _json(new)
 
     body = {"reschedule": str(appointment_id), **payload.model_dump(mode="json")}
-    return _once(request, idempotency_key, body, action)
+    return respond_once(request, idempotency_key, body, action)
 
 
 @router.get(
@@ -345,7 +338,7 @@ def rebook(
         return 201, _json(new)
 
     body = {"rebook": str(appointment_id), **payload.model_dump(mode="json")}
-    return _once(request, idempotency_key, body, action)
+    return respond_once(request, idempotency_key, body, action)
 
 
 # --- reviews ------------------------------------------------------------------------------

@@ -199,7 +199,10 @@ def hours_zone_check(
     would meet the doctor's other hours, as :func:`_check_no_overlap` refuses new hours: the
     slot list would keep one source's slots and silently drop the other's."""
     moved, kept = [], []
+    yesterday = timezone.now().date() - timedelta(days=1)  # every zone's today is after it
     for hours in selectors.hours_of(doctor, every_mode=True):
+        if hours.on_date is not None and hours.on_date < yesterday:
+            continue  # one-off hours gone by offer nothing to meet
         if clinic_id is None and hours.clinic_id is None:
             moved.append(hours)
         elif clinic_id is not None and str(hours.clinic_id) == str(clinic_id):

@@ -6,6 +6,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from core import checks  # noqa: F401 (registers the deployment checks)
         from core.pgtypes import use_c_timestamptz_loader
 
         use_c_timestamptz_loader()

@@ -40,14 +40,6 @@ class IdempotencyMismatch(ApplicationError):
     message = _("This Idempotency-Key was already used with a different request.")
 
 
-def run_once(
-    *, user: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
-) -> tuple[int, Any]:
-    """Run ``action`` (which returns ``(status, json-able body)``) at most once per key."""
-    status, body, _replayed = _run_once(user=user, key=key, payload=payload, action=action)
-    return status, body
-
-
 def respond_once(
     request: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
 ) -> Status | HttpResponse:
@@ -55,16 +47,17 @@ def respond_once(
     against the endpoint's response schema again: it was checked when first made, and a
     release that added a field since would make every retry across the deploy a 500 for the
     key's 24 h, when a retry matters most."""
-    status, body, replayed = _run_once(user=request.auth, key=key, payload=payload, action=action)
+    status, body, replayed = run_once(user=request.auth, key=key, payload=payload, action=action)
     if replayed:
         return json_response(body, status)
     return Status(status, body)
 
 
-def _run_once(
+def run_once(
     *, user: Any, key: str | None, payload: Any, action: Callable[[], tuple[int, Any]]
 ) -> tuple[int, Any, bool]:
-    """``(status, body, replayed)``."""
+    """Run ``action`` (which returns ``(status, JSON data)``) at most once per key:
+    ``(status, body, replayed)``."""
     if not key:
         return (*action(), False)
     if _CONTROL.search(key):
@@ -80,7 +73,7 @@ def _run_once(
                 raise IdempotencyMismatch() from None
             return existing.status or 200, existing.body, True
         status, body = action()
-        record.status, record.body = status, json.loads(json.dumps(body, default=str))
+        record.status, record.body = status, body
         db.update(record, ["status", "body"])
         return status, record.body, False
 

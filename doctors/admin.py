@@ -180,7 +180,9 @@ class DoctorProfileAdmin(InvalidatesDirectory):
     """Verification from the admin site goes through the same audited service as the API.
     A profile stays with its account: the account is picked (by id, among doctors) only when
     the profile is added. It is never deleted here (a rejection unlists a doctor), and its
-    fee is the doctor's own (a currency changed alone would change the price)."""
+    fee is the doctor's own (a currency changed alone would change the price), and so is its
+    time zone (the zone of hours without a clinic: changed by the doctor, whose hours are
+    checked against it, ``bookings.services.hours_zone_check``)."""
 
     list_display = ("user", "designation", "verification", "verified_at", "rating_count")
     raw_id_fields = ("user",)
@@ -202,7 +204,7 @@ class DoctorProfileAdmin(InvalidatesDirectory):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = super().get_readonly_fields(request, obj)
-        return (*fields, "user") if obj is not None else fields
+        return (*fields, "user", "time_zone") if obj is not None else fields
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

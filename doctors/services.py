@@ -235,7 +235,9 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
                 and located["time_zone"] != clinic.time_zone
                 and HOURS_ZONE_CHECK is not None
             ):
-                field = "address" if "address" in changes else "latitude"
+                field = next(
+                    k for k in ("address", "city", "latitude", "longitude") if k in changes
+                )
                 HOURS_ZONE_CHECK(
                     profile, field=field, clinic_id=clinic.pk, zone=located["time_zone"]
                 )

@@ -348,6 +348,27 @@ def test_google_sign_in_by_an_unverified_address_drops_the_number_verified_on_it
     assert event.data["reason"] == "google_email_authentication"
 
 
+def test_google_sign_in_by_an_unverified_address_keeps_the_number_of_a_proven_account(
+    api: Client, google_certs: StubServer, google_key: tuple[rsa.RSAPrivateKey, str]
+) -> None:
+    """Layla's account has a verified address and is adding her Gmail address (not verified
+    yet): her Google sign-in by it is her own, and costs her no phone number."""
+    layla = User.objects.create_user(
+        "layla.old@example.com", "Very-secret-pw-123", phone="+201001234567", phone_verified=True
+    )
+    EmailAddress.objects.create(
+        user=layla, email="layla.old@example.com", verified=True, primary=True
+    )
+    EmailAddress.objects.create(user=layla, email="layla@example.com", verified=False)
+
+    _sign_in(api, _id_token(google_key[0]))
+
+    layla.refresh_from_db()
+    assert SocialAccount.objects.get(provider="google").user_id == layla.id
+    assert (layla.phone, layla.phone_verified) == ("+201001234567", True)
+    assert not AuditEvent.objects.filter(action="user.phone_removed").exists()
+
+
 def test_google_sign_in_by_a_verified_address_keeps_the_number(
     api: Client, google_certs: StubServer, google_key: tuple[rsa.RSAPrivateKey, str]
 ) -> None:

@@ -40,6 +40,8 @@ PRODUCTION_ENV = {
     "CLAMD_HOST": "clamav",
     "STORAGE_BACKEND": "s3",
     "STORAGE_S3_BUCKET": "telemed-records",
+    # The load balancer that ends TLS: the ASGI server takes X-Forwarded-Proto from it alone.
+    "FORWARDED_ALLOW_IPS": "10.0.0.2",
 }
 
 
@@ -241,3 +243,15 @@ def test_spaces_in_comma_separated_lists_are_dropped_and_proxy_headers_are_the_s
     assert r.returncode == 0, r.stderr
     origins = ["https://a.example.org", "https://b.example.org"]
     assert json.loads(r.stdout) == [["api.example.org", "www.example.org"], origins, origins, None]
+
+
+def test_check_deploy_warns_when_no_proxy_is_trusted_for_the_scheme():
+    """Django no longer reads X-Forwarded-Proto itself: behind a TLS proxy the server must be
+    told to trust it, or the HTTPS redirect loops."""
+    check = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    r = run(check, {**PRODUCTION_ENV, "FORWARDED_ALLOW_IPS": None})
+    assert r.returncode != 0 and "core.W001" in r.stdout + r.stderr
+    # A server that ends TLS itself silences it.
+    quiet = {**PRODUCTION_ENV, "FORWARDED_ALLOW_IPS": None, "SILENCED_SYSTEM_CHECKS": "core.W001"}
+    r = run(check, quiet)
+    assert r.returncode == 0, r.stdout + r.stderr
