@@ -7,7 +7,15 @@ from django.test import Client
 from accounts.models import User
 from core import sms
 from tests.accounts.sms_queue import sent_sms
-from tests.factories import AUTH, PASSWORD, bearer, last_code, make_user, post
+from tests.factories import (
+    AUTH,
+    PASSWORD,
+    bearer,
+    last_code,
+    make_user,
+    post,
+    reset_password_by_code,
+)
 
 pytestmark = pytest.mark.django_db
 PHONE = "+201001234567"
@@ -178,15 +186,7 @@ def test_a_password_reset_clears_the_failed_logins_of_the_accounts_number_too():
     r = post(Client(), f"{AUTH}/auth/login", {"phone": PHONE, "password": PASSWORD})
     assert r.status_code == 429
 
-    client = Client()
-    r = post(client, f"{AUTH}/auth/password/request", {"email": user.email})
-    session = r.json()["meta"]["session_token"]
-    r = post(
-        client,
-        f"{AUTH}/auth/password/reset",
-        {"key": last_code(), "password": "Another-Passw0rd-77"},
-        **{"X-Session-Token": session},
-    )
+    r = reset_password_by_code(user.email, "Another-Passw0rd-77")
     assert r.status_code in (200, 401), r.json()
 
     r = post(Client(), f"{AUTH}/auth/login", {"phone": PHONE, "password": "Another-Passw0rd-77"})

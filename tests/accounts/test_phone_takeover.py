@@ -15,7 +15,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from tests.accounts.sms_queue import sent_sms
 from tests.accounts.test_phone import capture_sms  # noqa: F401  (autouse: SMS are captured)
-from tests.factories import AUTH, PASSWORD, last_code, make_user, post
+from tests.factories import AUTH, PASSWORD, last_code, make_user, post, reset_password_by_code
 
 pytestmark = pytest.mark.django_db
 
@@ -73,15 +73,7 @@ def _attacker_has_no_way_in_by_sms(capture_sms) -> None:  # noqa: F811
 def test_a_password_reset_by_code_drops_the_number_an_address_squatter_verified(capture_sms):  # noqa: F811
     _signup_verifying_the_phone(VICTIM, ATTACKER_PHONE)
 
-    owner = Client()
-    r = post(owner, f"{AUTH}/auth/password/request", {"email": VICTIM})
-    session = r.json()["meta"]["session_token"]
-    r = post(
-        owner,
-        f"{AUTH}/auth/password/reset",
-        {"key": last_code(), "password": "Owners-own-Passw0rd-1"},
-        **{"X-Session-Token": session},
-    )
+    r = reset_password_by_code(VICTIM, "Owners-own-Passw0rd-1")
     assert r.status_code in (200, 401), r.json()
     user = User.objects.get(email=VICTIM)
     assert user.check_password("Owners-own-Passw0rd-1")
