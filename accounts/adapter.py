@@ -247,6 +247,7 @@ class AccountAdapter(DefaultAccountAdapter):
             and not signed_in_recently(getattr(request, "session", None), user)
         ):
             raise RecentSignInRequired()
+        _refuse_reset_to_a_former_address(request, user)
         user.set_password(password)
         user.must_change_password = False
         user.save(update_fields=["password", "must_change_password"])
@@ -261,6 +262,24 @@ def login_digest(login: str) -> str:
     """A keyed digest of a login (e-mail or phone) for the audit trail: whoever holds the
     secret key can check whether a given address was tried; nobody can read it back."""
     return salted_hmac("audit.login", login.strip().lower()).hexdigest()[:32]
+
+
+def _refuse_reset_to_a_former_address(request: HttpRequest | None, user: User) -> None:
+    """A password reset by e-mail code goes on only while the address the code was sent
+    to is still the account's: the owner who removed an address (lost to someone else)
+    has it no longer reset the password (409 ``auth.login_code_stale``, the pending reset
+    ends). allauth itself would reset it."""
+    from allauth.account.internal.flows.password_reset_by_code import (
+        PASSWORD_RESET_VERIFICATION_SESSION_KEY,
+    )
+
+    session = getattr(request, "session", None)
+    state = session.get(PASSWORD_RESET_VERIFICATION_SESSION_KEY) if session is not None else None
+    if not state or str(state.get("user_id")) != str(user.pk):
+        return
+    if not _owns_address(user, str(state.get("email") or "")):
+        session.pop(PASSWORD_RESET_VERIFICATION_SESSION_KEY, None)
+        raise LoginCodeStale()
 
 
 def _owns_address(user: AbstractBaseUser, email: str) -> bool:

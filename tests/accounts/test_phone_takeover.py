@@ -171,6 +171,47 @@ def test_an_email_code_sent_before_a_change_of_address_signs_nobody_in():
     assert "access_token" not in r.json().get("meta", {})
 
 
+def test_a_reset_code_sent_to_an_address_since_removed_resets_nothing():
+    user = make_user(email="old@example.com")
+    EmailAddress.objects.create(user=user, email="second@example.com", verified=True)
+    client = Client()
+    r = post(client, f"{AUTH}/auth/password/request", {"email": "second@example.com"})
+    session, code = r.json()["meta"]["session_token"], last_code()
+    # The owner lost that mailbox and removed it from the account.
+    EmailAddress.objects.filter(user=user, email="second@example.com").delete()
+
+    r = post(
+        client,
+        f"{AUTH}/auth/password/reset",
+        {"key": code, "password": "Another-secret-42"},
+        **{"X-Session-Token": session},
+    )
+    assert r.status_code == 409, r.json()
+    assert r.json()["error"]["code"] == "auth.login_code_stale"
+    assert "access_token" not in r.json().get("meta", {})
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and not user.check_password("Another-secret-42")
+    # The pending reset ended: the code is not tried again.
+    r = post(
+        client,
+        f"{AUTH}/auth/password/reset",
+        {"key": code, "password": "Another-secret-42"},
+        **{"X-Session-Token": session},
+    )
+    assert r.status_code == 409, r.json()
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_a_reset_code_to_an_address_still_the_accounts_resets_the_password():
+    user = make_user(email="old@example.com")
+    EmailAddress.objects.create(user=user, email="second@example.com", verified=True)
+    r = reset_password_by_code("second@example.com", "Another-secret-42")
+    assert r.status_code in (200, 401), r.json()  # 401: signed in once it verifies the rest
+    user.refresh_from_db()
+    assert user.check_password("Another-secret-42")
+
+
 def test_the_stale_code_refusal_is_told_in_arabic(capture_sms):  # noqa: F811
     user = make_user(phone="+201004444444", phone_verified=True)
     client, session, code = _code_login("+201004444444")
