@@ -9,6 +9,7 @@ on PostgreSQL an exclusion constraint over the doctor's time range for active ap
 from __future__ import annotations
 
 import uuid
+from datetime import time
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +24,8 @@ from doctors.models import Clinic, DoctorProfile, Mode
 
 class AvailabilityRule(models.Model):
     """Recurring weekly hours: on ``weekday`` from ``start`` to ``end`` (wall clock in the
-    clinic's zone), slots of ``slot_minutes`` separated by ``buffer_minutes``."""
+    clinic's zone; an ``end`` of 00:00 is the midnight that ends the day), slots of
+    ``slot_minutes`` separated by ``buffer_minutes``."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     doctor = models.ForeignKey(
@@ -43,7 +45,8 @@ class AvailabilityRule(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(weekday__lte=6), name="rule_weekday_range"),
             models.CheckConstraint(
-                condition=Q(start__lt=models.F("end")), name="rule_start_before_end"
+                condition=Q(start__lt=models.F("end")) | Q(end=time(0)),
+                name="rule_start_before_end",
             ),
             models.CheckConstraint(
                 condition=Q(slot_minutes__gte=5, slot_minutes__lte=480), name="rule_slot_length"
@@ -55,7 +58,8 @@ class AvailabilityRule(models.Model):
 
 
 class ExtraHours(models.Model):
-    """One-off hours on a date (wall clock in the clinic's zone)."""
+    """One-off hours on a date (wall clock in the clinic's zone; an ``end`` of 00:00 is the
+    midnight that ends the day)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     doctor = models.ForeignKey(DoctorProfile, on_delete=models.CASCADE, related_name="extra_hours")
@@ -72,7 +76,8 @@ class ExtraHours(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(start__lt=models.F("end")), name="extra_start_before_end"
+                condition=Q(start__lt=models.F("end")) | Q(end=time(0)),
+                name="extra_start_before_end",
             )
         ]
 

@@ -7,7 +7,7 @@ from uuid import UUID
 from ninja import Field, Schema
 
 from bookings.models import Status
-from core.schemas import InputSchema, IsoDate, IsoDatetime, WallTime
+from core.schemas import InputSchema, IsoDate, IsoDatetime, WallEnd, WallTime
 from doctors.models import Mode
 
 
@@ -77,7 +77,9 @@ class HoursIn(InputSchema):
     start: WallTime = Field(
         ..., description="HH:MM in the clinic's zone (the profile's without one)"
     )
-    end: WallTime
+    end: WallEnd = Field(
+        ..., description="HH:MM; 24:00 (or 00:00) is the midnight that ends the day"
+    )
     mode: Mode
     clinic_id: UUID | None = None
     slot_minutes: int = Field(30, ge=5, le=480, strict=True)
@@ -92,7 +94,7 @@ class HoursPatch(InputSchema):
     """Only what changes; the result is checked as new hours would be."""
 
     start: WallTime | None = None
-    end: WallTime | None = None
+    end: WallEnd | None = None
     mode: Mode | None = None
     clinic_id: UUID | None = None
     slot_minutes: int | None = Field(None, ge=5, le=480, strict=True)
@@ -119,7 +121,7 @@ class RuleOut(Schema):
     id: UUID
     weekday: int
     start: time
-    end: time
+    end: time = Field(..., description="00:00 is the midnight that ends the day")
     mode: Mode
     clinic_id: UUID | None
     slot_minutes: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,7 +53,7 @@ from bookings.models import (
     StatusChange,
     TimeOff,
 )
-from bookings.slots import Hours, first_overlap
+from bookings.slots import MIDNIGHT, Hours, first_overlap
 from core import db
 from core.errors import InvalidRequest
 from doctors.models import DoctorProfile, Verification
@@ -115,9 +115,9 @@ def _hours_owner(
                 "mode": _("You do not offer this kind of consultation: turn it on in your profile.")
             }
         )
-    if end <= start:
+    length = _minute_of(end, closing=True) - _minute_of(start)
+    if length <= 0:
         raise InvalidRequest(fields={"end": _("The end must be after the start.")})
-    length = (end.hour * 60 + end.minute) - (start.hour * 60 + start.minute)
     if fields.get("slot_minutes", 30) > length:
         raise InvalidRequest(
             fields={
@@ -127,6 +127,17 @@ def _hours_owner(
         )
     _check_no_overlap(doctor, fields, replacing)
     return doctor
+
+
+def _minute_of(wall: time, *, closing: bool = False) -> int:
+    """Minutes since the day's midnight; a closing 00:00 is the next midnight (24:00)."""
+    return 24 * 60 if closing and wall == MIDNIGHT else wall.hour * 60 + wall.minute
+
+
+def _span_label(hours: Hours) -> str:
+    """``09:00-17:00`` as a doctor wrote it; hours until midnight end at ``24:00``."""
+    end = "24:00" if hours.end == MIDNIGHT else f"{hours.end:%H:%M}"
+    return f"{hours.start:%H:%M}-{end}"
 
 
 def _check_no_overlap(
@@ -172,8 +183,8 @@ def _check_no_overlap(
     if found is not None:
         raise InvalidRequest(
             fields={
-                "start": _("These hours overlap hours you already offer (%(start)s-%(end)s).")
-                % {"start": f"{found.start:%H:%M}", "end": f"{found.end:%H:%M}"}
+                "start": _("These hours overlap hours you already offer (%(hours)s).")
+                % {"hours": _span_label(found)}
             }
         )
 
@@ -215,15 +226,10 @@ def hours_zone_check(
             raise InvalidRequest(
                 fields={
                     field: _(
-                        "In the new time zone your hours %(start)s-%(end)s would overlap your "
-                        "hours %(other_start)s-%(other_end)s: change or remove some first."
+                        "In the new time zone your hours %(hours)s would overlap your hours "
+                        "%(other)s: change or remove some first."
                     )
-                    % {
-                        "start": f"{new.start:%H:%M}",
-                        "end": f"{new.end:%H:%M}",
-                        "other_start": f"{found.start:%H:%M}",
-                        "other_end": f"{found.end:%H:%M}",
-                    }
+                    % {"hours": _span_label(new), "other": _span_label(found)}
                 }
             )
 

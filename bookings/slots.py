@@ -21,6 +21,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+MIDNIGHT = time(0)  # as the end of hours: the midnight that ends their day (24:00)
+
 
 class Slot(NamedTuple):  # a tuple: thousands are made per call, and tuples are cheap
     start: datetime  # UTC
@@ -36,7 +38,7 @@ class Hours:
 
     zone: ZoneInfo
     start: time
-    end: time
+    end: time  # 00:00: the midnight that ends the day
     slot_minutes: int
     buffer_minutes: int
     mode: str
@@ -104,7 +106,7 @@ def _window(day: date, hours: Hours) -> tuple[datetime, datetime]:
     if offset is not None:  # no clock change that day
         return (
             (datetime.combine(day, hours.start) - offset).replace(tzinfo=UTC),
-            (datetime.combine(day, hours.end) - offset).replace(tzinfo=UTC),
+            (_end_wall(day, hours) - offset).replace(tzinfo=UTC),
         )
     return _first_existing(day, hours.start, hours.zone), _window_end(day, hours)
 
@@ -136,7 +138,7 @@ def _day_slots(hours: Hours, day: date) -> _DayGrid:
     length = timedelta(minutes=hours.slot_minutes)
     zone, mode, clinic_id = hours.zone, hours.mode, hours.clinic_id
     wall = datetime.combine(day, hours.start)
-    last_start = datetime.combine(day, hours.end) - length
+    last_start = _end_wall(day, hours) - length
     found: list[Slot] = []
     offset = _fixed_offset(day, zone)
     if offset is not None:
@@ -171,9 +173,18 @@ def _fixed_offset(day: date, zone: ZoneInfo) -> timedelta | None:
     return first if first == after else None
 
 
+def _end_wall(day: date, hours: Hours) -> datetime:
+    """The wall clock ``hours`` close at on ``day``: an end of 00:00 is the midnight that ends
+    the day (hours until 24:00), never the one that starts it."""
+    if hours.end == MIDNIGHT:
+        return datetime.combine(day + timedelta(days=1), MIDNIGHT)
+    return datetime.combine(day, hours.end)
+
+
 def _window_end(day: date, hours: Hours) -> datetime:
     """Where ``hours`` close on ``day``: at the clock change if their end is skipped by it."""
-    return _first_existing(day, hours.end, hours.zone)
+    end = _end_wall(day, hours)
+    return _first_existing(end.date(), end.time(), hours.zone)
 
 
 def _first_existing(day: date, wall: time, zone: ZoneInfo) -> datetime:

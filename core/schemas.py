@@ -84,6 +84,17 @@ def _wall_time(value: Any) -> Any:
 
 WallTime = Annotated[time, BeforeValidator(_wall_time)]
 
+
+def _wall_end(value: Any) -> Any:
+    """As :data:`WallTime`, and ``24:00``: the midnight that ends the day, kept as 00:00
+    (an end of 00:00 is that midnight too, never the one that starts the day)."""
+    if isinstance(value, str) and value in ("24:00", "24:00:00"):
+        return time(0)
+    return _wall_time(value)
+
+
+WallEnd = Annotated[time, BeforeValidator(_wall_end)]
+
 # Strict: JSON true/false must not pass for a number (pydantic's lax mode would take it).
 Latitude = Annotated[float, Field(ge=-90, le=90, strict=True)]
 Longitude = Annotated[float, Field(ge=-180, le=180, strict=True)]

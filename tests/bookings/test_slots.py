@@ -129,10 +129,17 @@ def local_days(zone: ZoneInfo, start: datetime, end: datetime) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def close_wall(day: date, hours: Hours) -> datetime:
+    """The wall clock ``hours`` close at on ``day``; an end of 00:00 is the next midnight."""
+    if hours.end == time(0):
+        return datetime.combine(day + DAY, time(0))
+    return datetime.combine(day, hours.end)
+
+
 def end_is_skipped(hours: Hours, start: datetime, end: datetime) -> bool:
     """Whether the rule's end wall time does not exist on a day it applies to."""
     return any(
-        applies(hours, day) and not local_instants(hours.zone, datetime.combine(day, hours.end))
+        applies(hours, day) and not local_instants(hours.zone, close_wall(day, hours))
         for day in local_days(hours.zone, start, end)
     )
 
@@ -150,7 +157,7 @@ def fits_hours(slot: Slot, hours: Hours) -> bool:
     day = start_wall.date()
     if not applies(hours, day):
         return False
-    open_, close = datetime.combine(day, hours.start), datetime.combine(day, hours.end)
+    open_, close = datetime.combine(day, hours.start), close_wall(day, hours)
     step = timedelta(minutes=hours.slot_minutes + hours.buffer_minutes)
     if start_wall < open_ or (start_wall - open_) % step:
         return False
@@ -163,9 +170,7 @@ def fits_hours(slot: Slot, hours: Hours) -> bool:
     if slot.end > close_of(zone, close):
         return False
     skipped_close = not local_instants(zone, close)
-    return (end_wall.date() == day and end_wall <= close) or (
-        skipped_close and slot.end == close_of(zone, close)
-    )
+    return end_wall <= close or (skipped_close and slot.end == close_of(zone, close))
 
 
 def grid(hours: Hours, start: datetime, end: datetime) -> Iterable[tuple[datetime, datetime]]:
@@ -175,7 +180,7 @@ def grid(hours: Hours, start: datetime, end: datetime) -> Iterable[tuple[datetim
     for day in local_days(hours.zone, start, end):
         if not applies(hours, day):
             continue
-        close = datetime.combine(day, hours.end)
+        close = close_wall(day, hours)
         limit = close_of(hours.zone, close)
         wall = datetime.combine(day, hours.start)
         while wall + length <= close:
@@ -277,7 +282,8 @@ def check_maximal(case: Case, slots: list[Slot]) -> None:
 
 
 def minute_time(m: int) -> time:
-    return time(m // 60, m % 60)
+    """``m`` minutes after midnight; 1440 (24:00, an end only) is kept as 00:00."""
+    return time(m // 60 % 24, m % 60)
 
 
 def minute_of(wall: datetime) -> int:
@@ -305,6 +311,8 @@ def hours_st(
     start_m, end_m = sorted([draw(minute), draw(minute)])
     if start_m == end_m:
         start_m, end_m = (start_m - 1, end_m) if end_m == 1439 else (start_m, end_m + 1)
+    if draw(st.integers(0, 7)) == 0:
+        end_m = 1440  # until the midnight that ends the day
     weekly = draw(st.booleans())
     return Hours(
         zone=zone,
