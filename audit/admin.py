@@ -10,6 +10,7 @@ filters offer known choices (the roles) or ones read from the action index, neve
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from django.contrib import admin
@@ -21,6 +22,7 @@ from django.utils.functional import cached_property
 
 from accounts.models import Role
 from audit.models import AuditEvent
+from audit.selectors import unsealed
 
 ACTION_CHOICES_MAX = 200
 NO_ROLE = "-"
@@ -108,10 +110,14 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
         "ip",
     )
     ordering = ("-id",)
+    sortable_by = ("id",)  # the only indexed order: sorting millions of rows by another is slow
     list_filter = (ActionFilter, ActorRoleFilter)
     search_fields = ("target_id",)
     search_help_text = "Exact target id"
-    readonly_fields = tuple(f.name for f in AuditEvent._meta.fields)
+    # ``data`` as staff may see it: sealed values (break-glass reasons) read back for admins.
+    fields = readonly_fields = tuple(
+        "shown_data" if f.name == "data" else f.name for f in AuditEvent._meta.fields
+    )
     paginator = AuditEventPaginator
     show_full_result_count = False  # no COUNT(*) of the unfiltered trail beside a search
 
@@ -121,6 +127,19 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
         # Exact match, so the (target_id, target_type) index answers it.
         term = search_term.strip()
         return (queryset.filter(target_id=term) if term else queryset), False
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        """The event with its ``data`` as this viewer may see it (the admin is shared by
+        every request: what the viewer may see travels with the object, never on it)."""
+        event = super().get_object(request, object_id, from_field)
+        if event is not None:
+            reveal = getattr(request.user, "role", None) == Role.ADMIN
+            cast(Any, event).shown = unsealed(event.data, reveal=reveal)
+        return event
+
+    @admin.display(description="data")
+    def shown_data(self, obj: AuditEvent) -> str:
+        return json.dumps(getattr(obj, "shown", {}), ensure_ascii=False, sort_keys=True)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -17,6 +17,8 @@ from django.db.models import QuerySet
 
 from audit import tasks
 from audit.models import GENESIS_HASH, AuditEvent
+from audit.services import SEAL_CONTEXT, SEALED_SUFFIX
+from core.crypto import DecryptionError, decrypt
 
 VERIFY_CHUNK = 2000
 MIRROR_CHUNK = 2000
@@ -203,3 +205,23 @@ def event_search(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return qs.order_by("-created_at", "-id")
+
+
+def unsealed(data: dict[str, Any], *, reveal: bool) -> dict[str, Any]:
+    """An event's ``data`` as shown to staff: each sealed value (:func:`audit.services.seal`)
+    under its plain name, read back for those who may (``reveal``: admins), else
+    ``[sealed]``; a value sealed with a key no longer in the ring is ``[unreadable]``."""
+    shown: dict[str, Any] = {}
+    for key, value in data.items():
+        if not (key.endswith(SEALED_SUFFIX) and isinstance(value, str)):
+            shown[key] = value
+            continue
+        name = key.removesuffix(SEALED_SUFFIX)
+        if not reveal:
+            shown[name] = "[sealed]"
+            continue
+        try:
+            shown[name] = decrypt(value, context=SEAL_CONTEXT)
+        except DecryptionError:
+            shown[name] = "[unreadable]"
+    return shown

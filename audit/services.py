@@ -30,6 +30,7 @@ from audit.models import (
     canonical_ip,
 )
 from audit.tasks import mirror_event
+from core.crypto import encrypt
 
 # A fixed key for pg_advisory_xact_lock: the bytes of "auditlog" as a signed bigint.
 CHAIN_LOCK_KEY = int.from_bytes(b"auditlog", "big", signed=True)
@@ -50,6 +51,20 @@ def scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value
+
+
+SEALED_SUFFIX = "_sealed"
+SEAL_CONTEXT = "audit.sealed"
+
+
+def seal(text: str) -> str:
+    """Free text that may tell of a patient's health (a break-glass reason), for an audit
+    row's ``data`` under a key ending in ``_sealed``: encrypted with the field keys, so the
+    append-only trail and its MongoDB mirror, which outlive an erasure, never hold it in
+    clear. Only admins read it back (:func:`audit.selectors.unsealed`). The trail is never
+    re-encrypted (its rows are chained by hash): a retired field key must stay in
+    ``FIELD_ENCRYPTION_KEYS`` as long as the reasons it sealed are to be read."""
+    return encrypt(text, context=SEAL_CONTEXT)
 
 
 def _clean_data(data: dict[str, Any] | None) -> dict[str, Any]:
