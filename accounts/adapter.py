@@ -275,7 +275,7 @@ def _refuse_reset_to_a_former_address(request: HttpRequest | None, user: User) -
 
     session = getattr(request, "session", None)
     state = session.get(PASSWORD_RESET_VERIFICATION_SESSION_KEY) if session is not None else None
-    if not state or str(state.get("user_id")) != str(user.pk):
+    if session is None or not state or str(state.get("user_id")) != str(user.pk):
         return
     if not _owns_address(user, str(state.get("email") or "")):
         session.pop(PASSWORD_RESET_VERIFICATION_SESSION_KEY, None)

@@ -3,13 +3,16 @@ is audited and acted on the same way (a deactivation closes the user's sockets a
 
 - What grants access (role, active, superuser, groups, permissions) is changed by admins
   only, never on their own account; a helper allowed to change users cannot change a staff
-  member's account either. No account is deleted here: its appointments, messages and
+  member's account either; nor can an admin who is not a superuser change a superuser's
+  account or make one superuser. No account is deleted here: its appointments, messages and
   medical files would go with it.
 - E-mail and phone are logins: they change through the account's own verified flows
   (allauth's addresses and codes), never here.
 - Passwords are their owners': whoever could set one could sign in as that user, past the
-  break-glass rule on chats and medical files. An account opened here gets a one-time
-  password its owner must change at first sign-in (ID-2).
+  break-glass rule on chats and medical files: the per-user "change password" page is
+  refused (a staff member's own, ``/admin/password_change/``, is audited by the site). An
+  account opened here gets a one-time password its owner must change at first sign-in
+  (ID-2).
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import services
 from accounts.errors import EmailTaken
 from accounts.models import Role, User
-from accounts.permissions import UNPRIVILEGED_ROLES, is_staff_account, may_change_access
+from accounts.permissions import (
+    UNPRIVILEGED_ROLES,
+    is_staff_account,
+    may_change_access,
+    may_change_superuser,
+)
 from audit.services import client_ip, record
 
 ACCESS_FIELDS = (
@@ -168,11 +176,15 @@ class UserAdmin(BaseUserAdmin):
             or obj.deleted_at is not None  # erased by its owner: never reactivated
         ):
             return (*_ALWAYS_READ_ONLY, *ACCESS_FIELDS)
+        fields: tuple[str, ...] = _ALWAYS_READ_ONLY
+        if not getattr(request.user, "is_superuser", False):
+            # Superuser status is given by a superuser only (see may_change_superuser).
+            fields = (*fields, "is_superuser")
         if obj.must_change_password:
             # Cleared only by its owner, by changing the password: whoever opened the account
             # knows the one-time password and could otherwise keep it working.
-            return (*_ALWAYS_READ_ONLY, "must_change_password")
-        return _ALWAYS_READ_ONLY
+            fields = (*fields, "must_change_password")
+        return fields
 
     def formfield_for_choice_field(
         self, db_field: models.Field, request: HttpRequest, **kwargs: Any
@@ -182,12 +194,15 @@ class UserAdmin(BaseUserAdmin):
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def _protected(self, request: HttpRequest, obj: Any) -> bool:
-        """A staff account, and the request not an admin's: it may not touch it."""
+        """A staff account, and the request not an admin's: it may not touch it; a
+        superuser's, and the request not a superuser's: neither (see may_change_superuser)."""
         return (
             obj is not None
             and obj.pk != request.user.pk
-            and is_staff_account(obj)
-            and not may_change_access(request.user)
+            and (
+                (is_staff_account(obj) and not may_change_access(request.user))
+                or not may_change_superuser(request.user, obj)
+            )
         )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -351,8 +366,9 @@ def _admins_only(model_admin: admin.ModelAdmin) -> None:
     for name in _CHECKS:
         allowed = getattr(model_admin, name)
 
-        def check(request: HttpRequest, *args: Any, _allowed: Any = allowed) -> bool:
-            return may_change_access(request.user) and bool(_allowed(request, *args))
+        # Django passes ``obj`` by keyword too (the autocomplete view's view permission).
+        def check(request: HttpRequest, *args: Any, _allowed: Any = allowed, **kwargs: Any) -> bool:
+            return may_change_access(request.user) and bool(_allowed(request, *args, **kwargs))
 
         setattr(model_admin, name, check)
 
@@ -361,11 +377,16 @@ def _admins_only(model_admin: admin.ModelAdmin) -> None:
 # Whoever could add, change or verify an address on someone's account, or link a Google
 # account to it, could sign in as that user (by e-mail code), past the break-glass rule and
 # unaudited. They change through their owner's verified flows only.
+# The Google app's keys too: a changed client or secret would send every Google sign-in
+# elsewhere (unaudited); its secret, key and settings (which may hold a private key) are
+# never shown (:data:`HIDDEN_FIELDS`).
 VIEW_ONLY = (
     "account.EmailAddress",
     "socialaccount.SocialAccount",
     "socialaccount.SocialToken",
+    "socialaccount.SocialApp",
 )
+HIDDEN_FIELDS = {"socialaccount.SocialApp": ("secret", "key", "settings")}
 # Second factors are enrolled by their owners (``/admin/otp/enrol/``): a device added or
 # changed here, with a key of the admin's choice, would pass another staff member's second
 # factor. One may still be deleted (a lost phone), audited (:class:`TOTPDeviceAdmin`): its
@@ -373,7 +394,7 @@ VIEW_ONLY = (
 NOT_ADDED_OR_CHANGED = ("otp_totp.TOTPDevice",)
 
 
-def _never(request: HttpRequest, *args: Any) -> bool:
+def _never(request: HttpRequest, *args: Any, **kwargs: Any) -> bool:
     return False
 
 
@@ -399,6 +420,10 @@ def _guard_access_models() -> None:
             model_admin = admin.site._registry.get(apps.get_model(label))
             if model_admin is not None:
                 _restrict(model_admin, deletable=deletable)
+    for label, hidden in HIDDEN_FIELDS.items():
+        model_admin = admin.site._registry.get(apps.get_model(label))
+        if model_admin is not None:
+            model_admin.exclude = (*(model_admin.exclude or ()), *hidden)  # type: ignore[misc]
     for label in ADMINS_ONLY:
         model_admin = admin.site._registry.get(apps.get_model(label))
         if model_admin is not None:

@@ -23,10 +23,10 @@ possible here.
 :class:`StaffOTPAdminSite` is the admin site's class (``telemed/urls.py``): the login page
 links to the enrolment page, selects the user's only device by itself and tells a staff
 member without a device to enrol. Its sign-ins and sign-outs (``auth.login``,
-``auth.logout``) and the wrong passwords and codes of both pages (``auth.login_failed``, by
-keyed digest of the address, as allauth's adapter records the API's) are audited here:
-Django's login never goes through allauth. An account whose admin-set password still waits
-to be changed is kept out, as on the API.
+``auth.logout``), its password changes (``auth.password_changed``) and the wrong passwords
+and codes of both pages (``auth.login_failed``, by keyed digest of the address, as allauth's
+adapter records the API's) are audited here: Django's login never goes through allauth. An
+account whose admin-set password still waits to be changed is kept out, as on the API.
 
 A device is removed only by an admin, on the admin site's page of TOTP devices (one, or
 several at once): each removal is audited (``auth.totp_removed``, see
@@ -185,6 +185,22 @@ class StaffOTPAdminSite(OTPAdminSite):
                 _admin_session_audited(request, user, "auth.login")
         return response
 
+    def password_change(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """A staff member's own password, changed here as on the API (allauth's adapter):
+        audited (``auth.password_changed``) and the account's sockets closed (its tokens,
+        made with the old password, are refused already; this browser's session is kept)."""
+        response = super().password_change(request, extra_context)
+        # The view answers a redirect only once the new password is saved.
+        user = request.user
+        if request.method == "POST" and response.status_code == 302 and user.is_authenticated:
+            from accounts.services import access_revoked
+
+            access_revoked(user_id=user.pk)
+            _admin_session_audited(request, user, "auth.password_changed")
+        return response
+
     def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         """Audited (``auth.logout``) once the session has ended."""
         user = request.user
@@ -199,7 +215,8 @@ class StaffOTPAdminSite(OTPAdminSite):
 
 
 def _admin_session_audited(request: HttpRequest, user: Any, action: str) -> None:
-    """An admin-site sign-in (``auth.login``) or sign-out (``auth.logout``) of ``user``."""
+    """An admin-site sign-in (``auth.login``), sign-out (``auth.logout``) or password change
+    (``auth.password_changed``) of ``user``."""
     record_from_request(
         request,
         action=action,

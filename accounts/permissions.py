@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 from accounts.errors import AdminOnly, RoleRequired, SuperuserRequired
 from accounts.models import Role
 from core.errors import Forbidden, Unauthenticated
@@ -53,12 +55,32 @@ def require_access_change(user: Any) -> None:
         raise AdminOnly()
 
 
+def may_change_superuser(actor: Any, user: Any, *, grants_superuser: bool = False) -> bool:
+    """Whether ``actor`` may change ``user``'s account (its profile, role, status or grants):
+    a superuser's account, or a change that would make an account superuser, is a
+    superuser's only. Else an admin could demote a superuser (its role changed, its
+    superuser status dropped), lock it out, and then erase it, or raise any account
+    (its own through another's) above the admins."""
+    if not (grants_superuser or getattr(user, "is_superuser", False)):
+        return True
+    return bool(actor is not None and getattr(actor, "is_superuser", False))
+
+
+def require_superuser_guard(actor: Any, user: Any, *, grants_superuser: bool = False) -> None:
+    """:func:`may_change_superuser`, else 403 ``auth.superuser_required``."""
+    if not may_change_superuser(actor, user, grants_superuser=grants_superuser):
+        raise SuperuserRequired(
+            _("Only a superuser can change a superuser's account or make an account superuser.")
+        )
+
+
 def require_erasure_allowed(actor: Any, user: Any) -> None:
     """Erasing someone else's account is for admins only; an admin's account (a superuser's
     counts) only for a superuser, so that no admin can wipe another out of the way."""
     require_access_change(actor)
-    if (user.role == Role.ADMIN or user.is_superuser) and not actor.is_superuser:
+    if user.role == Role.ADMIN and not actor.is_superuser:
         raise SuperuserRequired()
+    require_superuser_guard(actor, user)
 
 
 def require_permission(user: Any, perm: str) -> None:

@@ -36,6 +36,7 @@ from accounts.permissions import (
     is_staff_account,
     require_access_change,
     require_erasure_allowed,
+    require_superuser_guard,
 )
 from audit.services import record
 from core.models import IdempotencyRecord
@@ -298,11 +299,13 @@ def doctor_create_by_admin(
 
 def _check_access_change(*, actor: User, user: User, role_change: bool) -> None:
     """Nobody changes their own role or status; only admins change a role or a staff
-    member's account (a helper allowed to change users may neither promote nor lock out)."""
+    member's account (a helper allowed to change users may neither promote nor lock out);
+    only a superuser changes a superuser's (``user`` is the row as it is now, locked)."""
     if role_change and user.pk == actor.pk:
         raise CannotChangeOwnAccess()
     if role_change or (is_staff_account(user) and user.pk != actor.pk):
         require_access_change(actor)
+    require_superuser_guard(actor, user)
 
 
 ADMIN_EDITABLE = frozenset({"first_name", "last_name", "role", "language", "time_zone"})
@@ -370,13 +373,16 @@ GRANTS = frozenset({"is_superuser", "groups", "user_permissions"})
 def user_grants_set(*, actor: User, user: User, changes: dict[str, Any]) -> User:
     """Superuser status, groups and permissions (the admin site is where they change):
     admins only, never their own, and audited with what the account holds afterwards.
-    Superuser status is for admins only (see :meth:`User.save`)."""
+    Superuser status is for admins only (see :meth:`User.save`), and is given, like a
+    superuser's grants are changed, by a superuser only."""
     changes = {k: v for k, v in changes.items() if k in GRANTS}
     if not changes:
         return user
     if user.pk == actor.pk:
         raise CannotChangeOwnAccess()
     require_access_change(actor)
+    user = _locked(user)  # its superuser status as it is now
+    require_superuser_guard(actor, user, grants_superuser=bool(changes.get("is_superuser")))
     if "is_superuser" in changes:
         user.is_superuser = bool(changes["is_superuser"])
         user.save(update_fields=["is_superuser"])

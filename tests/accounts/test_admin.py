@@ -130,13 +130,15 @@ def test_helper_cannot_deactivate_an_admin(api):
     assert r.status_code == 200 and r.json()["is_active"] is False
 
 
-def test_a_demoted_admin_is_no_longer_a_superuser(api, admin_tokens):
+def test_a_demoted_admin_is_no_longer_a_superuser(api):
+    # By a superuser: an admin who is not one may not change a superuser's account.
+    actor = make_user(role=Role.ADMIN, is_superuser=True)
     other = User.objects.create_superuser("root@example.com", PASSWORD)
     r = api.patch(
         f"/api/v1/admin/users/{other.id}",
         {"role": "helper"},
         content_type="application/json",
-        headers=bearer(admin_tokens[1]["access"]),
+        headers=bearer(login(api, actor.email)["access"]),
     )
     assert r.status_code == 200
     other.refresh_from_db()
