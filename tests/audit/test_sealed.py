@@ -11,6 +11,7 @@ from audit.selectors import unsealed
 from audit.services import record, seal
 from core.crypto import encrypt
 from tests.accounts.admin_site import helper_with, staff_client, superuser
+from tests.factories import bearer, login, make_user
 
 pytestmark = pytest.mark.django_db
 REASON = "Patient unconscious in the emergency room, suspected insulin overdose"
@@ -43,3 +44,17 @@ def test_the_admin_site_shows_the_reason_to_admins_and_not_to_helpers():
     body = helper_page.content.decode()
     assert "insulin" not in body and "[sealed]" in body
     assert event.data["reason_sealed"] not in body  # not even the ciphertext
+
+
+def test_the_audit_search_shows_the_reason_to_admins_and_not_to_helpers(api):
+    record(action="records.break_glass", data={"patient_id": "p1", "reason_sealed": seal(REASON)})
+    url = "/api/v1/admin/audit?action=records.break_glass"
+    admin = make_user(role=Role.ADMIN)
+    shown = api.get(url, headers=bearer(login(api, admin.email)["access"])).json()["items"]
+    assert [e["data"] for e in shown] == [{"patient_id": "p1", "reason": REASON}]
+    helper = helper_with("audit.view_auditevent")
+    r = api.get(url, headers=bearer(login(api, helper.email)["access"]))
+    assert r.status_code == 200, r.json()
+    assert [e["data"] for e in r.json()["items"]] == [{"patient_id": "p1", "reason": "[sealed]"}]
+    assert "enc" not in str(r.json()["items"][0]["data"])
+    assert AuditEvent.objects.get(action="records.break_glass").data["reason_sealed"] != REASON
