@@ -149,19 +149,18 @@ class AccountAdapter(DefaultAccountAdapter):
 
     # --- failed logins (allauth's per-login limit) ------------------------------------
     def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
-        """The login tried, whichever it is: allauth's own key knows only an e-mail address
-        or a username, so every login by phone and password shared one count, and five
-        wrong passwords for any number locked every number out."""
+        """Failed logins are counted per account, whichever of its logins was tried (its
+        addresses, its verified number): counted per login, an account with two addresses
+        and a number gave three times the guesses. A login that is nobody's is counted on
+        its own. (allauth's own key knows only an e-mail address or a username: every login
+        by phone shared one count, and five wrong passwords for any number locked every
+        number out.) A password reset clears the account's count (allauth clears it for
+        each of its addresses, which all come here)."""
         login = credentials.get("email") or credentials.get("phone") or credentials.get("username")
-        return f"{get_current_site(request).domain}:{str(login or '').strip().lower()}"
-
-    def _delete_login_attempts_cached_email(self, request: HttpRequest, **credentials: Any) -> None:
-        """A password reset clears the failed logins of each of the account's addresses
-        (allauth), and of its verified number too: the owner signs in by phone again."""
-        super()._delete_login_attempts_cached_email(request, **credentials)
-        user = _user_by_login(str(credentials.get("email") or ""))
-        if user is not None and user.phone and user.phone_verified:
-            super()._delete_login_attempts_cached_email(request, phone=user.phone)
+        login = str(login or "").strip().lower()
+        user = _user_by_login(login)
+        who = f"account:{user.pk}" if user is not None else login
+        return f"{get_current_site(request).domain}:{who}"
 
     # --- reauthentication ------------------------------------------------------------
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
@@ -308,10 +307,18 @@ def _hash_as_a_new_account_would(request: HttpRequest | None) -> None:
 
 
 def _user_by_login(login: str) -> User | None:
+    """The account an e-mail address (its own, or another of its addresses) or a verified
+    number signs in to, if any."""
+    from allauth.account.models import EmailAddress
+
     if not login:
         return None
     if "@" in login:
-        return User.objects.filter(email__iexact=login).first()
+        user = User.objects.filter(email__iexact=login).first()
+        if user is None:
+            address = EmailAddress.objects.filter(email__iexact=login).select_related("user")
+            user = next((a.user for a in address[:1]), None)
+        return user
     return User.objects.filter(phone=login, phone_verified=True).first()
 
 

@@ -191,3 +191,29 @@ def test_a_password_reset_clears_the_failed_logins_of_the_accounts_number_too():
 
     r = post(Client(), f"{AUTH}/auth/login", {"phone": PHONE, "password": "Another-Passw0rd-77"})
     assert r.status_code == 200, r.json()
+
+
+def test_failed_logins_are_counted_per_account_whichever_login_was_tried():
+    """Five wrong passwords in all, by address or by number, lock the account's every login:
+    counted per login, an address and a number gave twice the guesses."""
+    user = make_user(phone=PHONE, phone_verified=True)
+    stranger = Client(REMOTE_ADDR="198.51.100.8")
+    tried = [{"email": user.email}, {"phone": PHONE}] * 2 + [{"email": user.email.upper()}]
+    statuses = [
+        post(stranger, f"{AUTH}/auth/login", {**login, "password": f"wrong-{i}-pw"}).status_code
+        for i, login in enumerate(tried)
+    ]
+    assert statuses == [400] * 5
+    for login in ({"phone": PHONE}, {"email": user.email}):
+        r = post(
+            Client(REMOTE_ADDR="203.0.113.10"),
+            f"{AUTH}/auth/login",
+            {**login, "password": PASSWORD},
+        )
+        assert r.status_code == 429, r.json()
+    # A login that is nobody's is still counted on its own, and locks no account.
+    other = make_user()
+    for i in range(5):
+        post(stranger, f"{AUTH}/auth/login", {"email": "nobody@example.com", "password": f"w-{i}"})
+    r = post(Client(), f"{AUTH}/auth/login", {"email": other.email, "password": PASSWORD})
+    assert r.status_code == 200, r.json()
