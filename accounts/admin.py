@@ -305,6 +305,14 @@ class TOTPDeviceAdmin(DeletesThroughService, BaseTOTPDeviceAdmin):
     delete_service = staticmethod(services.totp_devices_delete)
     delete_argument = "devices"
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        """A superuser's second factor is a superuser's to remove (see
+        :func:`services.totp_devices_delete`): not listed to other admins."""
+        queryset = super().get_queryset(request)
+        if not getattr(request.user, "is_superuser", False):
+            queryset = queryset.exclude(user__is_superuser=True)
+        return queryset
+
 
 if admin.site.is_registered(TOTPDevice):
     admin.site.unregister(TOTPDevice)

@@ -723,12 +723,20 @@ def totp_devices_delete(
     Admins only (the admin site's TOTP pages are theirs only). Each removal is audited in
     the same transaction (``auth.totp_removed``: who removed it, whose it was, the device's
     id and whether it was confirmed; never its key), so no second factor goes unaudited.
-    Returns how many were removed (a device removed meanwhile is skipped)."""
+    Returns how many were removed (a device removed meanwhile is skipped). A superuser's
+    only by a superuser: another admin would otherwise make a superuser enrol again."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     require_access_change(actor)
     ids = [device.pk for device in devices]
-    locked = list(TOTPDevice.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    locked = list(
+        TOTPDevice.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    for device in locked:  # a superuser's is a superuser's to remove (403 before any is)
+        require_superuser_guard(actor, device.user)
     for device in locked:
         _device_remove(device, actor=actor, ip=ip, user_agent=user_agent)
     return len(locked)

@@ -225,3 +225,30 @@ def test_the_google_app_is_view_only_and_its_secret_never_shown() -> None:
     assert (app.name, app.client_id, app.secret) == ("Google", "client-1", "s3cr3t-value")
     helper = staff_client(helper_with("socialaccount.view_socialapp"))
     assert helper.get(url).status_code == 403
+
+
+def test_a_superusers_second_factor_is_removed_by_a_superuser_only():
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    top = superuser()
+    device = TOTPDevice.objects.create(user=top, name="phone", confirmed=True)
+    admin = _admin_with_user_change()
+    admin.groups.first().permissions.add(  # type: ignore[union-attr]
+        *Permission.objects.filter(
+            content_type__app_label="otp_totp",
+            codename__in=["view_totpdevice", "delete_totpdevice"],
+        )
+    )
+    with pytest.raises(SuperuserRequired):
+        services.totp_devices_delete(actor=admin, devices=[device])
+    client = staff_client(admin)  # enrols a device of the admin's own
+    devices = "/admin/otp_totp/totpdevice/"
+    listed = client.get(devices)
+    assert listed.status_code == 200 and f"{devices}{device.pk}/" not in listed.content.decode()
+    r = client.post(f"{devices}{device.pk}/delete/", {"post": "yes"})
+    assert r.status_code in (302, 404)  # not found for this admin: nothing removed
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert not AuditEvent.objects.filter(action="auth.totp_removed").exists()
+    # A superuser still removes it (a lost phone).
+    assert services.totp_devices_delete(actor=superuser(), devices=[device]) == 1
+    assert not TOTPDevice.objects.filter(pk=device.pk).exists()
