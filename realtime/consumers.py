@@ -14,6 +14,7 @@ input gets an ``error`` event and the socket stays open; a flood is rate-limited
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -156,6 +157,17 @@ def _unexpected(exc: Exception) -> ApplicationError:
     return ApplicationError()
 
 
+class ClientGone(StopConsumer):
+    """A send found the client gone (Uvicorn's ``ClientDisconnected``, an ``OSError``; a
+    reset connection), or came after this socket's close: the end of the consumer, not an
+    error. Its cleanup runs as the consumer ends (:meth:`GatewayConsumer.__call__`)."""
+
+
+# The cleanups of ending consumers, held until done (asyncio holds tasks weakly): one goes on
+# though its consumer's task is cancelled.
+_cleanups: set[asyncio.Task[None]] = set()
+
+
 class _Bucket:
     """Token bucket: ``rate`` messages a second on average, bursts of ``burst``."""
 
@@ -186,18 +198,49 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         self.channel_layer = None
         self.device = uuid.uuid4().hex  # this socket, in presence
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.base_send = send
+        self.base_send = self._sending(send)
         self.has_slot = False  # counted in REALTIME_MAX_SOCKETS_PER_USER
         self.closing = False  # told to close by session.close
+        self.close_code: int | None = None  # the code of the close this server sent
         try:
             await await_many_dispatch([receive, self.inbox.get], self.dispatch)
-        except StopConsumer:
+        except StopConsumer:  # a disconnection handled, or a send that found the client gone
             pass
         finally:
             if self.has_slot:  # first: leaving may be cancelled midway
                 self.has_slot = False
                 socket_slot_free(self.user_id)
-            await fanout.leave(self)  # also when a handler failed
+            try:
+                if self.authenticated:
+                    # Ended without its disconnection handled (a send found the client gone, a
+                    # handler failed, the task was cancelled): its cleanup runs now, to its end
+                    # even if this task is cancelled meanwhile.
+                    code = self.close_code if self.close_code is not None else 1006
+                    cleanup = asyncio.ensure_future(self.disconnect(code))
+                    _cleanups.add(cleanup)
+                    cleanup.add_done_callback(_cleanups.discard)
+                    await asyncio.shield(cleanup)
+            finally:
+                await fanout.leave(self)  # also when a handler failed
+
+    def _sending(self, send: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
+        """The server's ``send``, where a send that cannot reach the client raises
+        :class:`ClientGone` (see there) and a close is remembered."""
+
+        async def sending(message: dict[str, Any]) -> None:
+            closed = self.close_code is not None
+            if message["type"] == "websocket.close" and not closed:
+                self.close_code = int(message.get("code", 1000))
+            try:
+                await send(message)
+            except OSError as exc:  # Uvicorn's ClientDisconnected, a connection reset
+                raise ClientGone() from exc
+            except RuntimeError as exc:
+                if not closed:
+                    raise  # not a send after this socket's close: a fault of ours
+                raise ClientGone() from exc  # Uvicorn: "... after sending 'websocket.close'"
+
+        return sending
 
     async def connect(self) -> None:
         await self.accept()
@@ -341,7 +384,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             return True
         if not holds and self.authenticated and not self.closing:
             self.closing = True
-            await self.close(code=CLOSE_FORBIDDEN)
+            # Run beside the socket's messages too (``_check_access_soon``): a client gone
+            # already ends the socket as its disconnection comes in.
+            with contextlib.suppress(ClientGone):
+                await self.close(code=CLOSE_FORBIDDEN)
         return holds
 
     async def session_close(self, event: dict[str, Any]) -> None:
@@ -416,6 +462,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
                         await self.send_json(reply)
                 else:
                     raise UnknownType(fields={"type": str(kind or "")[:64]})
+            except ClientGone:
+                raise  # the end of the socket (``__call__``), not the handler's failure
             except ApplicationError as exc:
                 await self.send_error(exc)
             except Exception as exc:  # the socket stays open: the client may try again

@@ -183,7 +183,10 @@ async def close_all(code: int) -> None:
     sockets = _hub().all()
     logger.warning("closing all %d sockets of this process (%d)", len(sockets), code)
     for consumer in sockets:
-        with contextlib.suppress(Exception):
+        if consumer.closing:
+            continue  # closing already (a session's close, a failed access check)
+        consumer.closing = True  # what is still queued for it is not sent (``event_push``)
+        with contextlib.suppress(Exception):  # a client gone already: its disconnection ends it
             await consumer.close(code=code)
 
 

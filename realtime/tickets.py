@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -49,14 +50,30 @@ def ticket_redeem(ticket: str) -> tuple[str, str] | None:
 _TICKET_IN_TEXT = re.compile(r"(ticket=)[^&\s\"']+")
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with any ticket in it replaced: a string that names one is rewritten, any
+    other value whose text names one becomes that text, redacted; every other value keeps
+    its type (a ``%d`` in the format needs its number)."""
+    if isinstance(value, str):
+        return _TICKET_IN_TEXT.sub(r"\1[redacted]", value) if "ticket=" in value else value
+    if isinstance(value, int | float):
+        return value
+    text = str(value)
+    return _TICKET_IN_TEXT.sub(r"\1[redacted]", text) if "ticket=" in text else value
+
+
 class RedactTickets(logging.Filter):
     """ASGI servers log a socket's path with its query string (Uvicorn: ``"WebSocket
-    /ws/v1/?ticket=..." [accepted]``): the ticket is replaced before any handler sees it."""
+    /ws/v1/?ticket=..." [accepted]``): the ticket is replaced before any handler sees it. Only
+    the arguments that name a ticket change; the others keep their types (Uvicorn's access
+    line formats its status with ``%d``), and arguments given by name stay a mapping."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and any("ticket=" in str(a) for a in record.args):
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(_TICKET_IN_TEXT.sub(r"\1[redacted]", str(a)) for a in args)
+        args = record.args
+        if isinstance(args, Mapping):
+            record.args = {key: _redacted(value) for key, value in args.items()}
+        elif isinstance(args, tuple):
+            record.args = tuple(_redacted(value) for value in args)
         if isinstance(record.msg, str) and "ticket=" in record.msg:
             record.msg = _TICKET_IN_TEXT.sub(r"\1[redacted]", record.msg)
         return True
