@@ -103,6 +103,7 @@ def _out(a: Appointment, *, reason: bool) -> dict[str, Any]:
         "status": a.status,
         "reason": a.reason if reason else None,
         "hold_expires_at": a.hold_expires_at,
+        "rescheduled_from": a.rescheduled_from_id,
     }
 
 

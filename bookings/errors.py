@@ -107,3 +107,13 @@ class TooManyUpcoming(ApplicationError):
         "The patient has as many upcoming appointments as can be booked: this one cannot be "
         "moved ahead."
     )
+
+
+class AppointmentOver(ApplicationError):
+    code = "booking.already_over"
+    status = 409
+    message = _("This appointment has already ended: it can no longer be cancelled.")
+    to_the_doctor = _(  # an appointment the doctor has yet to mark
+        "This appointment has already ended: mark it completed or a no-show instead of "
+        "cancelling it."
+    )

@@ -58,6 +58,9 @@ class AppointmentOut(Schema):
         ..., description="Null for staff in lists and dashboards: they read it in the detail"
     )
     hold_expires_at: datetime | None
+    rescheduled_from: UUID | None = Field(
+        None, description="The appointment this one replaced: a reschedule cancelled it"
+    )
 
 
 class AppointmentDetail(AppointmentOut):

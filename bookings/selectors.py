@@ -441,7 +441,9 @@ def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> b
     with a doctor still verified (one whose verification is withdrawn sees nobody's files
     and chats with nobody, whatever they saw before), whose account is still an active
     doctor's (an admin may change a role), with a patient whose account is active (an
-    account closed or erased, ``deleted_at``, is inactive: nobody chats with it).
+    account closed or erased, ``deleted_at``, is inactive: nobody chats with it) and still a
+    patient's (an account made staff is nobody's patient any more: no chat, typing, unread
+    counts, presence or files reach it through care).
     Chat, records and presence ask this; nobody re-implements it. The two are users or their
     ids.
 
@@ -460,6 +462,7 @@ def in_care(*, doctor_user: Any, patient: Any, now: datetime | None = None) -> b
                 db_value(User, "role", Role.DOCTOR),
                 db_value(User, "is_active", True),
                 db_value(User, "is_active", True),
+                db_value(User, "role", Role.PATIENT),
             ],
         )
         return cursor.fetchone() is not None
@@ -481,7 +484,7 @@ def _in_care_sql(vendor: str) -> str:
         f"JOIN {users} pu ON pu.{user_id} = a.{patient} "
         f"WHERE d.{user} = %s AND a.{patient} = %s AND a.{status} IN (%s, %s) AND a.{end} >= %s "
         f"AND d.{verification} = %s AND du.{role} = %s AND du.{is_active} = %s "
-        f"AND pu.{is_active} = %s LIMIT 1"
+        f"AND pu.{is_active} = %s AND pu.{role} = %s LIMIT 1"
     )
 
 
@@ -497,6 +500,7 @@ def _in_care(now: datetime | None) -> QuerySet[Appointment]:
         doctor__user__role=Role.DOCTOR,
         doctor__user__is_active=True,
         patient__is_active=True,
+        patient__role=Role.PATIENT,
     )
 
 

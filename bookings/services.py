@@ -22,6 +22,7 @@ from audit.services import record
 from bookings import selectors
 from bookings.errors import (
     AppointmentNotFound,
+    AppointmentOver,
     CancellationTooLate,
     DoctorNotBookable,
     HoldExpired,
@@ -416,7 +417,10 @@ def _history(appointment: Appointment, actor: User | None, reason: str = "") -> 
     )
 
 
-def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
+def tell_both(
+    appointment: Appointment, kind: str, render: Any, *, extra: dict[str, Any] | None = None
+) -> None:
+    """Both parties told ``kind`` about the appointment; ``extra``: more event data."""
     notify(
         users=[appointment.patient, appointment.doctor.user],
         kind=kind,
@@ -424,6 +428,7 @@ def tell_both(appointment: Appointment, kind: str, render: Any) -> None:
             "appointment_id": str(appointment.id),
             "status": appointment.status,
             "start": appointment.start.isoformat(),
+            **(extra or {}),
         },
         render=lambda user: render(appointment, user),
     )
@@ -885,15 +890,22 @@ def appointment_cancel(
     *, user: User, appointment_id: Any, reason: str = "", now: datetime | None = None
 ) -> Appointment:
     """Patients cannot cancel inside the doctor's cut-off (an unpaid hold they can always
-    release); doctors can always cancel (the patient is told why), and so can staff allowed
-    to change appointments (audited). The reason is kept in the appointment's history
-    (encrypted) and read there: the notification, which may leave as an e-mail or a text
-    message, only says there is one."""
+    release, and a request the doctor has not answered yet they can always withdraw);
+    doctors can always cancel until the end (the patient is told why), and so can staff
+    allowed to change appointments (audited), at any time. Once the appointment has ended,
+    its parties cannot cancel it: that would erase its outcome (never completed nor a
+    no-show, and no review); the doctor marks it instead. The reason is kept in the
+    appointment's history (encrypted) and read there: the notification, which may leave as
+    an e-mail or a text message, only says there is one."""
     now = now or timezone.now()
     appointment = _locked(user, appointment_id)
     if appointment.status not in ACTIVE:
         raise TransitionNotAllowed()
-    if user.role == Role.PATIENT and appointment.status != Status.HELD:
+    if user.role in (Role.PATIENT, Role.DOCTOR) and appointment.end <= now:
+        if user.role == Role.DOCTOR and appointment.status == Status.CONFIRMED:
+            raise AppointmentOver(AppointmentOver.to_the_doctor)
+        raise AppointmentOver()
+    if user.role == Role.PATIENT and appointment.status not in (Status.HELD, Status.PENDING):
         _check_cutoff(appointment, now)
     appointment.status = Status.CANCELLED
     appointment.save(update_fields=["status", "updated_at"])
@@ -1007,6 +1019,7 @@ def appointment_reschedule(
         end=slot.end,
         status=status,
         reason=old.reason,
+        paid_at=old.paid_at,  # the payment goes with the appointment it paid for
         rescheduled_from=old,
     )
     new.__dict__["_zone"] = _zone_of_slot(schedule[1], slot)
@@ -1019,6 +1032,8 @@ def appointment_reschedule(
             _("Appointment moved"),
             _("The appointment is now on %(when)s.") % {"when": when(a)},
         ),
+        # The old one was cancelled by the move: no ``booking.cancelled`` is sent for it.
+        extra={"rescheduled_from": str(old.id)},
     )
     return new
 

@@ -5,10 +5,15 @@ key is inserted first: a concurrent duplicate's insert waits on the unique index
 first transaction ends (PostgreSQL; SQLite serialises writers anyway), then finds the first
 answer and returns it. The same key with another body is 422. If the first request failed
 (its transaction rolled back), the key is free again and the retry runs afresh.
+
+The body is kept only as a keyed digest (:func:`request_digest`): a body can hold protected
+health information (a booking's reason), which a plain hash would let a reader of the table
+confirm by guessing.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -16,9 +21,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext_lazy as _
 from ninja import Header, Schema, Status
 
@@ -64,18 +71,50 @@ def run_once(
         raise InvalidRequest(
             fields={HEADER: str(_("An Idempotency-Key may not contain control characters."))}
         )
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    body = json.dumps(payload, sort_keys=True, default=str)
+    digest = request_digest(user, key, body)
     with transaction.atomic():
         record = _claim(user, key, digest)
         if record is None:
             existing = IdempotencyRecord.objects.get(user=user, key=key)
-            if existing.request_hash != digest:
+            if not _same_request(existing.request_hash, user, key, body):
                 raise IdempotencyMismatch() from None
             return existing.status or 200, existing.body, True
         status, body = action()
         record.status, record.body = status, body
         db.update(record, ["status", "body"])
         return status, record.body, False
+
+
+# A keyed digest is marked so (``request_hash`` holds 64 characters: the mark and 43 of
+# unpadded base64 fit); a digest of 64 hex digits is the unkeyed SHA-256 stored before.
+_KEYED = "h1:"
+_SALT = "core.idempotency.request_hash"
+
+
+def request_digest(user: Any, key: str, body: str, secret: str | None = None) -> str:
+    """The stored form of a request's ``body``: an HMAC-SHA256 under a key derived from
+    ``SECRET_KEY`` (or ``secret``), bound to the user and the Idempotency-Key, so it confirms
+    no guess of the body to one who reads the table without the secret."""
+    # A key has no control characters (refused before), so NUL separates unambiguously.
+    mac = salted_hmac(
+        _SALT, f"{getattr(user, 'pk', user)}\x00{key}\x00{body}", secret=secret, algorithm="sha256"
+    )
+    return _KEYED + base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def _same_request(stored: str, user: Any, key: str, body: str) -> bool:
+    """Whether ``stored`` is the digest of this body, under the current secret key or one
+    still in ``SECRET_KEY_FALLBACKS`` (a retry across a key rotation)."""
+    if not stored.startswith(_KEYED):
+        # Legacy: stored before keyed digests, as a plain SHA-256 of the body. Kept so that a
+        # retry across that deploy replays instead of being refused; such records expire 24 h
+        # (TTL) after it, and this branch can be deleted once the deploy is a day old.
+        return constant_time_compare(stored, hashlib.sha256(body.encode()).hexdigest())
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return any(
+        constant_time_compare(stored, request_digest(user, key, body, secret)) for secret in secrets
+    )
 
 
 # The header of an endpoint that creates: ``idempotency_key: str | None = IDEMPOTENCY_KEY``.
