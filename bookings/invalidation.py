@@ -5,28 +5,26 @@ time off also invalidates the directory's cached pages, whose availability filte
 "next available" depend on them (a clinic's or a profile's change does already).
 
 Signals, so that every writer is covered (services, the Django admin, fixtures). The cache is
-emptied after commit, when the new rows are visible; the cache's short lifetime bounds what a
-reader that raced the commit could have put back.
+emptied after commit, when the new rows are visible (tried again later if Redis fails then:
+:mod:`core.invalidation`); a reader that raced the commit caches nothing, its lease voided
+by the delete (:func:`bookings.selectors.schedule_of`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.cache import cache
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from bookings.models import AvailabilityRule, BookingPolicy, ExtraHours, TimeOff
 from bookings.selectors import schedule_key
-from core.cache import best_effort
+from core.invalidation import invalidate_on_commit
 from doctors.models import Clinic, DoctorProfile
 from doctors.services import directory_changed
 
 
 def _forget(doctor_id: Any) -> None:
-    key = schedule_key(doctor_id)
-    transaction.on_commit(lambda: best_effort(cache.delete, key, what="schedule cache"))
+    invalidate_on_commit("delete", schedule_key(doctor_id))  # tried again if Redis fails
 
 
 def _changed(sender: type, instance: Any, **kwargs: Any) -> None:

@@ -31,6 +31,7 @@ from bookings.models import (
 )
 from bookings.slots import Hours, Slot, free_slots
 from core import db
+from core.cache import cache_fill, cache_lease
 from core.db import db_value, names
 from doctors.models import Clinic, DoctorProfile, Mode, Verification
 
@@ -146,18 +147,38 @@ def schedule_of(doctor: DoctorProfile, *, fresh: bool = False) -> Schedule:
     bookings and reschedules read them ``fresh``, so a booking is never checked against
     stale hours. A fresh read is not written to the cache: a booking changes none of it, and
     the write (a Redis round trip and a pickle, ~4% of a booking's CPU) could put back hours
-    that a change committed meanwhile had just emptied."""
+    that a change committed meanwhile had just emptied.
+
+    A read that misses takes a lease on the key first, then reads the profile, policy and
+    hours, and caches them only if the lease is still there (``core.cache.cache_fill``): a
+    change that committed meanwhile (its delete voids the lease) is never undone by a read
+    that began before it. (Cached as read, such a read put the old hours back for
+    ``SCHEDULE_SECONDS``: deleted hours listed, and refused at booking; new ones unseen.)"""
     key = schedule_key(doctor.pk)
     if fresh:
         return (policy_for(doctor), hours_of(doctor))
     found = cache.get(key)
-    if found is not None:
-        return found  # type: ignore[no-any-return]
+    if isinstance(found, tuple):  # else nothing, or another read's lease
+        return found  # type: ignore[return-value]
+    lease = cache_lease(cache, key)
+    if lease is not None:  # read again after the lease: ``doctor`` may predate a change
+        doctor = _with_policy([doctor.pk]).get(doctor.pk, doctor)
+    schedule = _schedule(doctor, hours_of(doctor))
+    if lease is not None:
+        cache_fill(cache, key, lease, schedule, SCHEDULE_SECONDS)
+    return schedule
+
+
+def _with_policy(doctor_ids: list[Any]) -> dict[Any, DoctorProfile]:
+    """The doctors' profiles as they are now, each with its booking policy (one query)."""
+    found = DoctorProfile.objects.filter(pk__in=doctor_ids).select_related("booking_policy")
+    return {doctor.pk: doctor for doctor in found}
+
+
+def _schedule(doctor: DoctorProfile, hours: list[Hours]) -> Schedule:
     policy = policy_for(doctor)
     policy._state.fields_cache.clear()  # the cache keeps the policy's fields, not its doctor
-    schedule = (policy, hours_of(doctor))
-    cache.set(key, schedule, SCHEDULE_SECONDS)
-    return schedule
+    return (policy, hours)
 
 
 def hours_of(doctor: DoctorProfile, *, every_mode: bool = False) -> list[Hours]:
@@ -578,7 +599,6 @@ def first_free_slots(
             Exists(AvailabilityRule.objects.filter(doctor=OuterRef("pk")))
             | Exists(ExtraHours.objects.filter(doctor=OuterRef("pk"), date__gte=first_day))
         )
-        .select_related("booking_policy")
         .prefetch_related("clinics")
     )  # one query leaves out the doctors with no hours at all: no slots worked out for them
     if not with_hours:
@@ -602,14 +622,20 @@ def first_free_slots(
 
 
 def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
-    """:func:`schedule_of` for many doctors (read with their ``booking_policy``): the cached
-    ones in one round trip, the others in two queries, then cached."""
+    """:func:`schedule_of` for many doctors: the cached ones in one round trip, the others
+    in three queries (profiles with policies, rules, extra hours) read after their leases,
+    then cached where the lease held (see :func:`schedule_of`)."""
     keys = {schedule_key(d.pk): d for d in doctors}
     cached = cache.get_many(list(keys))
-    schedules = {keys[key].pk: schedule for key, schedule in cached.items()}
+    schedules = {
+        keys[key].pk: schedule for key, schedule in cached.items() if isinstance(schedule, tuple)
+    }
     missing = [d for d in doctors if d.pk not in schedules]
     if not missing:
         return schedules
+    leases = {d.pk: cache_lease(cache, schedule_key(d.pk)) for d in missing}
+    now_read = _with_policy([d.pk for d in missing])
+    missing = [now_read.get(d.pk, d) for d in missing]
     rows: dict[Any, list[tuple[Any, ...]]] = {d.pk: [] for d in missing}
     common = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic_id")
     zone = "clinic__time_zone"
@@ -621,15 +647,12 @@ def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
         doctor__in=missing, date__gte=_hours_since()
     ).values_list("doctor_id", *common, zone, "date"):
         rows[doctor_id].append((*row[:-1], None, row[-1]))
-    fresh = {}
     for doctor in missing:
-        policy = policy_for(doctor)
-        policy._state.fields_cache.clear()  # as schedule_of caches it
-        fresh[schedule_key(doctor.pk)] = schedules[doctor.pk] = (
-            policy,
-            _hours(doctor, rows[doctor.pk], every_mode=False),
-        )
-    cache.set_many(fresh, SCHEDULE_SECONDS)
+        schedule = _schedule(doctor, _hours(doctor, rows[doctor.pk], every_mode=False))
+        schedules[doctor.pk] = schedule
+        lease = leases[doctor.pk]
+        if lease is not None:
+            cache_fill(cache, schedule_key(doctor.pk), lease, schedule, SCHEDULE_SECONDS)
     return schedules
 
 

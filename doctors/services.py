@@ -19,8 +19,8 @@ from accounts.permissions import require_permission, require_role
 from accounts.services import ErasedPerson, user_hold, user_hold_active
 from audit.services import record
 from core import money
-from core.cache import best_effort
 from core.errors import InvalidRequest
+from core.invalidation import invalidate_on_commit
 from doctors import geo, index
 from doctors.errors import ClinicBusy, ClinicInUse, DoctorNotFound, InvalidLocation, InvalidPlace
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
@@ -42,17 +42,9 @@ def directory_version() -> int:
 
 
 def directory_changed() -> None:
-    """Invalidate every cached directory answer (after the change commits)."""
-
-    def bump() -> None:
-        try:
-            cache.incr(CACHE_VERSION_KEY)
-        except ValueError:  # no version yet
-            cache.set(CACHE_VERSION_KEY, 2, timeout=None)
-
-    # After commit, and never an error: the write is saved, and a Redis outage must neither
-    # answer it with a 500 nor stop the commit hooks after this one (an e-mail, say).
-    transaction.on_commit(lambda: best_effort(bump, what="directory cache"))
+    """Invalidate every cached directory answer after the change commits (tried again
+    later if Redis fails then: :mod:`core.invalidation`)."""
+    invalidate_on_commit("bump", CACHE_VERSION_KEY)
 
 
 def doctor_profile_ensure(*, user: User) -> DoctorProfile:

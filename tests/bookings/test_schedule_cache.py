@@ -116,3 +116,46 @@ def test_a_booking_leaves_the_cached_schedule_alone(api, doctor_with_hours):
     r = post(api, "/api/v1/appointments", {**body, "start": start.isoformat()}, **bearer(token))
     assert r.status_code == 201, r.content
     assert cache.get(key) == "marker"
+
+
+def _delete_video_hours_meanwhile(doctor, read):
+    """``read`` (a selector's step that reads hours), with the doctor's video hours deleted
+    and committed (the cache emptied) just after it read them: a change racing the read."""
+    from bookings.models import AvailabilityRule
+
+    def racing(*args, **kwargs):
+        found = read(*args, **kwargs)
+        AvailabilityRule.objects.filter(doctor=doctor, mode="video").delete()  # autocommit
+        return found
+
+    return racing
+
+
+@pytest.mark.django_db(transaction=True)  # the cache is emptied on commit
+def test_a_read_that_raced_a_change_does_not_cache_the_old_hours(doctor_with_hours, monkeypatch):
+    key = selectors.schedule_key(doctor_with_hours.id)
+    racing = _delete_video_hours_meanwhile(doctor_with_hours, selectors.hours_of)
+    monkeypatch.setattr(selectors, "hours_of", racing)
+    _, hours = selectors.schedule_of(doctor_with_hours)
+    assert "video" in {h.mode for h in hours}  # what it read, answered once
+    assert not isinstance(cache.get(key), tuple)  # and not cached for the next reads
+    monkeypatch.undo()
+    _, hours = selectors.schedule_of(doctor_with_hours)
+    assert {h.mode for h in hours} == {"in_person"}
+    assert cache.get(key)[1] == hours  # a read with no change meanwhile is cached
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_directorys_batch_read_that_raced_a_change_does_not_cache_it(
+    doctor_with_hours, monkeypatch
+):
+    key = selectors.schedule_key(doctor_with_hours.id)
+    monkeypatch.setattr(
+        selectors, "_hours", _delete_video_hours_meanwhile(doctor_with_hours, selectors._hours)
+    )
+    now = datetime.now(UTC)
+    assert doctor_with_hours.id in selectors.first_free_slots([doctor_with_hours.id], None, now)
+    assert not isinstance(cache.get(key), tuple)
+    monkeypatch.undo()
+    selectors.first_free_slots([doctor_with_hours.id], None, now, mode="video")
+    assert {h.mode for h in cache.get(key)[1]} == {"in_person"}
