@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Body, Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StringConstraints
 
 from accounts.auth import AuthedRequest, jwt_auth
@@ -164,11 +164,20 @@ def appointment(request: AuthedRequest, appointment_id: UUID) -> dict[str, Any]:
     return {**_out(a, reason=True), "history": list(a.history.all())}
 
 
+# A body whose fields are all optional (a cancellation's reason): no body at all is fine.
+NO_BODY_NEEDED = Body(None)
+
+
 @router.post("/appointments/{appointment_id}/cancel", response=AppointmentOut, auth=jwt_auth)
-def cancel(request: AuthedRequest, appointment_id: UUID, payload: ReasonIn) -> dict[str, Any]:
+def cancel(
+    request: AuthedRequest,
+    appointment_id: UUID,
+    payload: ReasonIn | None = NO_BODY_NEEDED,
+) -> dict[str, Any]:
+    reason = payload.reason if payload is not None else ""
     return _out(
         services.appointment_cancel(
-            user=request.auth, appointment_id=appointment_id, reason=payload.reason
+            user=request.auth, appointment_id=appointment_id, reason=reason
         ),
         reason=selectors.reasons_shown(request.auth),
     )

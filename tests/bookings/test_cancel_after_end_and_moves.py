@@ -230,3 +230,18 @@ def test_a_patient_made_staff_gets_no_more_chat(monkeypatch):
     with contextlib.suppress(NotInCare):  # refused (or throttled): never pushed
         chat.typing(user=profile.user, conversation_id=str(conversation.pk))
     assert pushed == []
+
+
+def test_a_cancel_needs_no_body_the_reason_being_optional(api, doctor_with_hours):
+    patient = make_user()
+    appointment = services.appointment_book(
+        patient=patient, doctor_id=doctor_with_hours.id, start=next_slot(days=5), mode="in_person"
+    )
+    headers = bearer(login(api, patient.email)["access"])
+    url = f"/api/v1/appointments/{appointment.id}/cancel"
+    r = api.post(url, "{not json", content_type="application/json", headers=headers)
+    assert r.status_code in (400, 422), r.content  # a broken body is still refused
+    assert Appointment.objects.get(id=appointment.id).status == Status.CONFIRMED
+    r = api.post(url, b"", content_type="application/json", headers=headers)  # no body
+    assert r.status_code == 200, r.json()
+    assert r.json()["status"] == "cancelled"
