@@ -158,7 +158,7 @@ class AccountAdapter(DefaultAccountAdapter):
         each of its addresses, which all come here)."""
         login = credentials.get("email") or credentials.get("phone") or credentials.get("username")
         login = str(login or "").strip().lower()
-        user = _user_by_login(login)
+        user = _account_of(request, login)
         who = f"account:{user.pk}" if user is not None else login
         return f"{get_current_site(request).domain}:{who}"
 
@@ -216,7 +216,7 @@ class AccountAdapter(DefaultAccountAdapter):
         tried: the account when there is one, else a keyed digest (``login_digest``) that
         still ties the attempts on one login together."""
         login = str(credentials.get("email") or credentials.get("phone") or "")
-        user = _user_by_login(login)
+        user = _account_of(request, login)
         record_from_request(
             request,
             action="auth.login_failed",
@@ -246,7 +246,8 @@ class AccountAdapter(DefaultAccountAdapter):
             and not signed_in_recently(getattr(request, "session", None), user)
         ):
             raise RecentSignInRequired()
-        _refuse_reset_to_a_former_address(request, user)
+        if match is not None and match.url_name == "reset_password":
+            _refuse_reset_to_a_former_address(request, user)
         user.set_password(password)
         user.must_change_password = False
         user.save(update_fields=["password", "must_change_password"])
@@ -304,6 +305,16 @@ def _hash_as_a_new_account_would(request: HttpRequest | None) -> None:
         return
     setattr(request, _HASHED, True)
     make_password(get_random_string(32))
+
+
+def _account_of(request: HttpRequest, login: str) -> User | None:
+    """:func:`_user_by_login`, looked up once per request and login: allauth asks for the
+    failed-login key before authenticating, and a failure is audited after."""
+    found: dict[str, User | None] = request.__dict__.setdefault("_accounts_of_logins", {})
+    key = login.strip().lower()
+    if key not in found:
+        found[key] = _user_by_login(key)
+    return found[key]
 
 
 def _user_by_login(login: str) -> User | None:

@@ -18,7 +18,7 @@ from ninja import Field, Query, Router, Schema, Status
 from accounts import selectors, services
 from accounts.auth import AuthedRequest, JWTAuth, jwt_auth, require_recent_sign_in, token_session
 from accounts.models import Role, User
-from accounts.permissions import require_permission
+from accounts.permissions import may_read_sealed, require_permission
 from accounts.schemas import (
     AuditPage,
     DeleteAccountIn,
@@ -292,7 +292,7 @@ def admin_audit(request: AuthedRequest, filters: Query[AuditFilters]) -> dict:
     items, next_cursor = paginate(
         qs, field="id", cursor=filters.cursor, limit=max(1, min(filters.limit, 200))
     )
-    reveal = request.auth.role == Role.ADMIN  # sealed values (break-glass reasons): admins'
+    reveal = may_read_sealed(request.auth)
     for event in items:  # as shown to this viewer; the rows themselves are never saved here
         event.data = unsealed(event.data, reveal=reveal)
     return {"items": items, "next": next_cursor}

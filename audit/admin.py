@@ -21,6 +21,7 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 
 from accounts.models import Role
+from accounts.permissions import may_read_sealed
 from audit.models import AuditEvent
 from audit.selectors import unsealed
 
@@ -133,7 +134,7 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
         every request: what the viewer may see travels with the object, never on it)."""
         event = super().get_object(request, object_id, from_field)
         if event is not None:
-            reveal = getattr(request.user, "role", None) == Role.ADMIN
+            reveal = may_read_sealed(request.user)
             cast(Any, event).shown = unsealed(event.data, reveal=reveal)
         return event
 

@@ -15,7 +15,15 @@ from accounts.models import User
 from audit.models import AuditEvent
 from tests.accounts.sms_queue import sent_sms
 from tests.accounts.test_phone import capture_sms  # noqa: F401  (autouse: SMS are captured)
-from tests.factories import AUTH, PASSWORD, last_code, make_user, post, reset_password_by_code
+from tests.factories import (
+    AUTH,
+    PASSWORD,
+    bearer,
+    last_code,
+    make_user,
+    post,
+    reset_password_by_code,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -225,3 +233,29 @@ def test_the_stale_code_refusal_is_told_in_arabic(capture_sms):  # noqa: F811
     )
     assert r.status_code == 409
     assert any("\u0600" <= ch <= "\u06ff" for ch in r.json()["error"]["message"])
+
+
+def test_a_reset_left_pending_in_the_session_does_not_stop_a_password_change():
+    user = make_user(email="old@example.com")
+    EmailAddress.objects.create(user=user, email="second@example.com", verified=True)
+    client = Client()
+    r = post(client, f"{AUTH}/auth/password/request", {"email": "second@example.com"})
+    session = r.json()["meta"]["session_token"]
+    r = post(
+        client,
+        f"{AUTH}/auth/login",
+        {"email": "old@example.com", "password": PASSWORD},
+        **{"X-Session-Token": session},
+    )
+    assert r.status_code == 200, r.json()
+    access = r.json()["meta"]["access_token"]
+    EmailAddress.objects.filter(user=user, email="second@example.com").delete()
+    r = post(
+        client,
+        f"{AUTH}/account/password/change",
+        {"current_password": PASSWORD, "new_password": "Another-secret-42"},
+        **bearer(access),
+    )
+    assert r.status_code in (200, 401), r.json()
+    user.refresh_from_db()
+    assert user.check_password("Another-secret-42")
