@@ -31,7 +31,7 @@ from bookings.models import (
 )
 from bookings.slots import Hours, Slot, free_slots
 from core import db
-from core.cache import cache_fill, cache_lease
+from core.cache import cache_fill, cache_fill_many, cache_lease, cache_leases
 from core.db import db_value, names
 from doctors.models import Clinic, DoctorProfile, Mode, Verification
 
@@ -623,8 +623,9 @@ def first_free_slots(
 
 def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
     """:func:`schedule_of` for many doctors: the cached ones in one round trip, the others
-    in three queries (profiles with policies, rules, extra hours) read after their leases,
-    then cached where the lease held (see :func:`schedule_of`)."""
+    in three queries (profiles with policies, rules, extra hours) read after their leases
+    (one round trip), then cached where the lease held (one round trip; see
+    :func:`schedule_of`)."""
     keys = {schedule_key(d.pk): d for d in doctors}
     cached = cache.get_many(list(keys))
     schedules = {
@@ -633,8 +634,10 @@ def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
     missing = [d for d in doctors if d.pk not in schedules]
     if not missing:
         return schedules
-    leases = {d.pk: cache_lease(cache, schedule_key(d.pk)) for d in missing}
-    now_read = _with_policy([d.pk for d in missing])
+    leases = cache_leases(cache, [schedule_key(d.pk) for d in missing])  # one round trip
+    # Read again after the leases: the profiles and policies read before may predate a
+    # change; a schedule with no lease (Redis away, another read's) is not cached anyway.
+    now_read = _with_policy([d.pk for d in missing if leases[schedule_key(d.pk)]])
     missing = [now_read.get(d.pk, d) for d in missing]
     rows: dict[Any, list[tuple[Any, ...]]] = {d.pk: [] for d in missing}
     common = ("start", "end", "slot_minutes", "buffer_minutes", "mode", "clinic_id")
@@ -647,12 +650,14 @@ def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
         doctor__in=missing, date__gte=_hours_since()
     ).values_list("doctor_id", *common, zone, "date"):
         rows[doctor_id].append((*row[:-1], None, row[-1]))
+    fills = {}
     for doctor in missing:
         schedule = _schedule(doctor, _hours(doctor, rows[doctor.pk], every_mode=False))
         schedules[doctor.pk] = schedule
-        lease = leases[doctor.pk]
+        lease = leases[schedule_key(doctor.pk)]
         if lease is not None:
-            cache_fill(cache, schedule_key(doctor.pk), lease, schedule, SCHEDULE_SECONDS)
+            fills[schedule_key(doctor.pk)] = (lease, schedule)
+    cache_fill_many(cache, fills, SCHEDULE_SECONDS)  # one round trip
     return schedules
 
 

@@ -113,6 +113,48 @@ def cache_fill(cache: Any, key: str, lease: str, value: Any, timeout: int) -> No
     best_effort(cache_swap, cache, key, lease, value, timeout, what="cache fill")
 
 
+def cache_leases(cache: Any, keys: list[str]) -> dict[str, str | None]:
+    """:func:`cache_lease` on each of ``keys``: one round trip with Redis."""
+    leases = {key: f"lease:{uuid.uuid4().hex}" for key in keys}
+    if not isinstance(cache, RedisCache):  # the embedded default (one process)
+        return {key: cache_lease(cache, key) for key in keys}
+    try:
+        client, ser = _client_of(cache)
+        pipe = client.pipeline(transaction=False)
+        for key, lease in leases.items():
+            name = cache.make_and_validate_key(key)
+            pipe.set(name, ser.dumps(lease), nx=True, ex=LEASE_SECONDS)
+        taken = pipe.execute()
+    except Exception as exc:
+        logger.warning("cache lease unavailable (%s)", type(exc).__name__)
+        return dict.fromkeys(keys)
+    return {
+        key: lease if ok else None for (key, lease), ok in zip(leases.items(), taken, strict=True)
+    }
+
+
+def cache_fill_many(cache: Any, fills: dict[str, tuple[str, Any]], timeout: int) -> None:
+    """:func:`cache_fill` for each ``key: (lease, value)``: one round trip with Redis."""
+    if not fills:
+        return
+    if not isinstance(cache, RedisCache):
+        for key, (lease, value) in fills.items():
+            cache_fill(cache, key, lease, value, timeout)
+        return
+    seconds = cache.get_backend_timeout(timeout) or 0
+    try:
+        client, ser = _client_of(cache)
+        script = script_on(client, _SWAP)
+        pipe = client.pipeline(transaction=False)
+        for key, (lease, value) in fills.items():
+            name = cache.make_and_validate_key(key)
+            args = [ser.dumps(lease), ser.dumps(value), seconds, 0]
+            script(keys=[name], args=args, client=pipe)
+        pipe.execute()
+    except Exception as exc:
+        logger.warning("cache fill unavailable (%s)", type(exc).__name__)
+
+
 def cache_swap(
     cache: Any, key: str, expected: str, value: Any, timeout: int, *, otherwise_drop: bool = False
 ) -> bool:
@@ -148,13 +190,20 @@ return 0
 """
 
 
+def _client_of(cache: Any) -> tuple[Any, Any]:
+    """The Redis client behind ``cache``, and the cache's serializer."""
+    return cache._cache.get_client(write=True), cache._cache._serializer
+
+
 def _redis(cache: Any, key: str, source: str) -> tuple[Any, str, Any]:
     """For a script on the Redis behind ``cache``: the script, ``key``'s full name, and the
     cache's serializer (values written by the script are read back by the cache API)."""
     client = cache._cache.get_client(write=True)
-    return _script(client, source), cache.make_and_validate_key(key), cache._cache._serializer
+    return script_on(client, source), cache.make_and_validate_key(key), cache._cache._serializer
 
 
 @functools.cache  # one client per pool (SharedClientRedisCache): a few entries in all
-def _script(client: Any, source: str) -> Any:
+def script_on(client: Any, source: str) -> Any:
+    """A Lua script on ``client``, registered once: later calls send its hash, not its text
+    (redis-py loads it again if Redis lost it)."""
     return client.register_script(source)

@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
-from core.cache import best_effort, default_redis
+from core.cache import best_effort, default_redis, script_on
 
 logger = logging.getLogger(__name__)
 COUNTERS: dict[str, Callable[[Any], int]] = {}
@@ -102,8 +102,8 @@ def _store(key: str, count: int, generation: Any) -> None:
     if redis is not None:
         client, make_key = redis
         expected = "" if generation is None else str(generation)
-        client.eval(
-            _STORE, 2, make_key(key), make_key(_generation_key(key)), expected, count, seconds
+        script_on(client, _STORE)(
+            keys=[make_key(key), make_key(_generation_key(key))], args=[expected, count, seconds]
         )
         return
     # The in-process cache (one process): checked, then written, not atomically.
@@ -163,7 +163,7 @@ def unread_adjust_on_commit(*, user_ids: list[Any], name: str, delta: int) -> No
         if redis is not None:
             client, make_key = redis
             full = _with_generations(make_key, keys)
-            client.eval(_ADJUST, len(full), *full, delta, GENERATION_SECONDS)
+            script_on(client, _ADJUST)(keys=full, args=[delta, GENERATION_SECONDS])
             return
         _bump(keys)
         for key in keys:
@@ -193,7 +193,7 @@ def _forget(keys: list[str]) -> None:
     if redis is not None:
         client, make_key = redis
         full = _with_generations(make_key, keys)
-        client.eval(_FORGET, len(full), *full, GENERATION_SECONDS)
+        script_on(client, _FORGET)(keys=full, args=[GENERATION_SECONDS])
         return
     _bump(keys)
     cache.delete_many(keys)

@@ -61,3 +61,27 @@ def test_backends_of_other_threads_share_the_pool_and_its_connections():
         t.join()
     assert len(theirs) == 5 and all(c is mine for c in theirs)  # ...with the same client
     assert len(mine.connection_pool._available_connections) == connections
+
+
+def _leases_and_fills(backend: Any) -> None:
+    from core.cache import cache_fill_many, cache_leases
+
+    keys = [f"bulk-lease-{i}" for i in range(3)]
+    backend.delete_many(keys)
+    backend.set(keys[0], ("cached",), 30)  # something there already: no lease
+    leases = cache_leases(backend, keys)
+    assert leases[keys[0]] is None and leases[keys[1]] and leases[keys[2]]
+    assert cache_leases(backend, keys[1:]) == dict.fromkeys(keys[1:])  # leased: not twice
+    backend.delete(keys[2])  # a change meanwhile voids that lease
+    cache_fill_many(backend, {key: (str(leases[key]), (key,)) for key in keys[1:]}, 30)
+    assert backend.get_many(keys) == {keys[0]: ("cached",), keys[1]: (keys[1],)}
+
+
+def test_leases_and_fills_in_bulk_on_redis():
+    _leases_and_fills(caches["default"])
+
+
+def test_leases_and_fills_in_bulk_in_process():
+    from django.core.cache.backends.locmem import LocMemCache
+
+    _leases_and_fills(LocMemCache("bulk-leases", {}))

@@ -49,7 +49,7 @@ def test_an_increment_redis_missed_is_repaired_by_a_task_a_minute_later(monkeypa
     assert unread_counts(user_id=user.pk) == {"notifications": 1, "chat": 0}  # now cached
 
     with monkeypatch.context() as blip:
-        redis_fails(blip, "eval")
+        redis_fails(blip, "evalsha")
         tell(user)  # committed; its increment is lost
     assert cache.get(KEY.format(user.pk)) == 1  # wrong: the database has 2
     [repair] = repairs()
@@ -68,7 +68,7 @@ def test_a_reset_redis_missed_is_repaired_too(monkeypatch):
     assert unread_counts(user_id=user.pk)["notifications"] == 2
 
     with monkeypatch.context() as blip:
-        redis_fails(blip, "eval")  # the reset and its generation's bump are one script
+        redis_fails(blip, "evalsha")  # the reset and its generation's bump are one script
         notifications_mark_all_read(user=user)
     assert cache.get(KEY.format(user.pk)) == 2  # wrong: all read
 
