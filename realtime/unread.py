@@ -14,7 +14,8 @@ write, not atomic: a best effort for one process). The other way round, a rebuil
 counted after a write's commit and cached before its adjustment counts that write twice: the
 TTL bounds how long that stays wrong. A counter that falls below zero is wrong for sure, and
 is dropped so that the next read counts again. A write Redis missed (a blip) leaves its keys
-to :func:`unread_repair`, a task that deletes them a minute later, so they are rebuilt.
+to be reset by a task soon after, and again until done (``core.invalidation``, operation
+``unread.forget``), so they are rebuilt.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
-from django_tasks import task
 
 from core.cache import best_effort, default_redis, script_on
+from core.invalidation import invalidate_later
 
 logger = logging.getLogger(__name__)
 COUNTERS: dict[str, Callable[[Any], int]] = {}
@@ -185,10 +184,12 @@ def unread_forget_many_on_commit(*, user_ids: list[Any], name: str) -> None:
     Redis call): the next read counts again."""
     keys = [_key(name, user_id) for user_id in user_ids]
     if keys:
-        _on_commit_or_repair(lambda: _forget(keys), keys)
+        _on_commit_or_repair(lambda: forget(keys), keys)
 
 
-def _forget(keys: list[str]) -> None:
+def forget(keys: list[str]) -> None:
+    """Drop these counters and bump their generations (also ``core.invalidation``'s
+    ``unread.forget``): the next read counts again."""
     redis = default_redis()
     if redis is not None:
         client, make_key = redis
@@ -199,32 +200,20 @@ def _forget(keys: list[str]) -> None:
     cache.delete_many(keys)
 
 
-REPAIR_AFTER = timedelta(seconds=60)
+# The reset a missed write leaves to a task (``core.invalidation``), by this name.
+FORGET = "unread.forget"
 
 
 def _on_commit_or_repair(write: Callable[[], Any], keys: list[str]) -> None:
     """After commit, ``write`` to Redis. If that fails (Redis away or slow), the keys it
-    would have changed are left to :func:`unread_repair`, a task (a row in the database,
-    so it survives the blip) that runs a minute later, when Redis is likely back."""
+    would have changed are reset by a task (a row in the database, so it survives the
+    blip) a few seconds later, and again until Redis is back (``core.invalidation``)."""
 
     def after_commit() -> None:
         try:
             write()
         except Exception as exc:
             logger.warning("unread counters unavailable (%s)", type(exc).__name__)
-            best_effort(_repair_later, keys, what="unread counters repair")
+            invalidate_later(FORGET, keys)
 
     transaction.on_commit(after_commit)
-
-
-def _repair_later(keys: list[str]) -> None:
-    unread_repair.using(run_after=timezone.now() + REPAIR_AFTER).enqueue(keys)
-
-
-@task()
-def unread_repair(keys: list[str]) -> int:
-    """Delete counters a write could not adjust: the next read rebuilds them from the
-    database. If Redis is still away this fails, and the TTL bounds how long they stay
-    wrong."""
-    _forget(keys)
-    return len(keys)

@@ -51,7 +51,7 @@ def test_a_doctor_rejected_while_redis_blinked_leaves_the_directory_soon_after(
     assert api.get(url).status_code == 200  # still the cached copy, for now
 
     [retry] = _queued()
-    assert retry.args_kwargs["args"] == ["bump", services.CACHE_VERSION_KEY, 2]
+    assert retry.args_kwargs["args"] == ["bump", [services.CACHE_VERSION_KEY], 2]
     assert retry.run_after > timezone.now() + timedelta(seconds=3)  # a little later
     assert cache_invalidate.call(*retry.args_kwargs["args"]) is True  # Redis is back
     assert api.get(url).status_code == 404
@@ -59,13 +59,13 @@ def test_a_doctor_rejected_while_redis_blinked_leaves_the_directory_soon_after(
 
 
 def test_each_retry_waits_longer_and_the_last_gives_up(monkeypatch, caplog):
-    monkeypatch.setattr(cache, "delete", _redis_away)
-    assert cache_invalidate.call("delete", "some:key", 3) is False
+    monkeypatch.setattr(cache, "delete_many", _redis_away)
+    assert cache_invalidate.call("delete", ["some:key"], 3) is False
     [retry] = _queued()
-    assert retry.args_kwargs["args"] == ["delete", "some:key", 4]
+    assert retry.args_kwargs["args"] == ["delete", ["some:key"], 4]
     wait = retry.run_after - timezone.now()
     assert timedelta(seconds=15) < wait <= timedelta(seconds=20)  # 5 s x 2 x 2
 
-    assert cache_invalidate.call("delete", "some:key", invalidation.ATTEMPTS) is False
+    assert cache_invalidate.call("delete", ["some:key"], invalidation.ATTEMPTS) is False
     assert len(_queued()) == 1  # given up: not queued again
     assert "cache invalidation given up" in caplog.text
