@@ -446,6 +446,17 @@ def review_hide(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any
     return reviews.review_hide(actor=request.auth, review_id=review_id, reason=payload.reason)
 
 
+@router.post(
+    "/admin/reviews/{review_id}/show",
+    response=ReviewOut,
+    auth=jwt_auth,
+    tags=["admin"],
+    summary="Show a hidden review again (audited)",
+)
+def review_show(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any:
+    return reviews.review_show(actor=request.auth, review_id=review_id, reason=payload.reason)
+
+
 # --- the doctor's availability ----------------------------------------------------------
 class PageQuery(Schema):
     cursor: str | None = Field(None, max_length=500)

@@ -120,9 +120,20 @@ def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
     return review
 
 
-@transaction.atomic
 def review_hide(*, actor: User, review_id: Any, reason: str) -> Review:
     """Hiding takes the rating out of the doctor's average too (audited)."""
+    return review_hidden_set(actor=actor, review_id=review_id, hidden=True, reason=reason)
+
+
+def review_show(*, actor: User, review_id: Any, reason: str) -> Review:
+    """A review hidden by mistake shown again, its rating back in the average (audited)."""
+    return review_hidden_set(actor=actor, review_id=review_id, hidden=False, reason=reason)
+
+
+@transaction.atomic
+def review_hidden_set(*, actor: User, review_id: Any, hidden: bool, reason: str) -> Review:
+    """Hide or show a review: its rating leaves or rejoins the doctor's average in the same
+    transaction, once (a review already so is left as it is), audited with the reason."""
     require_permission(actor, "bookings.change_review")
     reviews = Review.objects.filter(id=review_id)
     doctor_user_id = reviews.values_list("doctor__user_id", flat=True).first()
@@ -134,14 +145,16 @@ def review_hide(*, actor: User, review_id: Any, reason: str) -> Review:
     review = reviews.select_for_update(of=("self",)).first()
     if review is None:
         raise ReviewNotFound()
-    if not review.hidden:
-        review.hidden = True
+    if review.hidden != hidden:
+        review.hidden = hidden
         review.save(update_fields=["hidden"])
+        sign = -1 if hidden else 1
         DoctorProfile.objects.filter(pk=review.doctor_id).update(
-            rating_sum=F("rating_sum") - review.rating, rating_count=F("rating_count") - 1
+            rating_sum=F("rating_sum") + sign * review.rating,
+            rating_count=F("rating_count") + sign,
         )
         record(
-            action="review.hidden",
+            action="review.hidden" if hidden else "review.shown",
             actor_id=actor.pk,
             actor_role=actor.role,
             target_type="review",

@@ -99,6 +99,38 @@ def test_doctor_replies_once_and_admin_hides_audited(api, doctor_with_hours):
     assert api.get(f"/api/v1/doctors/{doctor_with_hours.id}/reviews").json()["items"] == []
     assert DoctorProfile.objects.get(pk=doctor_with_hours.pk).rating_count == 0
     assert AuditEvent.objects.filter(action="review.hidden", target_id=str(review.id)).exists()
+    # Hidden twice: counted out once.
+    again = post(api, f"/api/v1/admin/reviews/{review.id}/hide", {"reason": "x"}, **helper_headers)
+    assert again.status_code == 200
+    assert DoctorProfile.objects.get(pk=doctor_with_hours.pk).rating_count == 0
+
+
+def test_a_review_hidden_by_mistake_is_shown_again_and_counted_once(api, doctor_with_hours):
+    patient = make_user()
+    review = review_create(
+        patient=patient, appointment_id=completed(doctor_with_hours, patient).id, rating=4
+    )
+    admin = bearer(login(api, make_user(role="admin").email)["access"])
+    url = f"/api/v1/admin/reviews/{review.id}"
+    assert post(api, f"{url}/hide", {"reason": "reported"}, **admin).status_code == 200
+    shown = post(api, f"{url}/show", {"reason": "the report was wrong"}, **admin)
+    assert shown.status_code == 200, shown.json()
+    review.refresh_from_db()
+    assert review.hidden is False
+    assert post(api, f"{url}/show", {"reason": "twice"}, **admin).status_code == 200
+    profile = DoctorProfile.objects.get(pk=doctor_with_hours.pk)
+    assert (profile.rating_count, profile.rating_sum) == (1, 4)
+    listed = api.get(f"/api/v1/doctors/{doctor_with_hours.id}/reviews").json()["items"]
+    assert [r["id"] for r in listed] == [str(review.id)]
+    event = AuditEvent.objects.get(action="review.shown", target_id=str(review.id))
+    assert event.data == {"reason": "the report was wrong"}
+    # Someone without the permission: 403, nothing changes.
+    patient_headers = bearer(login(api, patient.email)["access"])
+    r = post(api, f"{url}/hide", {"reason": "mine"}, **patient_headers)
+    assert r.status_code == 403
+    r = post(api, "/api/v1/admin/reviews/00000000-0000-0000-0000-000000000000/show",
+             {"reason": "nobody's"}, **admin)  # fmt: skip
+    assert r.status_code == 404
 
 
 @pytest.mark.django_db(transaction=True)
