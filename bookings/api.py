@@ -443,7 +443,9 @@ def review_reply(request: AuthedRequest, review_id: UUID, payload: ReplyIn) -> A
     summary="Hide a review (audited)",
 )
 def review_hide(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any:
-    return reviews.review_hide(actor=request.auth, review_id=review_id, reason=payload.reason)
+    return reviews.review_hidden_set(
+        actor=request.auth, review_id=review_id, hidden=True, reason=payload.reason
+    )
 
 
 @router.post(
@@ -454,7 +456,9 @@ def review_hide(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any
     summary="Show a hidden review again (audited)",
 )
 def review_show(request: AuthedRequest, review_id: UUID, payload: HideIn) -> Any:
-    return reviews.review_show(actor=request.auth, review_id=review_id, reason=payload.reason)
+    return reviews.review_hidden_set(
+        actor=request.auth, review_id=review_id, hidden=False, reason=payload.reason
+    )
 
 
 # --- the doctor's availability ----------------------------------------------------------

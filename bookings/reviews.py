@@ -120,20 +120,11 @@ def review_reply(*, doctor_user: User, review_id: Any, text: str) -> Review:
     return review
 
 
-def review_hide(*, actor: User, review_id: Any, reason: str) -> Review:
-    """Hiding takes the rating out of the doctor's average too (audited)."""
-    return review_hidden_set(actor=actor, review_id=review_id, hidden=True, reason=reason)
-
-
-def review_show(*, actor: User, review_id: Any, reason: str) -> Review:
-    """A review hidden by mistake shown again, its rating back in the average (audited)."""
-    return review_hidden_set(actor=actor, review_id=review_id, hidden=False, reason=reason)
-
-
 @transaction.atomic
 def review_hidden_set(*, actor: User, review_id: Any, hidden: bool, reason: str) -> Review:
-    """Hide or show a review: its rating leaves or rejoins the doctor's average in the same
-    transaction, once (a review already so is left as it is), audited with the reason."""
+    """Hide a review, or show one hidden by mistake again: its rating leaves or rejoins the
+    doctor's average in the same transaction, once (a review already so is left as it is),
+    audited (``review.hidden``, ``review.shown``) with the reason."""
     require_permission(actor, "bookings.change_review")
     reviews = Review.objects.filter(id=review_id)
     doctor_user_id = reviews.values_list("doctor__user_id", flat=True).first()

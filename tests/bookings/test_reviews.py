@@ -194,8 +194,10 @@ def test_a_review_or_its_hiding_changes_the_cached_profile_and_its_etag(
         )
     after = api.get(url)
     assert (after.json()["rating_count"], after["ETag"] != before["ETag"]) == (1, True)
-    from bookings.reviews import review_hide
+    from bookings.reviews import review_hidden_set
 
     with django_capture_on_commit_callbacks(execute=True):
-        review_hide(actor=make_user(role="admin"), review_id=review.id, reason="abuse")
+        review_hidden_set(
+            actor=make_user(role="admin"), review_id=review.id, hidden=True, reason="abuse"
+        )
     assert api.get(url).json()["rating_count"] == 0
