@@ -9,6 +9,12 @@ class DoctorNotFound(ApplicationError):
     message = _("This doctor was not found.")
 
 
+class ClinicNotFound(ApplicationError):
+    code = "directory.clinic_not_found"
+    status = 404
+    message = _("This clinic was not found.")
+
+
 class InvalidLocation(ApplicationError):
     code = "directory.invalid_location"
     status = 422

@@ -22,7 +22,14 @@ from core import money
 from core.errors import InvalidRequest
 from core.invalidation import invalidate_on_commit
 from doctors import geo, index
-from doctors.errors import ClinicBusy, ClinicInUse, DoctorNotFound, InvalidLocation, InvalidPlace
+from doctors.errors import (
+    ClinicBusy,
+    ClinicInUse,
+    ClinicNotFound,
+    DoctorNotFound,
+    InvalidLocation,
+    InvalidPlace,
+)
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
 
 # Hours live in bookings, which doctors may not import: the composition root plugs in the
@@ -141,7 +148,7 @@ def _locate(
         missing = "latitude" if latitude is None else "longitude"
         raise InvalidLocation(fields={missing: _("Send the latitude and the longitude together.")})
     if latitude is not None and longitude is not None:
-        place = nearest_place(latitude, longitude)
+        place = nearest_place(latitude, longitude, language=user.language)
     else:
         query = f"{address}, {city}"
         # The city only narrows the search: an address too long to take it along goes alone.
@@ -188,8 +195,18 @@ def clinic_create(
         clinic = Clinic(doctor=profile, name=name, address=address, **located)
         _index(clinic)
         clinic.save()
+        _ask_again(profile)
         directory_changed()
     return clinic
+
+
+def _ask_again(profile: DoctorProfile | None) -> None:
+    """A rejected doctor who corrects a clinic (often the reason for the rejection) asks to
+    be looked at again, as one who corrects their profile does."""
+    if profile is not None:
+        DoctorProfile.objects.filter(pk=profile.pk, verification=Verification.REJECTED).update(
+            verification=Verification.PENDING
+        )
 
 
 _MOVES = {"address", "city", "latitude", "longitude"}
@@ -206,7 +223,10 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
         # address, and is kept when only the pin moves.
         context = {key: changes.get(key, getattr(seen, key)) for key in ("address", "city")}
         located = None
-        if _MOVES & changes.keys():
+        # A client that sends the whole form back (to rename the clinic, say) moves nothing:
+        # only a new address, city or pin is located again (a pin the doctor placed by hand
+        # is not replaced by the geocoder's idea of the same address).
+        if any(changes[key] != getattr(seen, key) for key in _MOVES & changes.keys()):
             located = _locate(
                 user=user,
                 **context,
@@ -240,6 +260,7 @@ def clinic_update(*, user: User, clinic_id: Any, changes: dict[str, Any]) -> Cli
             if located is not None:
                 _index(clinic)
             clinic.save()
+            _ask_again(profile)
             directory_changed()
             return clinic
     raise ClinicBusy()
@@ -253,7 +274,7 @@ def _own_clinic(user: User, clinic_id: Any, *, lock: bool = False) -> Clinic:
         clinics = clinics.select_for_update(of=("self",))
     clinic = clinics.first()
     if clinic is None:
-        raise DoctorNotFound()
+        raise ClinicNotFound()
     return clinic
 
 
@@ -267,12 +288,13 @@ def clinic_delete(*, user: User, clinic_id: Any) -> None:
     # between the two deadlocked with it. The profile locked first, a booking at the clinic
     # is now before the check (and protects the clinic) or after it (and finds no slot).
     user_hold_active(user)
-    DoctorProfile.objects.select_for_update(no_key=True).filter(user=user).first()
+    profile = DoctorProfile.objects.select_for_update(no_key=True).filter(user=user).first()
     clinic = _own_clinic(user, clinic_id, lock=True)
     try:
         clinic.delete()
     except ProtectedError as exc:
         raise ClinicInUse() from exc
+    _ask_again(profile)
     directory_changed()
 
 

@@ -455,3 +455,86 @@ def test_a_rejection_through_the_api_needs_a_reason(api):
     assert r.status_code == 422 and "السبب" in r.json()["error"]["fields"]["reason"]
     profile.refresh_from_db()
     assert profile.verification == "pending"
+
+
+def test_a_clinic_sent_back_whole_keeps_its_pin(api, doctor_headers):
+    """A client that sends the whole form back to rename a clinic moves nothing: a pin
+    placed by hand is not replaced by the geocoder's idea of the same address."""
+    _, headers = doctor_headers
+    form = {"name": "C", "address": "12 Nile St", "city": "Giza"}
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {**form, "latitude": 30.0131, "longitude": 31.2089},
+        **headers,
+    )
+    assert r.status_code == 201, r.json()
+    url = f"/api/v1/doctor/clinics/{r.json()['id']}"
+    r = api.patch(
+        url, {**form, "name": "C renamed"}, content_type="application/json", headers=headers
+    )
+    assert r.status_code == 200, r.json()
+    assert (r.json()["name"], r.json()["latitude"], r.json()["longitude"]) == (
+        "C renamed",
+        30.0131,
+        31.2089,
+    )
+    # a new address is still located again
+    r = api.patch(
+        url, {**form, "address": "5 Pyramids Rd"}, content_type="application/json", headers=headers
+    )
+    assert r.status_code == 200, r.json()
+    assert r.json()["latitude"] != 30.0131
+
+
+def test_a_pinned_clinic_is_named_in_its_doctors_language(api, doctor_headers):
+    _, headers = doctor_headers  # an Arabic-speaking doctor
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "C", "address": "12 Nile St", "latitude": 30.0131, "longitude": 31.2089},
+        **headers,
+    )
+    assert r.status_code == 201, r.json()
+    assert r.json()["city"] == "الجيزة"
+    assert "giza" in Clinic.objects.get().city_names  # found by its English name too
+
+
+def test_a_clinic_that_is_not_ones_own_is_a_missing_clinic(api, doctor_headers):
+    _, headers = doctor_headers
+    other = make_user(role=Role.DOCTOR)
+    r = post(
+        api,
+        "/api/v1/doctor/clinics",
+        {"name": "Theirs", "address": "1 St", "latitude": 30.05, "longitude": 31.24},
+        **bearer(login(api, other.email)["access"]),
+    )
+    assert r.status_code == 201, r.json()
+    for url in (f"/api/v1/doctor/clinics/{r.json()['id']}", "/api/v1/doctor/clinics/" + "0" * 32):
+        r = api.patch(url, {"name": "Mine"}, content_type="application/json", headers=headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "directory.clinic_not_found"
+        assert r.json()["error"]["message"] == "لم نعثر على هذه العيادة."
+        r = api.delete(url, headers=headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "directory.clinic_not_found"
+    assert Clinic.objects.get().name == "Theirs"
+
+
+@pytest.mark.parametrize("change", ["create", "update", "delete"])
+def test_a_rejected_doctor_who_corrects_a_clinic_is_looked_at_again(api, doctor_headers, change):
+    user, headers = doctor_headers
+    pin = {"latitude": 30.05, "longitude": 31.24}
+    r = post(api, "/api/v1/doctor/clinics", {"name": "C", "address": "1 St", **pin}, **headers)
+    assert r.status_code == 201, r.json()
+    url = f"/api/v1/doctor/clinics/{r.json()['id']}"
+    DoctorProfile.objects.filter(user=user).update(
+        verification="rejected", verification_reason="No clinic address"
+    )
+    if change == "create":
+        r = post(api, "/api/v1/doctor/clinics", {"name": "D", "address": "2 St", **pin}, **headers)
+        assert r.status_code == 201, r.json()
+    elif change == "update":
+        r = api.patch(url, {"address": "3 St"}, content_type="application/json", headers=headers)
+        assert r.status_code == 200, r.json()
+    else:
+        assert api.delete(url, headers=headers).status_code == 204
+    assert DoctorProfile.objects.get(user=user).verification == "pending"
