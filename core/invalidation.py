@@ -16,6 +16,7 @@ their generations), registered at start-up.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -32,6 +33,14 @@ OPS: dict[str, Callable[[list[str]], None]] = {}
 # directory's pages and the schedules are cached for.
 ATTEMPTS = 8
 FIRST_DELAY = timedelta(seconds=5)
+
+
+def fresh_version() -> int:
+    """A value for a version counter that is missing (never set, or evicted by Redis under
+    memory pressure): one no cached copy was stored under. Counting again from 1 would
+    bring back the copies stored under the first versions, still alive beside it; the clock
+    in nanoseconds is far above any count of bumps since an earlier start."""
+    return time.time_ns()
 
 
 def invalidate_on_commit(op: str, keys: str | list[str]) -> None:
@@ -55,8 +64,8 @@ def _apply(op: str, keys: list[str]) -> None:
         for key in keys:
             try:
                 cache.incr(key)
-            except ValueError:  # no version yet (or evicted): any reader's next one is new
-                cache.set(key, 2, timeout=None)
+            except ValueError:  # no version yet (or evicted)
+                cache.set(key, fresh_version(), timeout=None)
     else:
         OPS[op](keys)
 

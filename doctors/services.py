@@ -20,7 +20,7 @@ from accounts.services import ErasedPerson, user_hold, user_hold_active
 from audit.services import record
 from core import money
 from core.errors import InvalidRequest
-from core.invalidation import invalidate_on_commit
+from core.invalidation import fresh_version, invalidate_on_commit
 from doctors import geo, index
 from doctors.errors import (
     ClinicBusy,
@@ -43,8 +43,8 @@ CACHE_VERSION_KEY = "directory:version"
 def directory_version() -> int:
     version = cache.get(CACHE_VERSION_KEY)
     if version is None:
-        cache.add(CACHE_VERSION_KEY, 1, timeout=None)
-        version = cache.get(CACHE_VERSION_KEY, 1)
+        cache.add(CACHE_VERSION_KEY, fresh_version(), timeout=None)
+        version = cache.get(CACHE_VERSION_KEY, 0)
     return int(version)
 
 
