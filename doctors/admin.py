@@ -7,16 +7,18 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import ForeignKey, QuerySet
+from django.db.models import ForeignKey, ProtectedError, QuerySet
 from django.forms import BaseInlineFormSet, ModelChoiceField, MultipleHiddenInput
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts.models import Role, User
 from accounts.services import user_hold
 from audit.services import client_ip, record
 from core.errors import ApplicationError
 from doctors import services
+from doctors.errors import ClinicInUse
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification
 
 
@@ -171,7 +173,7 @@ class DecisionForm(ActionForm):
     """The action bar's form, with the reason a rejection is told with."""
 
     reason = forms.CharField(
-        required=False, max_length=1000, label="Reason (told to the doctor; needed to reject)"
+        required=False, max_length=1000, label=_("Reason (told to the doctor; needed to reject)")
     )
 
 
@@ -238,7 +240,11 @@ class DoctorProfileAdmin(InvalidatesDirectory):
         for clinic, fields in formset.changed_objects:
             clinic.save(update_fields=fields)
         for clinic in formset.deleted_objects:
-            clinic.delete()
+            try:
+                clinic.delete()
+            except ProtectedError:  # booked after the page was checked, before it was saved
+                formset.deleted_objects.remove(clinic)
+                self.message_user(request, str(ClinicInUse.message), messages.ERROR)
         formset.save_m2m()
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -279,12 +285,17 @@ class DoctorProfileAdmin(InvalidatesDirectory):
             except ApplicationError as exc:
                 why = "; ".join(str(v) for v in exc.fields.values()) or str(exc.detail)
                 self.message_user(request, f"{profile}: {why}", messages.ERROR)
-        self.message_user(request, f"{done} doctor(s) {decision}.", messages.SUCCESS)
+        text = (
+            ngettext("%(count)d doctor verified.", "%(count)d doctors verified.", done)
+            if decision == Verification.VERIFIED
+            else ngettext("%(count)d doctor rejected.", "%(count)d doctors rejected.", done)
+        )
+        self.message_user(request, text % {"count": done}, messages.SUCCESS)
 
-    @admin.action(description="Verify the selected doctors", permissions=["change"])
+    @admin.action(description=_("Verify the selected doctors"), permissions=["change"])
     def verify(self, request: HttpRequest, queryset: QuerySet[DoctorProfile]) -> None:
         self._decide(request, queryset, Verification.VERIFIED)
 
-    @admin.action(description="Reject the selected doctors", permissions=["change"])
+    @admin.action(description=_("Reject the selected doctors"), permissions=["change"])
     def reject(self, request: HttpRequest, queryset: QuerySet[DoctorProfile]) -> None:
         self._decide(request, queryset, Verification.REJECTED)

@@ -29,6 +29,7 @@ from doctors.errors import (
     DoctorNotFound,
     InvalidLocation,
     InvalidPlace,
+    PlaceNotFound,
 )
 from doctors.models import Clinic, DoctorProfile, Specialty, Verification, languages_column
 
@@ -158,8 +159,8 @@ def _locate(
             place = geocode(
                 query, language=user.language, quota=lambda: google_quota(f"user:{user.pk}")
             )
-        except InvalidPlace as exc:
-            raise InvalidPlace(fields={"address": str(InvalidPlace.message)}) from exc
+        except (InvalidPlace, PlaceNotFound) as exc:  # told on the field to correct
+            raise type(exc)(fields={"address": str(type(exc).message)}) from exc
         latitude, longitude = place.latitude, place.longitude
     city = (city or place.city)[: Clinic._meta.get_field("city").max_length]
     return {

@@ -157,3 +157,62 @@ def test_fee_and_currency_cannot_be_changed_on_the_admin_site():
     assert client.post(change_url(profile), data).status_code == 302
     profile.refresh_from_db()
     assert (profile.fee_minor, profile.currency) == (25050, "EGP")
+
+
+def test_a_clinic_booked_after_its_removal_was_checked_stays_with_a_message(monkeypatch):
+    """The admin page checks a clinic it removes for upcoming appointments when the form is
+    validated; one booked between that check and the save made the save fail with a 500.
+    Now the clinic stays, the rest of the page is saved and the admin is told why."""
+    from datetime import time
+
+    from bookings import services as bookings
+    from bookings.models import BookingPolicy
+    from doctors.admin import ClinicFormSet
+    from tests.bookings.conftest import next_slot, weekly_hours
+    from tests.factories import make_user
+
+    client = staff_client(superuser())
+    profile = doctor(designation="Consultant")
+    weekly_hours(profile, time(9), time(13))
+    BookingPolicy.objects.create(doctor=profile, min_notice_minutes=0)
+    clinic = Clinic.objects.get(doctor=profile)
+    page = client.get(change_url(profile))
+    prefix = page.context["inline_admin_formsets"][0].formset.prefix
+    data = change_form(client, change_url(profile), designation="Professor")
+    data[f"{prefix}-0-DELETE"] = "on"
+    checked = ClinicFormSet.clean
+
+    def booked_right_after_the_check(self: ClinicFormSet) -> None:
+        checked(self)
+        bookings.appointment_book(
+            patient=make_user(),
+            doctor_id=profile.id,
+            start=next_slot(),
+            mode="in_person",
+            clinic_id=clinic.id,
+        )
+
+    monkeypatch.setattr(ClinicFormSet, "clean", booked_right_after_the_check)
+    with translation.override("ar"):
+        r = client.post(change_url(profile), data, follow=True, HTTP_ACCEPT_LANGUAGE="ar")
+    assert r.status_code == 200
+    shown = [str(m) for m in r.context["messages"]]
+    assert any("مواعيد قادمة" in m or "appointments" in m for m in shown), shown
+    assert Clinic.objects.filter(id=clinic.id).exists()
+    profile.refresh_from_db()
+    assert profile.designation == "Professor"
+    [event] = events("doctor.updated_by_admin")
+    assert "clinics_deleted" not in event.data
+
+
+def test_verification_messages_on_the_admin_site_are_translated():
+    client = staff_client(superuser())
+    pending = [doctor(verified=False) for _ in range(2)]
+    r = client.post(
+        PROFILES,
+        {"action": "verify", "_selected_action": [p.pk for p in pending], "reason": ""},
+        follow=True,
+        HTTP_ACCEPT_LANGUAGE="ar",
+    )
+    assert r.status_code == 200
+    assert "تم توثيق طبيبين." in [str(m) for m in r.context["messages"]]

@@ -130,6 +130,7 @@ def test_unknown_address_is_422_place_not_found(api, doctor_headers):
     )
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "directory.place_not_found"
+    assert "address" in r.json()["error"]["fields"]  # the field to correct
 
 
 def test_patients_cannot_use_doctor_endpoints(api):
