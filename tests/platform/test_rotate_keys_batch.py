@@ -49,3 +49,17 @@ def test_a_row_deleted_meanwhile_is_not_counted(monkeypatch, capsys):
     assert "testapp_specimen.note: 2 re-encrypted" in out
     assert "done: 2 values" in out
     assert [crypto.key_id_of(raw_note(s.pk)) for s in kept] == ["k2026", "k2026"]
+
+
+def test_a_key_id_with_like_wildcards_passes_over_no_value(capsys):
+    """Values under "kx2" are not taken for values under the current "k_2" ("_" matches any
+    letter in LIKE): they are re-encrypted too, before "kx2" can be dropped."""
+    secret = KEY_A.partition(":")[2]
+    new = KEY_NEW.partition(":")[2]
+    with override_settings(FIELD_ENCRYPTION_KEYS=f"kx2:{secret}"):
+        old = Specimen.objects.create(note="under kx2")
+    with override_settings(FIELD_ENCRYPTION_KEYS=f"k_2:{new},kx2:{secret}"):
+        call_command("rotate_field_keys")
+        assert crypto.key_id_of(raw_note(old.pk)) == "k_2"
+        assert Specimen.objects.get(pk=old.pk).note == "under kx2"
+    assert "testapp_specimen.note: 1 re-encrypted" in capsys.readouterr().out

@@ -31,6 +31,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         current = crypto.keyring().current_id
         total = 0
+        prefix = f"{crypto.PREFIX}:{current}:"
         for field in encrypted_fields():
             model = field.model
             column = field.column
@@ -38,7 +39,9 @@ class Command(BaseCommand):
             pk_name = model._meta.pk.attname
             stale = (
                 model._default_manager.exclude(**{f"{field.attname}__isnull": True})
-                .extra(where=[f"{column} NOT LIKE %s"], params=[f"{crypto.PREFIX}:{current}:%"])  # noqa: S610
+                # Compared as text, not LIKE: a key id may hold "_" or "%", LIKE's wildcards
+                # ("k_2" would pass over values under "kx2", lost once that key is dropped).
+                .extra(where=[f"substr({column}, 1, %s) <> %s"], params=[len(prefix), prefix])  # noqa: S610
                 .values_list(pk_name, flat=True)
             )
             ids = list(stale)
