@@ -2,6 +2,12 @@
 
 Rotation: put a new key first in FIELD_ENCRYPTION_KEYS and keep the old ones after it,
 deploy, run this command, then drop the old keys. ``--new-key ID`` prints a fresh entry.
+
+Two kinds of sealed values are not columns, and are not re-encrypted here: a code SMS waiting
+in the task queue (sealed under the key of its time; sent or given up within a minute) and a
+break-glass reason in the append-only audit trail (``audit.services.seal``). So drop an old
+key no sooner than a few minutes after the deploy, and only once the reasons sealed under it
+need no longer be read.
 """
 
 from __future__ import annotations
