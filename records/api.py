@@ -197,7 +197,9 @@ def break_glass(
     auth=jwt_auth,
     summary="Finish a direct upload: the file is checked and queued for its scan",
     description="409 `records.upload_not_received` until the file has arrived, and once the "
-    "upload form has expired. Rate limited per user (`RECORDS_COMPLETE_RATE_LIMIT`): over it "
+    "upload form has expired; 403 `records.not_in_care` once the uploading doctor may no longer "
+    "add to the patient's files. A record already finalised is shown, audited, only while its "
+    "uploader may see it (else 404). Rate limited per user (`RECORDS_COMPLETE_RATE_LIMIT`): over it "
     "429 `request.rate_limited` with `Retry-After`.",
 )
 def direct_upload_complete(request: AuthedRequest, record_id: UUID) -> MedicalRecord:
@@ -207,7 +209,9 @@ def direct_upload_complete(request: AuthedRequest, record_id: UUID) -> MedicalRe
 
 
 class ListQuery(Schema):
-    patient: UUID | None = Field(None, description="Doctors and break-glass staff: whose")
+    patient: UUID | None = Field(
+        None, description="Doctors and break-glass staff: whose (a patient: only their own id)"
+    )
     cursor: str | None = Field(None, max_length=500)
     limit: int = Field(20, ge=1, le=100)
 
@@ -223,13 +227,8 @@ def record_list(request: AuthedRequest, q: Query[ListQuery]) -> dict[str, Any]:
     selectors.read_quota(request.auth)
     qs = selectors.record_list(viewer=request.auth, patient_id=q.patient)
     items, next_cursor = paginate(qs, field="created_at", cursor=q.cursor, limit=q.limit)
-    selectors.audit(
-        request.auth,
-        "records.listed",
-        None,
-        _origin(request),
-        patient_id=str(q.patient or ""),
-        record_ids=[str(r.pk) for r in items],
+    selectors.list_audit(
+        viewer=request.auth, patient_id=q.patient, records=items, origin=_origin(request)
     )
     return {"items": items, "next": next_cursor}
 

@@ -137,13 +137,16 @@ def record_owned(*, patient: User, record_id: Any, lock: bool = False) -> Medica
 
 
 def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalRecord]:
-    """The records ``viewer`` may see: their own (patients); a patient's, all of them while
-    in care, else those shared (doctors); without ``patient``, all shared with the doctor;
-    a patient's during a break-glass access (admins)."""
+    """The records ``viewer`` may see: their own (patients: none for another ``patient``,
+    as for a doctor who may see none of that patient's); a patient's, all of them while in
+    care, else those shared (doctors); without ``patient``, all shared with the doctor; a
+    patient's during a break-glass access (admins)."""
     qs = _live().select_related("patient")
     if patient_id is not None and not _valid_id(patient_id):
         return qs.none()
     if viewer.role == Role.PATIENT:
+        if patient_id is not None and str(patient_id) != str(viewer.pk):
+            return qs.none()
         return qs.filter(patient=viewer)
     shared = live_grants().filter(doctor=viewer).values("record_id")
     if viewer.role == Role.DOCTOR:
@@ -158,6 +161,24 @@ def record_list(*, viewer: User, patient_id: Any | None) -> QuerySet[MedicalReco
     if viewer.role == Role.ADMIN and patient_id is not None and _break_glass(viewer, patient_id):
         return qs.filter(patient_id=patient_id)
     return qs.none()
+
+
+def list_audit(
+    *, viewer: User, patient_id: Any | None, records: list[MedicalRecord], origin: Origin
+) -> None:
+    """The audit event of a page of :func:`record_list`. It names the patient whose files
+    the list could show: a patient's list is of their own files whatever ``patient`` they
+    passed, so it never lands in another patient's access log (the export's), as if that
+    patient's files had been listed."""
+    whose = viewer.pk if viewer.role == Role.PATIENT else patient_id
+    audit(
+        viewer,
+        "records.listed",
+        None,
+        origin,
+        patient_id=str(whose or ""),
+        record_ids=[str(r.pk) for r in records],
+    )
 
 
 def record_grants(*, patient: User, record_id: Any, origin: Origin) -> list[AccessGrant]:

@@ -39,7 +39,7 @@ from records.errors import (
 from records.filetypes import HEAD_BYTES, download_name, sniff
 from records.models import AccessGrant, BreakGlassAccess, MedicalRecord, ScanStatus
 from records.scanner import Verdict
-from records.selectors import Origin, audit, read_quota, record_owned
+from records.selectors import Origin, audit, can_view, read_quota, record_owned
 
 logger = logging.getLogger(__name__)
 FILE_NAME_MAX = 120
@@ -227,7 +227,13 @@ def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) ->
     first bytes) and enqueue the scan. A refused file is deleted; the link may be reused
     until it expires. Once it has (and :data:`COMPLETE_GRACE` with it) the record is left to
     the purge: 409, as for a file that never arrived. Rate limited per user
-    (``ACCOUNT_RATE_LIMITS["records_complete"]``)."""
+    (``ACCOUNT_RATE_LIMITS["records_complete"]``).
+
+    Uploading gives no lasting right to the file: a record already finalised is shown only
+    to an uploader who may still see it (``selectors.can_view``, else 404, as ``GET``) and
+    the read is audited as ``GET``'s is; a pending upload is finalised only while its
+    uploader may still add to that patient's files (a doctor whose care with the patient
+    ended, or whose verification was withdrawn, since the upload started: 403)."""
     # Each /complete asks storage twice and may audit; a client polls it until its upload
     # has arrived.
     limits = settings.ACCOUNT_RATE_LIMITS
@@ -241,7 +247,11 @@ def direct_upload_complete(*, uploader: User, record_id: Any, origin: Origin) ->
         if record is None:
             raise RecordNotFound()
         if record.status != ScanStatus.AWAITING_UPLOAD:
+            if not can_view(uploader, record):
+                raise RecordNotFound()
+            audit(uploader, "records.viewed", record, origin)
             return record
+        _patient_for(uploader, record.patient_id)
         expires = record.upload_expires_at
         if expires is not None and timezone.now() > expires + COMPLETE_GRACE:
             raise UploadNotReceived()
@@ -285,18 +295,70 @@ def scan_retry(*, record_id: Any) -> timedelta | None:
     waiting twice as long each time (30 s, 1 min, 2 min, ... up to the configured cap).
     After ``RECORDS_SCAN_MAX_ATTEMPTS`` failed attempts the file is refused instead (None):
     no record stays pending for ever."""
-    max_attempts = getattr(settings, "RECORDS_SCAN_MAX_ATTEMPTS", SCAN_MAX_ATTEMPTS)
     with transaction.atomic():
-        record = _locked().get(pk=record_id)
-        record.scan_attempts += 1
-        record.save(update_fields=["scan_attempts"])
-        if record.status == ScanStatus.PENDING and record.scan_attempts >= max_attempts:
-            _refuse(record, ScanStatus.REJECTED, reason=SCAN_FAILED)
-            return None
-        exponent = min(record.scan_attempts - 1, 20)
-        delay = timedelta(seconds=min(30 * 2**exponent, settings.RECORDS_SCAN_RETRY_MAX_SECONDS))
-        _enqueue_scan(record, delay)
+        return _retry_locked(_locked().get(pk=record_id))
+
+
+def _retry_locked(record: MedicalRecord) -> timedelta | None:
+    max_attempts = getattr(settings, "RECORDS_SCAN_MAX_ATTEMPTS", SCAN_MAX_ATTEMPTS)
+    record.scan_attempts += 1
+    record.save(update_fields=["scan_attempts"])
+    if record.status == ScanStatus.PENDING and record.scan_attempts >= max_attempts:
+        _refuse(record, ScanStatus.REJECTED, reason=SCAN_FAILED)
+        return None
+    exponent = min(record.scan_attempts - 1, 20)
+    delay = timedelta(seconds=min(30 * 2**exponent, settings.RECORDS_SCAN_RETRY_MAX_SECONDS))
+    _enqueue_scan(record, delay)
     return delay
+
+
+SCANS_REQUEUE_BATCH = 500  # pending records looked at per run, oldest first
+
+
+def _scans_waiting(record_ids: list[str]) -> set[str]:
+    """Of ``record_ids``, those with a scan task waiting or running (its row in the task
+    table: ``READY``, or ``RUNNING``, which ``core.reclaim`` settles if its worker died)."""
+    from django_tasks_db.models import DBTaskResult
+
+    from records.tasks import scan_record
+
+    return set(
+        DBTaskResult.objects.filter(
+            task_path=scan_record.module_path,
+            status__in=("READY", "RUNNING"),
+            args_kwargs__args__0__in=record_ids,
+        ).values_list("args_kwargs__args__0", flat=True)
+    )
+
+
+def scans_requeue(*, now: datetime | None = None) -> int:
+    """Enqueue again the scan of each pending record that has none waiting: its task failed
+    without enqueueing the next (the database lost as it ran and as it asked for its retry,
+    ``tasks._retry``), and nothing else would ever scan it. Counted as a failed attempt
+    (:func:`scan_retry`: its backoff, and the refusal after the last one), so that no
+    record stays pending for ever. Only records pending for longer than the longest
+    backoff, the oldest :data:`SCANS_REQUEUE_BATCH` of them per run; each judged again
+    under its lock (a scan task is enqueued under it), how many were requeued."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.RECORDS_SCAN_RETRY_MAX_SECONDS)
+    pending = Q(status=ScanStatus.PENDING, deleted_at__isnull=True, created_at__lte=since)
+    ids = [
+        str(pk)
+        for pk in MedicalRecord.objects.filter(pending)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:SCANS_REQUEUE_BATCH]
+    ]
+    requeued = 0
+    for record_id in sorted(set(ids) - _scans_waiting(ids)):
+        with transaction.atomic():
+            record = _locked().filter(pending, pk=record_id).first()
+            if record is None or _scans_waiting([record_id]):
+                continue
+            _retry_locked(record)
+            requeued += 1
+    if requeued:
+        logger.warning("lost record scans enqueued again", extra={"count": requeued})
+    return requeued
 
 
 def scan_give_up(*, record_id: Any, reason: str) -> str:

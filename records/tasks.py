@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
 from django_tasks import task
 
 from core.tasks import loop_again, run_steps
@@ -19,13 +22,15 @@ logger = logging.getLogger(__name__)
 def scan_record(record_id: str) -> str:
     """Stream the quarantined file to clamd and apply the verdict. If clamd cannot be asked,
     the record stays pending (never downloadable) and the scan is retried with backoff, up
-    to ``RECORDS_SCAN_MAX_ATTEMPTS``; a file clamd will never take is refused at once."""
-    from records.services import TOO_LARGE_TO_SCAN, scan_give_up, scan_retry, scan_verdict_apply
+    to ``RECORDS_SCAN_MAX_ATTEMPTS``; a file clamd will never take is refused at once. The
+    database failing (from the first read on) is retried the same way; if not even the
+    retry can be written, see :func:`_retry`."""
+    from records.services import TOO_LARGE_TO_SCAN, scan_give_up, scan_verdict_apply
 
-    record = MedicalRecord.objects.filter(pk=record_id).first()
-    if record is None or record.status != ScanStatus.PENDING or record.deleted_at is not None:
-        return "skipped"  # a deleted record's quarantined object goes with the purge
     try:
+        record = MedicalRecord.objects.filter(pk=record_id).first()
+        if record is None or record.status != ScanStatus.PENDING or record.deleted_at is not None:
+            return "skipped"  # a deleted record's quarantined object goes with the purge
         key = _scannable_key(record)
         stream, version = storage.open_versioned(key)
         with stream:
@@ -40,7 +45,24 @@ def scan_record(record_id: str) -> str:
     except Exception as exc:  # storage or database trouble: never leave a record stuck
         logger.exception("scan failed, retried later", extra={"record": record_id})
         reason = type(exc).__name__
-    delay = scan_retry(record_id=record_id)
+    return _retry(record_id, reason)
+
+
+def _retry(record_id: str, reason: str) -> str:
+    """Count the failed attempt and enqueue the next (``services.scan_retry``). If the
+    database refuses that too (a deadlock, a lock timeout, a connection lost), the scan is
+    enqueued again uncounted, after the longest backoff; if even that cannot be written, the
+    task fails and ``services.scans_requeue`` (hourly housekeeping) finds the record pending
+    with no scan waiting."""
+    from records.services import scan_retry
+
+    try:
+        delay = scan_retry(record_id=record_id)
+    except DatabaseError:
+        logger.exception("scan retry not recorded, enqueued again", extra={"record": record_id})
+        delay = timedelta(seconds=settings.RECORDS_SCAN_RETRY_MAX_SECONDS)
+        scan_record.using(run_after=timezone.now() + delay).enqueue(record_id)
+        return "retry"
     if delay is None:
         logger.warning("record not scanned, refused", extra={"record": record_id, "reason": reason})
         return "rejected"
@@ -84,11 +106,19 @@ HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 @task()
 def records_housekeeping() -> dict[str, int | None]:
-    """Every hour: purge what is due, and delete a bounded number of objects no record needs
-    (``records.orphans``). The next run is enqueued first (``loop_again``); each step runs
-    on its own (``run_steps``)."""
+    """Every hour: purge what is due, delete a bounded number of objects no record needs
+    (``records.orphans``), and enqueue again the scans lost to a failed task
+    (``services.scans_requeue``). The next run is enqueued first (``loop_again``); each
+    step runs on its own (``run_steps``)."""
     from records.orphans import orphans_sweep
-    from records.services import records_purge
+    from records.services import records_purge, scans_requeue
 
     loop_again(records_housekeeping, HOUSEKEEPING_EVERY)
-    return run_steps("records", {"purged": records_purge, "orphans_deleted": orphans_sweep})
+    return run_steps(
+        "records",
+        {
+            "purged": records_purge,
+            "orphans_deleted": orphans_sweep,
+            "scans_requeued": scans_requeue,
+        },
+    )

@@ -200,7 +200,7 @@ def test_purge_loop_is_scheduled_once_and_reschedules_itself():
     path = "records.tasks.records_housekeeping"
     assert ensure_housekeeping()[path] is True
     assert ensure_housekeeping()[path] is False
-    assert records_housekeeping.call() == {"purged": 0, "orphans_deleted": 0}
+    assert records_housekeeping.call() == {"purged": 0, "orphans_deleted": 0, "scans_requeued": 0}
     waiting = DBTaskResult.objects.filter(
         task_path="records.tasks.records_housekeeping", status="READY"
     )

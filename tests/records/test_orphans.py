@@ -215,5 +215,5 @@ def test_a_delete_storage_refuses_is_counted_and_retried_and_no_key_is_logged(
 def test_the_housekeeping_loop_sweeps(backend, settings):
     settings.RECORDS_ORPHAN_GRACE_SECONDS = 0
     orphan = _put(storage.quarantine_key(uuid.uuid4()))
-    assert records_housekeeping.call() == {"purged": 0, "orphans_deleted": 1}
+    assert records_housekeeping.call() == {"purged": 0, "orphans_deleted": 1, "scans_requeued": 0}
     assert not storage.exists(orphan)
