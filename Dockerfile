@@ -36,6 +36,11 @@ RUN VAR_DIR=/tmp/build-var python manage.py compilemessages_py \
     && rm -rf /tmp/build-var \
     && python -m compileall -q /app
 
+# Every process of the image runs in production mode (DEBUG off, required settings checked
+# at start) unless told otherwise: one that forgets DJANGO_ENV does not serve debug pages.
+# Set after the build steps above, which run in development mode.
+ENV DJANGO_ENV=production
+
 # Not root. The code stays owned by root (read-only for the process); only VAR_DIR
 # (local media when STORAGE_BACKEND=local) is writable.
 RUN groupadd --system --gid 10001 telemed \

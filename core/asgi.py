@@ -17,15 +17,16 @@ how many requests run their synchronous part at once (Django's per-request threa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.db import close_old_connections
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
@@ -61,6 +62,23 @@ class SyncChainASGIHandler(ASGIHandler):
                     )()
         finally:
             body_file.close()
+
+    def create_request(
+        self, scope: Mapping[str, Any], body_file: IO[bytes]
+    ) -> tuple[ASGIRequest, None] | tuple[None, HttpResponseBase]:
+        """Django's, except that a ``Content-Type`` Django cannot parse (an RFC 2231 parameter
+        naming an unknown charset raises ``ValueError``) is not a crash that the server answers
+        in plain text. The request is built without that header, marked, and sent through the
+        middleware like any other: ``telemed.middleware.ApiGuardMiddleware`` refuses it with
+        the envelope, in the asked language, with the request id and the security headers."""
+        try:
+            return super().create_request(scope, body_file)
+        except ValueError:
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            created = super().create_request({**scope, "headers": headers}, body_file)
+            if created[0] is not None:
+                created[0].content_type_unreadable = True  # type: ignore[attr-defined]
+            return created
 
     def respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         """The synchronous part of a request, on one thread: ``request_started``, the

@@ -151,10 +151,15 @@ def error_for_status(status: int) -> ApplicationError:
 def infrastructure_error(exc: BaseException) -> ApplicationError | None:
     """The answer to a failure of the database or Redis rather than of our code, the same for
     REST (``telemed/errors.py``), sockets and allauth's endpoints: a deadlock or serialisation
-    failure rolled the transaction back (409, try again); Redis unreachable or timing out (503,
-    ``Retry-After: 5``: what lives in Redis alone is unknown meanwhile). None for anything
-    else, a refused Redis password included (our configuration's fault: a 500, logged whole)."""
+    failure rolled the transaction back (409, try again); no database connection to be had in
+    ``DB_POOL_TIMEOUT`` (psycopg's ``PoolTimeout``: the pool is full, or the database is away
+    and the pool cannot connect) or Redis unreachable or timing out (503, ``Retry-After: 5``:
+    nothing was done, or what lives in Redis alone is unknown meanwhile). None for anything
+    else: a refused Redis password, a connection lost in the middle of a transaction (its
+    outcome unknown) or refused without the pool (``DB_POOL_MAX_SIZE=0``; psycopg does not
+    tell it apart) are a 500, logged whole."""
     from django.db import OperationalError
+    from psycopg_pool import PoolTimeout
     from redis.exceptions import AuthenticationError as RedisAuthenticationError
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -162,6 +167,8 @@ def infrastructure_error(exc: BaseException) -> ApplicationError | None:
     if isinstance(exc, OperationalError):
         if getattr(exc.__cause__, "sqlstate", "") in ("40P01", "40001"):
             return Conflict()
+        if isinstance(exc.__cause__, PoolTimeout):
+            return ServiceUnavailable(headers={"Retry-After": "5"})
         return None
     if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(
         exc, RedisAuthenticationError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import (
@@ -13,7 +14,9 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from django.conf import settings
 from django.core.exceptions import (
+    BadRequest,
     PermissionDenied,
     RequestDataTooBig,
     SuspiciousFileOperation,
@@ -25,7 +28,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views import defaults
 from ninja import NinjaAPI
 from ninja.errors import (
     AuthenticationError,
@@ -50,7 +55,9 @@ from core.errors import (
     error_response,
     infrastructure_error,
 )
+from core.languages import asked_language
 from core.pagination import InvalidCursor
+from telemed.middleware import is_api
 
 logger = logging.getLogger("telemed.errors")
 _STORAGE_UNREACHABLE = (
@@ -157,8 +164,10 @@ def install(api: NinjaAPI) -> None:
         return error_response(Forbidden())
 
     @api.exception_handler(MultiPartParserError)
-    def bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
-        # A form body that does not parse (no boundary, cut short): read lazily by a view.
+    @api.exception_handler(BadRequest)
+    def bad_form(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # A form body that does not parse (no boundary, cut short; Django's BadRequest: a
+        # urlencoded body in a charset other than UTF-8): read lazily by a view.
         return error_response(
             InvalidRequest(fields={"body": _("The request body is not valid form data.")})
         )
@@ -184,9 +193,13 @@ def install(api: NinjaAPI) -> None:
         answer = infrastructure_error(exc)
         if answer is None:
             return unexpected(request, exc)
-        # A deadlock or serialisation failure: PostgreSQL rolled the transaction back,
-        # nothing was changed; the client may simply try again.
-        logger.warning("transaction rolled back by the database: %s", exc.__cause__.sqlstate)  # type: ignore[union-attr]
+        if isinstance(answer, ServiceUnavailable):
+            # No connection to be had from the pool: nothing was done, try again shortly.
+            logger.warning("database unavailable: %s", type(exc.__cause__).__name__)
+        else:
+            # A deadlock or serialisation failure: PostgreSQL rolled the transaction back,
+            # nothing was changed; the client may simply try again.
+            logger.warning("transaction rolled back by the database: %s", exc.__cause__.sqlstate)  # type: ignore[union-attr]
         return error_response(answer)
 
     @api.exception_handler(BotoCoreError)
@@ -223,3 +236,30 @@ def install(api: NinjaAPI) -> None:
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
         return error_response(ApplicationError())
+
+
+def _error_page(status: int, default: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Django's page for an error raised outside any view (``handler400`` ...), but the
+    envelope under ``/api/``. Most such pages pass ``ApiGuardMiddleware``, which would give
+    them the envelope anyway; one raised in a middleware before it would not: a Host not in
+    ``ALLOWED_HOSTS`` refused by ``SecurityMiddleware``'s HTTPS redirect. ``LocaleMiddleware``
+    may not have run either: the language is the one it chose, else the one asked for."""
+
+    def page(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+        if not is_api(request):  # Django's handler500 takes no exception
+            return default(request) if exception is None else default(request, exception)
+        language = getattr(request, "LANGUAGE_CODE", None) or asked_language(
+            request.headers.get("Accept-Language", "")
+        )
+        with translation.override(language or settings.LANGUAGE_CODE):
+            response = error_response(error_for_status(status))
+        response.status_code = status
+        return response
+
+    return page
+
+
+bad_request = _error_page(400, defaults.bad_request)
+permission_denied = _error_page(403, defaults.permission_denied)
+page_not_found = _error_page(404, defaults.page_not_found)
+server_error = _error_page(500, defaults.server_error)

@@ -19,3 +19,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
 ]
+
+# Under /api/, the error envelope even where a middleware before ApiGuardMiddleware refuses.
+handler400 = "telemed.errors.bad_request"
+handler403 = "telemed.errors.permission_denied"
+handler404 = "telemed.errors.page_not_found"
+handler500 = "telemed.errors.server_error"
