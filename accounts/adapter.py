@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.fields import PhoneField
 from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
 from allauth.account.internal.stagekit import clear_login, get_pending_stage
 from allauth.account.stages import LoginStageKey
@@ -16,7 +18,7 @@ from allauth.socialaccount.providers.base import AuthProcess
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.hashers import make_password
 from django.contrib.sites.shortcuts import get_current_site
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
@@ -78,6 +80,22 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_account_already_exists_mail(self, email: str) -> None:
         _hash_as_a_new_account_would(self.request)
         super().send_account_already_exists_mail(email)
+
+    def clean_phone(self, phone: str) -> str:
+        """A number in any script's decimal digits (Arabic-Indic, Persian, full-width...) is
+        the number in ASCII digits. allauth's E.164 check takes them all (``\\d``), and each
+        spelling was stored as typed: a number of its own, with its own uniqueness among
+        verified numbers and its own limit on codes texted to it. Every phone allauth reads
+        (sign-up, login by password or by code, a change of number) comes here after its
+        check; the forms that ask :meth:`phone_form_field` also spell it before the check."""
+        return super().clean_phone(_ascii_digits(phone))
+
+    def phone_form_field(self, **kwargs: Any) -> Any:
+        """allauth's phone field, reading other scripts' digits as ASCII before its E.164 check
+        (whose first digit must be ASCII): a number typed wholly in Arabic-Indic digits is taken
+        at sign-up, on a code request and on a change of number. (allauth's login by password
+        uses its own field: there only :meth:`clean_phone` sees the number.)"""
+        return _PhoneField(**kwargs)
 
     def set_phone(self, user: AbstractBaseUser, phone: str, verified: bool) -> None:
         assert isinstance(user, User)
@@ -158,9 +176,38 @@ class AccountAdapter(DefaultAccountAdapter):
         each of its addresses, which all come here)."""
         login = credentials.get("email") or credentials.get("phone") or credentials.get("username")
         login = str(login or "").strip().lower()
-        user = _account_of(request, login)
-        who = f"account:{user.pk}" if user is not None else login
-        return f"{get_current_site(request).domain}:{who}"
+        return _failed_logins_key(request, _account_of(request, login), login)
+
+    def validation_error(self, code: str, *args: Any) -> ValidationError:
+        """Where allauth makes its forms' errors: ``enter_current_password`` is a password
+        change's wrong current password, a failed sign-in as a wrong password on
+        reauthentication is (:meth:`_current_password_failed`)."""
+        if code == "enter_current_password":
+            self._current_password_failed()
+        return super().validation_error(code, *args)
+
+    def _current_password_failed(self) -> None:
+        """Counted against the account's failed-login limit, with its failed logins (a stolen
+        access token gets no guesses of its own), and audited (``auth.login_failed``) as
+        they are. The change itself allows few tries (``change_password``, counted before
+        the check, so that parallel guesses cannot pass it together)."""
+        request = self.request
+        user = getattr(request, "user", None)
+        if request is None or user is None or not user.is_authenticated:
+            return
+        key = _failed_logins_key(request, user)
+        ratelimit.consume(request, action="login_failed", key=key)
+        record_from_request(
+            request,
+            action="auth.login_failed",
+            target_type="user",
+            target_id=str(user.pk),
+            data={
+                "method": "password",
+                "page": "password_change",
+                "login_digest": login_digest(user.email or ""),
+            },
+        )
 
     # --- reauthentication ------------------------------------------------------------
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
@@ -256,6 +303,23 @@ class AccountAdapter(DefaultAccountAdapter):
             record_from_request(
                 request, action="auth.password_changed", target_type="user", target_id=str(user.pk)
             )
+
+
+class _PhoneField(PhoneField):
+    def to_python(self, value: Any) -> str:
+        return _ascii_digits(super().to_python(value))
+
+
+def _ascii_digits(text: str) -> str:
+    """``text`` with each Unicode decimal digit (``٣``, ``۳``, ``３``...) as its ASCII digit."""
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
+def _failed_logins_key(request: HttpRequest, user: AbstractBaseUser | None, login: str = "") -> str:
+    """The key of allauth's failed-login limit (``login_failed``): the account's, else the
+    login tried (:meth:`AccountAdapter._get_login_attempts_cache_key`)."""
+    who = f"account:{user.pk}" if user is not None else login
+    return f"{get_current_site(request).domain}:{who}"
 
 
 def login_digest(login: str) -> str:

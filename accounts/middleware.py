@@ -1,28 +1,41 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from typing import Any
 
 from allauth.core.exceptions import RateLimited as AllauthRateLimited
 from allauth.core.internal.httpkit import get_authorization_credential
+from allauth.core.internal.ratelimit import truncate_ip
+from allauth.headless import app_settings as headless_settings
 from allauth.headless.internal.sessionkit import lookup_session
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
-from django.http import HttpRequest, HttpResponse
+from django.core.cache import cache
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.translation import gettext as _
 
 from accounts.auth import answer_in_saved_language, second_factor_passed, session_of_token
 from accounts.errors import PasswordChangeRequired, SecondFactorRequired, SmsUnavailable
 from accounts.models import STAFF_ROLES
 from accounts.tokens_validation import AuthSnapshot, user_snapshot
+from audit.services import client_ip
+from core import ratelimit
+from core.cache import best_effort
 from core.errors import (
     ApplicationError,
+    InvalidRequest,
     RateLimited,
     ServiceUnavailable,
     error_response,
     infrastructure_error,
 )
 from core.sms import SmsError
+from core.text import refuse_unstorable_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +48,21 @@ _ALLOWED = (
     "/_allauth/app/v1/config",
 )
 _PASSWORD_CHANGE = "/_allauth/app/v1/account/password/change"
+# allauth's endpoints that check a one-time code (a login's, a phone's, an e-mail address's,
+# a password reset's), by POST or GET.
+_CODE_CHECKS = frozenset(
+    {
+        "/_allauth/app/v1/auth/code/confirm",
+        "/_allauth/app/v1/auth/phone/verify",
+        "/_allauth/app/v1/auth/email/verify",
+        "/_allauth/app/v1/auth/password/reset",
+    }
+)
+# Code checks per client address, whichever sessions they are for (``core.ratelimit``).
+CODE_CHECKS_PER_IP = "30/m/ip"
+# The longest one check holds its session's turn (it gives it back when it answers).
+CODE_CHECK_TURN_SECONDS = 30
+_TURN = "_accounts_code_check_turn"  # the request's attribute: the turn it holds
 
 
 class AllauthEdgeMiddleware(MiddlewareMixin):
@@ -52,12 +80,29 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
     - Redis away (allauth's rate limits count in the cache; a session's change must reach
       it): 503 with ``Retry-After``, as our API answers it, not an HTML 500. A refused Redis
       password is our configuration's fault: a 500.
+    - Text that cannot be stored is refused before allauth reads it (:func:`_unstorable_text`),
+      and one-time codes are checked one at a time per session (:func:`_code_check_turn`).
     """
 
     RETRY_AFTER_SECONDS = "60"
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        if not request.path.startswith("/_allauth/") or request.path.startswith(_ALLOWED):
+        if not request.path.startswith("/_allauth/"):
+            return None
+        try:
+            return (
+                _unstorable_text(request)
+                or self._pending_step(request)
+                or _code_check_turn(request)
+            )
+        except Exception as exc:  # Redis away: as when allauth's view meets it
+            answer = self.process_exception(request, exc)
+            if answer is None:
+                raise
+            return answer
+
+    def _pending_step(self, request: HttpRequest) -> HttpResponse | None:
+        if request.path.startswith(_ALLOWED):
             return None
         caller = _caller(request)
         if caller is None:
@@ -85,13 +130,17 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
             return error_response(exception)
         answer = infrastructure_error(exception)
         if isinstance(answer, ServiceUnavailable):
-            logger.warning("redis unavailable: %s", type(exception).__name__)
+            what = "database" if isinstance(exception, OperationalError) else "redis"
+            logger.warning("%s unavailable: %s", what, type(exception).__name__)
             return error_response(answer)
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if not request.path.startswith("/_allauth/"):
             return response
+        turn = getattr(request, _TURN, None)
+        if turn is not None:  # the session has been saved: the next check reads this one's count
+            best_effort(cache.delete, turn, what="code check turn")
         if response.status_code == 400 and _is_rate_limit_error(response):
             # allauth reports some limits (too many login attempts or code requests) as a
             # form error; clients should see them as what they are.
@@ -132,3 +181,75 @@ def _is_rate_limit_error(response: HttpResponse) -> bool:
     except (ValueError, AttributeError):
         return False
     return any(isinstance(e, dict) and e.get("code") in _RATE_LIMIT_CODES for e in errors)
+
+
+# --- Before allauth reads the request ------------------------------------------------------
+
+
+def _unstorable_text(request: HttpRequest) -> HttpResponse | None:
+    """allauth reads the body of any request but a GET as JSON and hands its text to Argon2,
+    PyJWT and psycopg, which cannot encode a lone surrogate (valid JSON: ``"\\ud800"``) and
+    failed with a 500. Refused here as our API refuses it (``core.text``, NUL characters too):
+    400 in allauth's error format. A body that is not JSON is left to allauth's own 400."""
+    if request.method == "GET" or not request.body:
+        return None
+    try:
+        data = json.loads(request.body.decode("utf8"))
+    except ValueError:  # not UTF-8, not JSON
+        return None
+    try:
+        refuse_unstorable_text(data)
+    except InvalidRequest as exc:
+        errors = [
+            {
+                "message": str(message),
+                "code": "invalid",
+                **({"param": field} if field != "body" else {}),
+            }
+            for field, message in exc.fields.items()
+        ]
+        return _allauth_error(400, errors)
+    return None
+
+
+def _code_check_turn(request: HttpRequest) -> HttpResponse | None:
+    """allauth ends a one-time code after three wrong tries, counted in the session that holds
+    it: read, changed and saved back with no lock, so checks sent at once all read the same
+    count, and a dozen parallel guesses were all checked while the code lived on. Here each
+    session (found as allauth finds it: ``X-Session-Token``, else the access token's session)
+    checks one code at a time: another check meanwhile is refused (429), and the turn is
+    given back once the answer is made, the session saved. Checks are also limited per client
+    address (``CODE_CHECKS_PER_IP``), whichever sessions they are for."""
+    if request.path not in _CODE_CHECKS:
+        return None
+    ip = truncate_ip(client_ip(request) or "-")
+    wait = ratelimit.consume("allauth_code_check", ip, CODE_CHECKS_PER_IP)
+    if wait:
+        return _too_many_code_checks(wait)
+    session_key = headless_settings.TOKEN_STRATEGY.get_session_token(request)
+    if not session_key:  # a new session: it holds no code
+        return None
+    turn = f"allauth-code-check:{hashlib.sha256(session_key.encode()).hexdigest()}"
+    if not cache.add(turn, 1, timeout=CODE_CHECK_TURN_SECONDS):
+        return _too_many_code_checks(1)
+    setattr(request, _TURN, turn)
+    return None
+
+
+def _too_many_code_checks(retry_after: int) -> HttpResponse:
+    message = _("Too many attempts to enter a code. Please wait a moment, then try again.")
+    response = _allauth_error(429, [{"message": message, "code": "too_many_code_checks"}])
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _allauth_error(status: int, errors: list[dict[str, Any]]) -> HttpResponse:
+    """An error as allauth's API answers one: ``{"status": ..., "errors": [{"message",
+    "code", "param"?}]}``."""
+    response = JsonResponse(
+        {"status": status, "errors": errors},
+        status=status,
+        json_dumps_params={"ensure_ascii": False},
+    )
+    add_never_cache_headers(response)
+    return response

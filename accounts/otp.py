@@ -5,7 +5,8 @@ a TOTP token from a *confirmed* device. A staff member (role admin or helper) wh
 device yet enrols at ``/admin/otp/enrol/`` (:func:`enrol`):
 
 1. they prove the first factor with e-mail and password (failures are rate-limited per
-   address and per client IP, counted together with the admin login form's); an account
+   address and per client IP, counted together with the admin login form's, each attempt
+   before its check so that parallel guesses cannot pass the limit together); an account
    that must still change an admin-set password cannot enrol;
 2. the page shows an unconfirmed :class:`TOTPDevice` as an ``otpauth://`` URI, a QR code and
    the base32 secret (an existing unconfirmed device is reused, with a new secret: only the
@@ -69,6 +70,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 from accounts.errors import SecondFactorInvalid, SecondFactorNotEnrolled, SecondFactorThrottled
 from accounts.models import STAFF_ROLES, User
 from audit.services import client_ip, record_from_request
+from core.cache import default_redis
 from core.errors import Forbidden, Unauthenticated
 
 SESSION_KEY = "accounts_otp_enrol"
@@ -123,15 +125,15 @@ class StaffOTPAdminAuthenticationForm(OTPAdminAuthenticationForm):
         is refused after both factors passed (as on the API: the password first)."""
         email = (self.cleaned_data.get("username") or "").lower()
         keys = _failure_keys(self.request, email)
-        if _over_limit(keys):
+        if _count_attempt(keys):
             self.rate_limited = True
             raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
         try:
             cleaned = super().clean()
         except forms.ValidationError as exc:
             if exc.code == "no_device":  # said only after the right password (see above)
+                _give_attempt_back(keys)
                 raise
-            _count_failure(keys)
             admin_login_failed(
                 self.request,
                 login=email,
@@ -141,6 +143,7 @@ class StaffOTPAdminAuthenticationForm(OTPAdminAuthenticationForm):
             raise forms.ValidationError(
                 self.error_messages["invalid_login"], code="invalid_login"
             ) from exc
+        _give_attempt_back(keys)
         user = self.get_user()
         if user is not None and getattr(user, "must_change_password", False):
             raise forms.ValidationError(
@@ -274,14 +277,14 @@ class EnrolPasswordForm(forms.Form):
         if not email or not password:
             return cleaned
         keys = _failure_keys(self.request, email)
-        if _over_limit(keys):
+        if _count_attempt(keys):
             self.rate_limited = True
             raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
         user = authenticate(self.request, username=email, password=password)
         if not isinstance(user, User) or not user.is_active:
-            _count_failure(keys)
             admin_login_failed(self.request, login=email, method="password", page="enrol")
             raise forms.ValidationError(self.error_messages["invalid_login"], code="invalid_login")
+        _give_attempt_back(keys)
         self.user = user
         return cleaned
 
@@ -310,17 +313,35 @@ def _failure_keys(request: HttpRequest, email: str) -> list[tuple[str, int, int]
     ]
 
 
-def _over_limit(keys: list[tuple[str, int, int]]) -> bool:
-    return any((cache.get(key) or 0) >= limit for key, limit, _window in keys)
+def _count_attempt(keys: list[tuple[str, int, int]]) -> bool:
+    """Count an attempt against each limit before its password and code are checked, and
+    answer whether it is over one (it stays counted: a client that keeps trying stays
+    limited). Counted only after a failed check, parallel guesses all passed a limit that
+    none of them had added to yet. A right password and code give their attempt back
+    (:func:`_give_attempt_back`): only failures use a limit up, so staff signing in from one
+    office address do not lock each other out."""
+    counts = [_add(key, 1, window) for key, _limit, window in keys]  # every key, always
+    return any(count > limit for count, (_key, limit, _window) in zip(counts, keys, strict=True))
 
 
-def _count_failure(keys: list[tuple[str, int, int]]) -> None:
+def _give_attempt_back(keys: list[tuple[str, int, int]]) -> None:
     for key, _limit, window in keys:
-        cache.add(key, 0, timeout=window)  # the window starts at the first failure
-        try:
-            cache.incr(key)
-        except ValueError:  # expired in between
-            cache.set(key, 1, timeout=window)
+        _add(key, -1, window)
+
+
+def _add(key: str, delta: int, window: int) -> int:
+    """Add ``delta`` to the counter ``key`` in one step, and answer the new count. Its window
+    starts with it and is not pushed back by later counts; with Redis, the count and the
+    expiry are one transaction (the cache API's ``incr`` reads, then adds: a key expiring in
+    between came back with no expiry at all, a lockout for good)."""
+    redis = default_redis()
+    if redis is None:  # the embedded default (one process)
+        cache.add(key, 0, timeout=window)
+        return int(cache.incr(key, delta))
+    client, make_key = redis
+    name = make_key(key)
+    count, _set = client.pipeline().incrby(name, delta).expire(name, window, nx=True).execute()
+    return int(count)
 
 
 # --- Helpers ----------------------------------------------------------------------------

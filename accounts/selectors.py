@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -13,6 +13,9 @@ from accounts.models import Invitation, PatientProfile, User
 from accounts.permissions import require_permission
 from core.errors import NotFound
 from core.export import AuditTargets, Rows, iso
+
+if TYPE_CHECKING:
+    from allauth.socialaccount.models import SocialAccount
 
 
 def invitation_usable(*, code: str, email: str = "") -> Invitation | None:
@@ -73,8 +76,9 @@ ACCESS_LOG_TARGETS: list[Callable[[User, Rows], AuditTargets]] = []
 def user_export(*, user: User) -> dict[str, Any]:
     """The user's personal data (GDPR art. 15/20): their account and profile, what they did
     in every app (appointments, reviews, chats, medical files' details, grants,
-    notifications, a doctor's profile and hours, a calendar feed), their second-factor
-    devices and invitation, their own audit trail and who else did something to their data.
+    notifications, a doctor's profile and hours, a calendar feed), their linked Google
+    account and the profile kept of it, their second-factor devices and invitation, their
+    own audit trail and who else did something to their data.
     Of other people, only what the user already sees in the app (a name on an appointment
     or a chat): nobody else's contact details, files or activity.
     A fixed number of queries, whatever the number of rows."""
@@ -112,9 +116,7 @@ def user_export(*, user: User) -> dict[str, Any]:
             {"email": a.email, "verified": a.verified, "primary": a.primary}
             for a in EmailAddress.objects.filter(user=user)
         ],
-        "linked_providers": [
-            {"provider": s.provider, "uid": s.uid} for s in SocialAccount.objects.filter(user=user)
-        ],
+        "linked_providers": [_linked_provider(s) for s in SocialAccount.objects.filter(user=user)],
         "second_factor_devices": _devices(user),
         "invitation": _invitation(user),
         **{key: section(user, rows) for key, section in EXPORT_SECTIONS.items()},
@@ -126,6 +128,18 @@ def user_export(*, user: User) -> dict[str, Any]:
         "truncated": rows.truncated,
         "row_limit": rows.limit,
         "exported_at": timezone.now().isoformat(),
+    }
+
+
+def _linked_provider(account: SocialAccount) -> dict[str, Any]:
+    """A linked Google account, with the profile allauth keeps of it (``extra_data``: the
+    claims of its last sign-in, such as name, e-mail address, picture and locale)."""
+    return {
+        "provider": account.provider,
+        "uid": account.uid,
+        "profile": account.extra_data,
+        "date_joined": iso(account.date_joined),
+        "last_login": iso(account.last_login),
     }
 
 

@@ -415,7 +415,8 @@ ACCOUNT_RATE_LIMITS = {
     "signup": "20/m/ip",
     "confirm_email": "1/3m/key",
     "reset_password": "20/m/ip,5/m/key",
-    "change_password": "5/m/user",
+    # Wrong current passwords also count as failed logins of the account (accounts.adapter).
+    "change_password": "5/15m/user",
     "change_phone": "1/m/user",
     "reauthenticate": "10/m/user",
     # Password checks of POST /api/v1/me/delete (core.ratelimit).

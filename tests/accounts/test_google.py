@@ -383,3 +383,28 @@ def test_google_sign_in_by_a_verified_address_keeps_the_number(
 
     existing.refresh_from_db()
     assert (existing.phone, existing.phone_verified) == ("+201001234567", True)
+
+
+def test_the_data_export_holds_the_google_profile_kept_of_the_account(
+    api: Client, google_certs: StubServer, google_key: tuple[rsa.RSAPrivateKey, str]
+) -> None:
+    picture = "https://lh3.example/photo.jpg"
+    r = _sign_in(api, _id_token(google_key[0], picture=picture, locale="ar"))
+    assert r.status_code == 200
+    account = SocialAccount.objects.get(provider="google")
+
+    export = api.get(
+        "/api/v1/me/export", headers={"Authorization": f"Bearer {r.json()['meta']['access_token']}"}
+    ).json()
+
+    (linked,) = export["linked_providers"]
+    assert linked["provider"] == "google" and linked["uid"] == "109876543210987654321"
+    assert linked["profile"] == account.extra_data
+    assert {k: linked["profile"][k] for k in ("name", "email", "picture", "locale")} == {
+        "name": "Layla Hassan",
+        "email": "layla@example.com",
+        "picture": picture,
+        "locale": "ar",
+    }
+    assert linked["date_joined"] == account.date_joined.isoformat()
+    assert linked["last_login"] == account.last_login.isoformat()
