@@ -31,7 +31,7 @@ from bookings.models import (
 )
 from bookings.slots import Hours, Slot, free_slots
 from core import db
-from core.cache import cache_fill, cache_fill_many, cache_lease, cache_leases
+from core.cache import best_effort, cache_fill, cache_fill_many, cache_lease, cache_leases
 from core.db import db_value, names
 from doctors.models import Clinic, DoctorProfile, Mode, Verification
 
@@ -157,7 +157,7 @@ def schedule_of(doctor: DoctorProfile, *, fresh: bool = False) -> Schedule:
     key = schedule_key(doctor.pk)
     if fresh:
         return (policy_for(doctor), hours_of(doctor))
-    found = cache.get(key)
+    found = best_effort(cache.get, key, what="schedule cache")  # Redis away: read as new
     if isinstance(found, tuple):  # else nothing, or another read's lease
         return found  # type: ignore[return-value]
     lease = cache_lease(cache, key)
@@ -627,7 +627,7 @@ def _schedules_of(doctors: list[DoctorProfile]) -> dict[Any, Schedule]:
     (one round trip), then cached where the lease held (one round trip; see
     :func:`schedule_of`)."""
     keys = {schedule_key(d.pk): d for d in doctors}
-    cached = cache.get_many(list(keys))
+    cached = best_effort(cache.get_many, list(keys), what="schedule cache") or {}
     schedules = {
         keys[key].pk: schedule for key, schedule in cached.items() if isinstance(schedule, tuple)
     }

@@ -283,6 +283,7 @@ def rule_delete(*, user: User, rule_id: Any) -> None:
 @transaction.atomic
 def extra_hours_create(*, user: User, **fields: Any) -> ExtraHours:
     doctor = _hours_owner(user, fields)
+    _check_extra_hours_date(doctor, fields)
     _check_extra_hours_room(doctor)
     extra = ExtraHours(doctor=doctor, **fields)
     extra.full_clean()
@@ -303,12 +304,29 @@ def extra_hours_update(*, user: User, extra_id: Any, changes: dict[str, Any]) ->
         raise HoursNotFound()
     fields = {name: changes.get(name, getattr(extra, name)) for name in _EXTRA_FIELDS}
     _hours_owner(user, fields, replacing=extra)
+    _check_extra_hours_date(doctor, fields)
     _check_extra_hours_room(doctor, but=extra)
     for name, value in fields.items():
         setattr(extra, name, value)
     extra.full_clean()
     extra.save()
     return extra
+
+
+def _check_extra_hours_date(doctor: DoctorProfile, fields: dict[str, Any]) -> None:
+    """One-off hours are for a day still to come (today included) where they are kept: at
+    their clinic, else in the doctor's zone. A day gone by offers no slot, is not listed and
+    does not count against :data:`MAX_EXTRA_HOURS`: accepted, such hours piled up unseen."""
+    clinic_id = fields.get("clinic_id")
+    zone = (
+        doctor.clinics.filter(id=clinic_id).values_list("time_zone", flat=True).first()
+        if clinic_id
+        else None
+    )
+    if fields["date"] < timezone.now().astimezone(ZoneInfo(zone or doctor.time_zone)).date():
+        raise InvalidRequest(
+            fields={"date": _("This day has gone by: choose today or a later day.")}
+        )
 
 
 def _check_extra_hours_room(doctor: DoctorProfile, *, but: ExtraHours | None = None) -> None:

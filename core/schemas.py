@@ -69,12 +69,15 @@ IsoDatetime = Annotated[
     AfterValidator(_in_years),
 ]
 
-_WALL_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?")
+# Seconds, when written, are zero: hours are counted in whole minutes (slot lengths and
+# buffers are minutes), and 20:00:30-20:30 passed as a 30-minute span that offered no slot.
+_WALL_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:00)?")
 
 
 def _wall_time(value: Any) -> Any:
-    """Only ``HH:MM`` or ``HH:MM:SS`` text: a time of day in a zone given elsewhere (a clinic's).
-    Pydantic would otherwise take ``32400`` for 09:00 or keep an offset nobody applies."""
+    """Only ``HH:MM`` (or ``HH:MM:00``) text: a time of day in a zone given elsewhere (a
+    clinic's). Pydantic would otherwise take ``32400`` for 09:00 or keep an offset nobody
+    applies."""
     if isinstance(value, time) and value.tzinfo is None:
         return value
     if not isinstance(value, str) or not _WALL_TIME.fullmatch(value):
