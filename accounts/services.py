@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django_otp import device_classes
@@ -70,6 +70,11 @@ class ErasedPerson:
 # that name them, profiles, notifications). Registered at the composition root (accounts
 # cannot import those apps).
 ERASURE_HOOKS: list[Callable[[User, ErasedPerson], None]] = []
+# What the apps above accounts hold that was the person's own, as (model, ids), for the admin
+# site's change log: entries about those objects are unnamed as the account's own are (a
+# doctor's profile page names its clinics, which may bear the doctor's name). Registered at
+# the composition root.
+ADMIN_LOG_OWNED: list[Callable[[User], list[tuple[type[Model], list[Any]]]]] = []
 
 
 def _locked(user: User) -> User:
@@ -556,9 +561,9 @@ def _mention(contacts: list[str]) -> re.Pattern[str]:
 def _logged_about(user: User) -> Q:
     """The admin log's entries about the account and what was ever its own, whatever it was
     called then: the account, each address it had (its current ones, and those its audited
-    address changes name by id: allauth's signals, see ``accounts.adapter``) and each TOTP
+    address changes name by id: allauth's signals, see ``accounts.adapter``), each TOTP
     device an admin removed from it (``auth.totp_removed``; one removed by an erasure has no
-    entry)."""
+    entry) and what other apps say was its own (:data:`ADMIN_LOG_OWNED`)."""
     from django.contrib.contenttypes.models import ContentType
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -577,8 +582,14 @@ def _logged_about(user: User) -> Q:
                     addresses.add(found)
         elif action == "auth.totp_removed" and not data.get("erasure"):
             devices.add(data.get("device_id"))
+    owned: list[tuple[type[Model], Any]] = [
+        (User, {user.pk}),
+        (EmailAddress, addresses),
+        (TOTPDevice, devices),
+        *(found for hook in ADMIN_LOG_OWNED for found in hook(user)),
+    ]
     about = Q()
-    for model, ids in ((User, {user.pk}), (EmailAddress, addresses), (TOTPDevice, devices)):
+    for model, ids in owned:
         ids = {str(i) for i in ids if i is not None}
         if ids:
             about |= Q(content_type=ContentType.objects.get_for_model(model), object_id__in=ids)

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import ProtectedError
+from django.db.models import Model, ProtectedError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -369,6 +369,15 @@ def _tell_doctor(profile: DoctorProfile, decision: str, reason: str) -> None:
 # Decimal places an erased doctor's clinic keeps of its pin: a tenth of a degree (about
 # 11 km), the precision of the city the clinic still names.
 ERASED_PIN_DECIMALS = 1
+
+
+def admin_log_owned(user: User) -> list[tuple[type[Model], list[Any]]]:
+    """What of the directory was ``user``'s own, for the admin log's unnaming at their
+    erasure (``accounts.services.ADMIN_LOG_OWNED``): their profile, whose page lists their
+    clinics by name, and those clinics."""
+    profiles = list(DoctorProfile.objects.filter(user=user).values_list("id", flat=True))
+    clinics = list(Clinic.objects.filter(doctor_id__in=profiles).values_list("id", flat=True))
+    return [(DoctorProfile, profiles), (Clinic, clinics)]
 
 
 def account_erased(user: User, person: ErasedPerson) -> None:

@@ -80,6 +80,7 @@ class TelemedConfig(AppConfig):
             chat_services.account_erased,
             records_services.account_erased,
         ]
+        accounts_services.ADMIN_LOG_OWNED[:] = [doctors_services.admin_log_owned]
         accounts_selectors.EXPORT_SECTIONS.clear()
         accounts_selectors.EXPORT_SECTIONS.update(
             {  # the document's keys, in this order

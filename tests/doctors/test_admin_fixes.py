@@ -216,3 +216,22 @@ def test_verification_messages_on_the_admin_site_are_translated():
     )
     assert r.status_code == 200
     assert "تم توثيق طبيبين." in [str(m) for m in r.context["messages"]]
+
+
+def test_an_erased_doctors_clinic_names_leave_the_admin_log():
+    """The profile's page names the clinics it changed ("Dr Rana Haddad Clinic (Cairo)"):
+    the erasure blanks the clinic, and its name in the admin's change log goes too."""
+    from django.contrib.admin.models import LogEntry
+
+    client = staff_client(superuser())
+    profile, bystander = doctor(), doctor()
+    for who, name in ((profile, "Dr Rana Haddad Clinic"), (bystander, "Dr Kept Clinic")):
+        data = change_form(client, change_url(who), **{"clinics-0-name": name})
+        assert client.post(change_url(who), data).status_code == 302
+    account_delete(user=profile.user)
+    rows = list(LogEntry.objects.values_list("object_repr", "change_message"))
+    assert len(rows) == 2
+    assert not any("Rana Haddad" in r or "Rana Haddad" in m for r, m in rows), rows
+    assert any("Dr Kept Clinic" in m for _r, m in rows)  # another doctor's entry is theirs
+    [entry] = LogEntry.objects.filter(object_id=str(profile.pk))
+    assert entry.get_change_message()  # what was done stays: a clinic changed
