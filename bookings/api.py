@@ -322,7 +322,11 @@ class FeedOut(Schema):
     ),
 )
 def calendar_feed(request: AuthedRequest) -> dict[str, str]:
-    token = calendar.feed_token_rotate(user=request.auth)
+    token = calendar.feed_token_rotate(
+        user=request.auth,
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
     return {"url": request.build_absolute_uri(f"/calendar/{token}.ics")}
 
 

@@ -16,6 +16,7 @@ from icalendar import Calendar, Event
 
 from accounts.models import User
 from accounts.services import user_hold_active
+from audit.services import record
 from bookings.models import Appointment, CalendarFeed, Status
 
 TOKEN_BYTES = 32
@@ -40,14 +41,28 @@ def _digest(token: str) -> str:
 
 
 @transaction.atomic
-def feed_token_rotate(*, user: User) -> str:
+def feed_token_rotate(*, user: User, ip: str | None = None, user_agent: str = "") -> str:
     """A new secret for the user's feed; the previous URL stops working at once. Only its
     digest is stored: the token returned here is the only time anyone sees it. Under the
     user's row (refused if the account is closed): a closing of the account waits for the
-    new feed and deletes it, instead of missing it (the URL alive again once reopened)."""
+    new feed and deletes it, instead of missing it (the URL alive again once reopened).
+    Audited (``calendar.feed_rotated``: a new credential to the user's appointments, from
+    where; never the token)."""
     user_hold_active(user)
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    CalendarFeed.objects.update_or_create(user=user, defaults={"token_digest": _digest(token)})
+    _feed, created = CalendarFeed.objects.update_or_create(
+        user=user, defaults={"token_digest": _digest(token)}
+    )
+    record(
+        action="calendar.feed_rotated",
+        actor_id=user.pk,
+        actor_role=user.role,
+        target_type="user",
+        target_id=str(user.pk),
+        ip=ip,
+        user_agent=user_agent,
+        data={"first": created},
+    )
     return token
 
 

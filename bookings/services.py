@@ -373,6 +373,12 @@ def policy_update(*, user: User, changes: dict[str, Any]) -> BookingPolicy:
         )
     for key in _POLICY_FIELDS & changes.keys():
         setattr(policy, key, changes[key])
+    if policy.min_notice_minutes >= policy.window_days * 24 * 60:
+        # No moment would be far enough ahead and near enough at once: not one slot listed.
+        field = "window_days" if "window_days" in changes else "min_notice_minutes"
+        raise InvalidRequest(
+            fields={field: _("The minimum notice must be shorter than the booking window.")}
+        )
     policy.save()
     return policy
 

@@ -328,3 +328,21 @@ def test_without_online_payments_a_policy_requiring_them_holds_nothing(
         headers=auth(api, doctor_with_hours.user),
     )
     assert r.status_code == 200 and r.json()["cancel_cutoff_hours"] == 6
+
+
+def test_a_minimum_notice_as_long_as_the_window_is_refused(api, doctor_with_hours):
+    """No moment would be both far enough ahead and near enough: not one slot listed."""
+    me = auth(api, doctor_with_hours.user, **{"Accept-Language": "ar"})
+
+    def patch(body):
+        return api.patch(
+            "/api/v1/availability/policy", body, content_type="application/json", headers=me
+        )
+
+    status, _code, fields = error(patch({"min_notice_minutes": 2 * 24 * 60, "window_days": 2}))
+    assert status == 422 and "\u0600" <= fields["window_days"][0] <= "\u06ff"
+    assert patch({"window_days": 3}).status_code == 200
+    status, _code, fields = error(patch({"min_notice_minutes": 3 * 24 * 60}))
+    assert status == 422 and "min_notice_minutes" in fields
+    r = patch({"min_notice_minutes": 3 * 24 * 60 - 1})
+    assert r.status_code == 200 and r.json()["min_notice_minutes"] == 3 * 24 * 60 - 1

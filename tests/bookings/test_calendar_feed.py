@@ -128,6 +128,15 @@ def test_tokens_are_stored_as_digests_and_rotation_revokes(api, doctor_with_hour
     assert api.get(path).status_code == 404  # the old URL is revoked
     assert api.get(new_path).status_code == 200
     assert CalendarFeed.objects.filter(user=patient).count() == 1
+    # each new URL is audited, from where, never with its secret
+    from audit.models import AuditEvent
+
+    events = list(AuditEvent.objects.filter(action="calendar.feed_rotated").order_by("id"))
+    assert [(e.target_id, e.data["first"]) for e in events] == [
+        (str(patient.pk), True),
+        (str(patient.pk), False),
+    ]
+    assert all(e.ip and token not in json.dumps(e.data) for e in events)
 
 
 @pytest.mark.django_db(transaction=True)  # migrating back and forth: schema changes on rows
