@@ -239,12 +239,15 @@ class DoctorProfileAdmin(InvalidatesDirectory):
         formset.save(commit=False)
         for clinic, fields in formset.changed_objects:
             clinic.save(update_fields=fields)
+        formset.removed_ids = []  # for the audit (a deleted row's pk is None)
         for clinic in formset.deleted_objects:
+            pk = str(clinic.pk)
             try:
                 clinic.delete()
             except ProtectedError:  # booked after the page was checked, before it was saved
-                formset.deleted_objects.remove(clinic)
-                self.message_user(request, str(ClinicInUse.message), messages.ERROR)
+                self.message_user(request, f"{clinic}: {ClinicInUse.message}", messages.ERROR)
+            else:
+                formset.removed_ids.append(pk)
         formset.save_m2m()
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -254,7 +257,7 @@ class DoctorProfileAdmin(InvalidatesDirectory):
         for formset in formsets:
             if formset.model is Clinic:
                 changed = sorted(str(clinic.pk) for clinic, _ in formset.changed_objects)
-                deleted = sorted(str(clinic.pk) for clinic in formset.deleted_objects)
+                deleted = sorted(getattr(formset, "removed_ids", []))
                 data |= {"clinics_changed": changed} if changed else {}
                 data |= {"clinics_deleted": deleted} if deleted else {}
         if change and data == {"fields": []}:

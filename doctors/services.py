@@ -123,9 +123,7 @@ def doctor_profile_update(*, user: User, changes: dict[str, Any]) -> DoctorProfi
                 }
             )
         profile.specialties.set(found)
-    if profile.verification == Verification.REJECTED:
-        # A rejected doctor who corrects their profile asks to be looked at again.
-        profile.verification = Verification.PENDING
+    _ask_again(profile)
     profile.save()
     directory_changed()
     return profile
@@ -202,12 +200,12 @@ def clinic_create(
 
 
 def _ask_again(profile: DoctorProfile | None) -> None:
-    """A rejected doctor who corrects a clinic (often the reason for the rejection) asks to
-    be looked at again, as one who corrects their profile does."""
-    if profile is not None:
-        DoctorProfile.objects.filter(pk=profile.pk, verification=Verification.REJECTED).update(
-            verification=Verification.PENDING
-        )
+    """A rejected doctor who corrects their profile or a clinic (often the reason for the
+    rejection) asks to be looked at again."""
+    if profile is not None and DoctorProfile.objects.filter(
+        pk=profile.pk, verification=Verification.REJECTED
+    ).update(verification=Verification.PENDING):
+        profile.verification = Verification.PENDING
 
 
 _MOVES = {"address", "city", "latitude", "longitude"}

@@ -11,7 +11,7 @@ from audit.models import AuditEvent
 from doctors import services
 from doctors.models import Clinic, DoctorProfile, Specialty
 from tests.accounts.admin_site import change_form, staff_client, superuser
-from tests.doctors.factories import doctor, specialty
+from tests.doctors.factories import clinic_at, doctor, specialty
 
 pytestmark = pytest.mark.django_db
 
@@ -176,10 +176,11 @@ def test_a_clinic_booked_after_its_removal_was_checked_stays_with_a_message(monk
     weekly_hours(profile, time(9), time(13))
     BookingPolicy.objects.create(doctor=profile, min_notice_minutes=0)
     clinic = Clinic.objects.get(doctor=profile)
+    other = clinic_at(profile, 30.0, 31.0)  # removed in the same save, and not booked
     page = client.get(change_url(profile))
     prefix = page.context["inline_admin_formsets"][0].formset.prefix
     data = change_form(client, change_url(profile), designation="Professor")
-    data[f"{prefix}-0-DELETE"] = "on"
+    data[f"{prefix}-0-DELETE"] = data[f"{prefix}-1-DELETE"] = "on"
     checked = ClinicFormSet.clean
 
     def booked_right_after_the_check(self: ClinicFormSet) -> None:
@@ -199,10 +200,11 @@ def test_a_clinic_booked_after_its_removal_was_checked_stays_with_a_message(monk
     shown = [str(m) for m in r.context["messages"]]
     assert any("مواعيد قادمة" in m or "appointments" in m for m in shown), shown
     assert Clinic.objects.filter(id=clinic.id).exists()
+    assert not Clinic.objects.filter(id=other.id).exists()  # the other one is still removed
     profile.refresh_from_db()
     assert profile.designation == "Professor"
     [event] = events("doctor.updated_by_admin")
-    assert "clinics_deleted" not in event.data
+    assert event.data["clinics_deleted"] == [str(other.id)]
 
 
 def test_verification_messages_on_the_admin_site_are_translated():
