@@ -41,7 +41,13 @@ def charset_readable(request: HttpRequest) -> bool:
     Django could not parse the header at all (``core.asgi`` marks the request), nor when the
     charset is unknown (Django would quietly read the body as UTF-8 instead) or is a codec
     but no text encoding (``rot13``, ``base64``, ``zlib``: Django's form parsers would fail
-    on it with a ``LookupError``, a 500)."""
+    on it with a ``LookupError``, a 500). A request without a body has nothing to decode: its
+    ``Content-Type`` is not looked at (as Django does not)."""
+    has_body = request.META.get("CONTENT_LENGTH", "") not in ("", "0") or (
+        "HTTP_TRANSFER_ENCODING" in request.META
+    )
+    if not has_body:
+        return True
     if getattr(request, "content_type_unreadable", False):
         return False
     charset = (request.content_params or {}).get("charset")
