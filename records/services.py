@@ -7,6 +7,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -312,7 +313,8 @@ def _retry_locked(record: MedicalRecord) -> timedelta | None:
     return delay
 
 
-SCANS_REQUEUE_BATCH = 500  # pending records looked at per run, oldest first
+SCANS_REQUEUE_BATCH = 500  # lost scans enqueued again per run, oldest first
+SCANS_REQUEUE_LOOKED = 50_000  # pending records looked at per run, at most
 
 
 def _scans_waiting(record_ids: list[str]) -> set[str]:
@@ -331,25 +333,40 @@ def _scans_waiting(record_ids: list[str]) -> set[str]:
     )
 
 
+def _lost_scans(pending: Q) -> list[str]:
+    """The oldest :data:`SCANS_REQUEUE_BATCH` ``pending`` records with no scan waiting. Those
+    with one (a clamd outage: hundreds of retries) are passed over, not counted against the
+    batch: the lost scans of newer records are found all the same."""
+    ids = (
+        MedicalRecord.objects.filter(pending)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:SCANS_REQUEUE_LOOKED]
+        .iterator(chunk_size=SCANS_REQUEUE_BATCH)
+    )
+    lost: list[str] = []
+    while len(lost) < SCANS_REQUEUE_BATCH:
+        chunk = [str(pk) for pk in islice(ids, SCANS_REQUEUE_BATCH)]
+        if not chunk:
+            break
+        waiting = _scans_waiting(chunk)
+        lost += [i for i in chunk if i not in waiting]
+    return lost[:SCANS_REQUEUE_BATCH]
+
+
 def scans_requeue(*, now: datetime | None = None) -> int:
     """Enqueue again the scan of each pending record that has none waiting: its task failed
     without enqueueing the next (the database lost as it ran and as it asked for its retry,
     ``tasks._retry``), and nothing else would ever scan it. Counted as a failed attempt
     (:func:`scan_retry`: its backoff, and the refusal after the last one), so that no
     record stays pending for ever. Only records pending for longer than the longest
-    backoff, the oldest :data:`SCANS_REQUEUE_BATCH` of them per run; each judged again
+    backoff, the oldest :data:`SCANS_REQUEUE_BATCH` lost ones per run; each judged again
     under its lock (a scan task is enqueued under it), how many were requeued."""
     now = now or timezone.now()
     since = now - timedelta(seconds=settings.RECORDS_SCAN_RETRY_MAX_SECONDS)
     pending = Q(status=ScanStatus.PENDING, deleted_at__isnull=True, created_at__lte=since)
-    ids = [
-        str(pk)
-        for pk in MedicalRecord.objects.filter(pending)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:SCANS_REQUEUE_BATCH]
-    ]
+    lost = _lost_scans(pending)
     requeued = 0
-    for record_id in sorted(set(ids) - _scans_waiting(ids)):
+    for record_id in lost:
         with transaction.atomic():
             record = _locked().filter(pending, pk=record_id).first()
             if record is None or _scans_waiting([record_id]):

@@ -84,3 +84,20 @@ def test_a_lost_scan_at_its_last_attempt_is_refused(api, patient_headers, settin
     assert services.scans_requeue(now=later) == 1
     assert MedicalRecord.objects.get(id=record_id).status == "rejected"
     assert not _waiting(record_id).exists()
+
+
+def test_scans_still_waiting_do_not_hide_newer_lost_ones(
+    api, clamd_on, patient_headers, settings, monkeypatch
+):
+    """A backlog of waiting retries (clamd away) as old as the batch does not stop the
+    housekeeping from finding a newer record whose scan was lost."""
+    monkeypatch.setattr(services, "SCANS_REQUEUE_BATCH", 2)
+    waiting = [upload(api, patient_headers, PDF).json()["id"] for _ in range(3)]
+    lost = upload(api, patient_headers, PDF).json()["id"]
+    DBTaskResult.objects.filter(args_kwargs__args__0=lost).update(status="FAILED")
+    old = timezone.now() - timedelta(seconds=settings.RECORDS_SCAN_RETRY_MAX_SECONDS + 60)
+    for age, record_id in enumerate([*waiting, lost]):  # the waiting ones are the oldest
+        MedicalRecord.objects.filter(id=record_id).update(created_at=old - timedelta(days=4 - age))
+    assert services.scans_requeue() == 1
+    assert _waiting(lost).count() == 1
+    assert [MedicalRecord.objects.get(id=i).scan_attempts for i in waiting] == [0, 0, 0]
