@@ -4,10 +4,10 @@ Rotation: put a new key first in FIELD_ENCRYPTION_KEYS and keep the old ones aft
 deploy, run this command, then drop the old keys. ``--new-key ID`` prints a fresh entry.
 
 Two kinds of sealed values are not columns, and are not re-encrypted here: a code SMS waiting
-in the task queue (sealed under the key of its time; sent or given up within a minute) and a
-break-glass reason in the append-only audit trail (``audit.services.seal``). So drop an old
-key no sooner than a few minutes after the deploy, and only once the reasons sealed under it
-need no longer be read.
+in the task queue (sealed under the key of its time; sent or given up within a minute of its
+turn) and a break-glass reason in the append-only audit trail (``audit.services.seal``). So
+drop an old key no sooner than a few minutes after the task queue has drained since the
+deploy, and only once the reasons sealed under it need no longer be read.
 """
 
 from __future__ import annotations
