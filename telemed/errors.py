@@ -57,7 +57,7 @@ from core.errors import (
 )
 from core.languages import asked_language
 from core.pagination import InvalidCursor
-from telemed.middleware import is_api
+from telemed.middleware import ApiGuardMiddleware, is_api
 
 logger = logging.getLogger("telemed.errors")
 _STORAGE_UNREACHABLE = (
@@ -238,7 +238,7 @@ def install(api: NinjaAPI) -> None:
         return error_response(ApplicationError())
 
 
-def _error_page(status: int, default: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def _error_page(default: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Django's page for an error raised outside any view (``handler400`` ...), but the
     envelope under ``/api/``. Most such pages pass ``ApiGuardMiddleware``, which would give
     them the envelope anyway; one raised in a middleware before it would not: a Host not in
@@ -246,20 +246,20 @@ def _error_page(status: int, default: Callable[..., HttpResponse]) -> Callable[.
     may not have run either: the language is the one it chose, else the one asked for."""
 
     def page(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-        if not is_api(request):  # Django's handler500 takes no exception
-            return default(request) if exception is None else default(request, exception)
+        # Django's handler500 takes no exception
+        response = default(request) if exception is None else default(request, exception)
+        if not is_api(request):
+            return response
         language = getattr(request, "LANGUAGE_CODE", None) or asked_language(
             request.headers.get("Accept-Language", "")
         )
         with translation.override(language or settings.LANGUAGE_CODE):
-            response = error_response(error_for_status(status))
-        response.status_code = status
-        return response
+            return ApiGuardMiddleware.envelope(response)
 
     return page
 
 
-bad_request = _error_page(400, defaults.bad_request)
-permission_denied = _error_page(403, defaults.permission_denied)
-page_not_found = _error_page(404, defaults.page_not_found)
-server_error = _error_page(500, defaults.server_error)
+bad_request = _error_page(defaults.bad_request)
+permission_denied = _error_page(defaults.permission_denied)
+page_not_found = _error_page(defaults.page_not_found)
+server_error = _error_page(defaults.server_error)

@@ -129,10 +129,11 @@ class ApiGuardMiddleware(MiddlewareMixin):
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if not is_api(request):
             return response
-        return self._envelope(response)
+        return self.envelope(response)
 
     @staticmethod
-    def _envelope(response: HttpResponse) -> HttpResponse:
+    def envelope(response: HttpResponse) -> HttpResponse:
+        """An error answer of Django's (a page) as the envelope, its headers kept."""
         status = response.status_code
         if status < 400 or response.get("Content-Type", "").startswith("application/json"):
             return response
