@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import unicodedata
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
-from allauth.account.fields import PhoneField
 from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
 from allauth.account.internal.stagekit import clear_login, get_pending_stage
 from allauth.account.stages import LoginStageKey
@@ -80,22 +78,6 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_account_already_exists_mail(self, email: str) -> None:
         _hash_as_a_new_account_would(self.request)
         super().send_account_already_exists_mail(email)
-
-    def clean_phone(self, phone: str) -> str:
-        """A number in any script's decimal digits (Arabic-Indic, Persian, full-width...) is
-        the number in ASCII digits. allauth's E.164 check takes them all (``\\d``), and each
-        spelling was stored as typed: a number of its own, with its own uniqueness among
-        verified numbers and its own limit on codes texted to it. Every phone allauth reads
-        (sign-up, login by password or by code, a change of number) comes here after its
-        check; the forms that ask :meth:`phone_form_field` also spell it before the check."""
-        return super().clean_phone(_ascii_digits(phone))
-
-    def phone_form_field(self, **kwargs: Any) -> Any:
-        """allauth's phone field, reading other scripts' digits as ASCII before its E.164 check
-        (whose first digit must be ASCII): a number typed wholly in Arabic-Indic digits is taken
-        at sign-up, on a code request and on a change of number. (allauth's login by password
-        uses its own field: there only :meth:`clean_phone` sees the number.)"""
-        return _PhoneField(**kwargs)
 
     def set_phone(self, user: AbstractBaseUser, phone: str, verified: bool) -> None:
         assert isinstance(user, User)
@@ -303,16 +285,6 @@ class AccountAdapter(DefaultAccountAdapter):
             record_from_request(
                 request, action="auth.password_changed", target_type="user", target_id=str(user.pk)
             )
-
-
-class _PhoneField(PhoneField):
-    def to_python(self, value: Any) -> str:
-        return _ascii_digits(super().to_python(value))
-
-
-def _ascii_digits(text: str) -> str:
-    """``text`` with each Unicode decimal digit (``٣``, ``۳``, ``３``...) as its ASCII digit."""
-    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
 
 
 def _failed_logins_key(request: HttpRequest, user: AbstractBaseUser | None, login: str = "") -> str:

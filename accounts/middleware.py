@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import unicodedata
 from typing import Any
 
 from allauth.core.exceptions import RateLimited as AllauthRateLimited
 from allauth.core.internal.httpkit import get_authorization_credential
 from allauth.core.internal.ratelimit import truncate_ip
-from allauth.headless import app_settings as headless_settings
 from allauth.headless.internal.sessionkit import lookup_session
+from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
@@ -49,7 +51,8 @@ _ALLOWED = (
 )
 _PASSWORD_CHANGE = "/_allauth/app/v1/account/password/change"
 # allauth's endpoints that check a one-time code (a login's, a phone's, an e-mail address's,
-# a password reset's), by POST or GET.
+# a password reset's), by POST or GET; limited per client address by
+# ``ACCOUNT_RATE_LIMITS["code_check"]`` (``core.ratelimit``).
 _CODE_CHECKS = frozenset(
     {
         "/_allauth/app/v1/auth/code/confirm",
@@ -58,8 +61,6 @@ _CODE_CHECKS = frozenset(
         "/_allauth/app/v1/auth/password/reset",
     }
 )
-# Code checks per client address, whichever sessions they are for (``core.ratelimit``).
-CODE_CHECKS_PER_IP = "30/m/ip"
 # The longest one check holds its session's turn (it gives it back when it answers).
 CODE_CHECK_TURN_SECONDS = 30
 _TURN = "_accounts_code_check_turn"  # the request's attribute: the turn it holds
@@ -81,7 +82,8 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
       it): 503 with ``Retry-After``, as our API answers it, not an HTML 500. A refused Redis
       password is our configuration's fault: a 500.
     - Text that cannot be stored is refused before allauth reads it (:func:`_unstorable_text`),
-      and one-time codes are checked one at a time per session (:func:`_code_check_turn`).
+      a phone number is spelled in ASCII digits (:func:`_phone_in_ascii_digits`), and
+      one-time codes are checked one at a time per session (:func:`_code_check_turn`).
     """
 
     RETRY_AFTER_SECONDS = "60"
@@ -90,11 +92,7 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
         if not request.path.startswith("/_allauth/"):
             return None
         try:
-            return (
-                _unstorable_text(request)
-                or self._pending_step(request)
-                or _code_check_turn(request)
-            )
+            return _read_body(request) or self._pending_step(request) or _code_check_turn(request)
         except Exception as exc:  # Redis away: as when allauth's view meets it
             answer = self.process_exception(request, exc)
             if answer is None:
@@ -152,22 +150,36 @@ class AllauthEdgeMiddleware(MiddlewareMixin):
 
 
 def _caller(request: HttpRequest) -> tuple[AuthSnapshot, SessionBase] | None:
-    """The signed-in caller and its session, found as allauth finds them: by the
-    ``X-Session-Token`` header if there is one, else by the access token's session. (Read
-    in any other order, a patient's access token beside a staff session token would be
-    checked as the patient while allauth acts as the staff member.) The session is only
-    read, not authenticated: Django's get_user() would cycle the key of a session signed
-    with a fallback SECRET_KEY on this copy, and allauth would then find its token gone
-    (410); allauth authenticates it next."""
+    """The signed-in caller and its session (:func:`_session`). The session is only read,
+    not authenticated: Django's get_user() would cycle the key of a session signed with a
+    fallback SECRET_KEY on this copy, and allauth would then find its token gone (410);
+    allauth authenticates it next."""
+    session = _session(request)
+    user_id = session.get(SESSION_KEY) if session is not None else None
+    snap = user_snapshot(str(user_id)) if user_id else None
+    return (snap, session) if snap is not None and session is not None else None
+
+
+_SESSION = "_accounts_allauth_session"  # the request's attribute: what _session found
+
+
+def _session(request: HttpRequest) -> SessionBase | None:
+    """The session allauth will act in, found as allauth finds it: by the ``X-Session-Token``
+    header if there is one, else by the access token's. (Read in any other order, a
+    patient's access token beside a staff session token would be checked as the patient
+    while allauth acts as the staff member.) Looked up once per request: the pending-step
+    check and the code check turn both ask."""
+    if hasattr(request, _SESSION):
+        found: SessionBase | None = getattr(request, _SESSION)
+        return found
     session_token = request.headers.get("X-Session-Token")
     if session_token:
         session = lookup_session(session_token)
     else:
         token = get_authorization_credential(request, "Bearer")
         session = session_of_token(token) if token else None
-    user_id = session.get(SESSION_KEY) if session is not None else None
-    snap = user_snapshot(str(user_id)) if user_id else None
-    return (snap, session) if snap is not None and session is not None else None
+    setattr(request, _SESSION, session)
+    return session
 
 
 _RATE_LIMIT_CODES = {"too_many_login_attempts"}
@@ -186,17 +198,28 @@ def _is_rate_limit_error(response: HttpResponse) -> bool:
 # --- Before allauth reads the request ------------------------------------------------------
 
 
-def _unstorable_text(request: HttpRequest) -> HttpResponse | None:
-    """allauth reads the body of any request but a GET as JSON and hands its text to Argon2,
-    PyJWT and psycopg, which cannot encode a lone surrogate (valid JSON: ``"\\ud800"``) and
-    failed with a 500. Refused here as our API refuses it (``core.text``, NUL characters too):
-    400 in allauth's error format. A body that is not JSON is left to allauth's own 400."""
+def _read_body(request: HttpRequest) -> HttpResponse | None:
+    """allauth reads the body of any request but a GET as JSON (decoded as here: UTF-8, an
+    object): what it will read is checked and spelled first. A body that is not JSON is left
+    to allauth's own 400."""
     if request.method == "GET" or not request.body:
         return None
     try:
         data = json.loads(request.body.decode("utf8"))
     except ValueError:  # not UTF-8, not JSON
         return None
+    if not isinstance(data, dict):
+        return None
+    refused = _unstorable_text(data)
+    if refused is None:  # only text that encodes goes back into the body
+        _phone_in_ascii_digits(request, data)
+    return refused
+
+
+def _unstorable_text(data: dict[str, Any]) -> HttpResponse | None:
+    """allauth hands the body's text to Argon2, PyJWT and psycopg, which cannot encode a lone
+    surrogate (valid JSON: ``"\\ud800"``) and failed with a 500. Refused here as our API
+    refuses it (``core.text``, NUL characters too): 400 in allauth's error format."""
     try:
         refuse_unstorable_text(data)
     except InvalidRequest as exc:
@@ -212,21 +235,46 @@ def _unstorable_text(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _phone_in_ascii_digits(request: HttpRequest, data: dict[str, Any]) -> None:
+    """A phone number in any script's decimal digits (Arabic-Indic, Persian, full-width...)
+    is the number in ASCII digits, rewritten in the body before allauth reads it, whichever
+    endpoint takes it (sign-up, login by password or by code, a change of number). allauth's
+    E.164 check takes other digits but an ASCII first one (its login by password refused
+    ``+٢٠١...``), and each spelling it took was stored as typed: a number of its own, with
+    its own uniqueness among verified numbers and its own limit on codes texted to it."""
+    phone = data.get("phone")
+    if not isinstance(phone, str) or _ascii_digits(phone) == phone:
+        return
+    data["phone"] = _ascii_digits(phone)
+    body = json.dumps(data, ensure_ascii=False).encode()
+    # What ``request.body`` answers from now on (Django keeps the body it read there), and
+    # what a read of the stream would give.
+    request._body = body  # type: ignore[attr-defined]  # Django's cache of the body
+    request._stream = io.BytesIO(body)  # type: ignore[attr-defined]
+
+
+def _ascii_digits(text: str) -> str:
+    """``text`` with each Unicode decimal digit (``٣``, ``۳``, ``３``...) as its ASCII digit."""
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
 def _code_check_turn(request: HttpRequest) -> HttpResponse | None:
     """allauth ends a one-time code after three wrong tries, counted in the session that holds
     it: read, changed and saved back with no lock, so checks sent at once all read the same
     count, and a dozen parallel guesses were all checked while the code lived on. Here each
-    session (found as allauth finds it: ``X-Session-Token``, else the access token's session)
-    checks one code at a time: another check meanwhile is refused (429), and the turn is
+    session (:func:`_session`: ``X-Session-Token``, else the access token's session) checks one code at a time: another check meanwhile is refused (429), and the turn is
     given back once the answer is made, the session saved. Checks are also limited per client
-    address (``CODE_CHECKS_PER_IP``), whichever sessions they are for."""
+    address (``ACCOUNT_RATE_LIMITS["code_check"]``), whichever sessions they are for."""
     if request.path not in _CODE_CHECKS:
         return None
     ip = truncate_ip(client_ip(request) or "-")
-    wait = ratelimit.consume("allauth_code_check", ip, CODE_CHECKS_PER_IP)
+    wait = ratelimit.consume(
+        "allauth_code_check", ip, settings.ACCOUNT_RATE_LIMITS.get("code_check")
+    )
     if wait:
         return _too_many_code_checks(wait)
-    session_key = headless_settings.TOKEN_STRATEGY.get_session_token(request)
+    session = _session(request)
+    session_key = session.session_key if session is not None else None
     if not session_key:  # a new session: it holds no code
         return None
     turn = f"allauth-code-check:{hashlib.sha256(session_key.encode()).hexdigest()}"

@@ -49,7 +49,6 @@ from allauth.core.internal.ratelimit import truncate_ip
 from django import forms
 from django.contrib.auth import authenticate
 from django.contrib.auth import login as auth_login
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -70,7 +69,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 from accounts.errors import SecondFactorInvalid, SecondFactorNotEnrolled, SecondFactorThrottled
 from accounts.models import STAFF_ROLES, User
 from audit.services import client_ip, record_from_request
-from core.cache import default_redis
+from core import ratelimit
 from core.errors import Forbidden, Unauthenticated
 
 SESSION_KEY = "accounts_otp_enrol"
@@ -319,29 +318,15 @@ def _count_attempt(keys: list[tuple[str, int, int]]) -> bool:
     limited). Counted only after a failed check, parallel guesses all passed a limit that
     none of them had added to yet. A right password and code give their attempt back
     (:func:`_give_attempt_back`): only failures use a limit up, so staff signing in from one
-    office address do not lock each other out."""
-    counts = [_add(key, 1, window) for key, _limit, window in keys]  # every key, always
+    office address do not lock each other out. Counted by :func:`core.ratelimit.add`."""
+    # Every key, always: an attempt over one limit still counts against the other.
+    counts = [ratelimit.add(key, 1, window=window) for key, _limit, window in keys]
     return any(count > limit for count, (_key, limit, _window) in zip(counts, keys, strict=True))
 
 
 def _give_attempt_back(keys: list[tuple[str, int, int]]) -> None:
     for key, _limit, window in keys:
-        _add(key, -1, window)
-
-
-def _add(key: str, delta: int, window: int) -> int:
-    """Add ``delta`` to the counter ``key`` in one step, and answer the new count. Its window
-    starts with it and is not pushed back by later counts; with Redis, the count and the
-    expiry are one transaction (the cache API's ``incr`` reads, then adds: a key expiring in
-    between came back with no expiry at all, a lockout for good)."""
-    redis = default_redis()
-    if redis is None:  # the embedded default (one process)
-        cache.add(key, 0, timeout=window)
-        return int(cache.incr(key, delta))
-    client, make_key = redis
-    name = make_key(key)
-    count, _set = client.pipeline().incrby(name, delta).expire(name, window, nx=True).execute()
-    return int(count)
+        ratelimit.add(key, -1, window=window)
 
 
 # --- Helpers ----------------------------------------------------------------------------

@@ -95,10 +95,20 @@ return out
 """
 
 
+# INCRBY the counter (KEYS[1]) by ARGV[1] and, when it has no expiry yet (it is new, or was
+# left without one), give it ARGV[2] seconds; answers the new count. TTL then EXPIRE, not
+# ``EXPIRE ... NX``, which Redis 6 refuses.
+_ADD = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return count
+"""
+
+
 @functools.cache
-def _script(client: Any) -> Any:
-    """``_HIT`` registered with this client (EVALSHA, loaded again if Redis lost it)."""
-    return client.register_script(_HIT)
+def _script(client: Any, source: str) -> Any:
+    """``source`` registered with this client (EVALSHA, loaded again if Redis lost it)."""
+    return client.register_script(source)
 
 
 def _hit(keys: list[tuple[str, str, int]]) -> list[tuple[int, int]]:
@@ -107,13 +117,30 @@ def _hit(keys: list[tuple[str, str, int]]) -> list[tuple[int, int]]:
     if redis is not None:
         client, make_key = redis
         names = [make_key(key) for this, last, _ in keys for key in (this, last)]
-        answers = _script(client)(keys=names, args=[2 * duration + 1 for *_, duration in keys])
+        answers = _script(client, _HIT)(
+            keys=names, args=[2 * duration + 1 for *_, duration in keys]
+        )
         return [(int(answers[i]), int(answers[i + 1])) for i in range(0, len(answers), 2)]
     counts = []
     for this, last, duration in keys:  # the embedded default (one process): not atomic
         cache.add(this, 0, timeout=2 * duration + 1)
         counts.append((cache.incr(this), int(cache.get(last) or 0)))
     return counts
+
+
+def add(name: str, delta: int, *, window: int) -> int:
+    """Add ``delta`` (negative: give counts back) to the counter ``name`` in one step, and
+    answer its new count: for a limit whose hits may be given back, which :func:`consume`'s
+    rates cannot say (``accounts.otp``: a right password takes back its attempt). The
+    counter lives ``window`` seconds from its first count, not pushed back by later ones.
+    With Redis, one script call: the cache API's ``incr`` reads, then adds, and a counter
+    expiring in between came back with no expiry at all, a limit for good."""
+    redis = default_redis()
+    if redis is None:  # the embedded default (one process)
+        cache.add(name, 0, timeout=window)
+        return int(cache.incr(name, delta))
+    client, make_key = redis
+    return int(_script(client, _ADD)(keys=[make_key(name)], args=[delta, window]))
 
 
 def check(action: str, key: Any, rates: str | None) -> None:

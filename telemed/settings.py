@@ -419,6 +419,9 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/15m/user",
     "change_phone": "1/m/user",
     "reauthenticate": "10/m/user",
+    # One-time codes checked per client address, whichever sessions they are for (allauth's
+    # own three tries are per code; accounts.middleware, core.ratelimit).
+    "code_check": env.str("CODE_CHECK_RATE_LIMIT", default="30/m/ip"),
     # Password checks of POST /api/v1/me/delete (core.ratelimit).
     "account_delete": "5/15m/user",
     # Personal-data exports (GET /api/v1/me/export): each reads every row about the person.

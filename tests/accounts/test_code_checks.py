@@ -4,11 +4,17 @@ client address."""
 
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+import hashlib
+from typing import Any
 
-from accounts import middleware
-from tests.factories import AUTH, last_code, make_user, post
+import pytest
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
+
+from accounts.auth import session_of_token
+from accounts.middleware import _TURN, AllauthEdgeMiddleware
+from core.sessions import SessionStore
+from tests.factories import AUTH, bearer, last_code, login, make_user, post
 from tests.threads import run_together
 
 CONFIRM = f"{AUTH}/auth/code/confirm"
@@ -68,8 +74,11 @@ def test_a_session_checks_its_codes_again_once_the_check_before_has_answered():
 
 
 @pytest.mark.django_db
-def test_code_checks_are_limited_per_client_address():
-    limit = int(middleware.CODE_CHECKS_PER_IP.split("/")[0])
+def test_code_checks_are_limited_per_client_address(settings):
+    assert (
+        settings.ACCOUNT_RATE_LIMITS["code_check"] == "30/m/ip"
+    )  # CODE_CHECK_RATE_LIMIT's default
+    limit = 30
     for _ in range(limit):  # no session: nothing to check, yet counted
         assert post(Client(), CONFIRM, {"code": "AAAA-AAAA"}).status_code != 429
     r = post(Client(), CONFIRM, {"code": "AAAA-AAAA"}, **{"Accept-Language": "ar"})
@@ -78,3 +87,39 @@ def test_code_checks_are_limited_per_client_address():
     error = r.json()["errors"][0]
     assert error["code"] == "too_many_code_checks"
     assert error["message"] == "محاولات كثيرة لإدخال رمز. يرجى الانتظار قليلًا ثم المحاولة مرة أخرى."
+
+
+@pytest.mark.django_db
+def test_the_limit_per_client_address_is_a_setting(settings):
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "code_check": "2/m/ip"}
+    answers = [post(Client(), CONFIRM, {"code": "AAAA-AAAA"}).status_code for _ in range(3)]
+    assert 429 not in answers[:2] and answers[2] == 429
+
+
+@pytest.mark.django_db
+def test_a_code_check_reads_its_session_once_and_takes_that_sessions_turn(monkeypatch):
+    """The session is found once per request, as allauth finds it (the access token's when
+    no ``X-Session-Token`` is sent), by the pending-step check and the code check turn."""
+    user = make_user()
+    access = login(Client(), user.email)["access"]
+    session = session_of_token(access)
+    assert session is not None and session.session_key
+    turn = f"allauth-code-check:{hashlib.sha256(session.session_key.encode()).hexdigest()}"
+    loads: list[str | None] = []
+    load = SessionStore.load
+
+    def counted_load(self: SessionStore) -> dict[str, Any]:
+        loads.append(self.session_key)
+        return load(self)
+
+    monkeypatch.setattr(SessionStore, "load", counted_load)
+    edge = AllauthEdgeMiddleware(lambda request: HttpResponse())
+    for headers in (bearer(access), {"X-Session-Token": session.session_key}):
+        loads.clear()
+        request = RequestFactory().post(
+            f"{AUTH}/auth/phone/verify", {"code": "AAAA-AAAA"}, "application/json", headers=headers
+        )
+        assert edge.process_request(request) is None
+        assert loads == [session.session_key]
+        assert getattr(request, _TURN) == turn
+        edge.process_response(request, HttpResponse())  # gives the turn back

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from redis.commands.core import BasicKeyCommands
+from redis.exceptions import ResponseError
 
 from accounts import otp
 from accounts.models import Role, User
@@ -96,3 +98,23 @@ def test_a_right_password_does_not_use_the_limit_up():
         assert response.status_code == 200
     response = Client().post(ENROL, {"step": "password", "email": user.email, "password": PASSWORD})
     assert response.status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_limit_counts_on_redis_6(monkeypatch):
+    """Redis 6 answers ``EXPIRE ... NX`` (Redis 7's) with an error, which was a 500 for every
+    attempt: the count and its window are set by ``core.ratelimit.add``'s script, which
+    Redis 6 runs. (The client here refuses the flag as Redis 6 would.)"""
+    expire = BasicKeyCommands.expire
+
+    def expire_as_redis_6(self, name, time, nx=False, xx=False, gt=False, lt=False):
+        if nx or xx or gt or lt:
+            raise ResponseError("wrong number of arguments for 'expire' command")
+        return expire(self, name, time)
+
+    monkeypatch.setattr(BasicKeyCommands, "expire", expire_as_redis_6)
+    user = make_staff()
+    limit, _window = otp.PASSWORD_FAILURES_PER_EMAIL
+    form = {"username": user.email, "password": "wrong-password-1", "otp_token": "123456"}
+    statuses = [Client().post(LOGIN, form).status_code for _ in range(limit + 1)]
+    assert statuses == [200] * limit + [429]

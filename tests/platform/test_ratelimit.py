@@ -5,7 +5,7 @@ import uuid
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
-from core.ratelimit import consume
+from core.ratelimit import add, consume
 
 
 def action() -> str:
@@ -72,3 +72,27 @@ def test_each_window_expires_after_the_next_one():
     client.expire(minute, 50)
     consume(name, "u1", "5/m/user,100/h/user", now=t + 1)
     assert int(client.get(minute)) == 2 and client.ttl(minute) <= 50
+
+
+def test_add_counts_in_a_window_set_at_its_first_count():
+    """``add`` (a limit whose hits may be given back, ``accounts.otp``): one script call, the
+    window set at the first count, not pushed back by later ones; a counter left with no
+    expiry gets one (TTL and EXPIRE in the script: Redis 6 has no ``EXPIRE ... NX``)."""
+    from core.cache import default_redis
+
+    redis = default_redis()
+    assert redis is not None
+    client, make_key = redis
+    name = f"{action()}:counter"
+    assert [add(name, delta, window=60) for delta in (1, 1, -1)] == [1, 2, 1]
+    assert 55 <= client.ttl(make_key(name)) <= 60
+    client.expire(make_key(name), 10)
+    assert add(name, 1, window=60) == 2 and client.ttl(make_key(name)) <= 10
+    client.persist(make_key(name))
+    assert add(name, 1, window=60) == 3 and 55 <= client.ttl(make_key(name)) <= 60
+
+
+def test_add_on_the_embedded_cache(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    name = f"{action()}:counter"
+    assert [add(name, delta, window=60) for delta in (1, 1, -1)] == [1, 2, 1]
